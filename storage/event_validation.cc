@@ -1,0 +1,116 @@
+#include "storage/event_validation.h"
+
+#include "absl/strings/str_cat.h"
+#include "storage/sha256.h"
+
+namespace predlog::storage {
+namespace {
+
+using ::predlog::v1::AuditEvent;
+
+absl::Status CheckId(absl::string_view field, absl::string_view value, const EventLimits& limits) {
+  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is empty"));
+  if (value.size() > limits.max_id_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", value.size(), " bytes; the limit is ", limits.max_id_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckModelRef(absl::string_view field, const predlog::v1::ModelRef& model,
+                           bool require_digest, const EventLimits& limits) {
+  if (auto s = CheckId(absl::StrCat(field, ".name"), model.name(), limits); !s.ok()) return s;
+  if (auto s = CheckId(absl::StrCat(field, ".version"), model.version(), limits); !s.ok()) {
+    return s;
+  }
+  if (require_digest || !model.artifact_sha256().empty()) {
+    if (!DigestFromHex(model.artifact_sha256()).has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".artifact_sha256 is not 64 hex characters"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePrediction(const predlog::v1::PredictionLogged& p, const EventLimits& limits) {
+  if (auto s = CheckId("prediction_logged.prediction_id", p.prediction_id(), limits); !s.ok()) {
+    return s;
+  }
+  if (auto s = CheckId("prediction_logged.subject_id", p.subject_id(), limits); !s.ok()) return s;
+  if (!p.has_served_at()) {
+    return absl::InvalidArgumentError("prediction_logged.served_at is missing");
+  }
+  if (!p.has_model()) return absl::InvalidArgumentError("prediction_logged.model is missing");
+  if (auto s = CheckModelRef("prediction_logged.model", p.model(), false, limits); !s.ok()) {
+    return s;
+  }
+  if (p.inputs_size() == 0) return absl::InvalidArgumentError("prediction_logged.inputs is empty");
+  if (p.inputs_size() > limits.max_features) {
+    return absl::InvalidArgumentError(absl::StrCat("prediction_logged.inputs has ", p.inputs_size(),
+                                                   " features; the limit is ",
+                                                   limits.max_features));
+  }
+  for (int i = 0; i < p.inputs_size(); ++i) {
+    if (p.inputs(i).name().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prediction_logged.inputs[", i, "].name is empty"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateEvent(const AuditEvent& event, const EventLimits& limits) {
+  if (event.schema_version() > kSchemaVersion) {
+    return absl::InvalidArgumentError(absl::StrCat("schema_version ", event.schema_version(),
+                                                   " is newer than this build understands (",
+                                                   kSchemaVersion, ")"));
+  }
+  switch (event.body_case()) {
+    case AuditEvent::kPredictionLogged:
+      return ValidatePrediction(event.prediction_logged(), limits);
+    case AuditEvent::kModelRegistered: {
+      const auto& m = event.model_registered();
+      if (!m.has_model()) return absl::InvalidArgumentError("model_registered.model is missing");
+      if (auto s = CheckModelRef("model_registered.model", m.model(), true, limits); !s.ok()) {
+        return s;
+      }
+      return CheckId("model_registered.framework", m.framework(), limits);
+    }
+    case AuditEvent::kModelDeployed: {
+      const auto& d = event.model_deployed();
+      if (auto s = CheckId("model_deployed.route", d.route(), limits); !s.ok()) return s;
+      if (!d.has_model()) return absl::InvalidArgumentError("model_deployed.model is missing");
+      if (auto s = CheckModelRef("model_deployed.model", d.model(), false, limits); !s.ok()) {
+        return s;
+      }
+      if (!(d.traffic_fraction() >= 0.0 && d.traffic_fraction() <= 1.0)) {
+        return absl::InvalidArgumentError("model_deployed.traffic_fraction is outside [0, 1]");
+      }
+      return absl::OkStatus();
+    }
+    case AuditEvent::kEntityChanged: {
+      const auto& e = event.entity_changed();
+      if (auto s = CheckId("entity_changed.entity_type", e.entity_type(), limits); !s.ok()) {
+        return s;
+      }
+      return CheckId("entity_changed.entity_id", e.entity_id(), limits);
+    }
+    case AuditEvent::kDatasetRegistered: {
+      const auto& d = event.dataset_registered();
+      if (auto s = CheckId("dataset_registered.dataset.name", d.dataset().name(), limits);
+          !s.ok()) {
+        return s;
+      }
+      return CheckId("dataset_registered.dataset.version", d.dataset().version(), limits);
+    }
+    case AuditEvent::kSourceReset:
+      return absl::InvalidArgumentError("source_reset is written by predlog only");
+    case AuditEvent::BODY_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("body is not set");
+}
+
+}  // namespace predlog::storage

@@ -1,0 +1,227 @@
+// ShardStore: one shard (= one Kafka partition) as a RocksDB instance, folding
+// batches of source messages into an append-only, hash-chained log plus indexes
+// and state, exactly once.
+//
+// Exactly-once rests on one rule: every ApplyBatch is ONE RocksDB WriteBatch
+// that also writes the shard's head (last folded source position, next index,
+// chain head, counters). After a crash the caller resumes right after
+// LastSource(); a message at or before it is recognised as redelivered and
+// skipped, so nothing is lost and nothing is folded twice.
+//
+// Positions: records are numbered by the shard's own gap-free index from 0.
+// Kafka offsets are only the *source* of a record: when the source starts over
+// (a new incarnation: a restarted embedded broker, a recreated topic), the shard
+// writes a SourceReset record and its log simply continues.
+//
+// Thread-safety: ApplyBatch, CreateSnapshot and PruneSnapshots are externally
+// synchronized (one writer per shard). Every other method is thread-safe and
+// may run concurrently with the writer; reads see whole batches or nothing.
+#ifndef PREDLOG_STORAGE_SHARD_STORE_H_
+#define PREDLOG_STORAGE_SHARD_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "predlog/v1/events.pb.h"
+#include "storage/event_validation.h"
+#include "storage/sha256.h"
+#include "storage/snapshot_retention.h"
+
+namespace predlog::storage {
+
+struct ShardOptions {
+  // Shard directory; holds db/ and snapshots/. Created if missing (writable).
+  std::string dir;
+  // Name used in messages and stored records, e.g. "predlog.events-3".
+  std::string name;
+  // The Kafka partition this shard folds.
+  int32_t partition = 0;
+  // Open without write access (snapshots, inspection). ApplyBatch then fails
+  // with FAILED_PRECONDITION.
+  bool read_only = false;
+  // fsync the WAL on every batch. Off by default: a killed process loses
+  // nothing (the WAL is in the OS page cache); an OS crash may lose the tail,
+  // which the consumer then re-reads from Kafka.
+  bool sync_writes = false;
+  // Largest message folded; larger ones are rejected. Must be > 0.
+  size_t max_message_bytes = 4 << 20;
+  EventLimits limits;
+  // RocksDB block cache shared by the shard's column families. Must be > 0.
+  size_t block_cache_bytes = 64 << 20;
+};
+
+// Where a message came from. `incarnation` names the source (broker
+// incarnation or topic id); offsets restart when it changes.
+struct SourcePosition {
+  std::string incarnation;
+  int64_t offset = -1;
+};
+
+// One message to fold. Borrowed: the views must stay valid during ApplyBatch.
+struct SourceMessage {
+  absl::string_view incarnation;
+  int64_t offset = 0;
+  absl::string_view payload;  // a serialized predlog.v1.AuditEvent
+};
+
+enum class FoldOutcome {
+  kApplied,      // appended at `index`
+  kDuplicate,    // same id, same content as the record at `index`: no-op
+  kConflict,     // same id, other content than the record at `index`: kept in rejected
+  kRejected,     // undecodable or invalid: kept in rejected with `reason`
+  kRedelivered,  // at or before the shard's stored source position: already folded
+};
+
+absl::string_view FoldOutcomeName(FoldOutcome outcome);
+
+struct MessageResult {
+  FoldOutcome outcome = FoldOutcome::kRejected;
+  // kApplied: the new record's index; kDuplicate/kConflict: the original's.
+  uint64_t index = 0;
+  // kApplied/kDuplicate: the leaf of the record at `index`.
+  Digest leaf{};
+  // kRejected/kConflict: why, naming the field.
+  std::string reason;
+};
+
+struct BatchResult {
+  // One per input message, in input order.
+  std::vector<MessageResult> messages;
+  // SourceReset records the batch wrote (the source started over).
+  int source_resets = 0;
+};
+
+// A record of the shard's log.
+struct StoredRecord {
+  uint64_t index = 0;
+  Digest leaf{};   // SHA-256 of `payload`
+  Digest chain{};  // chain value after this record
+  SourcePosition source;
+  std::string payload;  // serialized predlog.v1.AuditEvent, exactly as folded
+
+  // Parses payload (it was valid when folded, so failure means corruption).
+  absl::StatusOr<predlog::v1::AuditEvent> Event() const;
+};
+
+enum class RejectKind { kRejected = 1, kConflict = 2 };
+
+// A message that did not enter the log: kept with its reason, never dropped.
+struct RejectedRecord {
+  uint64_t seq = 0;  // gap-free number among the shard's rejected records
+  RejectKind kind = RejectKind::kRejected;
+  SourcePosition source;
+  std::optional<uint64_t> original_index;  // conflicts: the record it clashed with
+  std::string reason;
+  std::string payload;
+};
+
+struct ShardCounters {
+  uint64_t applied = 0;
+  uint64_t duplicates = 0;
+  uint64_t conflicts = 0;
+  uint64_t rejected = 0;
+  uint64_t redelivered = 0;
+  uint64_t source_resets = 0;
+};
+
+// The durable head of a shard: what the last batch left behind.
+struct ShardHead {
+  uint64_t next_index = 0;     // records in the log
+  uint64_t next_rejected = 0;  // records in rejected
+  Digest chain_head = kChainGenesis;
+  std::optional<SourcePosition> last_source;  // none before the first message
+  ShardCounters counters;
+};
+
+// [from, to): served_at or recorded_at bounds.
+struct TimeRange {
+  absl::Time from = absl::InfinitePast();
+  absl::Time to = absl::InfiniteFuture();
+};
+
+// One page of an index scan. `next_cursor` is empty when the scan is done;
+// otherwise pass it back as `cursor` for the next page.
+struct ScanPage {
+  std::vector<StoredRecord> records;
+  std::string next_cursor;
+};
+
+struct VerifyReport {
+  uint64_t records_checked = 0;
+  // First index whose leaf or chain value does not match; nullopt when intact.
+  std::optional<uint64_t> first_bad_index;
+  std::string problem;
+};
+
+class ShardStore {
+ public:
+  // Opens or creates the shard. INVALID_ARGUMENT for bad options,
+  // FAILED_PRECONDITION when a read-only open finds no shard, INTERNAL for
+  // RocksDB errors (with the directory in the message).
+  static absl::StatusOr<std::unique_ptr<ShardStore>> Open(const ShardOptions& options);
+  ~ShardStore();
+  ShardStore(const ShardStore&) = delete;
+  ShardStore& operator=(const ShardStore&) = delete;
+
+  // Folds `messages` (offsets increasing within one incarnation) as one
+  // atomic write. Per-message problems are outcomes, not errors; an error
+  // status means nothing of the batch was written and it may be retried.
+  absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
+
+  ShardHead Head() const;
+  const std::string& name() const;
+
+  // Reads. NOT_FOUND names what was looked up.
+  absl::StatusOr<StoredRecord> Get(uint64_t index) const;
+  absl::StatusOr<StoredRecord> GetByPredictionId(absl::string_view prediction_id) const;
+  // Records [from_index, from_index + limit) that exist, in log order.
+  absl::StatusOr<std::vector<StoredRecord>> ReadRange(uint64_t from_index, size_t limit) const;
+  // A subject's predictions ordered by served_at then index.
+  absl::StatusOr<ScanPage> ScanSubject(absl::string_view subject_id, const TimeRange& served,
+                                       absl::string_view cursor, size_t limit) const;
+  // A model version's predictions ordered by served_at then index.
+  absl::StatusOr<ScanPage> ScanModel(absl::string_view name, absl::string_view version,
+                                     const TimeRange& served, absl::string_view cursor,
+                                     size_t limit) const;
+  // The number of leading records whose recorded_at is before `t` when
+  // recorded_at is non-decreasing; in general, one past the highest index
+  // recorded before `t` (the cut "as of t").
+  absl::StatusOr<uint64_t> CutAtTime(absl::Time t) const;
+  // Rejected and conflicting messages from `from_seq`, oldest first.
+  absl::StatusOr<std::vector<RejectedRecord>> ListRejected(uint64_t from_seq, size_t limit) const;
+
+  // Folded current state.
+  absl::StatusOr<predlog::v1::EntityState> GetEntity(absl::string_view type,
+                                                     absl::string_view id) const;
+  absl::StatusOr<predlog::v1::ModelRegistered> GetModel(absl::string_view name,
+                                                        absl::string_view version) const;
+  absl::StatusOr<predlog::v1::ModelDeployed> GetDeployment(absl::string_view route) const;
+
+  // Recomputes every leaf from the stored bytes and the chain from genesis.
+  absl::StatusOr<VerifyReport> Verify() const;
+
+  // Snapshots: RocksDB checkpoints under <dir>/snapshots/, tagged with the
+  // shard head at the moment they were taken.
+  absl::StatusOr<SnapshotInfo> CreateSnapshot(absl::Time now = absl::Now());
+  absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots() const;
+  // Opens a snapshot of this shard read-only.
+  absl::StatusOr<std::unique_ptr<ShardStore>> OpenSnapshot(const SnapshotInfo& snapshot) const;
+  // Deletes the snapshots `policy` does not keep; returns how many.
+  absl::StatusOr<int> PruneSnapshots(const RetentionPolicy& policy, absl::Time now = absl::Now());
+
+ private:
+  class Impl;
+  explicit ShardStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace predlog::storage
+
+#endif  // PREDLOG_STORAGE_SHARD_STORE_H_

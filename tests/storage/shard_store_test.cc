@@ -1,0 +1,445 @@
+#include "storage/shard_store.h"
+
+#include <filesystem>
+#include <functional>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "storage/key_codec.h"
+#include "storage/sha256.h"
+#include "tests/testing/events.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace predlog::storage {
+namespace {
+
+using ::predlog::testing::IsOk;
+using ::predlog::testing::MakeEntityChange;
+using ::predlog::testing::MakeModelRegistered;
+using ::predlog::testing::MakePredictionPayload;
+using ::predlog::testing::Msg;
+using ::predlog::testing::PredictionSpec;
+using ::predlog::testing::StatusIs;
+using ::predlog::testing::TempDir;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+constexpr char kInc[] = "broker-A";
+
+class ShardStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen() {
+    store_.reset();
+    ShardOptions options;
+    options.dir = dir_.Sub("shard");
+    options.name = "predlog.events-0";
+    auto store = ShardStore::Open(options);
+    ASSERT_THAT(store, IsOk());
+    store_ = std::move(*store);
+  }
+
+  // Applies `payloads` at consecutive offsets from next_offset_.
+  BatchResult Apply(const std::vector<std::string>& payloads, const std::string& inc = kInc) {
+    std::vector<SourceMessage> messages;
+    for (const auto& p : payloads) messages.push_back(Msg(inc, next_offset_++, p));
+    auto result = store_->ApplyBatch(messages);
+    EXPECT_THAT(result, IsOk());
+    return result.ok() ? *result : BatchResult{};
+  }
+
+  static std::string Pred(const std::string& id, const std::string& subject = "customer-1",
+                          int seconds = 0, const std::string& version = "v1") {
+    PredictionSpec spec;
+    spec.prediction_id = id;
+    spec.subject_id = subject;
+    spec.model_version = version;
+    spec.served_at = absl::FromUnixSeconds(1'700'000'000 + seconds);
+    spec.recorded_at = spec.served_at;
+    return MakePredictionPayload(spec);
+  }
+
+  static std::vector<std::string> Ids(const std::vector<StoredRecord>& records) {
+    std::vector<std::string> ids;
+    for (const auto& r : records) ids.push_back(r.Event()->prediction_logged().prediction_id());
+    return ids;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ShardStore> store_;
+  int64_t next_offset_ = 0;
+};
+
+TEST_F(ShardStoreTest, ApplyBatch_AppendsAtGapFreeIndexesWithLeafOfExactBytes) {
+  const std::string a = Pred("a"), b = Pred("b");
+  BatchResult r = Apply({a, b});
+  ASSERT_THAT(r.messages, SizeIs(2));
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[0].index, 0u);
+  EXPECT_EQ(r.messages[1].index, 1u);
+  EXPECT_EQ(r.messages[1].leaf, Sha256(b));
+
+  ASSERT_OK_AND_ASSIGN(StoredRecord rec, store_->Get(1));
+  EXPECT_EQ(rec.payload, b);
+  EXPECT_EQ(rec.leaf, Sha256(b));
+  EXPECT_EQ(rec.chain, ChainNext(ChainNext(kChainGenesis, Sha256(a)), Sha256(b)));
+  EXPECT_EQ(rec.source.incarnation, kInc);
+  EXPECT_EQ(rec.source.offset, 1);
+
+  const ShardHead head = store_->Head();
+  EXPECT_EQ(head.next_index, 2u);
+  EXPECT_EQ(head.chain_head, rec.chain);
+  ASSERT_TRUE(head.last_source.has_value());
+  EXPECT_EQ(head.last_source->offset, 1);
+  EXPECT_EQ(head.counters.applied, 2u);
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_DuplicateWithSameContentIsNoOp) {
+  const std::string a = Pred("a");
+  Apply({a});
+  // A retry whose envelope differs (new event id) but whose prediction is the same.
+  auto retry =
+      MakePredictionPayload(PredictionSpec{.prediction_id = "a",
+                                           .served_at = absl::FromUnixSeconds(1'700'000'000),
+                                           .recorded_at = absl::FromUnixSeconds(1)});
+  BatchResult r = Apply({retry});
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kDuplicate);
+  EXPECT_EQ(r.messages[0].index, 0u);
+  EXPECT_EQ(r.messages[0].leaf, Sha256(a));
+  EXPECT_EQ(store_->Head().next_index, 1u);
+  EXPECT_EQ(store_->Head().counters.duplicates, 1u);
+  ASSERT_OK_AND_ASSIGN(auto rejected, store_->ListRejected(0, 10));
+  EXPECT_THAT(rejected, SizeIs(0));
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_DuplicateWithinOneBatchIsNoOp) {
+  const std::string a = Pred("a");
+  BatchResult r = Apply({a, a});
+  EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kDuplicate);
+  EXPECT_EQ(r.messages[1].index, 0u);
+  EXPECT_EQ(store_->Head().next_index, 1u);
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_ConflictIsKeptInRejectedAndOriginalUntouched) {
+  const std::string original = Pred("a", "customer-1", 0);
+  const std::string other = Pred("a", "customer-1", 99);
+  Apply({original});
+  BatchResult r = Apply({other});
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kConflict);
+  EXPECT_EQ(r.messages[0].index, 0u);
+  EXPECT_THAT(r.messages[0].reason, HasSubstr("prediction_id a is already recorded at index 0"));
+
+  ASSERT_OK_AND_ASSIGN(StoredRecord rec, store_->GetByPredictionId("a"));
+  EXPECT_EQ(rec.payload, original);
+  ASSERT_OK_AND_ASSIGN(auto rejected, store_->ListRejected(0, 10));
+  ASSERT_THAT(rejected, SizeIs(1));
+  EXPECT_EQ(rejected[0].kind, RejectKind::kConflict);
+  EXPECT_EQ(rejected[0].original_index, 0u);
+  EXPECT_EQ(rejected[0].payload, other);
+  EXPECT_EQ(rejected[0].source.offset, 1);
+  EXPECT_EQ(rejected[0].source.incarnation, kInc);
+  EXPECT_EQ(store_->Head().counters.conflicts, 1u);
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_GarbageIsRejectedAndNeighboursAreFolded) {
+  const std::string garbage("\xff\xff\xff\x07not a protobuf", 18);
+  PredictionSpec no_subject;
+  no_subject.prediction_id = "x";
+  no_subject.subject_id = "";
+  BatchResult r = Apply({Pred("a"), garbage, "", MakePredictionPayload(no_subject), Pred("b")});
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(r.messages[1].reason, HasSubstr("not a serialized predlog.v1.AuditEvent"));
+  EXPECT_EQ(r.messages[2].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(r.messages[2].reason, HasSubstr("empty message"));
+  EXPECT_EQ(r.messages[3].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(r.messages[3].reason, HasSubstr("prediction_logged.subject_id is empty"));
+  EXPECT_EQ(r.messages[4].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[4].index, 1u);
+
+  ASSERT_OK_AND_ASSIGN(auto rejected, store_->ListRejected(0, 10));
+  ASSERT_THAT(rejected, SizeIs(3));
+  EXPECT_EQ(rejected[0].payload, garbage);
+  EXPECT_EQ(rejected[0].source.offset, 1);
+  EXPECT_EQ(rejected[1].seq, 1u);
+  EXPECT_EQ(rejected[2].source.offset, 3);
+  EXPECT_EQ(store_->Head().counters.rejected, 3u);
+  EXPECT_EQ(store_->Head().last_source->offset, 4);
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_OversizedMessageIsRejectedWithTheLimit) {
+  store_.reset();
+  ShardOptions options;
+  options.dir = dir_.Sub("small");
+  options.max_message_bytes = 100;
+  ASSERT_OK_AND_ASSIGN(store_, ShardStore::Open(options));
+  BatchResult r = Apply({std::string(101, 'x')});
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(r.messages[0].reason, HasSubstr("message is 101 bytes; the limit is 100"));
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_RedeliveredOffsetsAreSkipped) {
+  Apply({Pred("a"), Pred("b")});
+  const std::string c = Pred("c");
+  // The consumer re-reads offsets 0..1 after a restart, then sees new offset 2.
+  std::vector<SourceMessage> again = {Msg(kInc, 0, Pred("a")), Msg(kInc, 1, Pred("b")),
+                                      Msg(kInc, 2, c)};
+  ASSERT_OK_AND_ASSIGN(BatchResult r, store_->ApplyBatch(again));
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kRedelivered);
+  EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kRedelivered);
+  EXPECT_EQ(r.messages[2].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[2].index, 2u);
+  EXPECT_EQ(store_->Head().counters.redelivered, 2u);
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_SourceRestartAtOffsetZeroContinuesTheLog) {
+  Apply({Pred("a"), Pred("b"), Pred("c")});
+  // A restarted embedded broker: new incarnation, offsets from 0 again.
+  next_offset_ = 0;
+  BatchResult r = Apply({Pred("d"), Pred("e")}, "broker-B");
+  EXPECT_EQ(r.source_resets, 1);
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[0].index, 4u);  // index 3 is the SourceReset record
+  EXPECT_EQ(r.messages[1].index, 5u);
+
+  ASSERT_OK_AND_ASSIGN(StoredRecord reset, store_->Get(3));
+  ASSERT_OK_AND_ASSIGN(auto event, reset.Event());
+  ASSERT_TRUE(event.has_source_reset());
+  EXPECT_EQ(event.source_reset().previous_incarnation(), kInc);
+  EXPECT_EQ(event.source_reset().previous_last_offset(), 2);
+  EXPECT_EQ(event.source_reset().new_incarnation(), "broker-B");
+  EXPECT_EQ(event.source_reset().new_first_offset(), 0);
+
+  ASSERT_OK_AND_ASSIGN(StoredRecord d, store_->GetByPredictionId("d"));
+  EXPECT_EQ(d.source.incarnation, "broker-B");
+  EXPECT_EQ(d.source.offset, 0);
+  ASSERT_OK_AND_ASSIGN(StoredRecord a, store_->GetByPredictionId("a"));
+  EXPECT_EQ(a.source.incarnation, kInc);
+  EXPECT_EQ(a.index, 0u);
+
+  // A late message of the old incarnation is a redelivery, not new data.
+  std::vector<SourceMessage> late = {Msg(kInc, 7, Pred("late"))};
+  ASSERT_OK_AND_ASSIGN(BatchResult l, store_->ApplyBatch(late));
+  EXPECT_EQ(l.messages[0].outcome, FoldOutcome::kRedelivered);
+
+  ASSERT_OK_AND_ASSIGN(VerifyReport v, store_->Verify());
+  EXPECT_FALSE(v.first_bad_index.has_value()) << v.problem;
+  EXPECT_EQ(v.records_checked, 6u);
+
+  // And it all survives a reopen.
+  Reopen();
+  EXPECT_EQ(store_->Head().last_source->incarnation, "broker-B");
+  EXPECT_EQ(store_->Head().last_source->offset, 1);
+  EXPECT_EQ(store_->Head().next_index, 6u);
+  EXPECT_EQ(store_->Head().counters.source_resets, 1u);
+}
+
+TEST_F(ShardStoreTest, Reopen_ResumesAtStoredSourcePositionAndIndex) {
+  Apply({Pred("a"), Pred("b")});
+  Apply({Pred("c")});
+  const ShardHead before = store_->Head();
+  Reopen();
+  const ShardHead after = store_->Head();
+  EXPECT_EQ(after.next_index, 3u);
+  EXPECT_EQ(after.last_source->incarnation, kInc);
+  EXPECT_EQ(after.last_source->offset, 2);
+  EXPECT_EQ(after.chain_head, before.chain_head);
+  EXPECT_EQ(after.counters.applied, 3u);
+  BatchResult r = Apply({Pred("d")});
+  EXPECT_EQ(r.messages[0].index, 3u);
+}
+
+TEST_F(ShardStoreTest, GetByPredictionId_UnknownIdIsNotFoundNamingTheId) {
+  EXPECT_THAT(store_->GetByPredictionId("nope"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("prediction_id nope")));
+  EXPECT_THAT(store_->Get(5), StatusIs(absl::StatusCode::kNotFound, HasSubstr("index 5")));
+}
+
+TEST_F(ShardStoreTest, ScanSubject_ReturnsTrailInServedOrderWithinRange) {
+  // Logged out of served order on purpose.
+  Apply({Pred("s1-late", "s1", 30), Pred("s2-a", "s2", 5), Pred("s1-early", "s1", 10),
+         Pred("s1-mid", "s1", 20), Pred("s10-x", "s10", 15)});
+  ASSERT_OK_AND_ASSIGN(ScanPage all, store_->ScanSubject("s1", TimeRange{}, "", 100));
+  EXPECT_THAT(Ids(all.records), ElementsAre("s1-early", "s1-mid", "s1-late"));
+  EXPECT_TRUE(all.next_cursor.empty());
+
+  TimeRange range{absl::FromUnixSeconds(1'700'000'010), absl::FromUnixSeconds(1'700'000'030)};
+  ASSERT_OK_AND_ASSIGN(ScanPage some, store_->ScanSubject("s1", range, "", 100));
+  EXPECT_THAT(Ids(some.records), ElementsAre("s1-early", "s1-mid"));
+}
+
+TEST_F(ShardStoreTest, ScanSubject_PagesWithCursorWithoutRepeatsOrGaps) {
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 7; ++i) payloads.push_back(Pred("p" + std::to_string(i), "s", i));
+  Apply(payloads);
+  std::vector<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  do {
+    ASSERT_OK_AND_ASSIGN(ScanPage page, store_->ScanSubject("s", TimeRange{}, cursor, 3));
+    for (const auto& id : Ids(page.records)) seen.push_back(id);
+    cursor = page.next_cursor;
+    ++pages;
+  } while (!cursor.empty());
+  EXPECT_EQ(pages, 3);
+  EXPECT_THAT(seen, ElementsAre("p0", "p1", "p2", "p3", "p4", "p5", "p6"));
+  EXPECT_THAT(store_->ScanSubject("other", TimeRange{}, seen.empty() ? "" : "bogus", 3),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cursor")));
+}
+
+TEST_F(ShardStoreTest, ScanModel_SeparatesVersions) {
+  Apply({Pred("a", "s", 1, "v1"), Pred("b", "s", 2, "v2"), Pred("c", "s", 3, "v1")});
+  ASSERT_OK_AND_ASSIGN(ScanPage v1, store_->ScanModel("credit-limit", "v1", TimeRange{}, "", 10));
+  EXPECT_THAT(Ids(v1.records), ElementsAre("a", "c"));
+  ASSERT_OK_AND_ASSIGN(ScanPage v2, store_->ScanModel("credit-limit", "v2", TimeRange{}, "", 10));
+  EXPECT_THAT(Ids(v2.records), ElementsAre("b"));
+}
+
+TEST_F(ShardStoreTest, ReadRange_ReturnsRecordsInLogOrder) {
+  Apply({Pred("a"), Pred("b"), Pred("c"), Pred("d")});
+  ASSERT_OK_AND_ASSIGN(auto records, store_->ReadRange(1, 2));
+  ASSERT_THAT(records, SizeIs(2));
+  EXPECT_EQ(records[0].index, 1u);
+  EXPECT_EQ(records[1].index, 2u);
+  ASSERT_OK_AND_ASSIGN(auto tail, store_->ReadRange(3, 100));
+  EXPECT_THAT(tail, SizeIs(1));
+}
+
+TEST_F(ShardStoreTest, CutAtTime_MapsTimeToOnePastLastRecordBefore) {
+  Apply({Pred("a", "s", 0), Pred("b", "s", 10), Pred("c", "s", 20)});
+  ASSERT_OK_AND_ASSIGN(uint64_t none, store_->CutAtTime(absl::FromUnixSeconds(1'700'000'000)));
+  EXPECT_EQ(none, 0u);
+  ASSERT_OK_AND_ASSIGN(uint64_t cut, store_->CutAtTime(absl::FromUnixSeconds(1'700'000'011)));
+  EXPECT_EQ(cut, 2u);
+  ASSERT_OK_AND_ASSIGN(uint64_t all, store_->CutAtTime(absl::InfiniteFuture()));
+  EXPECT_EQ(all, 3u);
+}
+
+TEST_F(ShardStoreTest, EntityChanges_FoldIntoCurrentState) {
+  Apply(
+      {MakeEntityChange("customer", "c1", {{"income", 50000}, {"limit", 2000}}).SerializeAsString(),
+       MakeEntityChange("customer", "c1", {{"limit", 1500}}, {"income"}).SerializeAsString()});
+  ASSERT_OK_AND_ASSIGN(auto state, store_->GetEntity("customer", "c1"));
+  EXPECT_EQ(state.fields().size(), 1u);
+  EXPECT_EQ(state.fields().at("limit").double_value(), 1500);
+  EXPECT_EQ(state.last_changed_index(), 1u);
+
+  Apply({MakeEntityChange("customer", "c1", {}, {}, true).SerializeAsString()});
+  ASSERT_OK_AND_ASSIGN(auto deleted, store_->GetEntity("customer", "c1"));
+  EXPECT_TRUE(deleted.deleted());
+  EXPECT_TRUE(deleted.fields().empty());
+  EXPECT_THAT(store_->GetEntity("customer", "c2"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("entity customer/c2")));
+}
+
+TEST_F(ShardStoreTest, ModelRegistered_RepeatIsDuplicateAndChangedDigestIsConflict) {
+  const std::string digest1 = ToHex(Sha256("artifact-1"));
+  const std::string digest2 = ToHex(Sha256("artifact-2"));
+  BatchResult r = Apply({MakeModelRegistered("credit", "v1", digest1).SerializeAsString(),
+                         MakeModelRegistered("credit", "v1", digest1).SerializeAsString()});
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kDuplicate);
+  EXPECT_EQ(r.messages[1].leaf, r.messages[0].leaf);
+  BatchResult c = Apply({MakeModelRegistered("credit", "v1", digest2).SerializeAsString()});
+  EXPECT_EQ(c.messages[0].outcome, FoldOutcome::kConflict);
+  ASSERT_OK_AND_ASSIGN(auto model, store_->GetModel("credit", "v1"));
+  EXPECT_EQ(model.model().artifact_sha256(), digest1);
+}
+
+// Rewrites the stored value of record `index` in the shard at `dir` with
+// RocksDB directly, as an attacker with disk access would.
+void TamperWithRecord(const std::string& dir, uint64_t index,
+                      const std::function<void(std::string*)>& edit) {
+  const std::string path = dir + "/db";
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
+  rocksdb::ColumnFamilyHandle* events = nullptr;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "events") events = handles[i];
+  }
+  ASSERT_NE(events, nullptr);
+  std::string key;
+  AppendU64(&key, index);
+  std::string value;
+  ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, key, &value).ok());
+  edit(&value);
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, key, value).ok());
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+}
+
+constexpr size_t kPayloadOffset = 1 + 32 + 32 + 4 + 8;  // record header, shard_store.cc
+
+TEST_F(ShardStoreTest, Verify_IntactShardChecksEveryRecord) {
+  Apply({Pred("a"), Pred("b"), Pred("c")});
+  ASSERT_OK_AND_ASSIGN(VerifyReport report, store_->Verify());
+  EXPECT_FALSE(report.first_bad_index.has_value()) << report.problem;
+  EXPECT_EQ(report.records_checked, 3u);
+}
+
+TEST_F(ShardStoreTest, Verify_NamesTheRecordWhoseBytesWereChanged) {
+  Apply({Pred("a"), Pred("b"), Pred("c")});
+  store_.reset();
+  TamperWithRecord(dir_.Sub("shard"), 1, [](std::string* v) { (*v)[kPayloadOffset + 5] ^= 1; });
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(VerifyReport report, store_->Verify());
+  EXPECT_EQ(report.first_bad_index, 1u);
+  EXPECT_THAT(report.problem, HasSubstr("leaf does not match"));
+}
+
+TEST_F(ShardStoreTest, Verify_NamesTheRecordWhoseLeafWasRecomputed) {
+  Apply({Pred("a"), Pred("b"), Pred("c")});
+  store_.reset();
+  // A careful attacker rewrites bytes and leaf together; the chain still breaks.
+  TamperWithRecord(dir_.Sub("shard"), 1, [](std::string* v) {
+    std::string forged = Pred("b", "someone-else");
+    const Digest leaf = Sha256(forged);
+    *v = v->substr(0, 1) + std::string(leaf.begin(), leaf.end()) + v->substr(33, 32 + 4 + 8) +
+         forged;
+  });
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(VerifyReport report, store_->Verify());
+  EXPECT_EQ(report.first_bad_index, 1u);
+  EXPECT_THAT(report.problem, HasSubstr("chain"));
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_OnReadOnlyStoreIsFailedPrecondition) {
+  Apply({Pred("a")});
+  ShardOptions options;
+  options.dir = dir_.Sub("shard");
+  options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto ro, ShardStore::Open(options));
+  ASSERT_OK_AND_ASSIGN(StoredRecord rec, ro->GetByPredictionId("a"));
+  EXPECT_EQ(rec.index, 0u);
+  std::string p = Pred("b");
+  std::vector<SourceMessage> m = {Msg(kInc, 10, p)};
+  EXPECT_THAT(ro->ApplyBatch(m),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("read-only")));
+}
+
+TEST(ShardStoreOpen, BadOptionsAreInvalidArgumentNamingTheField) {
+  EXPECT_THAT(ShardStore::Open(ShardOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ShardOptions.dir")));
+  TempDir dir;
+  ShardOptions options;
+  options.dir = dir.Sub("x");
+  options.max_message_bytes = 0;
+  EXPECT_THAT(ShardStore::Open(options), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                  HasSubstr("ShardOptions.max_message_bytes")));
+  options.max_message_bytes = 10;
+  options.read_only = true;
+  EXPECT_THAT(ShardStore::Open(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no shard at")));
+}
+
+}  // namespace
+}  // namespace predlog::storage
