@@ -37,6 +37,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/arena.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
@@ -217,8 +218,14 @@ absl::StatusOr<AuditEvent> StoredRecord::Event() const {
 
 class ShardStore::Impl {
  public:
-  Impl(ShardOptions options, std::string db_path) : options_(std::move(options)) {
-    db_path_ = std::move(db_path);
+  Impl(ShardOptions options, std::string db_path)
+      : options_(std::move(options)), db_path_(std::move(db_path)) {
+    constexpr size_t kArenaBlockBytes = 256 << 10;
+    arena_block_ = std::make_unique<char[]>(kArenaBlockBytes);
+    google::protobuf::ArenaOptions arena_options;
+    arena_options.initial_block = arena_block_.get();
+    arena_options.initial_block_size = kArenaBlockBytes;
+    arena_ = std::make_unique<google::protobuf::Arena>(arena_options);
   }
   ~Impl() {
     if (db_ != nullptr) {
@@ -272,6 +279,12 @@ class ShardStore::Impl {
   void FoldKeyedBody(const SourceMessage& m, const std::string& state_key,
                      const google::protobuf::Message& body, BatchState* b, MessageResult* r);
   void FoldEntityChange(const SourceMessage& m, BatchState* b, MessageResult* r);
+  // Starts a fresh, empty event_ on the reset arena.
+  void NewEvent() {
+    event_ = nullptr;
+    arena_->Reset();
+    event_ = google::protobuf::Arena::CreateMessage<AuditEvent>(arena_.get());
+  }
   // Appends a record for the event in `event_` whose bytes are `payload`.
   uint64_t AppendRecord(absl::string_view payload, int64_t offset, BatchState* b, Digest* leaf);
   void Reject(const SourceMessage& m, RejectKind kind, std::optional<uint64_t> original,
@@ -294,7 +307,11 @@ class ShardStore::Impl {
 
   // Writer-only scratch, reused across batches so the hot path does not allocate.
   rocksdb::WriteBatch batch_;
-  AuditEvent event_;
+  // The message being folded is parsed into arena_, which is reset before
+  // each message: parsing allocates from one reused block instead of malloc.
+  std::unique_ptr<char[]> arena_block_;
+  std::unique_ptr<google::protobuf::Arena> arena_;
+  AuditEvent* event_ = nullptr;  // owned by arena_, valid for one message
   AuditEvent original_;
   std::string key_;
   std::string header_;
@@ -510,31 +527,32 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
                                options_.max_message_bytes),
                   b, r);
   }
-  if (!event_.ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size()))) {
+  NewEvent();
+  if (!event_->ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size()))) {
     return Reject(m, RejectKind::kRejected, std::nullopt,
                   "not a serialized predlog.v1.AuditEvent (protobuf parse failed)", b, r);
   }
-  if (absl::Status valid = ValidateEvent(event_, options_.limits); !valid.ok()) {
+  if (absl::Status valid = ValidateEvent(*event_, options_.limits); !valid.ok()) {
     return Reject(m, RejectKind::kRejected, std::nullopt, std::string(valid.message()), b, r);
   }
-  switch (event_.body_case()) {
+  switch (event_->body_case()) {
     case AuditEvent::kPredictionLogged:
       return FoldPrediction(m, b, r);
     case AuditEvent::kModelRegistered: {
-      const auto& model = event_.model_registered().model();
+      const auto& model = event_->model_registered().model();
       return FoldKeyedBody(m, StateKey2(kModelTag, model.name(), model.version()),
-                           event_.model_registered(), b, r);
+                           event_->model_registered(), b, r);
     }
     case AuditEvent::kDatasetRegistered: {
-      const auto& dataset = event_.dataset_registered().dataset();
+      const auto& dataset = event_->dataset_registered().dataset();
       return FoldKeyedBody(m, StateKey2(kDatasetTag, dataset.name(), dataset.version()),
-                           event_.dataset_registered(), b, r);
+                           event_->dataset_registered(), b, r);
     }
     case AuditEvent::kModelDeployed: {
       r->outcome = FoldOutcome::kApplied;
       r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
-      return PutState(StateKey1(kDeploymentTag, event_.model_deployed().route()),
-                      IndexedState(r->index, r->leaf, event_.model_deployed()));
+      return PutState(StateKey1(kDeploymentTag, event_->model_deployed().route()),
+                      IndexedState(r->index, r->leaf, event_->model_deployed()));
     }
     case AuditEvent::kEntityChanged:
       return FoldEntityChange(m, b, r);
@@ -542,11 +560,11 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
     case AuditEvent::BODY_NOT_SET:
       break;  // ValidateEvent rejected these.
   }
-  PREDLOG_CHECK(false) << "validated event with unhandled body " << event_.body_case();
+  PREDLOG_CHECK(false) << "validated event with unhandled body " << event_->body_case();
 }
 
 void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, MessageResult* r) {
-  const auto& p = event_.prediction_logged();
+  const auto& p = event_->prediction_logged();
   const std::string& id = p.prediction_id();
 
   // Is the id taken, by this batch or by the log?
@@ -653,7 +671,7 @@ void ShardStore::Impl::FoldKeyedBody(const SourceMessage& m, const std::string& 
 }
 
 void ShardStore::Impl::FoldEntityChange(const SourceMessage& m, BatchState* b, MessageResult* r) {
-  const auto& change = event_.entity_changed();
+  const auto& change = event_->entity_changed();
   const std::string key = StateKey2(kEntityTag, change.entity_type(), change.entity_id());
   absl::StatusOr<std::optional<std::string>> existing = ReadStateForWrite(key);
   if (!existing.ok()) {
@@ -694,7 +712,8 @@ uint64_t ShardStore::Impl::AppendRecord(absl::string_view payload, int64_t offse
              rocksdb::SliceParts(value_parts, 2));
 
   key_.clear();
-  AppendTime(&key_, event_.has_recorded_at() ? TimestampToTime(event_.recorded_at()) : batch_time_);
+  AppendTime(&key_,
+             event_->has_recorded_at() ? TimestampToTime(event_->recorded_at()) : batch_time_);
   key_.append(index_key);
   batch_.Put(cfs_[kByTimeCf], key_, rocksdb::Slice());
   return index;
@@ -732,19 +751,19 @@ void ShardStore::Impl::Reject(const SourceMessage& m, RejectKind kind,
 void ShardStore::Impl::WriteSourceReset(const std::string& previous, int64_t previous_offset,
                                         absl::string_view incarnation, int64_t first_offset,
                                         BatchState* b) {
-  event_.Clear();
-  event_.set_event_id(absl::StrCat("source-reset-", b->h.head.next_index));
-  event_.set_actor("predlog");
-  event_.set_schema_version(kSchemaVersion);
+  NewEvent();
+  event_->set_event_id(absl::StrCat("source-reset-", b->h.head.next_index));
+  event_->set_actor("predlog");
+  event_->set_schema_version(kSchemaVersion);
   const int64_t micros = absl::ToUnixMicros(batch_time_);
-  event_.mutable_recorded_at()->set_seconds(micros / 1000000);
-  event_.mutable_recorded_at()->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
-  auto* reset = event_.mutable_source_reset();
+  event_->mutable_recorded_at()->set_seconds(micros / 1000000);
+  event_->mutable_recorded_at()->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+  auto* reset = event_->mutable_source_reset();
   reset->set_previous_incarnation(previous);
   reset->set_previous_last_offset(previous_offset);
   reset->set_new_incarnation(std::string(incarnation));
   reset->set_new_first_offset(first_offset);
-  const std::string payload = event_.SerializeAsString();
+  const std::string payload = event_->SerializeAsString();
   Digest leaf;
   AppendRecord(payload, first_offset, b, &leaf);
   // A system record is not a folded message.
@@ -875,10 +894,26 @@ absl::StatusOr<ScanPage> ShardStore::Impl::ScanIndex(Cf cf, const std::string& p
     if (key.size() < 8 || !DecodeIndexKey(key.substr(key.size() - 8), &index)) {
       return absl::DataLossError(absl::StrCat("shard ", options_.name, ": bad index key"));
     }
-    ASSIGN_OR_RETURN(StoredRecord rec, Get(index));
-    page.records.push_back(std::move(rec));
+    page.records.emplace_back().index = index;
   }
   RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": scan")));
+  it.reset();
+  // One MultiGet for the page's records: RocksDB batches the block reads.
+  std::vector<std::string> keys;
+  std::vector<rocksdb::Slice> key_slices;
+  keys.reserve(page.records.size());
+  for (const StoredRecord& rec : page.records) keys.push_back(IndexKey(rec.index));
+  for (const std::string& k : keys) key_slices.emplace_back(k);
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->MultiGet(rocksdb::ReadOptions(), cfs_[kEventsCf], keys.size(), key_slices.data(),
+                values.data(), statuses.data());
+  for (size_t i = 0; i < page.records.size(); ++i) {
+    const uint64_t index = page.records[i].index;
+    RETURN_IF_ERROR(
+        FromRocks(statuses[i], absl::StrCat("shard ", options_.name, ": record ", index)));
+    ASSIGN_OR_RETURN(page.records[i], DecodeRecord(index, ToView(values[i])));
+  }
   return page;
 }
 

@@ -31,7 +31,7 @@ predlog::v1::AuditEvent MakePrediction(const PredictionSpec& spec) {
   for (int i = 0; i < spec.features; ++i) {
     auto* f = p->add_inputs();
     f->set_name(absl::StrCat("feature_", i));
-    f->mutable_value()->set_double_value(i * 1.5 + spec.score);
+    f->set_double_value(i * 1.5 + spec.score);
   }
   if (spec.raw_request_bytes > 0) p->set_raw_request(std::string(spec.raw_request_bytes, 'r'));
   p->mutable_output()->add_float_scores(spec.score);

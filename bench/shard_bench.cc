@@ -1,0 +1,276 @@
+// Shard store benchmarks: fold throughput against a raw RocksDB baseline, the
+// per-event cost breakdown, and read latency on a large shard.
+//
+//   build/bench/shard_bench --benchmark_filter='Fold|Raw|Cost'
+//   build/bench/shard_bench --benchmark_filter='Read'   # builds a 1M-event shard first
+//
+// PREDLOG_BENCH_READ_EVENTS overrides the size of the read benchmark's shard.
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+#include "storage/key_codec.h"
+#include "storage/logging.h"
+#include "storage/sha256.h"
+#include "storage/shard_store.h"
+#include "tests/testing/events.h"
+#include "tests/testing/temp_dir.h"
+
+namespace predlog::storage {
+namespace {
+
+constexpr size_t kEventBytes = 1024;
+constexpr uint64_t kSubjects = 10'000;
+// Events folded per measured run of the throughput benchmarks.
+constexpr int64_t kEventsPerRun = 200'000;
+
+// Unique ~1 KB prediction events, generated once.
+const std::vector<std::string>& Payloads() {
+  static const auto* payloads = [] {
+    auto* v = new std::vector<std::string>();
+    v->reserve(kEventsPerRun);
+    for (int64_t i = 0; i < kEventsPerRun; ++i) {
+      v->push_back(testing::MakeSizedPredictionPayload(i, kEventBytes, kSubjects));
+    }
+    return v;
+  }();
+  return *payloads;
+}
+
+void SetCounters(benchmark::State& state, int64_t events) {
+  state.SetItemsProcessed(events);
+  state.SetBytesProcessed(events * static_cast<int64_t>(kEventBytes));
+  state.counters["ns_per_event"] = benchmark::Counter(
+      static_cast<double>(events), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+// ShardStore::ApplyBatch, WAL on, fsync off (ShardOptions defaults).
+void BM_Fold(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  const auto& payloads = Payloads();
+  int64_t events = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    testing::TempDir dir;
+    ShardOptions options;
+    options.dir = dir.Sub("shard");
+    auto store = ShardStore::Open(options);
+    PREDLOG_CHECK(store.ok()) << store.status();
+    std::vector<SourceMessage> messages;
+    messages.reserve(batch);
+    state.ResumeTiming();
+    for (int64_t start = 0; start < kEventsPerRun; start += batch) {
+      messages.clear();
+      for (int64_t i = start; i < std::min(start + batch, kEventsPerRun); ++i) {
+        messages.push_back(SourceMessage{"bench", i, payloads[i]});
+      }
+      auto result = (*store)->ApplyBatch(messages);
+      PREDLOG_CHECK(result.ok()) << result.status();
+    }
+    events += kEventsPerRun;
+    state.PauseTiming();
+    store->reset();
+    state.ResumeTiming();
+  }
+  SetCounters(state, events);
+}
+BENCHMARK(BM_Fold)->Arg(1)->Arg(500)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3);
+
+// The raw baseline: the same bytes Put once per event under an 8-byte key,
+// no indexes, no hashing, no parsing; same RocksDB version, WAL on, fsync off.
+void BM_RawPut(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  const auto& payloads = Payloads();
+  int64_t events = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    testing::TempDir dir;
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    options.max_background_jobs = 2;
+    rocksdb::DB* raw = nullptr;
+    PREDLOG_CHECK(rocksdb::DB::Open(options, dir.Sub("raw"), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteBatch wb;
+    std::string key;
+    state.ResumeTiming();
+    for (int64_t start = 0; start < kEventsPerRun; start += batch) {
+      wb.Clear();
+      for (int64_t i = start; i < std::min(start + batch, kEventsPerRun); ++i) {
+        key.clear();
+        AppendU64(&key, static_cast<uint64_t>(i));
+        wb.Put(key, payloads[i]);
+      }
+      PREDLOG_CHECK(db->Write(rocksdb::WriteOptions(), &wb).ok());
+    }
+    events += kEventsPerRun;
+    state.PauseTiming();
+    db.reset();
+    state.ResumeTiming();
+  }
+  SetCounters(state, events);
+}
+BENCHMARK(BM_RawPut)
+    ->Arg(1)
+    ->Arg(500)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1)
+    ->Repetitions(3);
+
+// Per-event cost breakdown of the fold, step by step.
+void BM_Cost_Decode(benchmark::State& state) {
+  const auto& payloads = Payloads();
+  predlog::v1::AuditEvent event;
+  size_t i = 0;
+  for (auto _ : state) {
+    const std::string& p = payloads[i++ % payloads.size()];
+    benchmark::DoNotOptimize(event.ParseFromArray(p.data(), static_cast<int>(p.size())));
+  }
+  SetCounters(state, state.iterations());
+}
+BENCHMARK(BM_Cost_Decode);
+
+void BM_Cost_DecodeArena(benchmark::State& state) {
+  const auto& payloads = Payloads();
+  static char block[64 << 10];
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.initial_block = block;
+  arena_options.initial_block_size = sizeof(block);
+  google::protobuf::Arena arena(arena_options);
+  size_t i = 0;
+  for (auto _ : state) {
+    const std::string& p = payloads[i++ % payloads.size()];
+    arena.Reset();
+    auto* event = google::protobuf::Arena::CreateMessage<predlog::v1::AuditEvent>(&arena);
+    benchmark::DoNotOptimize(event->ParseFromArray(p.data(), static_cast<int>(p.size())));
+  }
+  SetCounters(state, state.iterations());
+}
+BENCHMARK(BM_Cost_DecodeArena);
+
+void BM_Cost_Validate(benchmark::State& state) {
+  predlog::v1::AuditEvent event;
+  event.ParseFromString(Payloads()[0]);
+  for (auto _ : state) benchmark::DoNotOptimize(ValidateEvent(event));
+  SetCounters(state, state.iterations());
+}
+BENCHMARK(BM_Cost_Validate);
+
+void BM_Cost_HashLeafAndChain(benchmark::State& state) {
+  const auto& payloads = Payloads();
+  Digest chain = kChainGenesis;
+  size_t i = 0;
+  for (auto _ : state) {
+    chain = ChainNext(chain, Sha256(payloads[i++ % payloads.size()]));
+    benchmark::DoNotOptimize(chain);
+  }
+  SetCounters(state, state.iterations());
+}
+BENCHMARK(BM_Cost_HashLeafAndChain);
+
+void BM_Cost_IndexKeys(benchmark::State& state) {
+  predlog::v1::AuditEvent event;
+  event.ParseFromString(Payloads()[0]);
+  const auto& p = event.prediction_logged();
+  std::string key;
+  uint64_t index = 0;
+  for (auto _ : state) {
+    const std::string index_key = IndexKey(index++);
+    key.clear();
+    AppendLengthPrefixed(&key, p.subject_id());
+    AppendTime(&key, absl::FromUnixSeconds(p.served_at().seconds()));
+    key.append(index_key);
+    benchmark::DoNotOptimize(key);
+    key.clear();
+    AppendLengthPrefixed(&key, p.model().name());
+    AppendLengthPrefixed(&key, p.model().version());
+    AppendTime(&key, absl::FromUnixSeconds(p.served_at().seconds()));
+    key.append(index_key);
+    benchmark::DoNotOptimize(key);
+    key.clear();
+    AppendTime(&key, absl::FromUnixSeconds(event.recorded_at().seconds()));
+    key.append(index_key);
+    benchmark::DoNotOptimize(key);
+  }
+  SetCounters(state, state.iterations());
+}
+BENCHMARK(BM_Cost_IndexKeys);
+
+// --- Reads on a large shard --------------------------------------------------
+
+struct ReadShard {
+  testing::TempDir dir;
+  std::unique_ptr<ShardStore> store;
+  int64_t events = 0;
+};
+
+ReadShard& LargeShard() {
+  static ReadShard* shard = [] {
+    auto* s = new ReadShard();
+    const char* env = std::getenv("PREDLOG_BENCH_READ_EVENTS");
+    s->events = env != nullptr ? std::atoll(env) : 1'000'000;
+    ShardOptions options;
+    options.dir = s->dir.Sub("shard");
+    auto store = ShardStore::Open(options);
+    PREDLOG_CHECK(store.ok()) << store.status();
+    s->store = std::move(*store);
+    std::vector<std::string> payloads;
+    std::vector<SourceMessage> messages;
+    for (int64_t start = 0; start < s->events; start += 1000) {
+      payloads.clear();
+      messages.clear();
+      for (int64_t i = start; i < std::min<int64_t>(start + 1000, s->events); ++i) {
+        payloads.push_back(testing::MakeSizedPredictionPayload(i, kEventBytes, kSubjects));
+      }
+      for (size_t k = 0; k < payloads.size(); ++k) {
+        messages.push_back(SourceMessage{"bench", start + static_cast<int64_t>(k), payloads[k]});
+      }
+      auto result = s->store->ApplyBatch(messages);
+      PREDLOG_CHECK(result.ok()) << result.status();
+    }
+    PREDLOG_LOG(INFO) << "read benchmark shard: " << s->events << " events";
+    return s;
+  }();
+  return *shard;
+}
+
+void BM_Read_GetByPredictionId(benchmark::State& state) {
+  ReadShard& shard = LargeShard();
+  uint64_t x = 88172645463325252ull;
+  for (auto _ : state) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    auto rec =
+        shard.store->GetByPredictionId(absl::StrCat("p", x % static_cast<uint64_t>(shard.events)));
+    PREDLOG_CHECK(rec.ok()) << rec.status();
+    benchmark::DoNotOptimize(rec->payload.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Read_GetByPredictionId)->Unit(benchmark::kMicrosecond);
+
+// A whole subject trail: events / kSubjects records (100 on the 1M shard).
+void BM_Read_ScanSubjectTrail(benchmark::State& state) {
+  ReadShard& shard = LargeShard();
+  uint64_t x = 88172645463325252ull;
+  int64_t records = 0;
+  for (auto _ : state) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    auto page = shard.store->ScanSubject(absl::StrCat("s", x % kSubjects), TimeRange{}, "", 1000);
+    PREDLOG_CHECK(page.ok()) << page.status();
+    records += static_cast<int64_t>(page->records.size());
+  }
+  state.counters["records_per_trail"] =
+      static_cast<double>(records) / static_cast<double>(state.iterations());
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Read_ScanSubjectTrail)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace predlog::storage
+
+BENCHMARK_MAIN();
