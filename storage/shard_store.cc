@@ -976,12 +976,27 @@ absl::StatusOr<std::string> ShardStore::Impl::GetState(const std::string& key,
 
 absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
   VerifyReport report;
-  const ShardHead head = Head();
   Digest chain = kChainGenesis;
-  // A consistent view: a concurrent batch must not appear half-way.
+  // One consistent view of records and head: a concurrent batch is either
+  // wholly in it or not at all.
   const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
   rocksdb::ReadOptions read_options;
   read_options.snapshot = snapshot;
+  HeadState viewed;
+  {
+    std::string head_value;
+    int64_t last_offset;
+    rocksdb::Status s = db_->Get(read_options, cfs_[kMetaCf], ToSlice(kHeadKey), &head_value);
+    if (!s.ok() && !s.IsNotFound()) {
+      db_->ReleaseSnapshot(snapshot);
+      return FromRocks(s, absl::StrCat("shard ", options_.name, ": read head"));
+    }
+    if (s.ok() && !DecodeHead(head_value, &viewed, &last_offset)) {
+      db_->ReleaseSnapshot(snapshot);
+      return absl::DataLossError(absl::StrCat("shard ", options_.name, ": corrupt head"));
+    }
+  }
+  const ShardHead& head = viewed.head;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cfs_[kEventsCf]));
   uint64_t expected = 0;
   for (it->SeekToFirst(); it->Valid() && !report.first_bad_index; it->Next(), ++expected) {
@@ -1018,8 +1033,11 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
     report.first_bad_index = report.records_checked;
     report.problem = absl::StrCat("record ", report.records_checked, " is missing (head says ",
                                   head.next_index, " records)");
-  } else if (!report.first_bad_index && report.records_checked == head.next_index &&
-             chain != head.chain_head) {
+  } else if (!report.first_bad_index && report.records_checked > head.next_index) {
+    report.first_bad_index = head.next_index;
+    report.problem = absl::StrCat("record ", head.next_index, " exists beyond the head (",
+                                  head.next_index, " records)");
+  } else if (!report.first_bad_index && chain != head.chain_head) {
     report.first_bad_index = head.next_index == 0 ? 0 : head.next_index - 1;
     report.problem = "the stored chain head does not match the records";
   }
