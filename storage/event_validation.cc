@@ -24,9 +24,11 @@ absl::Status CheckModelRef(absl::string_view field, const predlog::v1::ModelRef&
     return s;
   }
   if (require_digest || !model.artifact_sha256().empty()) {
-    if (!DigestFromHex(model.artifact_sha256()).has_value()) {
+    // Lower-case only: the artifact store is keyed by this exact string.
+    const std::optional<Digest> digest = DigestFromHex(model.artifact_sha256());
+    if (!digest.has_value() || ToHex(*digest) != model.artifact_sha256()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ".artifact_sha256 is not 64 hex characters"));
+          absl::StrCat(field, ".artifact_sha256 is not 64 lower-case hex characters"));
     }
   }
   return absl::OkStatus();

@@ -5,6 +5,8 @@
 //
 //   events        key: index:u64
 //                 value: format:u8(=1) leaf:32 chain:32 incarnation:u32 offset:i64 payload
+//                 (a SourceReset record, written by the shard, has offset -1 in the new
+//                 incarnation: it comes before that incarnation's first message)
 //                 Write-once. payload = the AuditEvent bytes exactly as folded;
 //                 leaf = SHA-256(payload); chain = SHA-256(previous chain || leaf).
 //   by_prediction key: prediction_id            value: index:u64
@@ -22,7 +24,10 @@
 //                        has_original:u8 original_index:u64 lp(reason) payload
 //   meta          "format"                    value: u32 (kShardFormat)
 //                 "head"                      value: see EncodeHead
-//                 "incarnation/" seq:u32      value: the incarnation's name
+//                 "incarnation/" seq:u32      value: last_offset:i64 name
+//                 (last_offset: the last offset folded from it, written when the
+//                 shard moves on to a newer incarnation; -1 while it is current,
+//                 whose position lives in the head)
 //                 "snapshot/" index:u64       value: created_at:time
 //
 // Incarnations are numbered from 1 in the order the shard first saw them;
@@ -38,7 +43,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/arena.h"
-#include "google/protobuf/util/message_differencer.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -54,7 +60,6 @@ namespace predlog::storage {
 namespace {
 
 namespace fs = std::filesystem;
-using ::google::protobuf::util::MessageDifferencer;
 using ::predlog::v1::AuditEvent;
 
 constexpr uint32_t kShardFormat = 1;
@@ -182,6 +187,35 @@ std::string IndexedState(uint64_t index, const Digest& leaf,
   return value;
 }
 
+// Whether two bodies carry the same content: equal deterministic
+// serializations (map entries sorted). Byte equality, not field equality, so a
+// retry with a NaN input is a duplicate and -0.0 vs 0.0 is a difference.
+bool SameContent(const google::protobuf::Message& a, const google::protobuf::Message& b) {
+  auto serialize = [](const google::protobuf::Message& m) {
+    std::string out;
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+    coded.Trim();
+    return out;
+  };
+  return serialize(a) == serialize(b);
+}
+
+// A source incarnation the shard has folded from.
+struct Incarnation {
+  std::string name;
+  int64_t last_offset = -1;  // meaningful once superseded
+};
+
+std::string EncodeIncarnation(const Incarnation& inc) {
+  std::string value;
+  AppendI64(&value, inc.last_offset);
+  value.append(inc.name);
+  return value;
+}
+
 // A message the current batch already folded, for duplicate checks against
 // records not yet in RocksDB.
 struct PendingRecord {
@@ -264,7 +298,9 @@ class ShardStore::Impl {
   // Per-batch writer state; reset at the start of each ApplyBatch.
   struct BatchState {
     HeadState h;
-    std::vector<std::pair<uint32_t, std::string>> new_incarnations;
+    // Incarnations registered or superseded by this batch, published after the write.
+    std::vector<std::pair<uint32_t, Incarnation>> incarnation_updates;
+    uint32_t new_incarnations = 0;
   };
 
   absl::StatusOr<StoredRecord> DecodeRecord(uint64_t index, absl::string_view value) const;
@@ -287,8 +323,16 @@ class ShardStore::Impl {
   }
   // Appends a record for the event in `event_` whose bytes are `payload`.
   uint64_t AppendRecord(absl::string_view payload, int64_t offset, BatchState* b, Digest* leaf);
-  void Reject(const SourceMessage& m, RejectKind kind, std::optional<uint64_t> original,
-              std::string reason, BatchState* b, MessageResult* r);
+  // Keeps `m` in rejected; `source_seq` is the incarnation it came from.
+  void Reject(const SourceMessage& m, uint32_t source_seq, RejectKind kind,
+              std::optional<uint64_t> original, std::string reason, BatchState* b,
+              MessageResult* r);
+  // The incarnation named `name`, as this batch left it, or nullopt if new.
+  std::optional<std::pair<uint32_t, Incarnation>> FindIncarnation(absl::string_view name,
+                                                                  const BatchState& b) const;
+  // The name of incarnation `seq`; reads meta when a concurrent batch has
+  // written it but not yet published it.
+  std::string IncarnationName(uint32_t seq) const;
   void WriteSourceReset(const std::string& previous, int64_t previous_offset,
                         absl::string_view incarnation, int64_t first_offset, BatchState* b);
   // Reads `key` from the batch's overlay, else RocksDB. nullopt if absent.
@@ -303,7 +347,7 @@ class ShardStore::Impl {
 
   mutable absl::Mutex mu_;
   HeadState head_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint32_t, std::string> incarnation_names_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, Incarnation> incarnations_ ABSL_GUARDED_BY(mu_);
 
   // Writer-only scratch, reused across batches so the hot path does not allocate.
   rocksdb::WriteBatch batch_;
@@ -394,19 +438,23 @@ absl::Status ShardStore::Impl::OpenDb() {
     }
   }
 
-  // Incarnation names.
-  absl::flat_hash_map<uint32_t, std::string> names;
+  // Incarnations.
+  absl::flat_hash_map<uint32_t, Incarnation> names;
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kMetaCf]));
     for (it->Seek(ToSlice(kIncarnationPrefix));
          it->Valid() && it->key().starts_with(ToSlice(kIncarnationPrefix)); it->Next()) {
       absl::string_view k = ToView(it->key());
       k.remove_prefix(kIncarnationPrefix.size());
+      absl::string_view v = ToView(it->value());
       uint32_t seq;
-      if (!ReadU32(&k, &seq)) {
-        return absl::DataLossError(absl::StrCat("shard ", options_.name, ": bad incarnation key"));
+      Incarnation inc;
+      if (!ReadU32(&k, &seq) || !ReadI64(&v, &inc.last_offset)) {
+        return absl::DataLossError(
+            absl::StrCat("shard ", options_.name, ": bad incarnation entry"));
       }
-      names[seq] = std::string(ToView(it->value()));
+      inc.name = std::string(v);
+      names[seq] = std::move(inc);
     }
     RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": scan meta")));
   }
@@ -426,13 +474,13 @@ absl::Status ShardStore::Impl::OpenDb() {
         return absl::DataLossError(absl::StrCat("shard ", options_.name, ": head names unknown ",
                                                 "incarnation ", head.incarnation_seq));
       }
-      head.head.last_source = SourcePosition{it->second, last_offset};
+      head.head.last_source = SourcePosition{it->second.name, last_offset};
     }
   }
   {
     absl::MutexLock lock(&mu_);
     head_ = std::move(head);
-    incarnation_names_ = std::move(names);
+    incarnations_ = std::move(names);
   }
   if (!options_.read_only && db_path_ == (fs::path(options_.dir) / "db").string()) {
     RETURN_IF_ERROR(RemoveOrphanSnapshots());
@@ -467,32 +515,44 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
     MessageResult& r = result.messages[i];
     std::optional<SourcePosition>& last = b.h.head.last_source;
     if (!last.has_value() || last->incarnation != m.incarnation) {
-      // A source this shard has seen before but is no longer current can only
-      // be a stale redelivery: its messages were folded before the switch.
-      bool stale = false;
-      {
-        absl::MutexLock lock(&mu_);
-        for (const auto& [seq, name] : incarnation_names_) stale |= (name == m.incarnation);
-      }
-      for (const auto& [seq, name] : b.new_incarnations) stale |= (name == m.incarnation);
-      if (stale) {
-        r.outcome = FoldOutcome::kRedelivered;
-        ++b.h.head.counters.redelivered;
+      // A source this shard has moved on from: what it folded from there is a
+      // redelivery; anything newer cannot be ordered into the log any more, so
+      // it is kept in rejected, never skipped silently.
+      if (std::optional<std::pair<uint32_t, Incarnation>> old = FindIncarnation(m.incarnation, b);
+          old.has_value()) {
+        if (m.offset <= old->second.last_offset) {
+          r.outcome = FoldOutcome::kRedelivered;
+          ++b.h.head.counters.redelivered;
+        } else {
+          Reject(
+              m, old->first, RejectKind::kRejected, std::nullopt,
+              absl::StrCat("from superseded source incarnation ", m.incarnation, ": offset ",
+                           m.offset, " is after its last folded offset ", old->second.last_offset,
+                           " and the shard now folds ", last->incarnation),
+              &b, &r);
+        }
         continue;
       }
       // Incarnations are numbered 1, 2, ... without gaps.
       uint32_t seq;
       {
         absl::MutexLock lock(&mu_);
-        seq = static_cast<uint32_t>(incarnation_names_.size() + b.new_incarnations.size() + 1);
+        seq = static_cast<uint32_t>(incarnations_.size() + b.new_incarnations + 1);
       }
-      b.new_incarnations.emplace_back(seq, std::string(m.incarnation));
-      batch_.Put(cfs_[kMetaCf], IncarnationKey(seq), ToSlice(m.incarnation));
-      if (last.has_value()) {
-        WriteSourceReset(last->incarnation, last->offset, m.incarnation, m.offset, &b);
+      ++b.new_incarnations;
+      const bool reset = last.has_value();
+      Incarnation previous;
+      if (reset) {
+        previous = Incarnation{last->incarnation, last->offset};
+        batch_.Put(cfs_[kMetaCf], IncarnationKey(b.h.incarnation_seq), EncodeIncarnation(previous));
+        b.incarnation_updates.emplace_back(b.h.incarnation_seq, previous);
       }
+      const Incarnation current{std::string(m.incarnation), -1};
+      batch_.Put(cfs_[kMetaCf], IncarnationKey(seq), EncodeIncarnation(current));
+      b.incarnation_updates.emplace_back(seq, current);
       b.h.incarnation_seq = seq;
-      last = SourcePosition{std::string(m.incarnation), -1};
+      last = SourcePosition{current.name, -1};
+      if (reset) WriteSourceReset(previous.name, previous.last_offset, m.incarnation, m.offset, &b);
     }
     if (m.offset <= last->offset) {
       r.outcome = FoldOutcome::kRedelivered;
@@ -513,27 +573,29 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
       absl::StrCat("shard ", options_.name, ": write batch of ", messages.size(), " messages")));
   absl::MutexLock lock(&mu_);
   head_ = std::move(b.h);
-  for (auto& [seq, name] : b.new_incarnations) incarnation_names_[seq] = std::move(name);
+  for (auto& [seq, inc] : b.incarnation_updates) incarnations_[seq] = std::move(inc);
   return result;
 }
 
 void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, MessageResult* r) {
   if (m.payload.empty()) {
-    return Reject(m, RejectKind::kRejected, std::nullopt, "empty message", b, r);
+    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt, "empty message", b,
+                  r);
   }
   if (m.payload.size() > options_.max_message_bytes) {
-    return Reject(m, RejectKind::kRejected, std::nullopt,
+    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt,
                   absl::StrCat("message is ", m.payload.size(), " bytes; the limit is ",
                                options_.max_message_bytes),
                   b, r);
   }
   NewEvent();
   if (!event_->ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size()))) {
-    return Reject(m, RejectKind::kRejected, std::nullopt,
+    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt,
                   "not a serialized predlog.v1.AuditEvent (protobuf parse failed)", b, r);
   }
   if (absl::Status valid = ValidateEvent(*event_, options_.limits); !valid.ok()) {
-    return Reject(m, RejectKind::kRejected, std::nullopt, std::string(valid.message()), b, r);
+    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt,
+                  std::string(valid.message()), b, r);
   }
   switch (event_->body_case()) {
     case AuditEvent::kPredictionLogged:
@@ -600,7 +662,7 @@ void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, Mes
     const bool same = original_.ParseFromArray(original->payload.data(),
                                                static_cast<int>(original->payload.size())) &&
                       original_.has_prediction_logged() &&
-                      MessageDifferencer::Equals(original_.prediction_logged(), p);
+                      SameContent(original_.prediction_logged(), p);
     if (same) {
       r->outcome = FoldOutcome::kDuplicate;
       r->index = original->index;
@@ -608,7 +670,7 @@ void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, Mes
       ++b->h.head.counters.duplicates;
       return;
     }
-    return Reject(m, RejectKind::kConflict, original->index,
+    return Reject(m, b->h.incarnation_seq, RejectKind::kConflict, original->index,
                   absl::StrCat("prediction_id ", id, " is already recorded at index ",
                                original->index, " with different content"),
                   b, r);
@@ -653,14 +715,14 @@ void ShardStore::Impl::FoldKeyedBody(const SourceMessage& m, const std::string& 
           "shard ", options_.name, ": corrupt state of ", body.GetDescriptor()->name()));
       return;
     }
-    if (MessageDifferencer::Equals(*stored, body)) {
+    if (SameContent(*stored, body)) {
       r->outcome = FoldOutcome::kDuplicate;
       r->index = index;
       r->leaf = leaf;
       ++b->h.head.counters.duplicates;
       return;
     }
-    return Reject(m, RejectKind::kConflict, index,
+    return Reject(m, b->h.incarnation_seq, RejectKind::kConflict, index,
                   absl::StrCat(body.GetDescriptor()->name(), " for this name and version is ",
                                "already recorded at index ", index, " with different content"),
                   b, r);
@@ -719,7 +781,7 @@ uint64_t ShardStore::Impl::AppendRecord(absl::string_view payload, int64_t offse
   return index;
 }
 
-void ShardStore::Impl::Reject(const SourceMessage& m, RejectKind kind,
+void ShardStore::Impl::Reject(const SourceMessage& m, uint32_t source_seq, RejectKind kind,
                               std::optional<uint64_t> original, std::string reason, BatchState* b,
                               MessageResult* r) {
   ShardHead& h = b->h.head;
@@ -735,7 +797,7 @@ void ShardStore::Impl::Reject(const SourceMessage& m, RejectKind kind,
   header_.clear();
   AppendU8(&header_, kRejectedFormat);
   AppendU8(&header_, static_cast<uint8_t>(kind));
-  AppendU32(&header_, b->h.incarnation_seq);
+  AppendU32(&header_, source_seq);
   AppendI64(&header_, m.offset);
   AppendU8(&header_, original.has_value() ? 1 : 0);
   AppendU64(&header_, original.value_or(0));
@@ -765,7 +827,7 @@ void ShardStore::Impl::WriteSourceReset(const std::string& previous, int64_t pre
   reset->set_new_first_offset(first_offset);
   const std::string payload = event_->SerializeAsString();
   Digest leaf;
-  AppendRecord(payload, first_offset, b, &leaf);
+  AppendRecord(payload, /*offset=*/-1, b, &leaf);
   // A system record is not a folded message.
   --b->h.head.counters.applied;
   ++b->h.head.counters.source_resets;
@@ -787,6 +849,34 @@ void ShardStore::Impl::PutState(const std::string& key, std::string value) {
   state_overlay_[key] = std::move(value);
 }
 
+std::optional<std::pair<uint32_t, Incarnation>> ShardStore::Impl::FindIncarnation(
+    absl::string_view name, const BatchState& b) const {
+  // The batch's own updates are newer than the published map.
+  for (auto it = b.incarnation_updates.rbegin(); it != b.incarnation_updates.rend(); ++it) {
+    if (it->second.name == name) return *it;
+  }
+  absl::MutexLock lock(&mu_);
+  for (const auto& [seq, inc] : incarnations_) {
+    if (inc.name == name) return std::make_pair(seq, inc);
+  }
+  return std::nullopt;
+}
+
+std::string ShardStore::Impl::IncarnationName(uint32_t seq) const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = incarnations_.find(seq); it != incarnations_.end()) return it->second.name;
+  }
+  std::string value;
+  absl::string_view in;
+  int64_t last_offset;
+  if (db_->Get(rocksdb::ReadOptions(), cfs_[kMetaCf], IncarnationKey(seq), &value).ok() &&
+      (in = value, ReadI64(&in, &last_offset))) {
+    return std::string(in);
+  }
+  return absl::StrCat("unknown-incarnation-", seq);
+}
+
 // ---------------------------------------------------------------------------
 // Reading
 
@@ -803,10 +893,7 @@ absl::StatusOr<StoredRecord> ShardStore::Impl::DecodeRecord(uint64_t index,
         absl::StrCat("shard ", options_.name, ": record ", index, " has a corrupt header"));
   }
   rec.payload = std::string(value);
-  absl::MutexLock lock(&mu_);
-  if (auto it = incarnation_names_.find(seq); it != incarnation_names_.end()) {
-    rec.source.incarnation = it->second;
-  }
+  rec.source.incarnation = IncarnationName(seq);
   return rec;
 }
 
@@ -957,12 +1044,7 @@ absl::StatusOr<std::vector<RejectedRecord>> ShardStore::Impl::ListRejected(uint6
     if (has_original) rec.original_index = original;
     rec.reason = std::string(reason);
     rec.payload = std::string(value);
-    {
-      absl::MutexLock lock(&mu_);
-      if (auto n = incarnation_names_.find(seq); n != incarnation_names_.end()) {
-        rec.source.incarnation = n->second;
-      }
-    }
+    rec.source.incarnation = IncarnationName(seq);
     out.push_back(std::move(rec));
   }
   RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": rejected")));
@@ -1115,9 +1197,10 @@ absl::StatusOr<int> ShardStore::Impl::PruneSnapshots(const RetentionPolicy& poli
   for (uint64_t index : SnapshotsToPrune(snapshots, policy, now)) {
     // Catalog first: a crash in between leaves an orphan directory, which the
     // next open removes, never a catalog entry pointing at nothing.
-    RETURN_IF_ERROR(
-        FromRocks(db_->Delete(rocksdb::WriteOptions(), cfs_[kMetaCf], SnapshotKey(index)),
-                  absl::StrCat("shard ", options_.name, ": uncatalog snapshot")));
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    RETURN_IF_ERROR(FromRocks(db_->Delete(sync, cfs_[kMetaCf], SnapshotKey(index)),
+                              absl::StrCat("shard ", options_.name, ": uncatalog snapshot")));
     std::error_code ec;
     fs::remove_all(fs::path(SnapshotDir()) / absl::StrFormat("%020d", index), ec);
     if (ec) {

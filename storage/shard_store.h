@@ -5,8 +5,10 @@
 // Exactly-once rests on one rule: every ApplyBatch is ONE RocksDB WriteBatch
 // that also writes the shard's head (last folded source position, next index,
 // chain head, counters). After a crash the caller resumes right after
-// LastSource(); a message at or before it is recognised as redelivered and
-// skipped, so nothing is lost and nothing is folded twice.
+// Head().last_source; a message at or before it is recognised as redelivered
+// and skipped, so nothing is lost and nothing is folded twice. Messages from a
+// source incarnation the shard has moved on from are redeliveries up to that
+// incarnation's last folded offset and rejected records after it.
 //
 // Positions: records are numbered by the shard's own gap-free index from 0.
 // Kafka offsets are only the *source* of a record: when the source starts over
@@ -39,10 +41,9 @@ namespace predlog::storage {
 struct ShardOptions {
   // Shard directory; holds db/ and snapshots/. Created if missing (writable).
   std::string dir;
-  // Name used in messages and stored records, e.g. "predlog.events-3".
+  // Name used in messages, e.g. "predlog.events-3". Defaults to the
+  // directory's name.
   std::string name;
-  // The Kafka partition this shard folds.
-  int32_t partition = 0;
   // Open without write access (snapshots, inspection). ApplyBatch then fails
   // with FAILED_PRECONDITION.
   bool read_only = false;
@@ -50,7 +51,8 @@ struct ShardOptions {
   // nothing (the WAL is in the OS page cache); an OS crash may lose the tail,
   // which the consumer then re-reads from Kafka.
   bool sync_writes = false;
-  // Largest message folded; larger ones are rejected. Must be > 0.
+  // Largest message folded; larger ones are rejected (their bytes are still
+  // kept in rejected, so the Kafka consumer's fetch limit bounds them). Must be > 0.
   size_t max_message_bytes = 4 << 20;
   EventLimits limits;
   // RocksDB block cache shared by the shard's column families. Must be > 0.
@@ -101,7 +103,9 @@ struct BatchResult {
 // A record of the shard's log.
 struct StoredRecord {
   uint64_t index = 0;
-  Digest leaf{};   // SHA-256 of `payload`
+  // SHA-256 of `payload`. The source position is not covered: it says where
+  // the bytes came from, while the leaf and chain say what was recorded.
+  Digest leaf{};
   Digest chain{};  // chain value after this record
   SourcePosition source;
   std::string payload;  // serialized predlog.v1.AuditEvent, exactly as folded
@@ -190,9 +194,11 @@ class ShardStore {
   absl::StatusOr<ScanPage> ScanModel(absl::string_view name, absl::string_view version,
                                      const TimeRange& served, absl::string_view cursor,
                                      size_t limit) const;
-  // The number of leading records whose recorded_at is before `t` when
-  // recorded_at is non-decreasing; in general, one past the highest index
-  // recorded before `t` (the cut "as of t").
+  // The cut "as of t": one past the index of the record with the latest
+  // recorded_at before `t` (ties: the highest index). When recorded_at is
+  // non-decreasing in log order (the gateway stamps it), that is the number of
+  // records recorded before `t`; with skewed producer clocks it is the position
+  // of the latest-stamped one, not a count.
   absl::StatusOr<uint64_t> CutAtTime(absl::Time t) const;
   // Rejected and conflicting messages from `from_seq`, oldest first.
   absl::StatusOr<std::vector<RejectedRecord>> ListRejected(uint64_t from_seq, size_t limit) const;

@@ -1,5 +1,6 @@
 #include "storage/event_validation.h"
 
+#include "absl/strings/ascii.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/events.h"
@@ -41,7 +42,12 @@ TEST(ValidateEvent, EachMissingPredictionFieldIsNamed) {
       {[](auto* e) { e->mutable_prediction_logged()->mutable_model()->clear_version(); },
        "prediction_logged.model.version is empty"},
       {[](auto* e) { e->mutable_prediction_logged()->mutable_model()->set_artifact_sha256("xyz"); },
-       "prediction_logged.model.artifact_sha256 is not 64 hex characters"},
+       "prediction_logged.model.artifact_sha256 is not 64 lower-case hex characters"},
+      {[](auto* e) {
+         auto* model = e->mutable_prediction_logged()->mutable_model();
+         model->set_artifact_sha256(absl::AsciiStrToUpper(model->artifact_sha256()));
+       },
+       "prediction_logged.model.artifact_sha256 is not 64 lower-case hex characters"},
       {[](auto* e) { e->mutable_prediction_logged()->clear_inputs(); },
        "prediction_logged.inputs is empty"},
       {[](auto* e) { e->mutable_prediction_logged()->mutable_inputs(2)->clear_name(); },

@@ -1,8 +1,10 @@
 // Child process of the crash test: opens the shard at argv[1] and folds the
-// stream of seed argv[2] from just after the shard's stored source position,
+// stream of seed argv[2] from up to 500 messages before the shard's stored
+// source position (so the shard sees redeliveries),
 // in random batch sizes, until killed (or until argv[3] messages in total).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <random>
@@ -25,8 +27,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto head = (*store)->Head();
-  int64_t offset = head.last_source ? head.last_source->offset + 1 : 0;
   std::mt19937_64 rng(seed ^ static_cast<uint64_t>(getpid()));
+  // Like a consumer whose committed Kafka offset lags the shard, start up to
+  // 500 messages early: the shard must recognise those as redeliveries.
+  const int64_t resume = head.last_source ? head.last_source->offset + 1 : 0;
+  int64_t offset = std::max<int64_t>(0, resume - static_cast<int64_t>(rng() % 500));
   // Signal readiness so the parent's kill lands in the folding loop.
   std::cout << "ready " << offset << std::endl;
   while (offset < total) {

@@ -1,5 +1,6 @@
 #include "storage/shard_store.h"
 
+#include <cmath>
 #include <filesystem>
 #include <functional>
 
@@ -101,12 +102,14 @@ TEST_F(ShardStoreTest, ApplyBatch_AppendsAtGapFreeIndexesWithLeafOfExactBytes) {
 TEST_F(ShardStoreTest, ApplyBatch_DuplicateWithSameContentIsNoOp) {
   const std::string a = Pred("a");
   Apply({a});
-  // A retry whose envelope differs (new event id) but whose prediction is the same.
-  auto retry =
-      MakePredictionPayload(PredictionSpec{.prediction_id = "a",
-                                           .served_at = absl::FromUnixSeconds(1'700'000'000),
-                                           .recorded_at = absl::FromUnixSeconds(1)});
-  BatchResult r = Apply({retry});
+  // A retry whose envelope differs (event id, actor, recorded_at) but whose
+  // prediction is the same.
+  predlog::v1::AuditEvent retry;
+  ASSERT_TRUE(retry.ParseFromString(a));
+  retry.set_event_id("evt-retry-2");
+  retry.set_actor("limits-api-replica-2");
+  retry.mutable_recorded_at()->set_seconds(1);
+  BatchResult r = Apply({retry.SerializeAsString()});
   EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kDuplicate);
   EXPECT_EQ(r.messages[0].index, 0u);
   EXPECT_EQ(r.messages[0].leaf, Sha256(a));
@@ -114,6 +117,27 @@ TEST_F(ShardStoreTest, ApplyBatch_DuplicateWithSameContentIsNoOp) {
   EXPECT_EQ(store_->Head().counters.duplicates, 1u);
   ASSERT_OK_AND_ASSIGN(auto rejected, store_->ListRejected(0, 10));
   EXPECT_THAT(rejected, SizeIs(0));
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_RetryWithNaNInputIsDuplicate) {
+  // Missing values are often NaN; a retry of such a prediction is the same content.
+  predlog::v1::AuditEvent event = ::predlog::testing::MakePrediction(PredictionSpec{});
+  event.mutable_prediction_logged()->mutable_inputs(0)->set_double_value(std::nan(""));
+  const std::string original = event.SerializeAsString();
+  BatchResult r = Apply({original, original});
+  EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kDuplicate);
+  Reopen();
+  BatchResult again = Apply({original});
+  EXPECT_EQ(again.messages[0].outcome, FoldOutcome::kDuplicate);
+}
+
+TEST_F(ShardStoreTest, ApplyBatch_NegativeZeroIsDifferentContent) {
+  predlog::v1::AuditEvent event = ::predlog::testing::MakePrediction(PredictionSpec{});
+  event.mutable_prediction_logged()->mutable_output()->set_float_scores(0, 0.0f);
+  const std::string positive = event.SerializeAsString();
+  event.mutable_prediction_logged()->mutable_output()->set_float_scores(0, -0.0f);
+  BatchResult r = Apply({positive, event.SerializeAsString()});
+  EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kConflict);
 }
 
 TEST_F(ShardStoreTest, ApplyBatch_DuplicateWithinOneBatchIsNoOp) {
@@ -184,10 +208,9 @@ TEST_F(ShardStoreTest, ApplyBatch_OversizedMessageIsRejectedWithTheLimit) {
 
 TEST_F(ShardStoreTest, ApplyBatch_RedeliveredOffsetsAreSkipped) {
   Apply({Pred("a"), Pred("b")});
-  const std::string c = Pred("c");
+  const std::string a = Pred("a"), b = Pred("b"), c = Pred("c");
   // The consumer re-reads offsets 0..1 after a restart, then sees new offset 2.
-  std::vector<SourceMessage> again = {Msg(kInc, 0, Pred("a")), Msg(kInc, 1, Pred("b")),
-                                      Msg(kInc, 2, c)};
+  std::vector<SourceMessage> again = {Msg(kInc, 0, a), Msg(kInc, 1, b), Msg(kInc, 2, c)};
   ASSERT_OK_AND_ASSIGN(BatchResult r, store_->ApplyBatch(again));
   EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kRedelivered);
   EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kRedelivered);
@@ -213,6 +236,9 @@ TEST_F(ShardStoreTest, ApplyBatch_SourceRestartAtOffsetZeroContinuesTheLog) {
   EXPECT_EQ(event.source_reset().previous_last_offset(), 2);
   EXPECT_EQ(event.source_reset().new_incarnation(), "broker-B");
   EXPECT_EQ(event.source_reset().new_first_offset(), 0);
+  // The reset sits before the new incarnation's first message, colliding with no message.
+  EXPECT_EQ(reset.source.incarnation, "broker-B");
+  EXPECT_EQ(reset.source.offset, -1);
 
   ASSERT_OK_AND_ASSIGN(StoredRecord d, store_->GetByPredictionId("d"));
   EXPECT_EQ(d.source.incarnation, "broker-B");
@@ -221,10 +247,21 @@ TEST_F(ShardStoreTest, ApplyBatch_SourceRestartAtOffsetZeroContinuesTheLog) {
   EXPECT_EQ(a.source.incarnation, kInc);
   EXPECT_EQ(a.index, 0u);
 
-  // A late message of the old incarnation is a redelivery, not new data.
-  std::vector<SourceMessage> late = {Msg(kInc, 7, Pred("late"))};
-  ASSERT_OK_AND_ASSIGN(BatchResult l, store_->ApplyBatch(late));
+  // Late messages of the old incarnation: what was folded is a redelivery;
+  // anything after its last folded offset is kept in rejected, never dropped.
+  const std::string b_again = Pred("b"), late = Pred("late");
+  std::vector<SourceMessage> stale = {Msg(kInc, 1, b_again), Msg(kInc, 7, late)};
+  ASSERT_OK_AND_ASSIGN(BatchResult l, store_->ApplyBatch(stale));
   EXPECT_EQ(l.messages[0].outcome, FoldOutcome::kRedelivered);
+  EXPECT_EQ(l.messages[1].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(l.messages[1].reason,
+              HasSubstr("from superseded source incarnation broker-A: offset 7 is after its "
+                        "last folded offset 2"));
+  ASSERT_OK_AND_ASSIGN(auto rejected, store_->ListRejected(0, 10));
+  ASSERT_THAT(rejected, SizeIs(1));
+  EXPECT_EQ(rejected[0].source.incarnation, kInc);
+  EXPECT_EQ(rejected[0].source.offset, 7);
+  EXPECT_EQ(rejected[0].payload, late);
 
   ASSERT_OK_AND_ASSIGN(VerifyReport v, store_->Verify());
   EXPECT_FALSE(v.first_bad_index.has_value()) << v.problem;
@@ -236,6 +273,11 @@ TEST_F(ShardStoreTest, ApplyBatch_SourceRestartAtOffsetZeroContinuesTheLog) {
   EXPECT_EQ(store_->Head().last_source->offset, 1);
   EXPECT_EQ(store_->Head().next_index, 6u);
   EXPECT_EQ(store_->Head().counters.source_resets, 1u);
+  // The superseded incarnation's last offset survives the reopen too.
+  std::vector<SourceMessage> after_reopen = {Msg(kInc, 2, b_again), Msg(kInc, 3, late)};
+  ASSERT_OK_AND_ASSIGN(BatchResult ar, store_->ApplyBatch(after_reopen));
+  EXPECT_EQ(ar.messages[0].outcome, FoldOutcome::kRedelivered);
+  EXPECT_EQ(ar.messages[1].outcome, FoldOutcome::kRejected);
 }
 
 TEST_F(ShardStoreTest, Reopen_ResumesAtStoredSourcePositionAndIndex) {

@@ -42,11 +42,14 @@ predlog::v1::AuditEvent MakeModelRegistered(const std::string& name, const std::
 
 void SetTime(absl::Time t, google::protobuf::Timestamp* ts);
 
-// One source message over `payload`, which must outlive the message.
-inline storage::SourceMessage Msg(const std::string& incarnation, int64_t offset,
+// One source message borrowing `incarnation` and `payload`, which must outlive
+// it (a temporary payload would dangle, hence the deleted overload).
+inline storage::SourceMessage Msg(absl::string_view incarnation, int64_t offset,
                                   const std::string& payload) {
   return storage::SourceMessage{incarnation, offset, payload};
 }
+storage::SourceMessage Msg(absl::string_view incarnation, int64_t offset,
+                           std::string&& payload) = delete;
 
 }  // namespace predlog::testing
 
