@@ -153,6 +153,22 @@ void BM_Cost_DecodeArena(benchmark::State& state) {
 }
 BENCHMARK(BM_Cost_DecodeArena);
 
+void BM_Cost_DecodeArenaWarm(benchmark::State& state) {
+  const std::string& p = Payloads()[0];
+  static char block[64 << 10];
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.initial_block = block;
+  arena_options.initial_block_size = sizeof(block);
+  google::protobuf::Arena arena(arena_options);
+  for (auto _ : state) {
+    arena.Reset();
+    auto* event = google::protobuf::Arena::CreateMessage<predlog::v1::AuditEvent>(&arena);
+    benchmark::DoNotOptimize(event->ParseFromArray(p.data(), static_cast<int>(p.size())));
+  }
+  SetCounters(state, state.iterations());
+}
+BENCHMARK(BM_Cost_DecodeArenaWarm);
+
 void BM_Cost_Validate(benchmark::State& state) {
   predlog::v1::AuditEvent event;
   event.ParseFromString(Payloads()[0]);
