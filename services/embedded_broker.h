@@ -1,0 +1,47 @@
+// The embedded Kafka-protocol broker: librdkafka's mock cluster, in-process.
+// It keeps messages in memory (about the last 5 MB per partition) and starts
+// empty on every start, so each start is a new source incarnation.
+//
+// Thread-safe after Start; the broker lives until destruction.
+#ifndef PREDLOG_SERVICES_EMBEDDED_BROKER_H_
+#define PREDLOG_SERVICES_EMBEDDED_BROKER_H_
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace predlog::services {
+
+struct EmbeddedBrokerOptions {
+  // Partitions of predlog.events (predlog.registry always has 1). Must be >= 1.
+  int partitions = 4;
+};
+
+class EmbeddedBroker {
+ public:
+  static absl::StatusOr<std::unique_ptr<EmbeddedBroker>> Start(
+      const EmbeddedBrokerOptions& options);
+  ~EmbeddedBroker();
+  EmbeddedBroker(const EmbeddedBroker&) = delete;
+  EmbeddedBroker& operator=(const EmbeddedBroker&) = delete;
+
+  // "127.0.0.1:PORT" (the broker picks the port).
+  const std::string& bootstrap_servers() const { return bootstraps_; }
+  // Unique per start: the source incarnation shards record.
+  const std::string& incarnation() const { return incarnation_; }
+
+ private:
+  EmbeddedBroker() = default;
+  rd_kafka_t* handle_ = nullptr;
+  rd_kafka_mock_cluster_t* cluster_ = nullptr;
+  std::string bootstraps_;
+  std::string incarnation_;
+};
+
+}  // namespace predlog::services
+
+#endif  // PREDLOG_SERVICES_EMBEDDED_BROKER_H_

@@ -1,0 +1,33 @@
+// gRPC adapters: translate protos and statuses, call the plain classes, never
+// block a reactor (Log completes from Kafka's delivery / the fold callback).
+#ifndef PREDLOG_SERVICES_GRPC_SERVICES_H_
+#define PREDLOG_SERVICES_GRPC_SERVICES_H_
+
+#include "absl/status/status.h"
+#include "grpcpp/grpcpp.h"
+#include "predlog/v1/service.grpc.pb.h"
+#include "services/prediction_log.h"
+
+namespace predlog::services {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// predlog.v1.PredictionLog. Borrows `log`, which must outlive the server.
+class PredictionLogService final : public predlog::v1::PredictionLog::CallbackService {
+ public:
+  explicit PredictionLogService(PredictionLog* log) : log_(log) {}
+
+  grpc::ServerUnaryReactor* Log(grpc::CallbackServerContext* context,
+                                const predlog::v1::LogRequest* request,
+                                predlog::v1::LogReceipt* receipt) override;
+  grpc::ServerUnaryReactor* GetPrediction(grpc::CallbackServerContext* context,
+                                          const predlog::v1::GetPredictionRequest* request,
+                                          predlog::v1::PredictionRecord* record) override;
+
+ private:
+  PredictionLog* const log_;
+};
+
+}  // namespace predlog::services
+
+#endif  // PREDLOG_SERVICES_GRPC_SERVICES_H_

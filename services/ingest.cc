@@ -1,0 +1,206 @@
+#include "services/ingest.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/kafka_config.h"
+#include "storage/logging.h"
+#include "storage/status_macros.h"
+
+namespace predlog::services {
+namespace {
+
+// How many folded results per partition are kept for late waiters.
+constexpr size_t kRecentResults = 50'000;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& options) {
+  if (options.data_dir.empty())
+    return absl::InvalidArgumentError("IngestOptions.data_dir is empty");
+  if (options.bootstrap_servers.empty()) {
+    return absl::InvalidArgumentError("IngestOptions.bootstrap_servers is empty");
+  }
+  if (options.incarnation.empty()) {
+    return absl::InvalidArgumentError("IngestOptions.incarnation is empty");
+  }
+  if (options.partitions < 1)
+    return absl::InvalidArgumentError("IngestOptions.partitions must be >= 1");
+  std::unique_ptr<Ingest> ingest(new Ingest(options));
+
+  rd_kafka_topic_partition_list_t* assignment =
+      rd_kafka_topic_partition_list_new(options.partitions);
+  for (int p = 0; p < options.partitions; ++p) {
+    storage::ShardOptions shard_options;
+    shard_options.name = absl::StrCat(kEventsTopic, "-", p);
+    shard_options.dir = absl::StrCat(options.data_dir, "/shards/", shard_options.name);
+    absl::StatusOr<std::unique_ptr<storage::ShardStore>> shard =
+        storage::ShardStore::Open(shard_options);
+    if (!shard.ok()) {
+      rd_kafka_topic_partition_list_destroy(assignment);
+      return shard.status();
+    }
+    const storage::ShardHead head = (*shard)->Head();
+    // Resume right after the shard's position in the same incarnation; a new
+    // incarnation is read from its beginning.
+    const bool same = head.last_source && head.last_source->incarnation == options.incarnation;
+    rd_kafka_topic_partition_list_add(assignment, kEventsTopic, p)->offset =
+        same ? head.last_source->offset + 1 : RD_KAFKA_OFFSET_BEGINNING;
+    ingest->shards_.push_back(std::move(*shard));
+  }
+  {
+    absl::MutexLock lock(&ingest->mu_);
+    ingest->waiters_.resize(options.partitions);
+    for (int p = 0; p < options.partitions; ++p) {
+      const storage::ShardHead head = ingest->shards_[p]->Head();
+      if (head.last_source && head.last_source->incarnation == options.incarnation) {
+        ingest->waiters_[p].folded_through = head.last_source->offset;
+      }
+    }
+  }
+
+  absl::StatusOr<rd_kafka_t*> consumer = NewKafkaClient(
+      RD_KAFKA_CONSUMER, {
+                             {"bootstrap.servers", options.bootstrap_servers},
+                             {"group.id", "predlog-ingest"},
+                             {"enable.auto.commit", "false"},
+                             // An offset that is gone is an explicit error, never a skip.
+                             {"auto.offset.reset", "error"},
+                             {"enable.partition.eof", "false"},
+                             {"fetch.wait.max.ms", "10"},
+                             {"fetch.error.backoff.ms", "10"},
+                             {"log_level", "4"},
+                         });
+  if (!consumer.ok()) {
+    rd_kafka_topic_partition_list_destroy(assignment);
+    return consumer.status();
+  }
+  ingest->consumer_ = *consumer;
+  rd_kafka_poll_set_consumer(ingest->consumer_);
+  const rd_kafka_resp_err_t err = rd_kafka_assign(ingest->consumer_, assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::InternalError(absl::StrCat("kafka assign: ", rd_kafka_err2str(err)));
+  }
+  ingest->thread_ = std::thread([raw = ingest.get()] { raw->Run(); });
+  return ingest;
+}
+
+Ingest::~Ingest() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  if (consumer_ != nullptr) {
+    rd_kafka_consumer_close(consumer_);
+    rd_kafka_destroy(consumer_);
+  }
+  FailWaiters(absl::UnavailableError("ingest stopped before the event was folded"));
+}
+
+void Ingest::Run() {
+  std::vector<std::vector<rd_kafka_message_t*>> by_partition(shards_.size());
+  while (!stop_.load()) {
+    size_t polled = 0;
+    for (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, 50); m != nullptr;
+         m = polled < options_.max_batch_messages ? rd_kafka_consumer_poll(consumer_, 0)
+                                                  : nullptr) {
+      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        // TODO(issue 3): record an out-of-range offset as an explicit gap in the shard.
+        PREDLOG_LOG(ERROR) << "ingest: partition " << m->partition << " offset " << m->offset
+                           << ": " << rd_kafka_message_errstr(m);
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      if (m->partition < 0 || m->partition >= static_cast<int32_t>(shards_.size())) {
+        PREDLOG_LOG(ERROR) << "ingest: message for unknown partition " << m->partition;
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      by_partition[m->partition].push_back(m);
+      ++polled;
+    }
+    for (size_t p = 0; p < by_partition.size(); ++p) {
+      if (!by_partition[p].empty()) FoldPartition(static_cast<int32_t>(p), by_partition[p]);
+    }
+  }
+}
+
+void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& messages) {
+  std::vector<storage::SourceMessage> batch;
+  batch.reserve(messages.size());
+  for (rd_kafka_message_t* m : messages) {
+    batch.push_back(
+        storage::SourceMessage{options_.incarnation, m->offset,
+                               absl::string_view(static_cast<const char*>(m->payload), m->len)});
+  }
+  absl::StatusOr<storage::BatchResult> result = shards_[partition]->ApplyBatch(batch);
+  // A failed write is retried from Kafka: seek back to the batch's first offset.
+  if (!result.ok()) {
+    PREDLOG_LOG(ERROR) << "ingest: " << shards_[partition]->name() << ": " << result.status();
+    rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(seek, kEventsTopic, partition)->offset = messages[0]->offset;
+    rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_, seek, 5000);
+    if (error != nullptr) rd_kafka_error_destroy(error);
+    rd_kafka_topic_partition_list_destroy(seek);
+  } else {
+    std::vector<std::pair<FoldCallback, FoldReceipt>> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      PartitionWaiters& w = waiters_[partition];
+      for (size_t i = 0; i < messages.size(); ++i) {
+        const int64_t offset = messages[i]->offset;
+        w.folded_through = std::max(w.folded_through, offset);
+        const storage::MessageResult& r = result->messages[i];
+        w.recent[offset] = r;
+        if (auto it = w.waiting.find(offset); it != w.waiting.end()) {
+          for (auto& done : it->second) {
+            ready.emplace_back(std::move(done), FoldReceipt{shards_[partition]->name(), r});
+          }
+          w.waiting.erase(it);
+        }
+      }
+      while (w.recent.size() > kRecentResults) w.recent.erase(w.recent.begin());
+    }
+    for (auto& [done, receipt] : ready) done(std::move(receipt));
+  }
+  for (rd_kafka_message_t* m : messages) rd_kafka_message_destroy(m);
+  messages.clear();
+}
+
+void Ingest::AwaitFold(int32_t partition, int64_t offset, FoldCallback done) {
+  if (partition < 0 || partition >= partitions()) {
+    done(absl::InternalError(absl::StrCat("no shard for partition ", partition)));
+    return;
+  }
+  std::optional<FoldReceipt> receipt;
+  {
+    absl::MutexLock lock(&mu_);
+    PartitionWaiters& w = waiters_[partition];
+    if (offset > w.folded_through) {
+      w.waiting[offset].push_back(std::move(done));
+      return;
+    }
+    if (auto it = w.recent.find(offset); it != w.recent.end()) {
+      receipt = FoldReceipt{shards_[partition]->name(), it->second};
+    }
+  }
+  if (!receipt.has_value()) {
+    done(absl::NotFoundError(absl::StrCat("partition ", partition, " offset ", offset,
+                                          " was folded too long ago to report its outcome")));
+    return;
+  }
+  done(std::move(*receipt));
+}
+
+void Ingest::FailWaiters(const absl::Status& status) {
+  std::vector<FoldCallback> failed;
+  {
+    absl::MutexLock lock(&mu_);
+    for (PartitionWaiters& w : waiters_) {
+      for (auto& [offset, callbacks] : w.waiting) {
+        for (auto& done : callbacks) failed.push_back(std::move(done));
+      }
+      w.waiting.clear();
+    }
+  }
+  for (auto& done : failed) done(status);
+}
+
+}  // namespace predlog::services

@@ -1,0 +1,91 @@
+// Ingest: consumes predlog.events and folds each partition into its shard
+// (data_dir/shards/predlog.events-<p>/), one ShardStore::ApplyBatch per
+// partition per poll batch. The shard, not Kafka's committed offset, is the
+// truth about where to resume: each partition is assigned at the offset just
+// after its shard's stored source position (or at the beginning when the
+// source is a new incarnation).
+//
+// Thread-safe: one internal thread folds; AwaitFold and shard reads may be
+// called from any thread.
+#ifndef PREDLOG_SERVICES_INGEST_H_
+#define PREDLOG_SERVICES_INGEST_H_
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/shard_store.h"
+
+namespace predlog::services {
+
+struct IngestOptions {
+  std::string data_dir;           // required; shards live under <data_dir>/shards/
+  std::string bootstrap_servers;  // required
+  // Name of the source: the embedded broker's incarnation, or a name for the
+  // real cluster's topic. Required.
+  std::string incarnation;
+  int partitions = 4;  // of predlog.events; must be >= 1
+  // Most messages folded into one partition's WriteBatch.
+  size_t max_batch_messages = 1000;
+};
+
+// What became of one Kafka message.
+struct FoldReceipt {
+  std::string shard;
+  storage::MessageResult result;
+};
+
+class Ingest {
+ public:
+  using FoldCallback = std::function<void(absl::StatusOr<FoldReceipt>)>;
+
+  static absl::StatusOr<std::unique_ptr<Ingest>> Start(const IngestOptions& options);
+  // Stops folding after the current batch; waiters still pending get UNAVAILABLE.
+  ~Ingest();
+  Ingest(const Ingest&) = delete;
+  Ingest& operator=(const Ingest&) = delete;
+
+  // Calls `done` once the message at (partition, offset) of the current
+  // incarnation is folded (immediately if it already is). `done` runs on the
+  // ingest thread or the caller's; it must not block.
+  void AwaitFold(int32_t partition, int64_t offset, FoldCallback done);
+
+  int partitions() const { return static_cast<int>(shards_.size()); }
+  // Borrowed; valid for the Ingest's lifetime.
+  const storage::ShardStore& shard(int partition) const { return *shards_[partition]; }
+
+ private:
+  explicit Ingest(IngestOptions options) : options_(std::move(options)) {}
+  void Run();
+  void FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& messages);
+  void FailWaiters(const absl::Status& status);
+
+  const IngestOptions options_;
+  std::vector<std::unique_ptr<storage::ShardStore>> shards_;
+  rd_kafka_t* consumer_ = nullptr;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+
+  struct PartitionWaiters {
+    int64_t folded_through = -1;  // last offset of this incarnation handled
+    std::map<int64_t, std::vector<FoldCallback>> waiting;
+    // Recent results, so a waiter that arrives after its fold is answered.
+    std::map<int64_t, storage::MessageResult> recent;
+  };
+  absl::Mutex mu_;
+  std::vector<PartitionWaiters> waiters_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace predlog::services
+
+#endif  // PREDLOG_SERVICES_INGEST_H_

@@ -1,0 +1,52 @@
+// The logic behind predlog.v1.PredictionLog, without gRPC: Log validates a
+// prediction, wraps it in an AuditEvent, produces it (key = subject_id) and,
+// when durability is asked for, answers only once the event is folded.
+// Reads go to the shards of the co-located ingest.
+//
+// Thread-safe. Borrows the producer and the ingest, which must outlive it.
+#ifndef PREDLOG_SERVICES_PREDICTION_LOG_H_
+#define PREDLOG_SERVICES_PREDICTION_LOG_H_
+
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "predlog/v1/service.pb.h"
+#include "services/ingest.h"
+#include "services/producer.h"
+#include "storage/event_validation.h"
+
+namespace predlog::services {
+
+struct PredictionLogOptions {
+  // Acknowledge every Log only once folded (the embedded broker keeps
+  // messages in memory only, so there an ack must mean "on disk").
+  bool always_wait_durable = false;
+  // Largest serialized event accepted.
+  size_t max_event_bytes = 1 << 20;
+  storage::EventLimits limits;
+};
+
+class PredictionLog {
+ public:
+  using LogCallback = std::function<void(absl::StatusOr<predlog::v1::LogReceipt>)>;
+
+  PredictionLog(Producer* producer, Ingest* ingest, PredictionLogOptions options)
+      : producer_(producer), ingest_(ingest), options_(std::move(options)) {}
+
+  // Calls `done` exactly once (possibly before returning). INVALID_ARGUMENT
+  // names the field; RESOURCE_EXHAUSTED / UNAVAILABLE mean retry later.
+  void Log(const predlog::v1::LogRequest& request, LogCallback done);
+
+  // NOT_FOUND when no shard holds the id.
+  absl::StatusOr<predlog::v1::PredictionRecord> GetPrediction(
+      const predlog::v1::GetPredictionRequest& request) const;
+
+ private:
+  Producer* const producer_;
+  Ingest* const ingest_;
+  const PredictionLogOptions options_;
+};
+
+}  // namespace predlog::services
+
+#endif  // PREDLOG_SERVICES_PREDICTION_LOG_H_

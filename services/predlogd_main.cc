@@ -1,0 +1,29 @@
+// predlogd: the predlog service. Parses flags, runs, maps the status to an exit code.
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "services/server.h"
+
+ABSL_FLAG(std::string, data_dir, "./data", "Directory for shards and snapshots.");
+ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051", "gRPC listen address (host:port).");
+ABSL_FLAG(std::string, kafka_brokers, "",
+          "Kafka bootstrap servers; empty starts the embedded broker.");
+ABSL_FLAG(int, partitions, 4, "Partitions (= shards) of predlog.events, >= 1.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("predlogd: the predlog audit-log service");
+  absl::ParseCommandLine(argc, argv);
+  predlog::services::ServerOptions options;
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  options.kafka_brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  options.partitions = absl::GetFlag(FLAGS_partitions);
+  const absl::Status status = predlog::services::RunUntilSignalled(options);
+  if (!status.ok()) {
+    std::cerr << "predlogd: " << status << "\n";
+    return absl::IsInvalidArgument(status) ? 2 : 1;
+  }
+  return 0;
+}

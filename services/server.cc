@@ -1,0 +1,115 @@
+#include "services/server.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "services/embedded_broker.h"
+#include "services/grpc_services.h"
+#include "services/ingest.h"
+#include "services/prediction_log.h"
+#include "services/producer.h"
+#include "storage/logging.h"
+#include "storage/status_macros.h"
+
+namespace predlog::services {
+
+// Destruction order (reverse of declaration) is the shutdown order: gRPC
+// first, then the producer (flush), then the ingest, then the broker.
+struct Server::Parts {
+  std::unique_ptr<EmbeddedBroker> broker;
+  std::unique_ptr<Ingest> ingest;
+  std::unique_ptr<Producer> producer;
+  std::unique_ptr<PredictionLog> log;
+  std::unique_ptr<PredictionLogService> service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::string grpc_address;
+  std::string kafka_address;
+
+  ~Parts() {
+    if (grpc_server != nullptr)
+      grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc_server.reset();
+    producer.reset();
+    ingest.reset();
+  }
+};
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  if (options.partitions < 1) return absl::InvalidArgumentError("--partitions must be >= 1");
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--data_dir ", options.data_dir, ": ", ec.message()));
+  }
+  auto parts = std::make_unique<Parts>();
+  std::string incarnation = options.source_name;
+  if (options.kafka_brokers.empty()) {
+    ASSIGN_OR_RETURN(parts->broker, EmbeddedBroker::Start({options.partitions}));
+    parts->kafka_address = parts->broker->bootstrap_servers();
+    incarnation = parts->broker->incarnation();
+    std::ofstream(options.data_dir + "/embedded_kafka_address") << parts->kafka_address << "\n";
+  } else {
+    parts->kafka_address = options.kafka_brokers;
+  }
+  ASSIGN_OR_RETURN(parts->ingest, Ingest::Start({options.data_dir, parts->kafka_address,
+                                                 incarnation, options.partitions}));
+  ProducerOptions producer_options;
+  producer_options.bootstrap_servers = parts->kafka_address;
+  ASSIGN_OR_RETURN(parts->producer, Producer::Open(producer_options));
+  PredictionLogOptions log_options;
+  // The embedded broker holds messages in memory only: an ack must mean folded.
+  log_options.always_wait_durable = parts->broker != nullptr;
+  parts->log =
+      std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
+  parts->service = std::make_unique<PredictionLogService>(parts->log.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(parts->service.get());
+  parts->grpc_server = builder.BuildAndStart();
+  if (parts->grpc_server == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("--grpc_listen ", options.grpc_listen, ": cannot listen there"));
+  }
+  parts->grpc_address =
+      absl::StrCat(options.grpc_listen.substr(0, options.grpc_listen.rfind(':')), ":", port);
+  return std::unique_ptr<Server>(new Server(std::move(parts)));
+}
+
+Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+Server::~Server() = default;
+const std::string& Server::grpc_address() const { return parts_->grpc_address; }
+const std::string& Server::kafka_address() const { return parts_->kafka_address; }
+
+absl::Status RunUntilSignalled(const ServerOptions& options) {
+  // Block the signals in every thread (gRPC and librdkafka threads inherit
+  // the mask), then wait for one here.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(options));
+  std::cout << "predlogd listening: grpc=" << server->grpc_address()
+            << " kafka=" << server->kafka_address()
+            << (options.kafka_brokers.empty() ? " (embedded)" : "")
+            << " data_dir=" << options.data_dir << std::endl;
+  int signal = 0;
+  sigwait(&signals, &signal);
+  PREDLOG_LOG(INFO) << "predlogd: signal " << signal << ", shutting down";
+  server.reset();
+  return absl::OkStatus();
+}
+
+}  // namespace predlog::services
