@@ -31,4 +31,14 @@ grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
+    grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
+    predlog::v1::ListPredictionsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<predlog::v1::ListPredictionsResponse> result = log_->ListPredictions(*request);
+  if (result.ok()) *response = std::move(*result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
 }  // namespace predlog::services

@@ -23,6 +23,9 @@ class PredictionLogService final : public predlog::v1::PredictionLog::CallbackSe
   grpc::ServerUnaryReactor* GetPrediction(grpc::CallbackServerContext* context,
                                           const predlog::v1::GetPredictionRequest* request,
                                           predlog::v1::PredictionRecord* record) override;
+  grpc::ServerUnaryReactor* ListPredictions(
+      grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
+      predlog::v1::ListPredictionsResponse* response) override;
 
  private:
   PredictionLog* const log_;

@@ -37,13 +37,27 @@ class PredictionLog {
   // names the field; RESOURCE_EXHAUSTED / UNAVAILABLE mean retry later.
   void Log(const predlog::v1::LogRequest& request, LogCallback done);
 
-  // NOT_FOUND when no shard holds the id.
+  // NOT_FOUND when no shard holds the id. With subject_id, only that
+  // subject's shard is searched.
   absl::StatusOr<predlog::v1::PredictionRecord> GetPrediction(
       const predlog::v1::GetPredictionRequest& request) const;
+
+  // A subject's trail (from its one shard, in served order), or a model
+  // version's predictions (shard by shard, each in served order), one page at
+  // a time. INVALID_ARGUMENT for a missing filter or a foreign page token.
+  absl::StatusOr<predlog::v1::ListPredictionsResponse> ListPredictions(
+      const predlog::v1::ListPredictionsRequest& request) const;
+
+  // The partition (= shard) Kafka's murmur2 partitioner picks for a subject.
+  static int32_t PartitionOf(absl::string_view subject_id, int partitions);
 
  private:
   Producer* const producer_;
   Ingest* const ingest_;
+  // A record as the API shows it.
+  absl::StatusOr<predlog::v1::PredictionRecord> ToRecord(int partition,
+                                                         const storage::StoredRecord& record) const;
+
   const PredictionLogOptions options_;
 };
 

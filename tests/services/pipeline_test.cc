@@ -1,8 +1,12 @@
 // End to end in one process: gRPC Log -> producer -> embedded broker ->
 // ingest -> shard, then GetPrediction over gRPC. Real librdkafka, real gRPC on
 // loopback, real RocksDB in a temp dir.
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
@@ -10,6 +14,7 @@
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/server.h"
 #include "storage/sha256.h"
+#include "storage/shard_store.h"
 #include "tests/testing/events.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -137,6 +142,134 @@ TEST_F(PipelineTest, InvalidPredictionIsInvalidArgumentNamingTheField) {
   status = stub_->Log(&context, empty, &receipt);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("prediction is missing"));
+}
+
+TEST_F(PipelineTest, ListPredictions_SubjectTrailPagesInServedOrder) {
+  for (int i = 0; i < 25; ++i) {
+    PredictionSpec spec = Spec(i);
+    spec.subject_id = "customer-trail";
+    // Logged in reverse served order; the trail comes back in served order.
+    spec.served_at = absl::FromUnixSeconds(1'700'000'000) + absl::Seconds(100 - i);
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(spec, &receipt).ok());
+  }
+  std::vector<std::string> ids;
+  std::string token;
+  int pages = 0;
+  do {
+    predlog::v1::ListPredictionsRequest request;
+    request.set_subject_id("customer-trail");
+    request.set_page_size(10);
+    request.set_page_token(token);
+    predlog::v1::ListPredictionsResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->ListPredictions(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    for (const auto& r : response.records()) {
+      ids.push_back(r.event().prediction_logged().prediction_id());
+    }
+    token = response.next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  ASSERT_EQ(ids.size(), 25u);
+  EXPECT_EQ(ids.front(), "pred-24");
+  EXPECT_EQ(ids.back(), "pred-0");
+
+  predlog::v1::ListPredictionsRequest by_model;
+  by_model.mutable_model()->set_name("credit-limit");
+  by_model.mutable_model()->set_version("v1");
+  by_model.set_page_size(1000);
+  predlog::v1::ListPredictionsResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->ListPredictions(&context, by_model, &response).ok());
+  EXPECT_EQ(response.records_size(), 25);
+}
+
+TEST_F(PipelineTest, ListPredictions_BadRequestsAreInvalidArgument) {
+  predlog::v1::ListPredictionsResponse response;
+  {
+    predlog::v1::ListPredictionsRequest request;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->ListPredictions(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("filter is missing"));
+  }
+  {
+    predlog::v1::ListPredictionsRequest request;
+    request.set_subject_id("c");
+    request.set_page_token("not-a-token");
+    grpc::ClientContext context;
+    grpc::Status status = stub_->ListPredictions(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("page_token"));
+  }
+  {
+    predlog::v1::ListPredictionsRequest request;
+    request.set_subject_id("c");
+    request.set_page_size(5000);
+    grpc::ClientContext context;
+    grpc::Status status = stub_->ListPredictions(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("page_size 5000"));
+  }
+}
+
+TEST_F(PipelineTest, GetPrediction_WithSubjectLooksInTheProducersPartition) {
+  // The query side computes the subject's shard itself; it must be the one the
+  // producer's murmur2 partitioner chose.
+  for (int i = 0; i < 20; ++i) {
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(Spec(i), &receipt).ok());
+    predlog::v1::GetPredictionRequest request;
+    request.set_prediction_id(Spec(i).prediction_id);
+    request.set_subject_id(Spec(i).subject_id);
+    predlog::v1::PredictionRecord record;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->GetPrediction(&context, request, &record);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(record.position().shard(), receipt.shard());
+  }
+}
+
+TEST_F(PipelineTest, DirectKafkaProducersAreFoldedAndGarbageIsRejected) {
+  // Any Kafka client may produce AuditEvents straight to predlog.events: here
+  // kcat sends one garbage message and one valid event (one message per file).
+  const std::string garbage = dir_.Sub("garbage.bin");
+  const std::string valid = dir_.Sub("valid.bin");
+  std::ofstream(garbage, std::ios::binary) << "\xff\xfe definitely not protobuf";
+  PredictionSpec spec = Spec(77);
+  std::ofstream(valid, std::ios::binary) << MakePrediction(spec).SerializeAsString();
+  const std::string command =
+      "kcat -P -b " + server_->kafka_address() + " -t predlog.events -p 1 " + garbage + " " + valid;
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+  // The valid event becomes readable once folded (bounded wait, not a timing assertion).
+  grpc::Status status;
+  predlog::v1::PredictionRecord record;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    status = Get(spec.prediction_id, &record);
+    if (status.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(record.position().shard(), "predlog.events-1");
+
+  // The service kept going: a gateway Log still works.
+  LogReceipt receipt;
+  ASSERT_TRUE(Log(Spec(78), &receipt).ok());
+  EXPECT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+
+  // The garbage is kept in the shard's rejected records with its reason.
+  server_.reset();
+  storage::ShardOptions options;
+  options.dir = dir_.Sub("data/shards/predlog.events-1");
+  options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto shard, storage::ShardStore::Open(options));
+  ASSERT_OK_AND_ASSIGN(auto rejected, shard->ListRejected(0, 10));
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_THAT(rejected[0].reason, HasSubstr("not a serialized predlog.v1.AuditEvent"));
+  EXPECT_EQ(rejected[0].payload, "\xff\xfe definitely not protobuf");
 }
 
 TEST_F(PipelineTest, UnknownPredictionIsNotFound) {
