@@ -12,6 +12,10 @@ namespace predlog::services {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// Most LogStream requests of one stream awaiting their receipts; reading
+// pauses above it (backpressure instead of unbounded memory).
+inline constexpr int kMaxStreamInFlight = 2000;
+
 // predlog.v1.PredictionLog. Borrows `log`, which must outlive the server.
 class PredictionLogService final : public predlog::v1::PredictionLog::CallbackService {
  public:
@@ -23,6 +27,8 @@ class PredictionLogService final : public predlog::v1::PredictionLog::CallbackSe
   grpc::ServerUnaryReactor* GetPrediction(grpc::CallbackServerContext* context,
                                           const predlog::v1::GetPredictionRequest* request,
                                           predlog::v1::PredictionRecord* record) override;
+  grpc::ServerBidiReactor<predlog::v1::LogRequest, predlog::v1::LogReceipt>* LogStream(
+      grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* ListPredictions(
       grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
       predlog::v1::ListPredictionsResponse* response) override;

@@ -65,7 +65,7 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
                              // An offset that is gone is an explicit error, never a skip.
                              {"auto.offset.reset", "error"},
                              {"enable.partition.eof", "false"},
-                             {"fetch.wait.max.ms", "10"},
+                             {"fetch.wait.max.ms", "1"},
                              {"fetch.error.backoff.ms", "10"},
                              {"log_level", "4"},
                          });

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -72,25 +73,91 @@ class PipelineTest : public ::testing::Test {
 };
 
 TEST_F(PipelineTest, LoggedPredictionsAreFoldedBeforeTheAckAndReadable) {
-  constexpr int kPredictions = 300;
+  // 10k unary Log calls from 8 concurrent clients.
+  constexpr int kPredictions = 10'000;
+  constexpr int kClients = 8;
+  std::vector<LogReceipt> receipts(kPredictions);
+  std::vector<grpc::Status> statuses(kPredictions);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = c; i < kPredictions; i += kClients) statuses[i] = Log(Spec(i), &receipts[i]);
+    });
+  }
+  for (auto& t : clients) t.join();
   for (int i = 0; i < kPredictions; ++i) {
-    LogReceipt receipt;
-    grpc::Status status = Log(Spec(i), &receipt);
-    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
     // Embedded mode: the ack waits for the fold.
-    ASSERT_EQ(receipt.outcome(), LogReceipt::APPLIED) << i;
-    ASSERT_EQ(receipt.leaf_sha256().size(), 64u);
-    ASSERT_EQ(receipt.position().shard(), receipt.shard());
+    ASSERT_EQ(receipts[i].outcome(), LogReceipt::APPLIED) << i;
+    ASSERT_EQ(receipts[i].leaf_sha256().size(), 64u);
+    ASSERT_EQ(receipts[i].position().shard(), receipts[i].shard());
   }
   for (int i = 0; i < kPredictions; ++i) {
     predlog::v1::PredictionRecord record;
     grpc::Status status = Get(Spec(i).prediction_id, &record);
     ASSERT_TRUE(status.ok()) << status.error_message();
-    EXPECT_EQ(record.event().prediction_logged().subject_id(), Spec(i).subject_id);
-    EXPECT_EQ(record.event().actor(), "limits-api");
+    ASSERT_EQ(record.event().prediction_logged().subject_id(), Spec(i).subject_id);
+    ASSERT_EQ(record.event().actor(), "limits-api");
+    ASSERT_EQ(record.position().index(), receipts[i].position().index());
     // The leaf is the hash of the exact stored event bytes.
-    EXPECT_EQ(record.leaf_sha256(),
+    ASSERT_EQ(record.leaf_sha256(), receipts[i].leaf_sha256());
+    ASSERT_EQ(record.leaf_sha256(),
               storage::ToHex(storage::Sha256(record.event().SerializeAsString())));
+  }
+}
+
+TEST_F(PipelineTest, LogStream_EveryRequestGetsOneReceiptAndIsReadableInItsTrail) {
+  constexpr int kPredictions = 100'000;
+  constexpr int kInvalid = 777;  // this one has no subject
+  grpc::ClientContext context;
+  auto stream = stub_->LogStream(&context);
+  std::thread writer([&] {
+    for (int i = 0; i < kPredictions; ++i) {
+      predlog::v1::LogRequest request;
+      PredictionSpec spec = Spec(i);
+      spec.subject_id = "customer-" + std::to_string(i % 100);
+      spec.served_at = absl::FromUnixSeconds(1'700'000'000) + absl::Seconds(i);
+      if (i == kInvalid) spec.subject_id.clear();
+      *request.mutable_prediction() = MakePrediction(spec).prediction_logged();
+      if (!stream->Write(request)) break;
+    }
+    stream->WritesDone();
+  });
+  std::map<std::string, LogReceipt> receipts;
+  LogReceipt receipt;
+  while (stream->Read(&receipt)) {
+    EXPECT_TRUE(receipts.emplace(receipt.prediction_id(), receipt).second)
+        << "two receipts for " << receipt.prediction_id();
+  }
+  writer.join();
+  grpc::Status status = stream->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(receipts.size(), static_cast<size_t>(kPredictions));
+  for (const auto& [id, r] : receipts) {
+    if (id == Spec(kInvalid).prediction_id) {
+      EXPECT_EQ(r.error_code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+      EXPECT_THAT(r.reason(), HasSubstr("prediction.subject_id is empty"));
+    } else {
+      ASSERT_EQ(r.error_code(), 0) << id << ": " << r.reason();
+      ASSERT_EQ(r.outcome(), LogReceipt::APPLIED) << id;
+    }
+  }
+  // Every subject's trail holds its predictions in served order.
+  for (int subject = 0; subject < 100; subject += 11) {  // 77 holds the invalid one
+    predlog::v1::ListPredictionsRequest request;
+    request.set_subject_id("customer-" + std::to_string(subject));
+    request.set_page_size(1000);
+    predlog::v1::ListPredictionsResponse response;
+    grpc::ClientContext list_context;
+    ASSERT_TRUE(stub_->ListPredictions(&list_context, request, &response).ok());
+    const int expected = kPredictions / 100 - (kInvalid % 100 == subject ? 1 : 0);
+    ASSERT_EQ(response.records_size(), expected) << subject;
+    for (int k = 0; k < response.records_size(); ++k) {
+      EXPECT_EQ(response.records(k).event().prediction_logged().prediction_id(),
+                Spec(subject + 100 * k +
+                     (subject == kInvalid % 100 && 100 * k + subject >= kInvalid ? 100 : 0))
+                    .prediction_id);
+    }
   }
 }
 
