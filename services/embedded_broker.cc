@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -9,6 +10,35 @@
 #include "storage/status_macros.h"
 
 namespace predlog::services {
+
+namespace {
+constexpr absl::string_view kIncarnationTopicPrefix = "__predlog_incarnation.";
+}  // namespace
+
+absl::StatusOr<std::string> DiscoverIncarnation(const std::string& bootstrap_servers,
+                                                absl::Duration timeout) {
+  ASSIGN_OR_RETURN(rd_kafka_t * rk,
+                   NewKafkaClient(RD_KAFKA_PRODUCER,
+                                  {{"bootstrap.servers", bootstrap_servers}, {"log_level", "3"}}));
+  const rd_kafka_metadata_t* metadata = nullptr;
+  const rd_kafka_resp_err_t err = rd_kafka_metadata(
+      rk, 1, nullptr, &metadata, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_destroy(rk);
+    return absl::UnavailableError(
+        absl::StrCat("kafka at ", bootstrap_servers, ": metadata: ", rd_kafka_err2str(err)));
+  }
+  std::string incarnation = "kafka";
+  for (int i = 0; i < metadata->topic_cnt; ++i) {
+    absl::string_view topic = metadata->topics[i].topic;
+    if (absl::StartsWith(topic, kIncarnationTopicPrefix)) {
+      incarnation = std::string(topic.substr(kIncarnationTopicPrefix.size()));
+    }
+  }
+  rd_kafka_metadata_destroy(metadata);
+  rd_kafka_destroy(rk);
+  return incarnation;
+}
 
 absl::StatusOr<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(
     const EmbeddedBrokerOptions& options) {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace predlog::services {
 
@@ -41,6 +42,14 @@ class EmbeddedBroker {
   std::string bootstraps_;
   std::string incarnation_;
 };
+
+// The source incarnation of the cluster at `bootstrap_servers`: an embedded
+// broker announces its own (as an empty topic named
+// "__predlog_incarnation.<incarnation>"), so an ingest in another process
+// notices when that broker restarted empty. A real cluster is "kafka".
+// UNAVAILABLE when the cluster cannot be reached within `timeout`.
+absl::StatusOr<std::string> DiscoverIncarnation(const std::string& bootstrap_servers,
+                                                absl::Duration timeout);
 
 }  // namespace predlog::services
 

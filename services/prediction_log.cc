@@ -70,6 +70,12 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback done
     return;
   }
   const bool durable = options_.always_wait_durable || request.wait_durable();
+  if (durable && ingest_ == nullptr) {
+    done(absl::FailedPreconditionError(
+        "wait_durable needs the ingest role in this predlogd process; log without it or "
+        "call a process that runs ingest"));
+    return;
+  }
   const std::string prediction_id = request.prediction().prediction_id();
   Ingest* ingest = ingest_;
   absl::Status produced = producer_->Produce(
@@ -84,7 +90,7 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback done
         receipt.set_shard(absl::StrCat(kEventsTopic, "-", delivery->partition));
         receipt.mutable_source()->set_partition(delivery->partition);
         receipt.mutable_source()->set_offset(delivery->offset);
-        if (!durable || ingest == nullptr) {
+        if (!durable) {
           receipt.set_outcome(LogReceipt::ACCEPTED);
           done(std::move(receipt));
           return;

@@ -11,11 +11,20 @@ ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051", "gRPC listen address (hos
 ABSL_FLAG(std::string, kafka_brokers, "",
           "Kafka bootstrap servers; empty starts the embedded broker.");
 ABSL_FLAG(int, partitions, 4, "Partitions (= shards) of predlog.events, >= 1.");
+ABSL_FLAG(std::string, roles, "all",
+          "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("predlogd: the predlog audit-log service");
   absl::ParseCommandLine(argc, argv);
   predlog::services::ServerOptions options;
+  absl::StatusOr<predlog::services::Roles> roles =
+      predlog::services::ParseRoles(absl::GetFlag(FLAGS_roles));
+  if (!roles.ok()) {
+    std::cerr << "predlogd: " << roles.status().message() << "\n";
+    return 2;
+  }
+  options.roles = *roles;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
   options.kafka_brokers = absl::GetFlag(FLAGS_kafka_brokers);

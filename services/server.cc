@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -41,8 +42,45 @@ struct Server::Parts {
   }
 };
 
+absl::StatusOr<Roles> ParseRoles(absl::string_view roles) {
+  if (roles == "all") return Roles{};
+  Roles out{false, false, false};
+  bool query = false;
+  for (absl::string_view role : absl::StrSplit(roles, ',')) {
+    if (role == "broker") {
+      out.broker = true;
+    } else if (role == "ingest") {
+      out.ingest = true;
+    } else if (role == "gateway") {
+      out.gateway = true;
+    } else if (role == "query") {
+      query = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--roles: unknown role '", role, "' (want all, or broker,gateway,ingest,query)"));
+    }
+  }
+  if (query && !out.ingest) {
+    return absl::InvalidArgumentError("--roles: query reads this process's shards; add ingest");
+  }
+  out.gateway |= query;
+  if (!out.broker && !out.ingest && !out.gateway) {
+    return absl::InvalidArgumentError("--roles is empty");
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   if (options.partitions < 1) return absl::InvalidArgumentError("--partitions must be >= 1");
+  const Roles& roles = options.roles;
+  if (roles.broker && !options.kafka_brokers.empty()) {
+    return absl::InvalidArgumentError(
+        "--kafka_brokers is set, so the broker role cannot run here (drop one of them)");
+  }
+  if (!roles.broker && options.kafka_brokers.empty()) {
+    return absl::InvalidArgumentError(
+        "--kafka_brokers is required when the broker role does not run in this process");
+  }
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) {
@@ -50,17 +88,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         absl::StrCat("--data_dir ", options.data_dir, ": ", ec.message()));
   }
   auto parts = std::make_unique<Parts>();
-  std::string incarnation = options.source_name;
-  if (options.kafka_brokers.empty()) {
+  std::string incarnation;
+  if (roles.broker) {
     ASSIGN_OR_RETURN(parts->broker, EmbeddedBroker::Start({options.partitions}));
     parts->kafka_address = parts->broker->bootstrap_servers();
     incarnation = parts->broker->incarnation();
     std::ofstream(options.data_dir + "/embedded_kafka_address") << parts->kafka_address << "\n";
   } else {
     parts->kafka_address = options.kafka_brokers;
+    if (roles.ingest) {
+      ASSIGN_OR_RETURN(incarnation, DiscoverIncarnation(parts->kafka_address, absl::Seconds(10)));
+    }
   }
-  ASSIGN_OR_RETURN(parts->ingest, Ingest::Start({options.data_dir, parts->kafka_address,
-                                                 incarnation, options.partitions}));
+  if (roles.ingest) {
+    ASSIGN_OR_RETURN(parts->ingest, Ingest::Start({options.data_dir, parts->kafka_address,
+                                                   incarnation, options.partitions}));
+  }
+  if (!roles.gateway) return std::unique_ptr<Server>(new Server(std::move(parts)));
+
   ProducerOptions producer_options;
   producer_options.bootstrap_servers = parts->kafka_address;
   ASSIGN_OR_RETURN(parts->producer, Producer::Open(producer_options));
@@ -101,9 +146,12 @@ absl::Status RunUntilSignalled(const ServerOptions& options) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(options));
-  std::cout << "predlogd listening: grpc=" << server->grpc_address()
+  std::cout << "predlogd listening:"
+            << (server->grpc_address().empty() ? "" : " grpc=" + server->grpc_address())
             << " kafka=" << server->kafka_address()
-            << (options.kafka_brokers.empty() ? " (embedded)" : "")
+            << (options.roles.broker ? " (embedded broker)" : "")
+            << " roles=" << (options.roles.broker ? "broker," : "")
+            << (options.roles.ingest ? "ingest," : "") << (options.roles.gateway ? "gateway" : "")
             << " data_dir=" << options.data_dir << std::endl;
   int signal = 0;
   sigwait(&signals, &signal);

@@ -8,19 +8,31 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace predlog::services {
 
+// What one predlogd process runs. The gRPC server (gateway and queries) needs
+// the ingest in the same process for reads and for durable acks.
+struct Roles {
+  bool broker = true;   // the embedded Kafka-protocol broker
+  bool ingest = true;   // consume predlog.events into the shards
+  bool gateway = true;  // gRPC: Log, LogStream, GetPrediction, ListPredictions
+};
+
+// Parses --roles: "all", or a comma list of broker, gateway, ingest, query
+// ("query" is served by the gateway's gRPC server from this process's shards,
+// so it implies gateway and needs ingest). INVALID_ARGUMENT names the bad role.
+absl::StatusOr<Roles> ParseRoles(absl::string_view roles);
+
 struct ServerOptions {
+  Roles roles;
   std::string data_dir = "./data";
   std::string grpc_listen = "127.0.0.1:50051";
-  // Empty: start the embedded broker.
+  // Empty: use the embedded broker (the broker role must run here).
   std::string kafka_brokers;
   int partitions = 4;
-  // Source name for shards when kafka_brokers is set (the embedded broker
-  // names each of its starts itself).
-  std::string source_name = "kafka";
 };
 
 // A running predlogd. Thread-safe.
@@ -30,7 +42,8 @@ class Server {
   // Stops accepting, finishes in-flight calls and batches, flushes, closes.
   ~Server();
 
-  // The address gRPC listens on (with the port it picked when given :0).
+  // The address gRPC listens on (with the port it picked when given :0);
+  // empty without the gateway role.
   const std::string& grpc_address() const;
   // The Kafka bootstrap address in use.
   const std::string& kafka_address() const;

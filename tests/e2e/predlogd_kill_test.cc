@@ -1,0 +1,265 @@
+// Kill -9 at any moment loses no acknowledged event and duplicates none:
+// predlogd runs as child processes here and is SIGKILLed mid-stream.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "predlog/v1/service.grpc.pb.h"
+#include "tests/testing/events.h"
+#include "tests/testing/temp_dir.h"
+
+namespace predlog {
+namespace {
+
+using ::predlog::testing::MakePrediction;
+using ::predlog::testing::PredictionSpec;
+using ::predlog::testing::TempDir;
+using ::predlog::v1::LogReceipt;
+
+// One predlogd child process; its startup line gives the addresses.
+class Predlogd {
+ public:
+  explicit Predlogd(std::vector<std::string> args) {
+    int fds[2];
+    EXPECT_EQ(pipe(fds), 0);
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], STDOUT_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      std::vector<char*> argv;
+      argv.push_back(const_cast<char*>(PREDLOGD_BINARY));
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(PREDLOGD_BINARY, argv.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    std::string line;
+    char c;
+    while (read(fds[0], &c, 1) == 1 && c != '\n') line.push_back(c);
+    close(fds[0]);
+    startup_line_ = line;
+    for (absl::string_view field : absl::StrSplit(line, ' ')) {
+      if (absl::ConsumePrefix(&field, "grpc=")) grpc_ = std::string(field);
+      if (absl::ConsumePrefix(&field, "kafka=")) kafka_ = std::string(field);
+    }
+  }
+  ~Predlogd() {
+    if (pid_ > 0) Kill();
+  }
+
+  void Kill() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  // SIGTERM; returns the exit code (-1 if it did not exit normally).
+  int Stop() {
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  const std::string& grpc() const { return grpc_; }
+  const std::string& kafka() const { return kafka_; }
+  const std::string& startup_line() const { return startup_line_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string startup_line_, grpc_, kafka_;
+};
+
+std::unique_ptr<v1::PredictionLog::Stub> Connect(const std::string& address) {
+  return v1::PredictionLog::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+}
+
+PredictionSpec Spec(int i) {
+  PredictionSpec spec;
+  spec.prediction_id = "kill-" + std::to_string(i);
+  spec.subject_id = "customer-" + std::to_string(i % 10);
+  spec.served_at = absl::FromUnixSeconds(1'700'000'000) + absl::Milliseconds(i);
+  return spec;
+}
+
+// Logs from 4 client threads until stopped; remembers which ids were acked.
+class LoadUntilStopped {
+ public:
+  LoadUntilStopped(v1::PredictionLog::Stub* stub, int first_id) {
+    for (int c = 0; c < 4; ++c) {
+      threads_.emplace_back([this, stub, first_id, c] {
+        for (int i = first_id + c; !stop_.load(); i += 4) {
+          v1::LogRequest request;
+          *request.mutable_prediction() = MakePrediction(Spec(i)).prediction_logged();
+          LogReceipt receipt;
+          grpc::ClientContext context;
+          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+          if (stub->Log(&context, request, &receipt).ok()) {
+            std::lock_guard<std::mutex> lock(mu_);
+            acked_.push_back(i);
+          }
+        }
+      });
+    }
+  }
+  std::vector<int> Stop() {
+    stop_.store(true);
+    for (auto& t : threads_) t.join();
+    return acked_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::vector<int> acked_;
+};
+
+// How many times each prediction id appears in the 10 subject trails.
+std::map<std::string, int> CountInTrails(v1::PredictionLog::Stub* stub) {
+  std::map<std::string, int> counts;
+  for (int s = 0; s < 10; ++s) {
+    std::string token;
+    do {
+      v1::ListPredictionsRequest request;
+      request.set_subject_id("customer-" + std::to_string(s));
+      request.set_page_size(1000);
+      request.set_page_token(token);
+      v1::ListPredictionsResponse response;
+      grpc::ClientContext context;
+      grpc::Status status = stub->ListPredictions(&context, request, &response);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok()) return counts;
+      for (const auto& r : response.records()) {
+        ++counts[r.event().prediction_logged().prediction_id()];
+      }
+      token = response.next_page_token();
+    } while (!token.empty());
+  }
+  return counts;
+}
+
+void ExpectEachAckedExactlyOnce(const std::map<std::string, int>& counts,
+                                const std::vector<int>& acked) {
+  for (int i : acked) {
+    auto it = counts.find(Spec(i).prediction_id);
+    ASSERT_NE(it, counts.end()) << "acknowledged " << Spec(i).prediction_id << " is missing";
+    EXPECT_EQ(it->second, 1) << Spec(i).prediction_id;
+  }
+  for (const auto& [id, n] : counts) EXPECT_EQ(n, 1) << id << " is recorded " << n << " times";
+}
+
+TEST(PredlogdKill, AllInOneEmbeddedKilledMidStreamLosesNoAckedEventAndContinues) {
+  TempDir dir;
+  const std::vector<std::string> args = {"--data_dir=" + dir.Sub("data"),
+                                         "--grpc_listen=127.0.0.1:0", "--partitions=3"};
+  std::vector<int> acked;
+  {
+    Predlogd first(args);
+    ASSERT_FALSE(first.grpc().empty()) << first.startup_line();
+    auto stub = Connect(first.grpc());
+    LoadUntilStopped load(stub.get(), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    first.Kill();
+    acked = load.Stop();
+  }
+  ASSERT_GT(acked.size(), 50u) << "the load never got going";
+
+  // The restarted embedded broker is empty and starts at offset 0 again.
+  Predlogd second(args);
+  ASSERT_FALSE(second.grpc().empty()) << second.startup_line();
+  auto stub = Connect(second.grpc());
+  std::vector<int> after;
+  for (int i = 1'000'000; i < 1'000'200; ++i) {
+    v1::LogRequest request;
+    *request.mutable_prediction() = MakePrediction(Spec(i)).prediction_logged();
+    LogReceipt receipt;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->Log(&context, request, &receipt).ok());
+    ASSERT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+    after.push_back(i);
+  }
+  const auto counts = CountInTrails(stub.get());
+  ExpectEachAckedExactlyOnce(counts, acked);
+  ExpectEachAckedExactlyOnce(counts, after);
+  EXPECT_EQ(second.Stop(), 0);
+}
+
+TEST(PredlogdKill, IngestKilledWithBrokerInItsOwnProcessResumesExactlyOnce) {
+  TempDir dir;
+  Predlogd broker({"--data_dir=" + dir.Sub("broker"), "--roles=broker", "--partitions=3"});
+  ASSERT_FALSE(broker.kafka().empty()) << broker.startup_line();
+  const std::vector<std::string> args = {
+      "--data_dir=" + dir.Sub("data"), "--grpc_listen=127.0.0.1:0", "--partitions=3",
+      "--roles=gateway,ingest,query", "--kafka_brokers=" + broker.kafka()};
+  std::vector<int> acked;
+  {
+    Predlogd ingest(args);
+    ASSERT_FALSE(ingest.grpc().empty()) << ingest.startup_line();
+    auto stub = Connect(ingest.grpc());
+    // Acks here mean "in Kafka" (no wait_durable): the kill lands between
+    // Kafka and the shard for some of them.
+    LoadUntilStopped load(stub.get(), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    ingest.Kill();
+    acked = load.Stop();
+  }
+  ASSERT_GT(acked.size(), 50u) << "the load never got going";
+
+  Predlogd ingest(args);
+  ASSERT_FALSE(ingest.grpc().empty()) << ingest.startup_line();
+  auto stub = Connect(ingest.grpc());
+  // Wait (bounded) until the restarted ingest has caught up with Kafka.
+  std::map<std::string, int> counts;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    counts = CountInTrails(stub.get());
+    bool all = true;
+    for (int i : acked) all &= counts.count(Spec(i).prediction_id) > 0;
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ExpectEachAckedExactlyOnce(counts, acked);
+  EXPECT_EQ(ingest.Stop(), 0);
+  EXPECT_EQ(broker.Stop(), 0);
+}
+
+TEST(PredlogdFlags, BadRolesAreAUsageErrorNamingTheFlag) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    execl(PREDLOGD_BINARY, PREDLOGD_BINARY, "--roles=brokr", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
+  std::string err;
+  char buf[256];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) err.append(buf, n);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_THAT(err, ::testing::HasSubstr("--roles: unknown role 'brokr'"));
+}
+
+}  // namespace
+}  // namespace predlog
