@@ -189,6 +189,20 @@ void Ingest::AwaitFold(int32_t partition, int64_t offset, FoldCallback done) {
   done(std::move(*receipt));
 }
 
+std::vector<PartitionStatus> Ingest::Status() const {
+  std::vector<PartitionStatus> out;
+  for (int p = 0; p < partitions(); ++p) {
+    PartitionStatus status{shards_[p]->name(), shards_[p]->Head(), -1};
+    int64_t low = -1, high = -1;
+    if (rd_kafka_get_watermark_offsets(consumer_, kEventsTopic, p, &low, &high) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      status.high_watermark = high;
+    }
+    out.push_back(std::move(status));
+  }
+  return out;
+}
+
 void Ingest::FailWaiters(const absl::Status& status) {
   std::vector<FoldCallback> failed;
   {

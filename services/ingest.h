@@ -45,6 +45,15 @@ struct FoldReceipt {
   storage::MessageResult result;
 };
 
+// One partition as the metrics and status calls show it.
+struct PartitionStatus {
+  std::string shard;
+  storage::ShardHead head;
+  // Kafka's high watermark as last seen by the consumer (-1: not yet known);
+  // lag = high_watermark - (last folded offset + 1).
+  int64_t high_watermark = -1;
+};
+
 class Ingest {
  public:
   using FoldCallback = std::function<void(absl::StatusOr<FoldReceipt>)>;
@@ -61,6 +70,7 @@ class Ingest {
   void AwaitFold(int32_t partition, int64_t offset, FoldCallback done);
 
   int partitions() const { return static_cast<int>(shards_.size()); }
+  std::vector<PartitionStatus> Status() const;
   // Borrowed; valid for the Ingest's lifetime.
   const storage::ShardStore& shard(int partition) const { return *shards_[partition]; }
 

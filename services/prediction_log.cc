@@ -40,7 +40,21 @@ LogReceipt::Outcome ToOutcome(storage::FoldOutcome outcome) {
 
 }  // namespace
 
-void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback done) {
+void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user_done) {
+  // Every call ends in exactly one counter: acked, or failed by code.
+  LogCallback done = [this, start = absl::Now(), user_done = std::move(user_done)](
+                         absl::StatusOr<predlog::v1::LogReceipt> result) {
+    if (result.ok()) {
+      metrics_.log_acked.fetch_add(1, std::memory_order_relaxed);
+      metrics_.ack_latency.Observe(absl::Now() - start);
+    } else {
+      const auto code = static_cast<size_t>(result.status().code());
+      if (code < metrics_.log_failed_by_code.size()) {
+        metrics_.log_failed_by_code[code].fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    user_done(std::move(result));
+  };
   if (!request.has_prediction()) {
     done(absl::InvalidArgumentError("prediction is missing"));
     return;

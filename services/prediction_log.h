@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "predlog/v1/service.pb.h"
 #include "services/ingest.h"
+#include "services/metrics.h"
 #include "services/producer.h"
 #include "storage/event_validation.h"
 
@@ -48,6 +49,8 @@ class PredictionLog {
   absl::StatusOr<predlog::v1::ListPredictionsResponse> ListPredictions(
       const predlog::v1::ListPredictionsRequest& request) const;
 
+  const GatewayMetrics& metrics() const { return metrics_; }
+
   // The partition (= shard) Kafka's murmur2 partitioner picks for a subject.
   static int32_t PartitionOf(absl::string_view subject_id, int partitions);
 
@@ -59,6 +62,7 @@ class PredictionLog {
                                                          const storage::StoredRecord& record) const;
 
   const PredictionLogOptions options_;
+  GatewayMetrics metrics_;
 };
 
 }  // namespace predlog::services

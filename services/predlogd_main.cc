@@ -8,6 +8,8 @@
 
 ABSL_FLAG(std::string, data_dir, "./data", "Directory for shards and snapshots.");
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051", "gRPC listen address (host:port).");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
+          "Prometheus /metrics listen address (host:port); empty turns it off.");
 ABSL_FLAG(std::string, kafka_brokers, "",
           "Kafka bootstrap servers; empty starts the embedded broker.");
 ABSL_FLAG(int, partitions, 4, "Partitions (= shards) of predlog.events, >= 1.");
@@ -27,6 +29,7 @@ int main(int argc, char** argv) {
   options.roles = *roles;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.kafka_brokers = absl::GetFlag(FLAGS_kafka_brokers);
   options.partitions = absl::GetFlag(FLAGS_partitions);
   const absl::Status status = predlog::services::RunUntilSignalled(options);

@@ -5,12 +5,15 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "httplib.h"
 #include "services/embedded_broker.h"
 #include "services/grpc_services.h"
 #include "services/ingest.h"
@@ -30,10 +33,28 @@ struct Server::Parts {
   std::unique_ptr<PredictionLog> log;
   std::unique_ptr<PredictionLogService> service;
   std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<httplib::Server> http_server;
+  std::thread http_thread;
   std::string grpc_address;
+  std::string http_address;
   std::string kafka_address;
 
+  std::string RenderMetrics() const {
+    std::string out;
+    if (log != nullptr) log->metrics().Render(&out);
+    if (producer != nullptr) {
+      absl::StrAppend(&out,
+                      "# HELP predlog_producer_queue_depth Messages awaiting Kafka delivery.\n"
+                      "# TYPE predlog_producer_queue_depth gauge\npredlog_producer_queue_depth ",
+                      producer->QueueDepth(), "\n");
+    }
+    if (ingest != nullptr) RenderShardMetrics(ingest->Status(), &out);
+    return out;
+  }
+
   ~Parts() {
+    if (http_server != nullptr) http_server->stop();
+    if (http_thread.joinable()) http_thread.join();
     if (grpc_server != nullptr)
       grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     grpc_server.reset();
@@ -41,6 +62,38 @@ struct Server::Parts {
     ingest.reset();
   }
 };
+
+namespace {
+
+// Serves GET /metrics on `listen` ("host:port"; port 0 picks one).
+absl::Status StartHttp(const std::string& listen, Server::Parts* parts) {
+  if (listen.empty()) return absl::OkStatus();
+  const size_t colon = listen.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--http_listen ", listen, ": want host:port"));
+  }
+  const std::string host = listen.substr(0, colon);
+  parts->http_server = std::make_unique<httplib::Server>();
+  parts->http_server->Get("/metrics", [parts](const httplib::Request&, httplib::Response& res) {
+    res.set_content(parts->RenderMetrics(), "text/plain; version=0.0.4");
+  });
+  if (port == 0) {
+    port = parts->http_server->bind_to_any_port(host);
+  } else if (!parts->http_server->bind_to_port(host, port)) {
+    port = -1;
+  }
+  if (port <= 0) {
+    return absl::UnavailableError(absl::StrCat("--http_listen ", listen, ": cannot listen there"));
+  }
+  parts->http_address = absl::StrCat(host, ":", port);
+  parts->http_thread =
+      std::thread([server = parts->http_server.get()] { server->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<Roles> ParseRoles(absl::string_view roles) {
   if (roles == "all") return Roles{};
@@ -104,7 +157,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     ASSIGN_OR_RETURN(parts->ingest, Ingest::Start({options.data_dir, parts->kafka_address,
                                                    incarnation, options.partitions}));
   }
-  if (!roles.gateway) return std::unique_ptr<Server>(new Server(std::move(parts)));
+  if (!roles.gateway) {
+    RETURN_IF_ERROR(StartHttp(options.http_listen, parts.get()));
+    return std::unique_ptr<Server>(new Server(std::move(parts)));
+  }
 
   ProducerOptions producer_options;
   producer_options.bootstrap_servers = parts->kafka_address;
@@ -129,12 +185,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
   parts->grpc_address =
       absl::StrCat(options.grpc_listen.substr(0, options.grpc_listen.rfind(':')), ":", port);
+  RETURN_IF_ERROR(StartHttp(options.http_listen, parts.get()));
   return std::unique_ptr<Server>(new Server(std::move(parts)));
 }
 
 Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 Server::~Server() = default;
 const std::string& Server::grpc_address() const { return parts_->grpc_address; }
+const std::string& Server::http_address() const { return parts_->http_address; }
 const std::string& Server::kafka_address() const { return parts_->kafka_address; }
 
 absl::Status RunUntilSignalled(const ServerOptions& options) {
@@ -148,6 +206,7 @@ absl::Status RunUntilSignalled(const ServerOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(options));
   std::cout << "predlogd listening:"
             << (server->grpc_address().empty() ? "" : " grpc=" + server->grpc_address())
+            << (server->http_address().empty() ? "" : " http=" + server->http_address())
             << " kafka=" << server->kafka_address()
             << (options.roles.broker ? " (embedded broker)" : "")
             << " roles=" << (options.roles.broker ? "broker," : "")

@@ -30,6 +30,8 @@ struct ServerOptions {
   Roles roles;
   std::string data_dir = "./data";
   std::string grpc_listen = "127.0.0.1:50051";
+  // Prometheus /metrics over HTTP; port 0 picks one; empty turns it off.
+  std::string http_listen = "127.0.0.1:9464";
   // Empty: use the embedded broker (the broker role must run here).
   std::string kafka_brokers;
   int partitions = 4;
@@ -45,11 +47,15 @@ class Server {
   // The address gRPC listens on (with the port it picked when given :0);
   // empty without the gateway role.
   const std::string& grpc_address() const;
+  // The HTTP (metrics) address, with the picked port; empty when off.
+  const std::string& http_address() const;
   // The Kafka bootstrap address in use.
   const std::string& kafka_address() const;
 
- private:
+  // The running pieces; public only so server.cc's helpers can name it.
   struct Parts;
+
+ private:
   explicit Server(std::unique_ptr<Parts> parts);
   std::unique_ptr<Parts> parts_;
 };

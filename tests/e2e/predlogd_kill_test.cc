@@ -168,7 +168,8 @@ void ExpectEachAckedExactlyOnce(const std::map<std::string, int>& counts,
 TEST(PredlogdKill, AllInOneEmbeddedKilledMidStreamLosesNoAckedEventAndContinues) {
   TempDir dir;
   const std::vector<std::string> args = {"--data_dir=" + dir.Sub("data"),
-                                         "--grpc_listen=127.0.0.1:0", "--partitions=3"};
+                                         "--grpc_listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                                         "--partitions=3"};
   std::vector<int> acked;
   {
     Predlogd first(args);
@@ -203,11 +204,13 @@ TEST(PredlogdKill, AllInOneEmbeddedKilledMidStreamLosesNoAckedEventAndContinues)
 
 TEST(PredlogdKill, IngestKilledWithBrokerInItsOwnProcessResumesExactlyOnce) {
   TempDir dir;
-  Predlogd broker({"--data_dir=" + dir.Sub("broker"), "--roles=broker", "--partitions=3"});
+  Predlogd broker({"--data_dir=" + dir.Sub("broker"), "--roles=broker", "--partitions=3",
+                   "--http_listen=127.0.0.1:0"});
   ASSERT_FALSE(broker.kafka().empty()) << broker.startup_line();
   const std::vector<std::string> args = {
-      "--data_dir=" + dir.Sub("data"), "--grpc_listen=127.0.0.1:0", "--partitions=3",
-      "--roles=gateway,ingest,query", "--kafka_brokers=" + broker.kafka()};
+      "--data_dir=" + dir.Sub("data"), "--grpc_listen=127.0.0.1:0",
+      "--http_listen=127.0.0.1:0",     "--partitions=3",
+      "--roles=gateway,ingest,query",  "--kafka_brokers=" + broker.kafka()};
   std::vector<int> acked;
   {
     Predlogd ingest(args);

@@ -9,9 +9,12 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/server.h"
 #include "storage/sha256.h"
@@ -37,6 +40,7 @@ class PipelineTest : public ::testing::Test {
     ServerOptions options;
     options.data_dir = dir_.Sub("data");
     options.grpc_listen = "127.0.0.1:0";
+    options.http_listen = "127.0.0.1:0";
     options.partitions = 3;
     ASSERT_OK_AND_ASSIGN(server_, Server::Start(options));
     stub_ = predlog::v1::PredictionLog::NewStub(
@@ -337,6 +341,50 @@ TEST_F(PipelineTest, DirectKafkaProducersAreFoldedAndGarbageIsRejected) {
   ASSERT_EQ(rejected.size(), 1u);
   EXPECT_THAT(rejected[0].reason, HasSubstr("not a serialized predlog.v1.AuditEvent"));
   EXPECT_EQ(rejected[0].payload, "\xff\xfe definitely not protobuf");
+}
+
+// The value of the first series line starting with `series` in `metrics`.
+double MetricValue(const std::string& metrics, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    if (absl::ConsumePrefix(&line, series + " ")) {
+      double v = 0;
+      EXPECT_TRUE(absl::SimpleAtod(line, &v)) << line;
+      return v;
+    }
+  }
+  ADD_FAILURE() << "no series " << series;
+  return -1;
+}
+
+TEST_F(PipelineTest, MetricsCountEveryOutcome) {
+  for (int i = 0; i < 30; ++i) {
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(Spec(i), &receipt).ok());
+  }
+  LogReceipt receipt;
+  ASSERT_TRUE(Log(Spec(0), &receipt).ok());  // a duplicate
+  PredictionSpec bad = Spec(99);
+  bad.subject_id.clear();
+  ASSERT_FALSE(Log(bad, &receipt).ok());
+
+  httplib::Client http("http://" + server_->http_address());
+  auto response = http.Get("/metrics");
+  ASSERT_TRUE(response) << "no answer from " << server_->http_address();
+  ASSERT_EQ(response->status, 200);
+  const std::string& m = response->body;
+  EXPECT_EQ(MetricValue(m, "predlog_log_acked_total"), 31);
+  EXPECT_EQ(MetricValue(m, "predlog_log_failed_total{code=\"INVALID_ARGUMENT\"}"), 1);
+  EXPECT_EQ(MetricValue(m, "predlog_ack_latency_seconds_count"), 31);
+  double folded = 0, duplicates = 0, lag = 0;
+  for (int p = 0; p < 3; ++p) {
+    const std::string shard = "{shard=\"predlog.events-" + std::to_string(p) + "\"}";
+    folded += MetricValue(m, "predlog_events_folded_total" + shard);
+    duplicates += MetricValue(m, "predlog_events_duplicate_total" + shard);
+    lag += MetricValue(m, "predlog_consumer_lag" + shard);
+  }
+  EXPECT_EQ(folded, 30);
+  EXPECT_EQ(duplicates, 1);
+  EXPECT_GE(lag, 0);
 }
 
 TEST_F(PipelineTest, UnknownPredictionIsNotFound) {
