@@ -44,6 +44,14 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     const bool same = head.last_source && head.last_source->incarnation == options.incarnation;
     rd_kafka_topic_partition_list_add(assignment, kEventsTopic, p)->offset =
         same ? head.last_source->offset + 1 : RD_KAFKA_OFFSET_BEGINNING;
+    absl::StatusOr<std::vector<storage::SnapshotInfo>> snapshots = (*shard)->ListSnapshots();
+    if (!snapshots.ok()) {
+      rd_kafka_topic_partition_list_destroy(assignment);
+      return snapshots.status();
+    }
+    ingest->last_snapshot_.emplace_back(
+        snapshots->empty() ? 0 : snapshots->back().index,
+        snapshots->empty() ? absl::Now() : snapshots->back().created_at);
     ingest->shards_.push_back(std::move(*shard));
   }
   {
@@ -162,6 +170,32 @@ void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& 
   }
   for (rd_kafka_message_t* m : messages) rd_kafka_message_destroy(m);
   messages.clear();
+  MaybeSnapshot(partition);
+}
+
+void Ingest::MaybeSnapshot(int32_t partition) {
+  storage::ShardStore& shard = *shards_[partition];
+  auto& [last_index, last_time] = last_snapshot_[partition];
+  const uint64_t next_index = shard.Head().next_index;
+  if (next_index == last_index) return;
+  const absl::Time now = absl::Now();
+  const bool by_count = options_.snapshot_every_events > 0 &&
+                        next_index - last_index >= options_.snapshot_every_events;
+  const bool by_time =
+      options_.snapshot_every > absl::ZeroDuration() && now - last_time >= options_.snapshot_every;
+  if (!by_count && !by_time) return;
+  absl::StatusOr<storage::SnapshotInfo> snapshot = shard.CreateSnapshot(now);
+  if (!snapshot.ok()) {
+    PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": snapshot: " << snapshot.status();
+    last_time = now;  // retry on the next schedule, not on every batch
+    return;
+  }
+  last_index = snapshot->index;
+  last_time = now;
+  absl::StatusOr<int> pruned = shard.PruneSnapshots(options_.snapshot_retention, now);
+  if (!pruned.ok()) {
+    PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": prune snapshots: " << pruned.status();
+  }
 }
 
 void Ingest::AwaitFold(int32_t partition, int64_t offset, FoldCallback done) {

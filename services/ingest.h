@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "storage/shard_store.h"
 
 namespace predlog::services {
@@ -37,6 +38,13 @@ struct IngestOptions {
   int partitions = 4;  // of predlog.events; must be >= 1
   // Most messages folded into one partition's WriteBatch.
   size_t max_batch_messages = 1000;
+  // Snapshot a shard once this many records were added since its last
+  // snapshot (0: never by count) ...
+  uint64_t snapshot_every_events = 100'000;
+  // ... or once this much time passed with new records (zero: never by time).
+  absl::Duration snapshot_every = absl::Hours(1);
+  // What pruning after each snapshot keeps.
+  storage::RetentionPolicy snapshot_retention;
 };
 
 // What became of one Kafka message.
@@ -78,10 +86,14 @@ class Ingest {
   explicit Ingest(IngestOptions options) : options_(std::move(options)) {}
   void Run();
   void FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& messages);
+  // Takes and prunes snapshots of `partition` when its schedule says so.
+  void MaybeSnapshot(int32_t partition);
   void FailWaiters(const absl::Status& status);
 
   const IngestOptions options_;
   std::vector<std::unique_ptr<storage::ShardStore>> shards_;
+  // Ingest thread only: per shard, the index and time of its last snapshot.
+  std::vector<std::pair<uint64_t, absl::Time>> last_snapshot_;
   rd_kafka_t* consumer_ = nullptr;
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -13,6 +13,10 @@ ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
 ABSL_FLAG(std::string, kafka_brokers, "",
           "Kafka bootstrap servers; empty starts the embedded broker.");
 ABSL_FLAG(int, partitions, 4, "Partitions (= shards) of predlog.events, >= 1.");
+ABSL_FLAG(uint64_t, snapshot_every_events, 100000,
+          "Snapshot a shard after this many new records (0: never by count).");
+ABSL_FLAG(int64_t, snapshot_every_seconds, 3600,
+          "Snapshot a shard with new records after this many seconds (0: never by time).");
 ABSL_FLAG(std::string, roles, "all",
           "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
 
@@ -32,6 +36,8 @@ int main(int argc, char** argv) {
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.kafka_brokers = absl::GetFlag(FLAGS_kafka_brokers);
   options.partitions = absl::GetFlag(FLAGS_partitions);
+  options.snapshot_every_events = absl::GetFlag(FLAGS_snapshot_every_events);
+  options.snapshot_every_seconds = absl::GetFlag(FLAGS_snapshot_every_seconds);
   const absl::Status status = predlog::services::RunUntilSignalled(options);
   if (!status.ok()) {
     std::cerr << "predlogd: " << status << "\n";

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -90,6 +91,9 @@ absl::Status StartHttp(const std::string& listen, Server::Parts* parts) {
   parts->http_address = absl::StrCat(host, ":", port);
   parts->http_thread =
       std::thread([server = parts->http_server.get()] { server->listen_after_bind(); });
+  // stop() is a no-op before the accept loop runs; wait for it, so an early
+  // shutdown cannot leave the thread listening forever.
+  while (!parts->http_server->is_running()) absl::SleepFor(absl::Milliseconds(1));
   return absl::OkStatus();
 }
 
@@ -125,6 +129,9 @@ absl::StatusOr<Roles> ParseRoles(absl::string_view roles) {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   if (options.partitions < 1) return absl::InvalidArgumentError("--partitions must be >= 1");
+  if (options.snapshot_every_seconds < 0) {
+    return absl::InvalidArgumentError("--snapshot_every_seconds must be >= 0");
+  }
   const Roles& roles = options.roles;
   if (roles.broker && !options.kafka_brokers.empty()) {
     return absl::InvalidArgumentError(
@@ -154,8 +161,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     }
   }
   if (roles.ingest) {
-    ASSIGN_OR_RETURN(parts->ingest, Ingest::Start({options.data_dir, parts->kafka_address,
-                                                   incarnation, options.partitions}));
+    IngestOptions ingest_options;
+    ingest_options.data_dir = options.data_dir;
+    ingest_options.bootstrap_servers = parts->kafka_address;
+    ingest_options.incarnation = incarnation;
+    ingest_options.partitions = options.partitions;
+    ingest_options.snapshot_every_events = options.snapshot_every_events;
+    ingest_options.snapshot_every = absl::Seconds(options.snapshot_every_seconds);
+    ASSIGN_OR_RETURN(parts->ingest, Ingest::Start(ingest_options));
   }
   if (!roles.gateway) {
     RETURN_IF_ERROR(StartHttp(options.http_listen, parts.get()));

@@ -35,6 +35,9 @@ struct ServerOptions {
   // Empty: use the embedded broker (the broker role must run here).
   std::string kafka_brokers;
   int partitions = 4;
+  // Snapshot schedule per shard (0 turns that trigger off).
+  uint64_t snapshot_every_events = 100'000;
+  int64_t snapshot_every_seconds = 3600;
 };
 
 // A running predlogd. Thread-safe.

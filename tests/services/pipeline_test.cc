@@ -37,7 +37,7 @@ class PipelineTest : public ::testing::Test {
   void SetUp() override { StartServer(); }
 
   void StartServer() {
-    ServerOptions options;
+    ServerOptions options = options_;
     options.data_dir = dir_.Sub("data");
     options.grpc_listen = "127.0.0.1:0";
     options.http_listen = "127.0.0.1:0";
@@ -72,6 +72,7 @@ class PipelineTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  ServerOptions options_;  // StartServer() fills in dirs and ports
   std::unique_ptr<Server> server_;
   std::unique_ptr<predlog::v1::PredictionLog::Stub> stub_;
 };
@@ -385,6 +386,33 @@ TEST_F(PipelineTest, MetricsCountEveryOutcome) {
   EXPECT_EQ(folded, 30);
   EXPECT_EQ(duplicates, 1);
   EXPECT_GE(lag, 0);
+}
+
+TEST_F(PipelineTest, ShardsAreSnapshottedOnTheirSchedule) {
+  server_.reset();
+  options_.snapshot_every_events = 20;
+  options_.snapshot_every_seconds = 0;
+  StartServer();
+  for (int i = 0; i < 150; ++i) {
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(Spec(i), &receipt).ok());
+  }
+  server_.reset();
+  uint64_t records = 0;
+  for (int p = 0; p < 3; ++p) {
+    storage::ShardOptions shard_options;
+    shard_options.dir = dir_.Sub("data/shards/predlog.events-" + std::to_string(p));
+    shard_options.read_only = true;
+    ASSERT_OK_AND_ASSIGN(auto shard, storage::ShardStore::Open(shard_options));
+    records += shard->Head().next_index;
+    ASSERT_OK_AND_ASSIGN(auto snapshots, shard->ListSnapshots());
+    ASSERT_FALSE(snapshots.empty()) << "shard " << p;
+    // Each snapshot opens and holds exactly the records before its index.
+    ASSERT_OK_AND_ASSIGN(auto old, shard->OpenSnapshot(snapshots.back()));
+    EXPECT_EQ(old->Head().next_index, snapshots.back().index);
+    EXPECT_GE(snapshots.back().index, 20u);
+  }
+  EXPECT_EQ(records, 150u);
 }
 
 TEST_F(PipelineTest, UnknownPredictionIsNotFound) {
