@@ -1,0 +1,255 @@
+// loadgen: end-to-end load against predlogd, with the raw producer baseline
+// measured in the same run against the same broker.
+//
+//   build/bench/loadgen --mode=stream --clients=4 --events=200000
+//   build/bench/loadgen --mode=unary --clients=32 --rate=5000 --events=50000
+//
+// Without --target it starts predlogd in-process (embedded broker, shards in a
+// temp dir), so every ack means "folded". It reports acked events/s, ack
+// latency percentiles, and then the raw baseline: librdkafka alone producing
+// the same bytes to the same broker (topic loadgen.raw), acks=all.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "predlog/v1/service.grpc.pb.h"
+#include "services/producer.h"
+#include "services/server.h"
+#include "storage/logging.h"
+#include "tests/testing/events.h"
+#include "tests/testing/temp_dir.h"
+
+ABSL_FLAG(std::string, mode, "stream", "unary or stream");
+ABSL_FLAG(int, clients, 4, "Concurrent clients (streams or unary callers).");
+ABSL_FLAG(int64_t, events, 100000, "Events to log in total.");
+ABSL_FLAG(int64_t, rate, 0, "Target events/s over all clients; 0 = as fast as possible.");
+ABSL_FLAG(int, event_bytes, 1024, "Approximate serialized event size.");
+ABSL_FLAG(int, partitions, 4, "Partitions of the in-process predlogd.");
+ABSL_FLAG(bool, raw_baseline, true, "Also measure librdkafka alone on the same broker.");
+
+namespace {
+
+using predlog::v1::LogReceipt;
+using predlog::v1::LogRequest;
+
+struct Result {
+  int64_t acked = 0;
+  int64_t failed = 0;
+  absl::Duration elapsed;
+  std::vector<double> latencies_ms;
+};
+
+// All requests are built before the clock starts, so the client's own cost of
+// making events is not charged to the 2 cores under test.
+std::vector<LogRequest>* requests = nullptr;
+
+LogRequest MakeRequest(int64_t n, int event_bytes) {
+  LogRequest request;
+  predlog::v1::AuditEvent event;
+  event.ParseFromString(predlog::testing::MakeSizedPredictionPayload(
+      static_cast<uint64_t>(n), static_cast<size_t>(event_bytes), 10'000));
+  *request.mutable_prediction() = event.prediction_logged();
+  request.set_actor("loadgen");
+  return request;
+}
+
+// Sleeps until the moment the n-th event of a client is due (fixed rate).
+void Pace(absl::Time start, int64_t n, double per_client_rate) {
+  if (per_client_rate <= 0) return;
+  const absl::Time due = start + absl::Seconds(static_cast<double>(n) / per_client_rate);
+  const absl::Time now = absl::Now();
+  if (due > now) absl::SleepFor(due - now);
+}
+
+Result RunUnary(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t events, int64_t rate,
+                int event_bytes) {
+  Result result;
+  std::mutex mu;
+  const absl::Time start = absl::Now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      std::vector<double> latencies;
+      int64_t acked = 0, failed = 0, k = 0;
+      for (int64_t n = c; n < events; n += clients, ++k) {
+        const LogRequest& request = (*requests)[n];
+        Pace(start, k, static_cast<double>(rate) / clients);
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        LogReceipt receipt;
+        const absl::Time sent = absl::Now();
+        if (stub->Log(&context, request, &receipt).ok()) {
+          ++acked;
+          latencies.push_back(absl::ToDoubleMilliseconds(absl::Now() - sent));
+        } else {
+          ++failed;
+        }
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      result.acked += acked;
+      result.failed += failed;
+      result.latencies_ms.insert(result.latencies_ms.end(), latencies.begin(), latencies.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  result.elapsed = absl::Now() - start;
+  return result;
+}
+
+Result RunStream(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t events, int64_t rate,
+                 int event_bytes) {
+  Result result;
+  std::mutex mu;
+  const absl::Time start = absl::Now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      grpc::ClientContext context;
+      auto stream = stub->LogStream(&context);
+      absl::Mutex sent_mu;
+      std::map<std::string, absl::Time> sent_at;
+      std::thread writer([&] {
+        int64_t k = 0;
+        for (int64_t n = c; n < events; n += clients, ++k) {
+          const LogRequest& request = (*requests)[n];
+          Pace(start, k, static_cast<double>(rate) / clients);
+          {
+            absl::MutexLock lock(&sent_mu);
+            sent_at[request.prediction().prediction_id()] = absl::Now();
+          }
+          if (!stream->Write(request)) break;
+        }
+        stream->WritesDone();
+      });
+      std::vector<double> latencies;
+      int64_t acked = 0, failed = 0;
+      LogReceipt receipt;
+      while (stream->Read(&receipt)) {
+        const absl::Time now = absl::Now();
+        if (receipt.error_code() != 0) {
+          ++failed;
+          continue;
+        }
+        ++acked;
+        absl::MutexLock lock(&sent_mu);
+        auto it = sent_at.find(receipt.prediction_id());
+        if (it != sent_at.end()) {
+          latencies.push_back(absl::ToDoubleMilliseconds(now - it->second));
+          sent_at.erase(it);
+        }
+      }
+      writer.join();
+      stream->Finish();
+      std::lock_guard<std::mutex> lock(mu);
+      result.acked += acked;
+      result.failed += failed;
+      result.latencies_ms.insert(result.latencies_ms.end(), latencies.begin(), latencies.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  result.elapsed = absl::Now() - start;
+  return result;
+}
+
+double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+// librdkafka alone: the same bytes, the same broker, acks=all, idempotent.
+double RawProducerRate(const std::string& bootstrap, int64_t events, int event_bytes) {
+  predlog::services::ProducerOptions options;
+  options.bootstrap_servers = bootstrap;
+  options.max_queued_messages = 1'000'000;
+  auto producer = predlog::services::Producer::Open(options);
+  PREDLOG_CHECK(producer.ok()) << producer.status();
+  std::vector<std::string> payloads;
+  for (int64_t n = 0; n < std::min<int64_t>(events, 10'000); ++n) {
+    predlog::v1::AuditEvent event;
+    event.set_schema_version(1);
+    *event.mutable_prediction_logged() = MakeRequest(n, event_bytes).prediction();
+    payloads.push_back(event.SerializeAsString());
+  }
+  std::atomic<int64_t> delivered{0};
+  const absl::Time start = absl::Now();
+  for (int64_t n = 0; n < events; ++n) {
+    const std::string& p = payloads[n % payloads.size()];
+    absl::Status s;
+    while (!(s = (*producer)->Produce("loadgen.raw", absl::StrCat("s", n % 10'000), p,
+                                      [&](absl::StatusOr<predlog::services::Delivery> d) {
+                                        if (d.ok()) delivered.fetch_add(1);
+                                      }))
+                .ok()) {
+      absl::SleepFor(absl::Microseconds(100));  // queue full: back off, never drop
+    }
+  }
+  PREDLOG_CHECK((*producer)->Flush(absl::Seconds(60)).ok());
+  const absl::Duration elapsed = absl::Now() - start;
+  return static_cast<double>(delivered.load()) / absl::ToDoubleSeconds(elapsed);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode != "unary" && mode != "stream") {
+    std::fprintf(stderr, "loadgen: --mode must be unary or stream\n");
+    return 2;
+  }
+  predlog::SetMinLogSeverity(predlog::LogSeverity::kWarning);
+  predlog::testing::TempDir dir;
+  predlog::services::ServerOptions options;
+  options.data_dir = dir.Sub("data");
+  options.grpc_listen = "127.0.0.1:0";
+  options.http_listen = "";
+  options.partitions = absl::GetFlag(FLAGS_partitions);
+  auto server = predlog::services::Server::Start(options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "loadgen: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  auto stub = predlog::v1::PredictionLog::NewStub(grpc::CreateCustomChannel(
+      (*server)->grpc_address(), grpc::InsecureChannelCredentials(), args));
+
+  const int clients = absl::GetFlag(FLAGS_clients);
+  const int64_t events = absl::GetFlag(FLAGS_events);
+  const int64_t rate = absl::GetFlag(FLAGS_rate);
+  const int event_bytes = absl::GetFlag(FLAGS_event_bytes);
+  requests = new std::vector<LogRequest>();
+  requests->reserve(events);
+  for (int64_t n = 0; n < events; ++n) requests->push_back(MakeRequest(n, event_bytes));
+  Result r = mode == "unary" ? RunUnary(stub.get(), clients, events, rate, event_bytes)
+                             : RunStream(stub.get(), clients, events, rate, event_bytes);
+  const double acked_rate = static_cast<double>(r.acked) / absl::ToDoubleSeconds(r.elapsed);
+  std::printf("mode=%s clients=%d events=%lld rate=%s event_bytes=%d partitions=%d\n", mode.c_str(),
+              clients, static_cast<long long>(events),
+              rate == 0 ? "max" : absl::StrCat(rate, "/s").c_str(), event_bytes,
+              options.partitions);
+  std::printf("acked (folded) %lld, failed %lld in %.2f s: %.0f events/s\n",
+              static_cast<long long>(r.acked), static_cast<long long>(r.failed),
+              absl::ToDoubleSeconds(r.elapsed), acked_rate);
+  std::printf("ack latency ms: p50 %.2f  p99 %.2f  p999 %.2f\n", Percentile(r.latencies_ms, 0.5),
+              Percentile(r.latencies_ms, 0.99), Percentile(r.latencies_ms, 0.999));
+  if (absl::GetFlag(FLAGS_raw_baseline)) {
+    const double raw = RawProducerRate((*server)->kafka_address(), events, event_bytes);
+    std::printf("raw producer baseline (librdkafka, same broker, acks=all): %.0f events/s\n", raw);
+    std::printf("ratio acked/raw: %.2f\n", acked_rate / raw);
+  }
+  return r.failed == 0 ? 0 : 1;
+}
