@@ -106,13 +106,17 @@ void Ingest::Run() {
   std::vector<std::vector<rd_kafka_message_t*>> by_partition(shards_.size());
   while (!stop_.load()) {
     size_t polled = 0;
+    std::vector<int32_t> out_of_range;
     for (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, 50); m != nullptr;
          m = polled < options_.max_batch_messages ? rd_kafka_consumer_poll(consumer_, 0)
                                                   : nullptr) {
       if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        // TODO(issue 3): record an out-of-range offset as an explicit gap in the shard.
         PREDLOG_LOG(ERROR) << "ingest: partition " << m->partition << " offset " << m->offset
                            << ": " << rd_kafka_message_errstr(m);
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->partition >= 0 &&
+            m->partition < static_cast<int32_t>(shards_.size())) {
+          out_of_range.push_back(m->partition);
+        }
         rd_kafka_message_destroy(m);
         continue;
       }
@@ -127,7 +131,64 @@ void Ingest::Run() {
     for (size_t p = 0; p < by_partition.size(); ++p) {
       if (!by_partition[p].empty()) FoldPartition(static_cast<int32_t>(p), by_partition[p]);
     }
+    for (int32_t p : out_of_range) RecordGapAndResume(p);
   }
+}
+
+void Ingest::RecordGapAndResume(int32_t partition) {
+  storage::ShardStore& shard = *shards_[partition];
+  int64_t low = -1, high = -1;
+  const rd_kafka_resp_err_t err =
+      rd_kafka_query_watermark_offsets(consumer_, kEventsTopic, partition, &low, &high, 5000);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    PREDLOG_LOG(ERROR) << "ingest: " << shard.name()
+                       << ": watermarks unavailable, will retry: " << rd_kafka_err2str(err);
+    return;
+  }
+  const storage::ShardHead head = shard.Head();
+  const int64_t next = head.last_source && head.last_source->incarnation == options_.incarnation
+                           ? head.last_source->offset + 1
+                           : 0;
+  if (low > next) {
+    // Offsets [next, low) are gone from Kafka: say so in the shard's own log.
+    const std::string reason =
+        absl::StrCat("offsets ", next, "..", low - 1, " of ", kEventsTopic, "-", partition,
+                     " were no longer in Kafka (low watermark ", low, ") when the ingest asked");
+    storage::SourceMessage gap{options_.incarnation, low - 1, reason, next};
+    absl::StatusOr<storage::BatchResult> result = shard.ApplyBatch({&gap, 1});
+    if (!result.ok()) {
+      PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": record gap: " << result.status();
+      return;
+    }
+    PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": GAP recorded: " << reason;
+    std::vector<FoldCallback> lost;
+    {
+      absl::MutexLock lock(&mu_);
+      PartitionWaiters& w = waiters_[partition];
+      w.folded_through = std::max(w.folded_through, low - 1);
+      for (auto it = w.waiting.begin(); it != w.waiting.end() && it->first < low;) {
+        for (auto& done : it->second) lost.push_back(std::move(done));
+        it = w.waiting.erase(it);
+      }
+    }
+    for (auto& done : lost) {
+      done(
+          absl::DataLossError(absl::StrCat("the event left Kafka before it was folded: ", reason)));
+    }
+  }
+  // A partition stopped by an offset error cannot be seeked; assign it anew.
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, kEventsTopic, partition)->offset = std::max(low, next);
+  rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer_, list);
+  if (error == nullptr) error = rd_kafka_incremental_assign(consumer_, list);
+  if (error != nullptr) {
+    PREDLOG_LOG(ERROR) << "ingest: reassign " << shard.name() << ": "
+                       << rd_kafka_error_string(error);
+    rd_kafka_error_destroy(error);
+  } else {
+    PREDLOG_LOG(INFO) << "ingest: " << shard.name() << " resumes at offset " << std::max(low, next);
+  }
+  rd_kafka_topic_partition_list_destroy(list);
 }
 
 void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& messages) {

@@ -86,6 +86,9 @@ class Ingest {
   explicit Ingest(IngestOptions options) : options_(std::move(options)) {}
   void Run();
   void FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& messages);
+  // After Kafka answered "offset out of range": records the lost offsets as a
+  // SourceGap in the shard (never a silent skip) and resumes at the low watermark.
+  void RecordGapAndResume(int32_t partition);
   // Takes and prunes snapshots of `partition` when its schedule says so.
   void MaybeSnapshot(int32_t partition);
   void FailWaiters(const absl::Status& status);

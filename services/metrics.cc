@@ -66,6 +66,9 @@ void RenderShardMetrics(const std::vector<PartitionStatus>& partitions, std::str
        &storage::ShardCounters::redelivered},
       {"predlog_source_resets_total", "Times a shard's source started over.",
        &storage::ShardCounters::source_resets},
+      {"predlog_source_gaps_total",
+       "Ranges of source offsets lost before folding (recorded as SourceGap).",
+       &storage::ShardCounters::gaps},
   };
   for (const Series& series : kSeries) {
     absl::StrAppend(out, "# HELP ", series.name, " ", series.help, "\n# TYPE ", series.name,

@@ -112,7 +112,7 @@ absl::Time TimestampToTime(const google::protobuf::Timestamp& ts) {
 
 // head := format:u8 next_index:u64 next_rejected:u64 chain:32 incarnation:u32
 //         last_offset:i64 applied:u64 duplicates:u64 conflicts:u64 rejected:u64
-//         redelivered:u64 source_resets:u64
+//         redelivered:u64 source_resets:u64 gaps:u64
 struct HeadState {
   ShardHead head;
   uint32_t incarnation_seq = 0;  // 0: no message folded yet
@@ -128,7 +128,7 @@ void EncodeHead(const HeadState& h, std::string* out) {
   AppendI64(out, h.head.last_source ? h.head.last_source->offset : -1);
   const ShardCounters& c = h.head.counters;
   for (uint64_t v :
-       {c.applied, c.duplicates, c.conflicts, c.rejected, c.redelivered, c.source_resets}) {
+       {c.applied, c.duplicates, c.conflicts, c.rejected, c.redelivered, c.source_resets, c.gaps}) {
     AppendU64(out, v);
   }
 }
@@ -149,7 +149,7 @@ bool DecodeHead(absl::string_view in, HeadState* h, int64_t* last_offset) {
          ReadU32(&in, &h->incarnation_seq) && ReadI64(&in, last_offset) &&
          ReadU64(&in, &c.applied) && ReadU64(&in, &c.duplicates) && ReadU64(&in, &c.conflicts) &&
          ReadU64(&in, &c.rejected) && ReadU64(&in, &c.redelivered) &&
-         ReadU64(&in, &c.source_resets) && in.empty();
+         ReadU64(&in, &c.source_resets) && ReadU64(&in, &c.gaps) && in.empty();
 }
 
 std::string IncarnationKey(uint32_t seq) {
@@ -333,6 +333,8 @@ class ShardStore::Impl {
   // The name of incarnation `seq`; reads meta when a concurrent batch has
   // written it but not yet published it.
   std::string IncarnationName(uint32_t seq) const;
+  // Records that m's offsets [gap_first_offset, offset] are gone from the source.
+  void WriteSourceGap(const SourceMessage& m, BatchState* b, MessageResult* r);
   void WriteSourceReset(const std::string& previous, int64_t previous_offset,
                         absl::string_view incarnation, int64_t first_offset, BatchState* b);
   // Reads `key` from the batch's overlay, else RocksDB. nullopt if absent.
@@ -560,7 +562,11 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
       continue;
     }
     last->offset = m.offset;
-    FoldMessage(m, &b, &r);
+    if (m.gap_first_offset.has_value()) {
+      WriteSourceGap(m, &b, &r);
+    } else {
+      FoldMessage(m, &b, &r);
+    }
     if (!batch_error_.ok()) return batch_error_;
   }
   result.source_resets = static_cast<int>(b.h.head.counters.source_resets - resets_before);
@@ -619,6 +625,7 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
     case AuditEvent::kEntityChanged:
       return FoldEntityChange(m, b, r);
     case AuditEvent::kSourceReset:
+    case AuditEvent::kSourceGap:
     case AuditEvent::BODY_NOT_SET:
       break;  // ValidateEvent rejected these.
   }
@@ -808,6 +815,27 @@ void ShardStore::Impl::Reject(const SourceMessage& m, uint32_t source_seq, Rejec
   batch_.Put(cfs_[kRejectedCf], rocksdb::SliceParts(&key_slice, 1),
              rocksdb::SliceParts(value_parts, 2));
   r->reason = std::move(reason);
+}
+
+void ShardStore::Impl::WriteSourceGap(const SourceMessage& m, BatchState* b, MessageResult* r) {
+  NewEvent();
+  event_->set_event_id(absl::StrCat("source-gap-", b->h.head.next_index));
+  event_->set_actor("predlog");
+  event_->set_schema_version(kSchemaVersion);
+  const int64_t micros = absl::ToUnixMicros(batch_time_);
+  event_->mutable_recorded_at()->set_seconds(micros / 1000000);
+  event_->mutable_recorded_at()->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+  auto* gap = event_->mutable_source_gap();
+  gap->set_incarnation(std::string(m.incarnation));
+  gap->set_first_missing_offset(*m.gap_first_offset);
+  gap->set_last_missing_offset(m.offset);
+  gap->set_reason(std::string(m.payload));
+  const std::string payload = event_->SerializeAsString();
+  r->outcome = FoldOutcome::kApplied;
+  r->index = AppendRecord(payload, /*offset=*/-1, b, &r->leaf);
+  // A system record is not a folded message.
+  --b->h.head.counters.applied;
+  ++b->h.head.counters.gaps;
 }
 
 void ShardStore::Impl::WriteSourceReset(const std::string& previous, int64_t previous_offset,

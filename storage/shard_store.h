@@ -71,6 +71,10 @@ struct SourceMessage {
   absl::string_view incarnation;
   int64_t offset = 0;
   absl::string_view payload;  // a serialized predlog.v1.AuditEvent
+  // A gap instead of a message: offsets [gap_first_offset, offset] are gone
+  // from the source; `payload` is the reason. The shard writes a SourceGap
+  // record and moves its source position past the gap.
+  std::optional<int64_t> gap_first_offset;
 };
 
 enum class FoldOutcome {
@@ -133,6 +137,7 @@ struct ShardCounters {
   uint64_t rejected = 0;
   uint64_t redelivered = 0;
   uint64_t source_resets = 0;
+  uint64_t gaps = 0;  // SourceGap records written
 };
 
 // The durable head of a shard: what the last batch left behind.

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "predlog/v1/service.grpc.pb.h"
+#include "services/producer.h"
 #include "services/server.h"
 #include "storage/sha256.h"
 #include "storage/shard_store.h"
@@ -413,6 +414,91 @@ TEST_F(PipelineTest, ShardsAreSnapshottedOnTheirSchedule) {
     EXPECT_GE(snapshots.back().index, 20u);
   }
   EXPECT_EQ(records, 150u);
+}
+
+TEST(PipelineGapTest, OffsetsGoneFromKafkaBecomeARecordedGapNotASilentSkip) {
+  // The embedded broker keeps only the last ~5 MB per partition. Stop the
+  // ingest, let 12 MB pass, restart it: the offsets it missed are gone.
+  TempDir dir;
+  ServerOptions broker_options;
+  broker_options.roles = Roles{true, false, false};
+  broker_options.data_dir = dir.Sub("broker");
+  broker_options.http_listen = "";
+  broker_options.partitions = 1;
+  ASSERT_OK_AND_ASSIGN(auto broker, Server::Start(broker_options));
+  ServerOptions options;
+  options.roles = Roles{false, true, true};
+  options.kafka_brokers = broker->kafka_address();
+  options.data_dir = dir.Sub("data");
+  options.grpc_listen = "127.0.0.1:0";
+  options.http_listen = "";
+  options.partitions = 1;
+  {
+    ASSERT_OK_AND_ASSIGN(auto ingest, Server::Start(options));
+    auto stub = predlog::v1::PredictionLog::NewStub(
+        grpc::CreateChannel(ingest->grpc_address(), grpc::InsecureChannelCredentials()));
+    for (int i = 0; i < 10; ++i) {
+      predlog::v1::LogRequest request;
+      PredictionSpec spec;
+      spec.prediction_id = "kept-" + std::to_string(i);
+      *request.mutable_prediction() = MakePrediction(spec).prediction_logged();
+      request.set_wait_durable(true);
+      LogReceipt receipt;
+      grpc::ClientContext context;
+      ASSERT_TRUE(stub->Log(&context, request, &receipt).ok());
+      ASSERT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+    }
+  }
+  constexpr int kFlood = 12'000;
+  {
+    ProducerOptions producer_options;
+    producer_options.bootstrap_servers = broker->kafka_address();
+    ASSERT_OK_AND_ASSIGN(auto producer, Producer::Open(producer_options));
+    for (int i = 0; i < kFlood; ++i) {
+      const std::string payload = testing::MakeSizedPredictionPayload(i, 1024, 100);
+      ASSERT_OK(producer->Produce("predlog.events", "k", payload, [](auto) {}));
+    }
+    ASSERT_OK(producer->Flush(absl::Seconds(30)));
+  }
+  ASSERT_OK_AND_ASSIGN(auto ingest, Server::Start(options));
+  auto stub = predlog::v1::PredictionLog::NewStub(
+      grpc::CreateChannel(ingest->grpc_address(), grpc::InsecureChannelCredentials()));
+  // The newest flood event becomes readable once the ingest resumed past the gap.
+  grpc::Status status;
+  for (int attempt = 0; attempt < 300; ++attempt) {
+    predlog::v1::GetPredictionRequest request;
+    request.set_prediction_id("p" + std::to_string(kFlood - 1));
+    predlog::v1::PredictionRecord record;
+    grpc::ClientContext context;
+    status = stub->GetPrediction(&context, request, &record);
+    if (status.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ingest.reset();
+
+  storage::ShardOptions shard_options;
+  shard_options.dir = dir.Sub("data/shards/predlog.events-0");
+  shard_options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto shard, storage::ShardStore::Open(shard_options));
+  EXPECT_EQ(shard->Head().counters.gaps, 1u);
+  ASSERT_OK_AND_ASSIGN(auto records, shard->ReadRange(0, 100'000));
+  int gaps = 0;
+  int64_t last_missing = -1;
+  for (const auto& record : records) {
+    ASSERT_OK_AND_ASSIGN(auto event, record.Event());
+    if (!event.has_source_gap()) continue;
+    ++gaps;
+    EXPECT_EQ(event.source_gap().first_missing_offset(), 10);
+    last_missing = event.source_gap().last_missing_offset();
+    EXPECT_THAT(event.source_gap().reason(), HasSubstr("no longer in Kafka"));
+  }
+  ASSERT_EQ(gaps, 1);
+  // Every surviving flood event was folded, exactly the ones after the gap.
+  EXPECT_EQ(static_cast<int64_t>(shard->Head().counters.applied),
+            10 + (10 + kFlood - 1 - last_missing));
+  EXPECT_THAT(shard->GetByPredictionId("p0"),
+              testing::StatusIs(absl::StatusCode::kNotFound, HasSubstr("p0")));
 }
 
 TEST_F(PipelineTest, UnknownPredictionIsNotFound) {

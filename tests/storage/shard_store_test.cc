@@ -280,6 +280,38 @@ TEST_F(ShardStoreTest, ApplyBatch_SourceRestartAtOffsetZeroContinuesTheLog) {
   EXPECT_EQ(ar.messages[1].outcome, FoldOutcome::kRejected);
 }
 
+TEST_F(ShardStoreTest, ApplyBatch_GapIsARecordAndMovesThePositionPastIt) {
+  Apply({Pred("a")});  // offset 0
+  const std::string reason = "offsets 1..41 were no longer in Kafka";
+  SourceMessage gap{kInc, 41, reason, 1};
+  ASSERT_OK_AND_ASSIGN(BatchResult r, store_->ApplyBatch({&gap, 1}));
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[0].index, 1u);
+  ASSERT_OK_AND_ASSIGN(StoredRecord record, store_->Get(1));
+  ASSERT_OK_AND_ASSIGN(auto event, record.Event());
+  ASSERT_TRUE(event.has_source_gap());
+  EXPECT_EQ(event.source_gap().first_missing_offset(), 1);
+  EXPECT_EQ(event.source_gap().last_missing_offset(), 41);
+  EXPECT_EQ(event.source_gap().reason(), reason);
+  EXPECT_EQ(store_->Head().last_source->offset, 41);
+  EXPECT_EQ(store_->Head().counters.gaps, 1u);
+  EXPECT_EQ(store_->Head().counters.applied, 1u);
+  // Folding resumes after the gap; a late message from inside it is a redelivery.
+  const std::string b = Pred("b"), late = Pred("late");
+  std::vector<SourceMessage> next = {Msg(kInc, 20, late), Msg(kInc, 42, b)};
+  ASSERT_OK_AND_ASSIGN(BatchResult n, store_->ApplyBatch(next));
+  EXPECT_EQ(n.messages[0].outcome, FoldOutcome::kRedelivered);
+  EXPECT_EQ(n.messages[1].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(n.messages[1].index, 2u);
+  // A producer cannot forge a gap record.
+  next_offset_ = 43;
+  predlog::v1::AuditEvent forged;
+  forged.mutable_source_gap()->set_reason("forged");
+  BatchResult f = Apply({forged.SerializeAsString()});
+  EXPECT_EQ(f.messages[0].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(f.messages[0].reason, HasSubstr("source_gap is written by predlog only"));
+}
+
 TEST_F(ShardStoreTest, Reopen_ResumesAtStoredSourcePositionAndIndex) {
   Apply({Pred("a"), Pred("b")});
   Apply({Pred("c")});
