@@ -83,6 +83,19 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user
                                                  options_.max_event_bytes)));
     return;
   }
+  // Reserve the bytes until the call is answered; refuse above the bound.
+  const size_t size = bytes.size();
+  if (in_flight_bytes_.fetch_add(size) + size > options_.max_in_flight_bytes) {
+    in_flight_bytes_.fetch_sub(size);
+    done(absl::ResourceExhaustedError(
+        absl::StrCat("more than ", options_.max_in_flight_bytes,
+                     " bytes of events are waiting to be folded; retry after a short backoff")));
+    return;
+  }
+  done = [this, size, inner = std::move(done)](absl::StatusOr<predlog::v1::LogReceipt> r) {
+    in_flight_bytes_.fetch_sub(size);
+    inner(std::move(r));
+  };
   const bool durable = options_.always_wait_durable || request.wait_durable();
   if (durable && ingest_ == nullptr) {
     done(absl::FailedPreconditionError(
@@ -127,6 +140,7 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user
                             done(std::move(receipt));
                           });
       });
+  // On failure Produce did not take the callback, so `done` is still ours.
   if (!produced.ok()) done(produced);
 }
 

@@ -7,6 +7,7 @@
 #ifndef PREDLOG_SERVICES_PREDICTION_LOG_H_
 #define PREDLOG_SERVICES_PREDICTION_LOG_H_
 
+#include <atomic>
 #include <functional>
 
 #include "absl/status/statusor.h"
@@ -24,6 +25,11 @@ struct PredictionLogOptions {
   bool always_wait_durable = false;
   // Largest serialized event accepted.
   size_t max_event_bytes = 1 << 20;
+  // Event bytes produced but not yet answered (in Kafka, not yet folded).
+  // Above it Log answers RESOURCE_EXHAUSTED: backpressure instead of letting
+  // the embedded broker (which keeps ~5 MB per partition) drop unfolded data.
+  // Must be >= max_event_bytes.
+  size_t max_in_flight_bytes = 2 << 20;
   storage::EventLimits limits;
 };
 
@@ -63,6 +69,7 @@ class PredictionLog {
 
   const PredictionLogOptions options_;
   GatewayMetrics metrics_;
+  std::atomic<size_t> in_flight_bytes_{0};
 };
 
 }  // namespace predlog::services
