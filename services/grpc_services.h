@@ -14,7 +14,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Most LogStream requests of one stream awaiting their receipts; reading
 // pauses above it (backpressure instead of unbounded memory).
-inline constexpr int kMaxStreamInFlight = 2000;
+inline constexpr int kMaxStreamInFlight = 500;
 
 // predlog.v1.PredictionLog. Borrows `log`, which must outlive the server.
 class PredictionLogService final : public predlog::v1::PredictionLog::CallbackService {

@@ -28,8 +28,9 @@ struct PredictionLogOptions {
   // Event bytes produced but not yet answered (in Kafka, not yet folded).
   // Above it Log answers RESOURCE_EXHAUSTED: backpressure instead of letting
   // the embedded broker (which keeps ~5 MB per partition) drop unfolded data.
-  // Must be >= max_event_bytes.
-  size_t max_in_flight_bytes = 2 << 20;
+  // Must be >= max_event_bytes. (4 MB stays below one partition's ~5 MB even if
+  // every in-flight event hashes to the same partition.)
+  size_t max_in_flight_bytes = 4 << 20;
   storage::EventLimits limits;
 };
 
