@@ -10,6 +10,8 @@ ABSL_FLAG(std::string, data_dir, "./data", "Directory for shards and snapshots."
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051", "gRPC listen address (host:port).");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
           "Prometheus /metrics listen address (host:port); empty turns it off.");
+ABSL_FLAG(std::string, embedded_kafka_listen, "",
+          "Fixed bootstrap address (IPv4 host:port) for the embedded broker; empty: none.");
 ABSL_FLAG(std::string, kafka_brokers, "",
           "Kafka bootstrap servers; empty starts the embedded broker.");
 ABSL_FLAG(int, partitions, 4, "Partitions (= shards) of predlog.events, >= 1.");
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
   options.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.kafka_brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  options.embedded_kafka_listen = absl::GetFlag(FLAGS_embedded_kafka_listen);
   options.partitions = absl::GetFlag(FLAGS_partitions);
   options.snapshot_every_events = absl::GetFlag(FLAGS_snapshot_every_events);
   options.snapshot_every_seconds = absl::GetFlag(FLAGS_snapshot_every_seconds);

@@ -20,6 +20,7 @@
 #include "services/ingest.h"
 #include "services/prediction_log.h"
 #include "services/producer.h"
+#include "services/tcp_forwarder.h"
 #include "storage/logging.h"
 #include "storage/status_macros.h"
 
@@ -29,6 +30,7 @@ namespace predlog::services {
 // first, then the producer (flush), then the ingest, then the broker.
 struct Server::Parts {
   std::unique_ptr<EmbeddedBroker> broker;
+  std::unique_ptr<TcpForwarder> forwarder;
   std::unique_ptr<Ingest> ingest;
   std::unique_ptr<Producer> producer;
   std::unique_ptr<PredictionLog> log;
@@ -153,6 +155,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     ASSIGN_OR_RETURN(parts->broker, EmbeddedBroker::Start({options.partitions}));
     parts->kafka_address = parts->broker->bootstrap_servers();
     incarnation = parts->broker->incarnation();
+    if (!options.embedded_kafka_listen.empty()) {
+      ASSIGN_OR_RETURN(parts->forwarder,
+                       TcpForwarder::Start(options.embedded_kafka_listen, parts->kafka_address));
+      parts->kafka_address = options.embedded_kafka_listen;
+    }
     std::ofstream(options.data_dir + "/embedded_kafka_address") << parts->kafka_address << "\n";
   } else {
     parts->kafka_address = options.kafka_brokers;

@@ -34,6 +34,9 @@ struct ServerOptions {
   std::string http_listen = "127.0.0.1:9464";
   // Empty: use the embedded broker (the broker role must run here).
   std::string kafka_brokers;
+  // A fixed bootstrap address for the embedded broker (forwarded to the port
+  // it picked); empty: none.
+  std::string embedded_kafka_listen;
   int partitions = 4;
   // Snapshot schedule per shard (0 turns that trigger off).
   uint64_t snapshot_every_events = 100'000;

@@ -1,6 +1,11 @@
 // End to end in one process: gRPC Log -> producer -> embedded broker ->
 // ingest -> shard, then GetPrediction over gRPC. Real librdkafka, real gRPC on
 // loopback, real RocksDB in a temp dir.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -499,6 +504,42 @@ TEST(PipelineGapTest, OffsetsGoneFromKafkaBecomeARecordedGapNotASilentSkip) {
             10 + (10 + kFlood - 1 - last_missing));
   EXPECT_THAT(shard->GetByPredictionId("p0"),
               testing::StatusIs(absl::StatusCode::kNotFound, HasSubstr("p0")));
+}
+
+// A port that was free a moment ago on 127.0.0.1.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST_F(PipelineTest, EmbeddedBrokerAnswersOnAFixedAddress) {
+  server_.reset();
+  options_.embedded_kafka_listen = "127.0.0.1:" + std::to_string(FreePort());
+  StartServer();
+  EXPECT_EQ(server_->kafka_address(), options_.embedded_kafka_listen);
+  // kcat bootstraps from the fixed address and produces through the broker.
+  const std::string event = dir_.Sub("event.bin");
+  PredictionSpec spec = Spec(5);
+  std::ofstream(event, std::ios::binary) << MakePrediction(spec).SerializeAsString();
+  const std::string command =
+      "kcat -P -b " + options_.embedded_kafka_listen + " -t predlog.events -p 0 " + event;
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  grpc::Status status;
+  predlog::v1::PredictionRecord record;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    status = Get(spec.prediction_id, &record);
+    if (status.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(record.position().shard(), "predlog.events-0");
 }
 
 TEST_F(PipelineTest, UnknownPredictionIsNotFound) {
