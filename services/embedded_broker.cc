@@ -61,8 +61,16 @@ absl::StatusOr<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(
   broker->bootstraps_ = rd_kafka_mock_cluster_bootstraps(broker->cluster_);
   std::random_device random;
   broker->incarnation_ = absl::StrFormat(
-      "embedded-%s-%08x%08x", absl::FormatTime("%Y%m%dT%H%M%S", absl::Now(), absl::UTCTimeZone()),
-      random(), random());
+      "%s%s-%08x%08x", kEmbeddedIncarnationPrefix,
+      absl::FormatTime("%Y%m%dT%H%M%S", absl::Now(), absl::UTCTimeZone()), random(), random());
+  // Announce this start's incarnation, so an ingest in another process can
+  // tell a restarted (empty) broker from the one it folded before.
+  const std::string marker = absl::StrCat(kIncarnationTopicPrefix, broker->incarnation_);
+  if (const rd_kafka_resp_err_t err =
+          rd_kafka_mock_topic_create(broker->cluster_, marker.c_str(), 1, 1);
+      err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::InternalError(absl::StrCat("create topic ", marker, ": ", rd_kafka_err2str(err)));
+  }
   return broker;
 }
 

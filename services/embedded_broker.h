@@ -22,6 +22,9 @@ struct EmbeddedBrokerOptions {
   int partitions = 4;
 };
 
+// Every embedded broker incarnation starts with this.
+inline constexpr char kEmbeddedIncarnationPrefix[] = "embedded-";
+
 class EmbeddedBroker {
  public:
   static absl::StatusOr<std::unique_ptr<EmbeddedBroker>> Start(

@@ -75,7 +75,9 @@ class LogStreamReactor final
     bool read_more;
     {
       absl::MutexLock lock(&mu_);
-      read_more = in_flight_ < kMaxStreamInFlight;
+      // Receipts not yet written count too: a client that stops reading them
+      // stops being read from.
+      read_more = in_flight_ + static_cast<int>(pending_.size()) < kMaxStreamInFlight;
       read_paused_ = !read_more;
     }
     // request_ is free again: Log copied what it needs.
@@ -123,13 +125,7 @@ class LogStreamReactor final
         delete_now = in_flight_ == 0;
       } else {
         if (!broken_) pending_.push_back(std::move(receipt));
-        if (read_paused_ && in_flight_ < kMaxStreamInFlight) {
-          read_paused_ = false;
-          actions.read = true;
-        }
-        const Actions next = NextActionsLocked();
-        actions.write = next.write;
-        actions.finish = next.finish;
+        actions = NextActionsLocked();
       }
     }
     if (delete_now) {
@@ -142,6 +138,11 @@ class LogStreamReactor final
   Actions NextActionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Actions actions;
     if (finished_) return actions;
+    if (read_paused_ && !reads_done_ &&
+        in_flight_ + static_cast<int>(pending_.size()) < kMaxStreamInFlight) {
+      read_paused_ = false;
+      actions.read = true;
+    }
     if (!writing_ && !pending_.empty()) {
       writing_ = true;
       current_ = std::move(pending_.front());

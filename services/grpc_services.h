@@ -12,8 +12,8 @@ namespace predlog::services {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// Most LogStream requests of one stream awaiting their receipts; reading
-// pauses above it (backpressure instead of unbounded memory).
+// Most LogStream requests of one stream awaiting or holding unwritten receipts;
+// reading pauses above it (backpressure instead of unbounded memory).
 inline constexpr int kMaxStreamInFlight = 500;
 
 // predlog.v1.PredictionLog. Borrows `log`, which must outlive the server.

@@ -83,6 +83,31 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
   }
   ingest->consumer_ = *consumer;
   rd_kafka_poll_set_consumer(ingest->consumer_);
+  // Partitions the shards do not cover would never be folded, and queries
+  // would look for a subject in the wrong shard: refuse to start instead.
+  {
+    rd_kafka_topic_t* topic = rd_kafka_topic_new(ingest->consumer_, kEventsTopic, nullptr);
+    const rd_kafka_metadata_t* metadata = nullptr;
+    const rd_kafka_resp_err_t err =
+        rd_kafka_metadata(ingest->consumer_, 0, topic, &metadata, 10'000);
+    int topic_partitions = -1;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topic_cnt == 1 &&
+        metadata->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      topic_partitions = metadata->topics[0].partition_cnt;
+    }
+    if (metadata != nullptr) rd_kafka_metadata_destroy(metadata);
+    rd_kafka_topic_destroy(topic);
+    if (topic_partitions != options.partitions) {
+      rd_kafka_topic_partition_list_destroy(assignment);
+      if (topic_partitions < 0) {
+        return absl::UnavailableError(absl::StrCat("kafka at ", options.bootstrap_servers,
+                                                   ": no metadata for ", kEventsTopic));
+      }
+      return absl::FailedPreconditionError(absl::StrCat(kEventsTopic, " has ", topic_partitions,
+                                                        " partitions but --partitions is ",
+                                                        options.partitions, "; they must match"));
+    }
+  }
   const rd_kafka_resp_err_t err = rd_kafka_assign(ingest->consumer_, assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -106,7 +131,7 @@ void Ingest::Run() {
   std::vector<std::vector<rd_kafka_message_t*>> by_partition(shards_.size());
   while (!stop_.load()) {
     size_t polled = 0;
-    std::vector<int32_t> out_of_range;
+
     for (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, 50); m != nullptr;
          m = polled < options_.max_batch_messages ? rd_kafka_consumer_poll(consumer_, 0)
                                                   : nullptr) {
@@ -115,7 +140,7 @@ void Ingest::Run() {
                            << ": " << rd_kafka_message_errstr(m);
         if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->partition >= 0 &&
             m->partition < static_cast<int32_t>(shards_.size())) {
-          out_of_range.push_back(m->partition);
+          needs_recovery_.insert(m->partition);
         }
         rd_kafka_message_destroy(m);
         continue;
@@ -131,11 +156,19 @@ void Ingest::Run() {
     for (size_t p = 0; p < by_partition.size(); ++p) {
       if (!by_partition[p].empty()) FoldPartition(static_cast<int32_t>(p), by_partition[p]);
     }
-    for (int32_t p : out_of_range) RecordGapAndResume(p);
+    // Partitions stopped by an offset error fetch nothing until recovered;
+    // retry each second until it works, never leave a shard silently stuck.
+    if (!needs_recovery_.empty() && absl::Now() >= next_recovery_attempt_) {
+      for (auto it = needs_recovery_.begin(); it != needs_recovery_.end();) {
+        it = RecordGapAndResume(*it) ? needs_recovery_.erase(it) : std::next(it);
+      }
+      stalled_partitions_.store(static_cast<int>(needs_recovery_.size()));
+      next_recovery_attempt_ = absl::Now() + absl::Seconds(1);
+    }
   }
 }
 
-void Ingest::RecordGapAndResume(int32_t partition) {
+bool Ingest::RecordGapAndResume(int32_t partition) {
   storage::ShardStore& shard = *shards_[partition];
   int64_t low = -1, high = -1;
   const rd_kafka_resp_err_t err =
@@ -143,12 +176,21 @@ void Ingest::RecordGapAndResume(int32_t partition) {
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     PREDLOG_LOG(ERROR) << "ingest: " << shard.name()
                        << ": watermarks unavailable, will retry: " << rd_kafka_err2str(err);
-    return;
+    return false;
   }
   const storage::ShardHead head = shard.Head();
   const int64_t next = head.last_source && head.last_source->incarnation == options_.incarnation
                            ? head.last_source->offset + 1
                            : 0;
+  if (next > high) {
+    // The source went backwards under us (a broker that restarted empty, a
+    // recreated topic): offsets no longer name what was folded. Refuse to
+    // guess; a restart of the ingest detects the new incarnation.
+    PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": STALLED: the source's high watermark "
+                       << high << " is below the shard's next offset " << next
+                       << "; the source restarted or was recreated. Restart the ingest.";
+    return false;
+  }
   if (low > next) {
     // Offsets [next, low) are gone from Kafka: say so in the shard's own log.
     const std::string reason =
@@ -158,7 +200,7 @@ void Ingest::RecordGapAndResume(int32_t partition) {
     absl::StatusOr<storage::BatchResult> result = shard.ApplyBatch({&gap, 1});
     if (!result.ok()) {
       PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": record gap: " << result.status();
-      return;
+      return false;
     }
     PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": GAP recorded: " << reason;
     std::vector<FoldCallback> lost;
@@ -181,7 +223,8 @@ void Ingest::RecordGapAndResume(int32_t partition) {
   rd_kafka_topic_partition_list_add(list, kEventsTopic, partition)->offset = std::max(low, next);
   rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer_, list);
   if (error == nullptr) error = rd_kafka_incremental_assign(consumer_, list);
-  if (error != nullptr) {
+  const bool ok = error == nullptr;
+  if (!ok) {
     PREDLOG_LOG(ERROR) << "ingest: reassign " << shard.name() << ": "
                        << rd_kafka_error_string(error);
     rd_kafka_error_destroy(error);
@@ -189,6 +232,7 @@ void Ingest::RecordGapAndResume(int32_t partition) {
     PREDLOG_LOG(INFO) << "ingest: " << shard.name() << " resumes at offset " << std::max(low, next);
   }
   rd_kafka_topic_partition_list_destroy(list);
+  return ok;
 }
 
 void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& messages) {
@@ -217,7 +261,8 @@ void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& 
         const int64_t offset = messages[i]->offset;
         w.folded_through = std::max(w.folded_through, offset);
         const storage::MessageResult& r = result->messages[i];
-        w.recent[offset] = r;
+        // A redelivery says nothing about the message's own outcome: keep the first.
+        if (r.outcome != storage::FoldOutcome::kRedelivered) w.recent[offset] = r;
         if (auto it = w.waiting.find(offset); it != w.waiting.end()) {
           for (auto& done : it->second) {
             ready.emplace_back(std::move(done), FoldReceipt{shards_[partition]->name(), r});
@@ -277,8 +322,9 @@ void Ingest::AwaitFold(int32_t partition, int64_t offset, FoldCallback done) {
     }
   }
   if (!receipt.has_value()) {
-    done(absl::NotFoundError(absl::StrCat("partition ", partition, " offset ", offset,
-                                          " was folded too long ago to report its outcome")));
+    done(absl::DataLossError(absl::StrCat("partition ", partition, " offset ", offset,
+                                          " was folded too long ago to report its outcome, or "
+                                          "was lost in a recorded gap")));
     return;
   }
   done(std::move(*receipt));
@@ -296,6 +342,10 @@ std::vector<PartitionStatus> Ingest::Status() const {
     out.push_back(std::move(status));
   }
   return out;
+}
+
+void Ingest::CancelWaiters() {
+  FailWaiters(absl::UnavailableError("predlogd is shutting down; the event may still be folded"));
 }
 
 void Ingest::FailWaiters(const absl::Status& status) {

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -79,6 +80,10 @@ class Ingest {
 
   int partitions() const { return static_cast<int>(shards_.size()); }
   std::vector<PartitionStatus> Status() const;
+  // Partitions that stopped folding and could not yet be recovered.
+  int stalled_partitions() const { return stalled_partitions_.load(); }
+  // Answers every call still waiting for a fold with UNAVAILABLE (shutdown).
+  void CancelWaiters();
   // Borrowed; valid for the Ingest's lifetime.
   const storage::ShardStore& shard(int partition) const { return *shards_[partition]; }
 
@@ -87,8 +92,9 @@ class Ingest {
   void Run();
   void FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& messages);
   // After Kafka answered "offset out of range": records the lost offsets as a
-  // SourceGap in the shard (never a silent skip) and resumes at the low watermark.
-  void RecordGapAndResume(int32_t partition);
+  // SourceGap in the shard (never a silent skip) and resumes at the low
+  // watermark. False when it could not (retried on later loop turns).
+  bool RecordGapAndResume(int32_t partition);
   // Takes and prunes snapshots of `partition` when its schedule says so.
   void MaybeSnapshot(int32_t partition);
   void FailWaiters(const absl::Status& status);
@@ -100,6 +106,11 @@ class Ingest {
   rd_kafka_t* consumer_ = nullptr;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  // Ingest thread only: partitions stopped by an offset error, to recover.
+  std::set<int32_t> needs_recovery_;
+  absl::Time next_recovery_attempt_ = absl::InfinitePast();
+  // Partitions that could not be recovered (metric: a stalled shard).
+  std::atomic<int> stalled_partitions_{0};
 
   struct PartitionWaiters {
     int64_t folded_through = -1;  // last offset of this incarnation handled

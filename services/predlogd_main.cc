@@ -1,4 +1,5 @@
 // predlogd: the predlog service. Parses flags, runs, maps the status to an exit code.
+#include <csignal>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -25,6 +26,9 @@ ABSL_FLAG(std::string, roles, "all",
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("predlogd: the predlog audit-log service");
   absl::ParseCommandLine(argc, argv);
+  // A client closing its socket must never kill the service (and with it the
+  // embedded broker's in-memory messages).
+  std::signal(SIGPIPE, SIG_IGN);
   predlog::services::ServerOptions options;
   absl::StatusOr<predlog::services::Roles> roles =
       predlog::services::ParseRoles(absl::GetFlag(FLAGS_roles));

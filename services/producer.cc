@@ -45,6 +45,10 @@ Producer::Producer(rd_kafka_t* rk) : rk_(rk) {
 Producer::~Producer() {
   if (absl::Status flushed = Flush(absl::Seconds(10)); !flushed.ok()) {
     PREDLOG_LOG(WARNING) << "producer: " << flushed;
+    // Keep the contract that every callback runs: what is still queued or in
+    // flight gets a purge error (UNAVAILABLE) instead of vanishing.
+    rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(rk_, 1000);
   }
   stop_.store(true);
   poller_.join();

@@ -7,9 +7,11 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -51,15 +53,34 @@ struct Server::Parts {
                       "# TYPE predlog_producer_queue_depth gauge\npredlog_producer_queue_depth ",
                       producer->QueueDepth(), "\n");
     }
-    if (ingest != nullptr) RenderShardMetrics(ingest->Status(), &out);
+    if (ingest != nullptr) {
+      RenderShardMetrics(ingest->Status(), &out);
+      absl::StrAppend(&out,
+                      "# HELP predlog_ingest_stalled_partitions Partitions that stopped folding "
+                      "and could not be recovered.\n# TYPE predlog_ingest_stalled_partitions "
+                      "gauge\npredlog_ingest_stalled_partitions ",
+                      ingest->stalled_partitions(), "\n");
+    }
     return out;
   }
 
   ~Parts() {
     if (http_server != nullptr) http_server->stop();
     if (http_thread.joinable()) http_thread.join();
-    if (grpc_server != nullptr)
+    if (grpc_server != nullptr) {
+      // Shutdown waits for every call to finish, and a durable Log finishes
+      // only when its event is folded. If that has not happened by the
+      // deadline, answer the waiting calls (UNAVAILABLE) so shutdown completes.
+      absl::Notification shut_down;
+      std::thread watchdog([&] {
+        if (!shut_down.WaitForNotificationWithTimeout(absl::Seconds(5)) && ingest != nullptr) {
+          ingest->CancelWaiters();
+        }
+      });
       grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      shut_down.Notify();
+      watchdog.join();
+    }
     grpc_server.reset();
     producer.reset();
     ingest.reset();
@@ -163,9 +184,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     std::ofstream(options.data_dir + "/embedded_kafka_address") << parts->kafka_address << "\n";
   } else {
     parts->kafka_address = options.kafka_brokers;
-    if (roles.ingest) {
-      ASSIGN_OR_RETURN(incarnation, DiscoverIncarnation(parts->kafka_address, absl::Seconds(10)));
-    }
+    ASSIGN_OR_RETURN(incarnation, DiscoverIncarnation(parts->kafka_address, absl::Seconds(10)));
+  }
+  // The embedded broker (here or in another process) keeps messages in memory
+  // only, so an ack must wait until the event is folded: that needs the ingest.
+  const bool embedded_source = absl::StartsWith(incarnation, kEmbeddedIncarnationPrefix);
+  if (embedded_source && roles.gateway && !roles.ingest) {
+    return absl::InvalidArgumentError(
+        "--roles: a gateway in front of the embedded broker needs the ingest role in the same "
+        "process (its acks must wait until events are folded)");
   }
   if (roles.ingest) {
     IngestOptions ingest_options;
@@ -187,7 +214,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   ASSIGN_OR_RETURN(parts->producer, Producer::Open(producer_options));
   PredictionLogOptions log_options;
   // The embedded broker holds messages in memory only: an ack must mean folded.
-  log_options.always_wait_durable = parts->broker != nullptr;
+  log_options.always_wait_durable = embedded_source;
   parts->log =
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
   parts->service = std::make_unique<PredictionLogService>(parts->log.get());

@@ -109,7 +109,9 @@ void TcpForwarder::Pipe(int client) {
         break;
       }
       for (ssize_t sent = 0; sent < n && open;) {
-        const ssize_t w = write(fds[1 - i].fd, buf + sent, static_cast<size_t>(n - sent));
+        // MSG_NOSIGNAL: a peer that went away must not SIGPIPE the whole process.
+        const ssize_t w =
+            send(fds[1 - i].fd, buf + sent, static_cast<size_t>(n - sent), MSG_NOSIGNAL);
         if (w <= 0) open = false;
         sent += w;
       }

@@ -542,6 +542,74 @@ TEST_F(PipelineTest, EmbeddedBrokerAnswersOnAFixedAddress) {
   EXPECT_EQ(record.position().shard(), "predlog.events-0");
 }
 
+TEST(PipelineSplitTest, IngestInAnotherProcessNoticesAnEmbeddedBrokerRestart) {
+  // Broker and ingest as separate servers (as separate predlogd processes
+  // would be). The broker restarts empty between two runs of the ingest: the
+  // ingest must see a new incarnation, not mistake offset 0.. for old data.
+  TempDir dir;
+  auto start_broker = [&] {
+    ServerOptions options;
+    options.roles = Roles{true, false, false};
+    options.data_dir = dir.Sub("broker");
+    options.http_listen = "";
+    options.partitions = 1;
+    return Server::Start(options);
+  };
+  auto log_some = [&](const std::string& kafka, int first, int n) {
+    ServerOptions options;
+    options.roles = Roles{false, true, true};
+    options.kafka_brokers = kafka;
+    options.data_dir = dir.Sub("data");
+    options.grpc_listen = "127.0.0.1:0";
+    options.http_listen = "";
+    options.partitions = 1;
+    auto server = Server::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    auto stub = predlog::v1::PredictionLog::NewStub(
+        grpc::CreateChannel((*server)->grpc_address(), grpc::InsecureChannelCredentials()));
+    for (int i = first; i < first + n; ++i) {
+      predlog::v1::LogRequest request;
+      PredictionSpec spec;
+      spec.prediction_id = "split-" + std::to_string(i);
+      *request.mutable_prediction() = MakePrediction(spec).prediction_logged();
+      LogReceipt receipt;
+      grpc::ClientContext context;
+      ASSERT_TRUE(stub->Log(&context, request, &receipt).ok());
+      // The broker is embedded, so even across processes the ack means folded.
+      ASSERT_EQ(receipt.outcome(), LogReceipt::APPLIED) << i;
+    }
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(auto broker, start_broker());
+    log_some(broker->kafka_address(), 0, 10);
+  }
+  ASSERT_OK_AND_ASSIGN(auto broker, start_broker());
+  log_some(broker->kafka_address(), 10, 10);
+
+  storage::ShardOptions shard_options;
+  shard_options.dir = dir.Sub("data/shards/predlog.events-0");
+  shard_options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto shard, storage::ShardStore::Open(shard_options));
+  EXPECT_EQ(shard->Head().counters.applied, 20u);
+  EXPECT_EQ(shard->Head().counters.source_resets, 1u);
+  EXPECT_EQ(shard->Head().next_index, 21u);  // 20 events + the SourceReset record
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(shard->GetByPredictionId("split-" + std::to_string(i)).ok()) << i;
+  }
+}
+
+TEST(PipelineSplitTest, GatewayWithoutIngestInFrontOfTheEmbeddedBrokerIsRefused) {
+  TempDir dir;
+  ServerOptions options;
+  options.roles = Roles{true, false, true};
+  options.data_dir = dir.path();
+  options.grpc_listen = "127.0.0.1:0";
+  options.http_listen = "";
+  EXPECT_THAT(Server::Start(options),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("needs the ingest role in the same process")));
+}
+
 TEST_F(PipelineTest, UnknownPredictionIsNotFound) {
   predlog::v1::PredictionRecord record;
   grpc::Status status = Get("never-logged", &record);
