@@ -21,7 +21,9 @@ namespace predlog::services {
 
 struct PredictionLogOptions {
   // Acknowledge every Log only once folded (the embedded broker keeps
-  // messages in memory only, so there an ack must mean "on disk").
+  // messages in memory only, so there an ack must mean "folded": written to
+  // the shard's RocksDB WAL, which survives kill -9 of any process. The WAL
+  // is not fsync'd per batch, so an OS crash can lose the newest acks.
   bool always_wait_durable = false;
   // Largest serialized event accepted.
   size_t max_event_bytes = 1 << 20;
