@@ -333,6 +333,10 @@ class ShardStore::Impl {
   // The name of incarnation `seq`; reads meta when a concurrent batch has
   // written it but not yet published it.
   std::string IncarnationName(uint32_t seq) const;
+  // System records (written by the shard, not folded from the source): start
+  // one in event_ with the envelope filled in, then append it.
+  void StartSystemEvent(absl::string_view kind, const BatchState& b);
+  uint64_t AppendSystemEvent(BatchState* b, Digest* leaf);
   // Records that m's offsets [gap_first_offset, offset] are gone from the source.
   void WriteSourceGap(const SourceMessage& m, BatchState* b, MessageResult* r);
   void WriteSourceReset(const std::string& previous, int64_t previous_offset,
@@ -817,47 +821,47 @@ void ShardStore::Impl::Reject(const SourceMessage& m, uint32_t source_seq, Rejec
   r->reason = std::move(reason);
 }
 
-void ShardStore::Impl::WriteSourceGap(const SourceMessage& m, BatchState* b, MessageResult* r) {
+void ShardStore::Impl::StartSystemEvent(absl::string_view kind, const BatchState& b) {
   NewEvent();
-  event_->set_event_id(absl::StrCat("source-gap-", b->h.head.next_index));
+  event_->set_event_id(absl::StrCat(kind, "-", b.h.head.next_index));
   event_->set_actor("predlog");
   event_->set_schema_version(kSchemaVersion);
   const int64_t micros = absl::ToUnixMicros(batch_time_);
   event_->mutable_recorded_at()->set_seconds(micros / 1000000);
   event_->mutable_recorded_at()->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+}
+
+uint64_t ShardStore::Impl::AppendSystemEvent(BatchState* b, Digest* leaf) {
+  const std::string payload = event_->SerializeAsString();
+  const uint64_t index = AppendRecord(payload, /*offset=*/-1, b, leaf);
+  // A system record is not a folded message.
+  --b->h.head.counters.applied;
+  return index;
+}
+
+void ShardStore::Impl::WriteSourceGap(const SourceMessage& m, BatchState* b, MessageResult* r) {
+  StartSystemEvent("source-gap", *b);
   auto* gap = event_->mutable_source_gap();
   gap->set_incarnation(std::string(m.incarnation));
   gap->set_first_missing_offset(*m.gap_first_offset);
   gap->set_last_missing_offset(m.offset);
   gap->set_reason(std::string(m.payload));
-  const std::string payload = event_->SerializeAsString();
   r->outcome = FoldOutcome::kApplied;
-  r->index = AppendRecord(payload, /*offset=*/-1, b, &r->leaf);
-  // A system record is not a folded message.
-  --b->h.head.counters.applied;
+  r->index = AppendSystemEvent(b, &r->leaf);
   ++b->h.head.counters.gaps;
 }
 
 void ShardStore::Impl::WriteSourceReset(const std::string& previous, int64_t previous_offset,
                                         absl::string_view incarnation, int64_t first_offset,
                                         BatchState* b) {
-  NewEvent();
-  event_->set_event_id(absl::StrCat("source-reset-", b->h.head.next_index));
-  event_->set_actor("predlog");
-  event_->set_schema_version(kSchemaVersion);
-  const int64_t micros = absl::ToUnixMicros(batch_time_);
-  event_->mutable_recorded_at()->set_seconds(micros / 1000000);
-  event_->mutable_recorded_at()->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+  StartSystemEvent("source-reset", *b);
   auto* reset = event_->mutable_source_reset();
   reset->set_previous_incarnation(previous);
   reset->set_previous_last_offset(previous_offset);
   reset->set_new_incarnation(std::string(incarnation));
   reset->set_new_first_offset(first_offset);
-  const std::string payload = event_->SerializeAsString();
   Digest leaf;
-  AppendRecord(payload, /*offset=*/-1, b, &leaf);
-  // A system record is not a folded message.
-  --b->h.head.counters.applied;
+  AppendSystemEvent(b, &leaf);
   ++b->h.head.counters.source_resets;
 }
 

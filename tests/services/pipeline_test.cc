@@ -70,6 +70,18 @@ class PipelineTest : public ::testing::Test {
     return stub_->GetPrediction(&context, request, record);
   }
 
+  // Events produced straight to Kafka are folded asynchronously: poll (for at
+  // most 20 s; a bound, not a timing assertion) until the id is readable.
+  grpc::Status WaitUntilReadable(const std::string& id, predlog::v1::PredictionRecord* record) {
+    grpc::Status status;
+    for (int attempt = 0; attempt < 200; ++attempt) {
+      status = Get(id, record);
+      if (status.ok()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return status;
+  }
+
   static PredictionSpec Spec(int i) {
     PredictionSpec spec;
     spec.prediction_id = "pred-" + std::to_string(i);
@@ -323,13 +335,8 @@ TEST_F(PipelineTest, DirectKafkaProducersAreFoldedAndGarbageIsRejected) {
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
 
   // The valid event becomes readable once folded (bounded wait, not a timing assertion).
-  grpc::Status status;
   predlog::v1::PredictionRecord record;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    status = Get(spec.prediction_id, &record);
-    if (status.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  grpc::Status status = WaitUntilReadable(spec.prediction_id, &record);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(record.position().shard(), "predlog.events-1");
 
@@ -531,13 +538,8 @@ TEST_F(PipelineTest, EmbeddedBrokerAnswersOnAFixedAddress) {
   const std::string command =
       "kcat -P -b " + options_.embedded_kafka_listen + " -t predlog.events -p 0 " + event;
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
-  grpc::Status status;
   predlog::v1::PredictionRecord record;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    status = Get(spec.prediction_id, &record);
-    if (status.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  grpc::Status status = WaitUntilReadable(spec.prediction_id, &record);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(record.position().shard(), "predlog.events-0");
 }
