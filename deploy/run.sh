@@ -7,11 +7,12 @@ cd "$(dirname "$0")/.."
 deploy/build.sh
 mkdir -p data
 cat <<'MSG'
-predlogd is starting (Ctrl-C stops it). Log and read a prediction with any gRPC client, e.g.
-grpcurl (server reflection is on):
-  grpcurl -plaintext -d '{"prediction": {"predictionId": "p1", "subjectId": "c1",
-    "servedAt": "2026-11-27T10:00:00Z", "model": {"name": "credit", "version": "v1"},
-    "inputs": [{"name": "income", "doubleValue": 52000}]}}' 127.0.0.1:50051 predlog.v1.PredictionLog/Log
-  grpcurl -plaintext -d '{"predictionId": "p1"}' 127.0.0.1:50051 predlog.v1.PredictionLog/GetPrediction
+predlogd is starting (Ctrl-C stops it). In another terminal, log and read a prediction:
+  echo '{"predictionId": "p1", "subjectId": "c1", "servedAt": "2026-11-27T10:00:00Z",
+         "model": {"name": "credit", "version": "v1"},
+         "inputs": [{"name": "income", "doubleValue": 52000}],
+         "output": {"floatScores": [0.27], "label": "approve"}}' | tr -d '\n' | build/services/predlog log
+  build/services/predlog get p1
+Metrics: curl -s http://127.0.0.1:9464/metrics   (gRPC reflection is on for other clients)
 MSG
 exec build/services/predlogd --data_dir=./data "$@"

@@ -1,11 +1,13 @@
-// Kill -9 at any moment loses no acknowledged event and duplicates none:
-// predlogd runs as child processes here and is SIGKILLed mid-stream.
+// predlogd and predlog as child processes: kill -9 at any moment loses no
+// acknowledged event and duplicates none; the CLI's happy and error paths.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -265,6 +267,78 @@ TEST(PredlogdKill, IngestKilledWithBrokerInItsOwnProcessResumesExactlyOnce) {
   EXPECT_EQ(ingest.Stop(), 0);
   EXPECT_EQ(broker.Stop(), 0);
   ExpectShardsHoldExactly(dir.Sub("data"), counts.size());
+}
+
+// Runs `command` through the shell; returns its exit code and stdout+stderr.
+std::pair<int, std::string> RunCommand(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), pipe)) > 0;) output.append(buf, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+TEST(PredlogCli, LogsJsonLinesAndReadsThemBackWithPreciseExitCodes) {
+  TempDir dir;
+  Predlogd server({"--data_dir=" + dir.Sub("data"), "--grpc_listen=127.0.0.1:0",
+                   "--http_listen=127.0.0.1:0", "--partitions=2"});
+  ASSERT_FALSE(server.grpc().empty()) << server.startup_line();
+  const std::string cli = std::string(PREDLOG_CLI_BINARY) + " --server=" + server.grpc();
+  const std::string lines = dir.Sub("predictions.jsonl");
+  {
+    std::ofstream out(lines);
+    out << R"({"predictionId":"cli-1","subjectId":"c1","servedAt":"2026-11-27T10:00:00Z",)"
+        << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"income","doubleValue":52000}]})"
+        << "\n"
+        << R"({"prediction":{"predictionId":"cli-2","subjectId":"c2","servedAt":"2026-11-27T10:00:01Z",)"
+        << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"debt","doubleValue":3}]},)"
+        << R"("actor":"support"})"
+        << "\n";
+  }
+  auto [log_code, log_out] = RunCommand(cli + " log < " + lines);
+  EXPECT_EQ(log_code, 0) << log_out;
+  EXPECT_THAT(log_out, ::testing::HasSubstr(R"("predictionId":"cli-1","outcome":"APPLIED")"));
+  EXPECT_THAT(log_out, ::testing::HasSubstr(R"("predictionId":"cli-2","outcome":"APPLIED")"));
+
+  auto [get_code, get_out] = RunCommand(cli + " get cli-2");
+  EXPECT_EQ(get_code, 0) << get_out;
+  EXPECT_THAT(get_out, ::testing::HasSubstr(R"("actor":"support")"));
+  EXPECT_THAT(get_out, ::testing::HasSubstr(R"("name":"debt")"));
+
+  // Unknown id: exit 1 with the id named.
+  auto [missing_code, missing_out] = RunCommand(cli + " get no-such-id");
+  EXPECT_EQ(missing_code, 1);
+  EXPECT_THAT(missing_out, ::testing::HasSubstr("prediction_id no-such-id is not recorded"));
+  // A bad line: its number named, exit 1, the good line still logged.
+  const std::string mixed = dir.Sub("mixed.jsonl");
+  std::ofstream(mixed)
+      << "{not json\n"
+      << R"({"predictionId":"cli-3","subjectId":"c3","servedAt":"2026-11-27T10:00:02Z",)"
+      << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"x","doubleValue":1}]})"
+      << "\n";
+  auto [mixed_code, mixed_out] = RunCommand(cli + " log < " + mixed);
+  EXPECT_EQ(mixed_code, 1);
+  EXPECT_THAT(mixed_out, ::testing::HasSubstr("line 1: not a LogRequest"));
+  EXPECT_EQ(RunCommand(cli + " get cli-3").first, 0);
+  // An invalid prediction: the receipt carries INVALID_ARGUMENT naming the field.
+  const std::string invalid = dir.Sub("invalid.jsonl");
+  std::ofstream(invalid) << R"({"predictionId":"cli-4","servedAt":"2026-11-27T10:00:02Z",)"
+                         << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"x"}]})"
+                         << "\n";
+  auto [invalid_code, invalid_out] = RunCommand(cli + " log < " + invalid);
+  EXPECT_EQ(invalid_code, 1);
+  EXPECT_THAT(invalid_out, ::testing::HasSubstr("prediction.subject_id is empty"));
+  // Usage errors: exit 2 naming what is wrong.
+  auto [usage_code, usage_out] = RunCommand(cli + " frobnicate");
+  EXPECT_EQ(usage_code, 2);
+  EXPECT_THAT(usage_out, ::testing::HasSubstr("unknown subcommand 'frobnicate'"));
+  EXPECT_EQ(RunCommand(cli + " get").first, 2);
+  EXPECT_EQ(server.Stop(), 0);
+  // Unreachable server: exit 1 naming the address.
+  auto [down_code, down_out] = RunCommand(cli + " get cli-1");
+  EXPECT_EQ(down_code, 1);
+  EXPECT_THAT(down_out, ::testing::HasSubstr(server.grpc()));
 }
 
 TEST(PredlogdFlags, BadRolesAreAUsageErrorNamingTheFlag) {
