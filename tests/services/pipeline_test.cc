@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -182,6 +183,33 @@ TEST_F(PipelineTest, LogStream_EveryRequestGetsOneReceiptAndIsReadableInItsTrail
                     .prediction_id);
     }
   }
+}
+
+TEST_F(PipelineTest, LogStream_ClientThatReadsLateStillGetsEveryReceipt) {
+  // The client writes far more than the server keeps in flight before it
+  // reads a single receipt: the server must pause reading (not buffer without
+  // bound, not drop) and resume as receipts drain.
+  constexpr int kRequests = 3000;
+  grpc::ClientContext context;
+  auto stream = stub_->LogStream(&context);
+  std::thread writer([&] {
+    for (int i = 0; i < kRequests; ++i) {
+      predlog::v1::LogRequest request;
+      *request.mutable_prediction() = MakePrediction(Spec(i)).prediction_logged();
+      if (!stream->Write(request)) break;
+    }
+    stream->WritesDone();
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // not reading yet
+  std::set<std::string> ids;
+  LogReceipt receipt;
+  while (stream->Read(&receipt)) {
+    EXPECT_EQ(receipt.error_code(), 0) << receipt.reason();
+    ids.insert(receipt.prediction_id());
+  }
+  writer.join();
+  ASSERT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kRequests));
 }
 
 TEST_F(PipelineTest, OneSubjectAlwaysLandsInOneShard) {
