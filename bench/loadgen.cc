@@ -49,6 +49,13 @@ struct Result {
   int64_t failed = 0;
   absl::Duration elapsed;
   std::vector<double> latencies_ms;
+
+  // Folds one client's counts into the run's (caller serializes).
+  void Add(const Result& client) {
+    acked += client.acked;
+    failed += client.failed;
+    latencies_ms.insert(latencies_ms.end(), client.latencies_ms.begin(), client.latencies_ms.end());
+  }
 };
 
 // All requests are built before the clock starts, so the client's own cost of
@@ -81,8 +88,8 @@ Result RunUnary(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t eve
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
-      std::vector<double> latencies;
-      int64_t acked = 0, failed = 0, k = 0;
+      Result mine;
+      int64_t k = 0;
       for (int64_t n = c; n < events; n += clients, ++k) {
         const LogRequest& request = (*requests)[n];
         Pace(start, k, static_cast<double>(rate) / clients);
@@ -91,16 +98,14 @@ Result RunUnary(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t eve
         LogReceipt receipt;
         const absl::Time sent = absl::Now();
         if (stub->Log(&context, request, &receipt).ok()) {
-          ++acked;
-          latencies.push_back(absl::ToDoubleMilliseconds(absl::Now() - sent));
+          ++mine.acked;
+          mine.latencies_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - sent));
         } else {
-          ++failed;
+          ++mine.failed;
         }
       }
       std::lock_guard<std::mutex> lock(mu);
-      result.acked += acked;
-      result.failed += failed;
-      result.latencies_ms.insert(result.latencies_ms.end(), latencies.begin(), latencies.end());
+      result.Add(mine);
     });
   }
   for (auto& t : threads) t.join();
@@ -133,29 +138,26 @@ Result RunStream(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t ev
         }
         stream->WritesDone();
       });
-      std::vector<double> latencies;
-      int64_t acked = 0, failed = 0;
+      Result mine;
       LogReceipt receipt;
       while (stream->Read(&receipt)) {
         const absl::Time now = absl::Now();
         if (receipt.error_code() != 0) {
-          ++failed;
+          ++mine.failed;
           continue;
         }
-        ++acked;
+        ++mine.acked;
         absl::MutexLock lock(&sent_mu);
         auto it = sent_at.find(receipt.prediction_id());
         if (it != sent_at.end()) {
-          latencies.push_back(absl::ToDoubleMilliseconds(now - it->second));
+          mine.latencies_ms.push_back(absl::ToDoubleMilliseconds(now - it->second));
           sent_at.erase(it);
         }
       }
       writer.join();
       stream->Finish();
       std::lock_guard<std::mutex> lock(mu);
-      result.acked += acked;
-      result.failed += failed;
-      result.latencies_ms.insert(result.latencies_ms.end(), latencies.begin(), latencies.end());
+      result.Add(mine);
     });
   }
   for (auto& t : threads) t.join();

@@ -1,6 +1,7 @@
 #include "services/ingest.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "services/kafka_config.h"
 #include "storage/logging.h"
 #include "storage/status_macros.h"
@@ -244,9 +245,11 @@ void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& 
                                absl::string_view(static_cast<const char*>(m->payload), m->len)});
   }
   absl::StatusOr<storage::BatchResult> result = shards_[partition]->ApplyBatch(batch);
-  // A failed write is retried from Kafka: seek back to the batch's first offset.
+  // A failed write is retried from Kafka: seek back to the batch's first
+  // offset, after a pause so a persistent failure (disk full) does not spin.
   if (!result.ok()) {
     PREDLOG_LOG(ERROR) << "ingest: " << shards_[partition]->name() << ": " << result.status();
+    absl::SleepFor(absl::Milliseconds(200));
     rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(seek, kEventsTopic, partition)->offset = messages[0]->offset;
     rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_, seek, 5000);

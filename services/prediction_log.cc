@@ -11,6 +11,7 @@
 #include "services/kafka_config.h"
 #include "storage/sha256.h"
 #include "storage/status_macros.h"
+#include "storage/timestamps.h"
 
 namespace predlog::services {
 namespace {
@@ -61,9 +62,7 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user
   }
   predlog::v1::AuditEvent event;
   event.set_event_id(NewEventId());
-  const int64_t micros = absl::ToUnixMicros(absl::Now());
-  event.mutable_recorded_at()->set_seconds(micros / 1'000'000);
-  event.mutable_recorded_at()->set_nanos(static_cast<int32_t>(micros % 1'000'000) * 1000);
+  storage::TimeToProto(absl::Now(), event.mutable_recorded_at());
   event.set_actor(request.actor());
   event.set_schema_version(storage::kSchemaVersion);
   *event.mutable_prediction_logged() = request.prediction();
@@ -200,12 +199,10 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
   const size_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   storage::TimeRange range;
   if (request.has_served_from()) {
-    range.from = absl::FromUnixSeconds(request.served_from().seconds()) +
-                 absl::Nanoseconds(request.served_from().nanos());
+    range.from = storage::TimeFromProto(request.served_from());
   }
   if (request.has_served_to()) {
-    range.to = absl::FromUnixSeconds(request.served_to().seconds()) +
-               absl::Nanoseconds(request.served_to().nanos());
+    range.to = storage::TimeFromProto(request.served_to());
   }
   // page_token := web-safe base64 of: shard:u8-as-decimal '/' shard cursor bytes
   int partition = 0;

@@ -55,6 +55,7 @@
 #include "storage/logging.h"
 #include "storage/state_fold.h"
 #include "storage/status_macros.h"
+#include "storage/timestamps.h"
 
 namespace predlog::storage {
 namespace {
@@ -105,10 +106,6 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
 
 rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 absl::string_view ToView(const rocksdb::Slice& s) { return absl::string_view(s.data(), s.size()); }
-
-absl::Time TimestampToTime(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
 
 // head := format:u8 next_index:u64 next_rejected:u64 chain:32 incarnation:u32
 //         last_offset:i64 applied:u64 duplicates:u64 conflicts:u64 rejected:u64
@@ -225,22 +222,6 @@ struct PendingRecord {
 };
 
 }  // namespace
-
-absl::string_view FoldOutcomeName(FoldOutcome outcome) {
-  switch (outcome) {
-    case FoldOutcome::kApplied:
-      return "applied";
-    case FoldOutcome::kDuplicate:
-      return "duplicate";
-    case FoldOutcome::kConflict:
-      return "conflict";
-    case FoldOutcome::kRejected:
-      return "rejected";
-    case FoldOutcome::kRedelivered:
-      return "redelivered";
-  }
-  return "unknown";
-}
 
 absl::StatusOr<AuditEvent> StoredRecord::Event() const {
   AuditEvent event;
@@ -693,7 +674,7 @@ void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, Mes
 
   const std::string index_key = IndexKey(r->index);
   batch_.Put(cfs_[kByPredictionCf], ToSlice(id), index_key);
-  const absl::Time served_at = TimestampToTime(p.served_at());
+  const absl::Time served_at = TimeFromProto(p.served_at());
   key_.clear();
   AppendLengthPrefixed(&key_, p.subject_id());
   AppendTime(&key_, served_at);
@@ -785,8 +766,7 @@ uint64_t ShardStore::Impl::AppendRecord(absl::string_view payload, int64_t offse
              rocksdb::SliceParts(value_parts, 2));
 
   key_.clear();
-  AppendTime(&key_,
-             event_->has_recorded_at() ? TimestampToTime(event_->recorded_at()) : batch_time_);
+  AppendTime(&key_, event_->has_recorded_at() ? TimeFromProto(event_->recorded_at()) : batch_time_);
   key_.append(index_key);
   batch_.Put(cfs_[kByTimeCf], key_, rocksdb::Slice());
   return index;
@@ -826,9 +806,7 @@ void ShardStore::Impl::StartSystemEvent(absl::string_view kind, const BatchState
   event_->set_event_id(absl::StrCat(kind, "-", b.h.head.next_index));
   event_->set_actor("predlog");
   event_->set_schema_version(kSchemaVersion);
-  const int64_t micros = absl::ToUnixMicros(batch_time_);
-  event_->mutable_recorded_at()->set_seconds(micros / 1000000);
-  event_->mutable_recorded_at()->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+  TimeToProto(batch_time_, event_->mutable_recorded_at());
 }
 
 uint64_t ShardStore::Impl::AppendSystemEvent(BatchState* b, Digest* leaf) {

@@ -85,8 +85,6 @@ enum class FoldOutcome {
   kRedelivered,  // at or before the shard's stored source position: already folded
 };
 
-absl::string_view FoldOutcomeName(FoldOutcome outcome);
-
 struct MessageResult {
   FoldOutcome outcome = FoldOutcome::kRejected;
   // kApplied: the new record's index; kDuplicate/kConflict: the original's.

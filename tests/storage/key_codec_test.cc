@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "storage/sha256.h"
+#include "storage/timestamps.h"
 
 namespace predlog::storage {
 namespace {
@@ -67,6 +68,21 @@ TEST(KeyCodec, PrefixSuccessorBoundsEveryExtension) {
   EXPECT_EQ(succ, "ac");
   EXPECT_LT(prefix + std::string(10, '\xff'), succ);
   EXPECT_EQ(PrefixSuccessor(std::string(2, '\xff')), "");
+}
+
+TEST(Timestamps, RoundTripIncludingTimesBeforeTheEpoch) {
+  for (absl::Time t : {absl::UnixEpoch(), absl::FromUnixNanos(1'700'000'000'123'456'789),
+                       absl::FromUnixNanos(-1), absl::FromUnixNanos(-1'500'000'000)}) {
+    google::protobuf::Timestamp ts;
+    TimeToProto(t, &ts);
+    EXPECT_GE(ts.nanos(), 0);
+    EXPECT_LT(ts.nanos(), 1'000'000'000);
+    EXPECT_EQ(TimeFromProto(ts), t);
+  }
+  google::protobuf::Timestamp ts;
+  TimeToProto(absl::FromUnixNanos(-1), &ts);
+  EXPECT_EQ(ts.seconds(), -1);
+  EXPECT_EQ(ts.nanos(), 999'999'999);
 }
 
 TEST(Sha256, MatchesKnownVector) {

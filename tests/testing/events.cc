@@ -3,25 +3,20 @@
 #include "absl/strings/str_cat.h"
 #include "storage/event_validation.h"
 #include "storage/sha256.h"
+#include "storage/timestamps.h"
 
 namespace predlog::testing {
-
-void SetTime(absl::Time t, google::protobuf::Timestamp* ts) {
-  const int64_t nanos = absl::ToUnixNanos(t);
-  ts->set_seconds(nanos / 1'000'000'000);
-  ts->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
-}
 
 predlog::v1::AuditEvent MakePrediction(const PredictionSpec& spec) {
   predlog::v1::AuditEvent event;
   event.set_event_id(absl::StrCat("evt-", spec.prediction_id));
-  SetTime(spec.recorded_at, event.mutable_recorded_at());
+  storage::TimeToProto(spec.recorded_at, event.mutable_recorded_at());
   event.set_actor("limits-api");
   event.set_schema_version(storage::kSchemaVersion);
   auto* p = event.mutable_prediction_logged();
   p->set_prediction_id(spec.prediction_id);
   p->set_subject_id(spec.subject_id);
-  SetTime(spec.served_at, p->mutable_served_at());
+  storage::TimeToProto(spec.served_at, p->mutable_served_at());
   p->set_service("limits-api");
   p->mutable_model()->set_name(spec.model_name);
   p->mutable_model()->set_version(spec.model_version);

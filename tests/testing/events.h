@@ -40,8 +40,6 @@ predlog::v1::AuditEvent MakeEntityChange(const std::string& type, const std::str
 predlog::v1::AuditEvent MakeModelRegistered(const std::string& name, const std::string& version,
                                             const std::string& artifact_sha256_hex);
 
-void SetTime(absl::Time t, google::protobuf::Timestamp* ts);
-
 // One source message borrowing `incarnation` and `payload`, which must outlive
 // it (a temporary payload would dangle, hence the deleted overload).
 inline storage::SourceMessage Msg(absl::string_view incarnation, int64_t offset,
