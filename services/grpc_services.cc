@@ -24,6 +24,17 @@ grpc::ServerUnaryReactor* PredictionLogService::Log(grpc::CallbackServerContext*
   return reactor;
 }
 
+grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(
+    grpc::CallbackServerContext* context, const predlog::v1::ChangeEntityRequest* request,
+    predlog::v1::LogReceipt* receipt) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  log_->ChangeEntity(*request, [reactor, receipt](absl::StatusOr<predlog::v1::LogReceipt> result) {
+    if (result.ok()) *receipt = std::move(*result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(
     grpc::CallbackServerContext* context, const predlog::v1::GetPredictionRequest* request,
     predlog::v1::PredictionRecord* record) {

@@ -29,6 +29,9 @@ class PredictionLogService final : public predlog::v1::PredictionLog::CallbackSe
                                           predlog::v1::PredictionRecord* record) override;
   grpc::ServerBidiReactor<predlog::v1::LogRequest, predlog::v1::LogReceipt>* LogStream(
       grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* ChangeEntity(grpc::CallbackServerContext* context,
+                                         const predlog::v1::ChangeEntityRequest* request,
+                                         predlog::v1::LogReceipt* receipt) override;
   grpc::ServerUnaryReactor* ListPredictions(
       grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
       predlog::v1::ListPredictionsResponse* response) override;

@@ -26,12 +26,14 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
   if (options.partitions < 1)
     return absl::InvalidArgumentError("IngestOptions.partitions must be >= 1");
   std::unique_ptr<Ingest> ingest(new Ingest(options));
+  for (int p = 0; p < options.partitions; ++p) ingest->sources_.push_back({kEventsTopic, p});
+  ingest->sources_.push_back({kRegistryTopic, 0});
+  const int shard_count = static_cast<int>(ingest->sources_.size());
 
-  rd_kafka_topic_partition_list_t* assignment =
-      rd_kafka_topic_partition_list_new(options.partitions);
-  for (int p = 0; p < options.partitions; ++p) {
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(shard_count);
+  for (const ShardSource& source : ingest->sources_) {
     storage::ShardOptions shard_options;
-    shard_options.name = absl::StrCat(kEventsTopic, "-", p);
+    shard_options.name = absl::StrCat(source.topic, "-", source.partition);
     shard_options.dir = absl::StrCat(options.data_dir, "/shards/", shard_options.name);
     absl::StatusOr<std::unique_ptr<storage::ShardStore>> shard =
         storage::ShardStore::Open(shard_options);
@@ -43,7 +45,7 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     // Resume right after the shard's position in the same incarnation; a new
     // incarnation is read from its beginning.
     const bool same = head.last_source && head.last_source->incarnation == options.incarnation;
-    rd_kafka_topic_partition_list_add(assignment, kEventsTopic, p)->offset =
+    rd_kafka_topic_partition_list_add(assignment, source.topic.c_str(), source.partition)->offset =
         same ? head.last_source->offset + 1 : RD_KAFKA_OFFSET_BEGINNING;
     absl::StatusOr<std::vector<storage::SnapshotInfo>> snapshots = (*shard)->ListSnapshots();
     if (!snapshots.ok()) {
@@ -57,11 +59,11 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
   }
   {
     absl::MutexLock lock(&ingest->mu_);
-    ingest->waiters_.resize(options.partitions);
-    for (int p = 0; p < options.partitions; ++p) {
-      const storage::ShardHead head = ingest->shards_[p]->Head();
+    ingest->waiters_.resize(shard_count);
+    for (int i = 0; i < shard_count; ++i) {
+      const storage::ShardHead head = ingest->shards_[i]->Head();
       if (head.last_source && head.last_source->incarnation == options.incarnation) {
-        ingest->waiters_[p].folded_through = head.last_source->offset;
+        ingest->waiters_[i].folded_through = head.last_source->offset;
       }
     }
   }
@@ -86,8 +88,9 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
   rd_kafka_poll_set_consumer(ingest->consumer_);
   // Partitions the shards do not cover would never be folded, and queries
   // would look for a subject in the wrong shard: refuse to start instead.
-  {
-    rd_kafka_topic_t* topic = rd_kafka_topic_new(ingest->consumer_, kEventsTopic, nullptr);
+  for (const auto& [topic_name, expected_partitions] :
+       {std::pair<const char*, int>{kEventsTopic, options.partitions}, {kRegistryTopic, 1}}) {
+    rd_kafka_topic_t* topic = rd_kafka_topic_new(ingest->consumer_, topic_name, nullptr);
     const rd_kafka_metadata_t* metadata = nullptr;
     const rd_kafka_resp_err_t err =
         rd_kafka_metadata(ingest->consumer_, 0, topic, &metadata, 10'000);
@@ -98,15 +101,16 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     }
     if (metadata != nullptr) rd_kafka_metadata_destroy(metadata);
     rd_kafka_topic_destroy(topic);
-    if (topic_partitions != options.partitions) {
+    if (topic_partitions != expected_partitions) {
       rd_kafka_topic_partition_list_destroy(assignment);
       if (topic_partitions < 0) {
-        return absl::UnavailableError(absl::StrCat("kafka at ", options.bootstrap_servers,
-                                                   ": no metadata for ", kEventsTopic));
+        return absl::UnavailableError(
+            absl::StrCat("kafka at ", options.bootstrap_servers, ": no metadata for ", topic_name));
       }
-      return absl::FailedPreconditionError(absl::StrCat(kEventsTopic, " has ", topic_partitions,
-                                                        " partitions but --partitions is ",
-                                                        options.partitions, "; they must match"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(topic_name, " has ", topic_partitions, " partitions but ",
+                       topic_name == kEventsTopic ? "--partitions is " : "predlog needs ",
+                       expected_partitions, "; they must match"));
     }
   }
   const rd_kafka_resp_err_t err = rd_kafka_assign(ingest->consumer_, assignment);
@@ -128,34 +132,42 @@ Ingest::~Ingest() {
   FailWaiters(absl::UnavailableError("ingest stopped before the event was folded"));
 }
 
+int Ingest::ShardOf(absl::string_view topic, int32_t partition) const {
+  if (topic == kEventsTopic) return partition >= 0 && partition < partitions() ? partition : -1;
+  if (topic == kRegistryTopic && partition == 0) return static_cast<int>(shards_.size()) - 1;
+  return -1;
+}
+
 void Ingest::Run() {
-  std::vector<std::vector<rd_kafka_message_t*>> by_partition(shards_.size());
+  std::vector<std::vector<rd_kafka_message_t*>> by_shard(shards_.size());
   while (!stop_.load()) {
     size_t polled = 0;
 
     for (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, 50); m != nullptr;
          m = polled < options_.max_batch_messages ? rd_kafka_consumer_poll(consumer_, 0)
                                                   : nullptr) {
+      const char* topic = m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "";
+      const int shard = ShardOf(topic, m->partition);
       if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        PREDLOG_LOG(ERROR) << "ingest: partition " << m->partition << " offset " << m->offset
+        PREDLOG_LOG(ERROR) << "ingest: " << topic << "-" << m->partition << " offset " << m->offset
                            << ": " << rd_kafka_message_errstr(m);
-        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->partition >= 0 &&
-            m->partition < static_cast<int32_t>(shards_.size())) {
-          needs_recovery_.insert(m->partition);
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && shard >= 0) {
+          needs_recovery_.insert(shard);
         }
         rd_kafka_message_destroy(m);
         continue;
       }
-      if (m->partition < 0 || m->partition >= static_cast<int32_t>(shards_.size())) {
-        PREDLOG_LOG(ERROR) << "ingest: message for unknown partition " << m->partition;
+      if (shard < 0) {
+        PREDLOG_LOG(ERROR) << "ingest: message for unknown partition " << topic << "-"
+                           << m->partition;
         rd_kafka_message_destroy(m);
         continue;
       }
-      by_partition[m->partition].push_back(m);
+      by_shard[shard].push_back(m);
       ++polled;
     }
-    for (size_t p = 0; p < by_partition.size(); ++p) {
-      if (!by_partition[p].empty()) FoldPartition(static_cast<int32_t>(p), by_partition[p]);
+    for (size_t i = 0; i < by_shard.size(); ++i) {
+      if (!by_shard[i].empty()) FoldShard(static_cast<int>(i), by_shard[i]);
     }
     // Partitions stopped by an offset error fetch nothing until recovered;
     // retry each second until it works, never leave a shard silently stuck.
@@ -169,11 +181,12 @@ void Ingest::Run() {
   }
 }
 
-bool Ingest::RecordGapAndResume(int32_t partition) {
-  storage::ShardStore& shard = *shards_[partition];
+bool Ingest::RecordGapAndResume(int shard_id) {
+  storage::ShardStore& shard = *shards_[shard_id];
+  const ShardSource& source = sources_[shard_id];
   int64_t low = -1, high = -1;
-  const rd_kafka_resp_err_t err =
-      rd_kafka_query_watermark_offsets(consumer_, kEventsTopic, partition, &low, &high, 5000);
+  const rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+      consumer_, source.topic.c_str(), source.partition, &low, &high, 5000);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     PREDLOG_LOG(ERROR) << "ingest: " << shard.name()
                        << ": watermarks unavailable, will retry: " << rd_kafka_err2str(err);
@@ -195,7 +208,7 @@ bool Ingest::RecordGapAndResume(int32_t partition) {
   if (low > next) {
     // Offsets [next, low) are gone from Kafka: say so in the shard's own log.
     const std::string reason =
-        absl::StrCat("offsets ", next, "..", low - 1, " of ", kEventsTopic, "-", partition,
+        absl::StrCat("offsets ", next, "..", low - 1, " of ", shard.name(),
                      " were no longer in Kafka (low watermark ", low, ") when the ingest asked");
     storage::SourceMessage gap{options_.incarnation, low - 1, reason, next};
     absl::StatusOr<storage::BatchResult> result = shard.ApplyBatch({&gap, 1});
@@ -207,7 +220,7 @@ bool Ingest::RecordGapAndResume(int32_t partition) {
     std::vector<FoldCallback> lost;
     {
       absl::MutexLock lock(&mu_);
-      PartitionWaiters& w = waiters_[partition];
+      PartitionWaiters& w = waiters_[shard_id];
       w.folded_through = std::max(w.folded_through, low - 1);
       for (auto it = w.waiting.begin(); it != w.waiting.end() && it->first < low;) {
         for (auto& done : it->second) lost.push_back(std::move(done));
@@ -221,7 +234,8 @@ bool Ingest::RecordGapAndResume(int32_t partition) {
   }
   // A partition stopped by an offset error cannot be seeked; assign it anew.
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, kEventsTopic, partition)->offset = std::max(low, next);
+  rd_kafka_topic_partition_list_add(list, source.topic.c_str(), source.partition)->offset =
+      std::max(low, next);
   rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer_, list);
   if (error == nullptr) error = rd_kafka_incremental_assign(consumer_, list);
   const bool ok = error == nullptr;
@@ -236,7 +250,7 @@ bool Ingest::RecordGapAndResume(int32_t partition) {
   return ok;
 }
 
-void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& messages) {
+void Ingest::FoldShard(int shard_id, std::vector<rd_kafka_message_t*>& messages) {
   std::vector<storage::SourceMessage> batch;
   batch.reserve(messages.size());
   for (rd_kafka_message_t* m : messages) {
@@ -244,14 +258,17 @@ void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& 
         storage::SourceMessage{options_.incarnation, m->offset,
                                absl::string_view(static_cast<const char*>(m->payload), m->len)});
   }
-  absl::StatusOr<storage::BatchResult> result = shards_[partition]->ApplyBatch(batch);
+  storage::ShardStore& shard = *shards_[shard_id];
+  absl::StatusOr<storage::BatchResult> result = shard.ApplyBatch(batch);
   // A failed write is retried from Kafka: seek back to the batch's first
   // offset, after a pause so a persistent failure (disk full) does not spin.
   if (!result.ok()) {
-    PREDLOG_LOG(ERROR) << "ingest: " << shards_[partition]->name() << ": " << result.status();
+    PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": " << result.status();
     absl::SleepFor(absl::Milliseconds(200));
     rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(seek, kEventsTopic, partition)->offset = messages[0]->offset;
+    const ShardSource& source = sources_[shard_id];
+    rd_kafka_topic_partition_list_add(seek, source.topic.c_str(), source.partition)->offset =
+        messages[0]->offset;
     rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_, seek, 5000);
     if (error != nullptr) rd_kafka_error_destroy(error);
     rd_kafka_topic_partition_list_destroy(seek);
@@ -259,7 +276,7 @@ void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& 
     std::vector<std::pair<FoldCallback, FoldReceipt>> ready;
     {
       absl::MutexLock lock(&mu_);
-      PartitionWaiters& w = waiters_[partition];
+      PartitionWaiters& w = waiters_[shard_id];
       for (size_t i = 0; i < messages.size(); ++i) {
         const int64_t offset = messages[i]->offset;
         w.folded_through = std::max(w.folded_through, offset);
@@ -268,7 +285,7 @@ void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& 
         if (r.outcome != storage::FoldOutcome::kRedelivered) w.recent[offset] = r;
         if (auto it = w.waiting.find(offset); it != w.waiting.end()) {
           for (auto& done : it->second) {
-            ready.emplace_back(std::move(done), FoldReceipt{shards_[partition]->name(), r});
+            ready.emplace_back(std::move(done), FoldReceipt{shard.name(), r});
           }
           w.waiting.erase(it);
         }
@@ -279,12 +296,12 @@ void Ingest::FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& 
   }
   for (rd_kafka_message_t* m : messages) rd_kafka_message_destroy(m);
   messages.clear();
-  MaybeSnapshot(partition);
+  MaybeSnapshot(shard_id);
 }
 
-void Ingest::MaybeSnapshot(int32_t partition) {
-  storage::ShardStore& shard = *shards_[partition];
-  auto& [last_index, last_time] = last_snapshot_[partition];
+void Ingest::MaybeSnapshot(int shard_id) {
+  storage::ShardStore& shard = *shards_[shard_id];
+  auto& [last_index, last_time] = last_snapshot_[shard_id];
   const uint64_t next_index = shard.Head().next_index;
   if (next_index == last_index) return;
   const absl::Time now = absl::Now();
@@ -307,25 +324,27 @@ void Ingest::MaybeSnapshot(int32_t partition) {
   }
 }
 
-void Ingest::AwaitFold(int32_t partition, int64_t offset, FoldCallback done) {
-  if (partition < 0 || partition >= partitions()) {
-    done(absl::InternalError(absl::StrCat("no shard for partition ", partition)));
+void Ingest::AwaitFold(absl::string_view topic, int32_t partition, int64_t offset,
+                       FoldCallback done) {
+  const int shard_id = ShardOf(topic, partition);
+  if (shard_id < 0) {
+    done(absl::InternalError(absl::StrCat("no shard for ", topic, "-", partition)));
     return;
   }
   std::optional<FoldReceipt> receipt;
   {
     absl::MutexLock lock(&mu_);
-    PartitionWaiters& w = waiters_[partition];
+    PartitionWaiters& w = waiters_[shard_id];
     if (offset > w.folded_through) {
       w.waiting[offset].push_back(std::move(done));
       return;
     }
     if (auto it = w.recent.find(offset); it != w.recent.end()) {
-      receipt = FoldReceipt{shards_[partition]->name(), it->second};
+      receipt = FoldReceipt{shards_[shard_id]->name(), it->second};
     }
   }
   if (!receipt.has_value()) {
-    done(absl::DataLossError(absl::StrCat("partition ", partition, " offset ", offset,
+    done(absl::DataLossError(absl::StrCat(topic, "-", partition, " offset ", offset,
                                           " was folded too long ago to report its outcome, or "
                                           "was lost in a recorded gap")));
     return;
@@ -335,11 +354,11 @@ void Ingest::AwaitFold(int32_t partition, int64_t offset, FoldCallback done) {
 
 std::vector<PartitionStatus> Ingest::Status() const {
   std::vector<PartitionStatus> out;
-  for (int p = 0; p < partitions(); ++p) {
-    PartitionStatus status{shards_[p]->name(), shards_[p]->Head(), -1};
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    PartitionStatus status{shards_[i]->name(), shards_[i]->Head(), -1};
     int64_t low = -1, high = -1;
-    if (rd_kafka_get_watermark_offsets(consumer_, kEventsTopic, p, &low, &high) ==
-        RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_get_watermark_offsets(consumer_, sources_[i].topic.c_str(), sources_[i].partition,
+                                       &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR) {
       status.high_watermark = high;
     }
     out.push_back(std::move(status));

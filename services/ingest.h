@@ -1,9 +1,8 @@
-// Ingest: consumes predlog.events and folds each partition into its shard
-// (data_dir/shards/predlog.events-<p>/), one ShardStore::ApplyBatch per
-// partition per poll batch. The shard, not Kafka's committed offset, is the
-// truth about where to resume: each partition is assigned at the offset just
-// after its shard's stored source position (or at the beginning when the
-// source is a new incarnation).
+// Ingest: consumes predlog.events and predlog.registry and folds each
+// partition into its shard (data_dir/shards/<topic>-<p>/), one
+// ShardStore::ApplyBatch per partition per poll batch. The shard, not Kafka's committed offset, is
+// the truth about where to resume: each partition is assigned at the offset just after its shard's
+// stored source position (or at the beginning when the source is a new incarnation).
 //
 // Thread-safe: one internal thread folds; AwaitFold and shard reads may be
 // called from any thread.
@@ -36,7 +35,7 @@ struct IngestOptions {
   // Name of the source: the embedded broker's incarnation, or a name for the
   // real cluster's topic. Required.
   std::string incarnation;
-  int partitions = 4;  // of predlog.events; must be >= 1
+  int partitions = 4;  // of predlog.events; must be >= 1 (predlog.registry has 1)
   // Most messages folded into one partition's WriteBatch.
   size_t max_batch_messages = 1000;
   // Snapshot a shard once this many records were added since its last
@@ -73,12 +72,14 @@ class Ingest {
   Ingest(const Ingest&) = delete;
   Ingest& operator=(const Ingest&) = delete;
 
-  // Calls `done` once the message at (partition, offset) of the current
-  // incarnation is folded (immediately if it already is). `done` runs on the
-  // ingest thread or the caller's; it must not block.
-  void AwaitFold(int32_t partition, int64_t offset, FoldCallback done);
+  // Calls `done` once the message at (topic, partition, offset) of the
+  // current incarnation is folded (immediately if it already is). `done` runs
+  // on the ingest thread or the caller's; it must not block.
+  void AwaitFold(absl::string_view topic, int32_t partition, int64_t offset, FoldCallback done);
 
-  int partitions() const { return static_cast<int>(shards_.size()); }
+  // Partitions of predlog.events.
+  int partitions() const { return options_.partitions; }
+  // Every shard: predlog.events partitions in order, then the registry.
   std::vector<PartitionStatus> Status() const;
   // Partitions that stopped folding and could not yet be recovered.
   int stalled_partitions() const { return stalled_partitions_.load(); }
@@ -86,28 +87,38 @@ class Ingest {
   void CancelWaiters();
   // Borrowed; valid for the Ingest's lifetime.
   const storage::ShardStore& shard(int partition) const { return *shards_[partition]; }
+  const storage::ShardStore& registry() const { return *shards_.back(); }
 
  private:
+  // Shards are numbered: predlog.events partitions 0..N-1, then the registry.
+  struct ShardSource {
+    std::string topic;
+    int32_t partition = 0;
+  };
+
   explicit Ingest(IngestOptions options) : options_(std::move(options)) {}
+  // The shard folding (topic, partition), or -1.
+  int ShardOf(absl::string_view topic, int32_t partition) const;
   void Run();
-  void FoldPartition(int32_t partition, std::vector<rd_kafka_message_t*>& messages);
+  void FoldShard(int shard, std::vector<rd_kafka_message_t*>& messages);
   // After Kafka answered "offset out of range": records the lost offsets as a
   // SourceGap in the shard (never a silent skip) and resumes at the low
   // watermark. False when it could not (retried on later loop turns).
-  bool RecordGapAndResume(int32_t partition);
-  // Takes and prunes snapshots of `partition` when its schedule says so.
-  void MaybeSnapshot(int32_t partition);
+  bool RecordGapAndResume(int shard);
+  // Takes and prunes snapshots of `shard` when its schedule says so.
+  void MaybeSnapshot(int shard);
   void FailWaiters(const absl::Status& status);
 
   const IngestOptions options_;
+  std::vector<ShardSource> sources_;
   std::vector<std::unique_ptr<storage::ShardStore>> shards_;
   // Ingest thread only: per shard, the index and time of its last snapshot.
   std::vector<std::pair<uint64_t, absl::Time>> last_snapshot_;
   rd_kafka_t* consumer_ = nullptr;
   std::atomic<bool> stop_{false};
   std::thread thread_;
-  // Ingest thread only: partitions stopped by an offset error, to recover.
-  std::set<int32_t> needs_recovery_;
+  // Ingest thread only: shards stopped by an offset error, to recover.
+  std::set<int> needs_recovery_;
   absl::Time next_recovery_attempt_ = absl::InfinitePast();
   // Partitions that could not be recovered (metric: a stalled shard).
   std::atomic<int> stalled_partitions_{0};

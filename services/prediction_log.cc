@@ -1,12 +1,9 @@
 #include "services/prediction_log.h"
 
-#include <random>
-
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "services/kafka_config.h"
 #include "storage/sha256.h"
@@ -16,27 +13,15 @@
 namespace predlog::services {
 namespace {
 
-using ::predlog::v1::LogReceipt;
-
-std::string NewEventId() {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  return absl::StrFormat("%016x%016x", rng(), rng());
-}
-
-LogReceipt::Outcome ToOutcome(storage::FoldOutcome outcome) {
-  switch (outcome) {
-    case storage::FoldOutcome::kApplied:
-      return LogReceipt::APPLIED;
-    case storage::FoldOutcome::kDuplicate:
-      return LogReceipt::DUPLICATE;
-    case storage::FoldOutcome::kConflict:
-      return LogReceipt::CONFLICT;
-    case storage::FoldOutcome::kRejected:
-      return LogReceipt::REJECTED;
-    case storage::FoldOutcome::kRedelivered:
-      break;
+// Rewrites a validation message's field path from the event body's name
+// (`prediction_logged.`) to the request field's (`prediction.`).
+absl::Status RenameFieldPath(const absl::Status& status, absl::string_view body_field,
+                             absl::string_view request_field) {
+  std::string message(status.message());
+  if (absl::StartsWith(message, absl::StrCat(body_field, "."))) {
+    message = absl::StrCat(request_field, ".", message.substr(body_field.size() + 1));
   }
-  return LogReceipt::OUTCOME_UNSPECIFIED;
+  return absl::Status(status.code(), message);
 }
 
 }  // namespace
@@ -61,86 +46,36 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user
     return;
   }
   predlog::v1::AuditEvent event;
-  event.set_event_id(NewEventId());
-  storage::TimeToProto(absl::Now(), event.mutable_recorded_at());
-  event.set_actor(request.actor());
-  event.set_schema_version(storage::kSchemaVersion);
+  EventWriter::StampEnvelope(request.actor(), &event);
   *event.mutable_prediction_logged() = request.prediction();
   if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
-    // Field paths in requests start at `prediction.`.
-    std::string message(valid.message());
-    if (absl::StartsWith(message, "prediction_logged.")) {
-      message = absl::StrCat("prediction.", message.substr(sizeof("prediction_logged.") - 1));
-    }
-    done(absl::InvalidArgumentError(message));
+    done(RenameFieldPath(valid, "prediction_logged", "prediction"));
     return;
   }
-  const std::string bytes = event.SerializeAsString();
-  if (bytes.size() > options_.max_event_bytes) {
-    done(absl::InvalidArgumentError(absl::StrCat("prediction is ", bytes.size(),
-                                                 " bytes serialized; the limit is ",
-                                                 options_.max_event_bytes)));
+  writer_.Write(kEventsTopic, request.prediction().subject_id(), event, request.wait_durable(),
+                "prediction",
+                [prediction_id = request.prediction().prediction_id(),
+                 done = std::move(done)](absl::StatusOr<predlog::v1::LogReceipt> receipt) {
+                  if (receipt.ok()) receipt->set_prediction_id(prediction_id);
+                  done(std::move(receipt));
+                });
+}
+
+void PredictionLog::ChangeEntity(const predlog::v1::ChangeEntityRequest& request,
+                                 LogCallback done) {
+  if (!request.has_change()) {
+    done(absl::InvalidArgumentError("change is missing"));
     return;
   }
-  // Reserve the bytes until the call is answered; refuse above the bound.
-  const size_t size = bytes.size();
-  if (in_flight_bytes_.fetch_add(size) + size > options_.max_in_flight_bytes) {
-    in_flight_bytes_.fetch_sub(size);
-    done(absl::ResourceExhaustedError(
-        absl::StrCat("more than ", options_.max_in_flight_bytes,
-                     " bytes of events are waiting to be folded; retry after a short backoff")));
+  predlog::v1::AuditEvent event;
+  EventWriter::StampEnvelope(request.actor(), &event);
+  *event.mutable_entity_changed() = request.change();
+  if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
+    done(RenameFieldPath(valid, "entity_changed", "change"));
     return;
   }
-  done = [this, size, inner = std::move(done)](absl::StatusOr<predlog::v1::LogReceipt> r) {
-    in_flight_bytes_.fetch_sub(size);
-    inner(std::move(r));
-  };
-  const bool durable = options_.always_wait_durable || request.wait_durable();
-  if (durable && ingest_ == nullptr) {
-    done(absl::FailedPreconditionError(
-        "wait_durable needs the ingest role in this predlogd process; log without it or "
-        "call a process that runs ingest"));
-    return;
-  }
-  const std::string prediction_id = request.prediction().prediction_id();
-  Ingest* ingest = ingest_;
-  absl::Status produced = producer_->Produce(
-      kEventsTopic, request.prediction().subject_id(), bytes,
-      [prediction_id, durable, ingest, done](absl::StatusOr<Delivery> delivery) mutable {
-        if (!delivery.ok()) {
-          done(delivery.status());
-          return;
-        }
-        LogReceipt receipt;
-        receipt.set_prediction_id(prediction_id);
-        receipt.set_shard(absl::StrCat(kEventsTopic, "-", delivery->partition));
-        receipt.mutable_source()->set_partition(delivery->partition);
-        receipt.mutable_source()->set_offset(delivery->offset);
-        if (!durable) {
-          receipt.set_outcome(LogReceipt::ACCEPTED);
-          done(std::move(receipt));
-          return;
-        }
-        ingest->AwaitFold(delivery->partition, delivery->offset,
-                          [receipt = std::move(receipt),
-                           done = std::move(done)](absl::StatusOr<FoldReceipt> fold) mutable {
-                            if (!fold.ok()) {
-                              done(fold.status());
-                              return;
-                            }
-                            receipt.set_outcome(ToOutcome(fold->result.outcome));
-                            receipt.set_reason(fold->result.reason);
-                            receipt.mutable_position()->set_shard(fold->shard);
-                            receipt.mutable_position()->set_index(fold->result.index);
-                            if (fold->result.outcome == storage::FoldOutcome::kApplied ||
-                                fold->result.outcome == storage::FoldOutcome::kDuplicate) {
-                              receipt.set_leaf_sha256(storage::ToHex(fold->result.leaf));
-                            }
-                            done(std::move(receipt));
-                          });
-      });
-  // On failure Produce did not take the callback, so `done` is still ours.
-  if (!produced.ok()) done(produced);
+  writer_.Write(kEventsTopic, request.change().entity_id(), event, request.wait_durable(), "change",
+                std::move(done));
 }
 
 int32_t PredictionLog::PartitionOf(absl::string_view subject_id, int partitions) {

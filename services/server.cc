@@ -214,7 +214,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   ASSIGN_OR_RETURN(parts->producer, Producer::Open(producer_options));
   PredictionLogOptions log_options;
   // The embedded broker holds messages in memory only: an ack must mean folded.
-  log_options.always_wait_durable = embedded_source;
+  log_options.writer.always_wait_durable = embedded_source;
   parts->log =
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
   parts->service = std::make_unique<PredictionLogService>(parts->log.get());

@@ -14,15 +14,19 @@
 //   by_model      key: lp(name) lp(version) served_at:time index:u64 value: empty
 //   by_time       key: recorded_at:time index:u64                    value: empty
 //                 (recorded_at falls back to the fold time when the producer left it unset)
+//   by_trace      key: lp(trace_id) served_at:time index:u64         value: empty
+//                 (predictions with a trace_id only)
 //   state         key: 'E' lp(type) lp(id)       value: EntityState
 //                      'M' lp(name) lp(version)  value: index:u64 leaf:32 ModelRegistered
 //                      'S' lp(name) lp(version)  value: index:u64 leaf:32 DatasetRegistered
-//                      'D' lp(route)             value: index:u64 leaf:32 ModelDeployed
+//                      'D' lp(route) lp(name) lp(version)
+//                                                value: index:u64 leaf:32 ModelDeployed
+//                                                (the latest deploy of that model on the route)
 //                 (index and leaf: the record that set the value)
 //   rejected      key: seq:u64
 //                 value: format:u8(=1) kind:u8 incarnation:u32 offset:i64
 //                        has_original:u8 original_index:u64 lp(reason) payload
-//   meta          "format"                    value: u32 (kShardFormat)
+//   meta          "format"                    value: u32 (kShardFormat; 2 added by_trace)
 //                 "head"                      value: see EncodeHead
 //                 "incarnation/" seq:u32      value: last_offset:i64 name
 //                 (last_offset: the last offset folded from it, written when the
@@ -35,6 +39,7 @@
 #include "storage/shard_store.h"
 
 #include <filesystem>
+#include <functional>
 #include <system_error>
 
 #include "absl/container/flat_hash_map.h"
@@ -63,7 +68,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::predlog::v1::AuditEvent;
 
-constexpr uint32_t kShardFormat = 1;
+constexpr uint32_t kShardFormat = 2;
+// Shards of an older format lack an index this build relies on.
+constexpr uint32_t kOldestReadableShardFormat = 2;
 constexpr uint8_t kRecordFormat = 1;
 constexpr uint8_t kHeadFormat = 1;
 constexpr uint8_t kRejectedFormat = 1;
@@ -76,14 +83,15 @@ enum Cf : int {
   kBySubjectCf,
   kByModelCf,
   kByTimeCf,
+  kByTraceCf,
   kStateCf,
   kMetaCf,
   kRejectedCf,
   kNumCfs
 };
-constexpr const char* kCfNames[kNumCfs] = {"default",    "events",   "by_prediction",
-                                           "by_subject", "by_model", "by_time",
-                                           "state",      "meta",     "rejected"};
+constexpr const char* kCfNames[kNumCfs] = {"default",  "events",  "by_prediction", "by_subject",
+                                           "by_model", "by_time", "by_trace",      "state",
+                                           "meta",     "rejected"};
 
 constexpr absl::string_view kFormatKey = "format";
 constexpr absl::string_view kHeadKey = "head";
@@ -165,12 +173,6 @@ std::string StateKey2(char tag, absl::string_view a, absl::string_view b) {
   std::string key(1, tag);
   AppendLengthPrefixed(&key, a);
   AppendLengthPrefixed(&key, b);
-  return key;
-}
-
-std::string StateKey1(char tag, absl::string_view a) {
-  std::string key(1, tag);
-  AppendLengthPrefixed(&key, a);
   return key;
 }
 
@@ -267,6 +269,9 @@ class ShardStore::Impl {
   absl::StatusOr<uint64_t> CutAtTime(absl::Time t) const;
   absl::StatusOr<std::vector<RejectedRecord>> ListRejected(uint64_t from_seq, size_t limit) const;
   absl::StatusOr<std::string> GetState(const std::string& key, absl::string_view what) const;
+  // Calls `fn` with the value of every state entry whose key starts with `tag`.
+  absl::Status ForEachState(char tag,
+                            const std::function<absl::Status(absl::string_view)>& fn) const;
   absl::StatusOr<VerifyReport> Verify() const;
   absl::StatusOr<SnapshotInfo> CreateSnapshot(absl::Time now);
   absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots() const;
@@ -422,6 +427,11 @@ absl::Status ShardStore::Impl::OpenDb() {
     if (!ReadU32(&in, &format) || format > kShardFormat) {
       return absl::FailedPreconditionError(absl::StrCat(
           "shard ", options_.name, ": on-disk format is newer than this build understands"));
+    }
+    if (format < kOldestReadableShardFormat) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("shard ", options_.name, ": on-disk format ", format,
+                       " predates the trace index; re-ingest it into a new data dir"));
     }
   }
 
@@ -602,10 +612,12 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
                            event_->dataset_registered(), b, r);
     }
     case AuditEvent::kModelDeployed: {
+      const auto& deploy = event_->model_deployed();
       r->outcome = FoldOutcome::kApplied;
       r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
-      return PutState(StateKey1(kDeploymentTag, event_->model_deployed().route()),
-                      IndexedState(r->index, r->leaf, event_->model_deployed()));
+      std::string key = StateKey2(kDeploymentTag, deploy.route(), deploy.model().name());
+      AppendLengthPrefixed(&key, deploy.model().version());
+      return PutState(key, IndexedState(r->index, r->leaf, deploy));
     }
     case AuditEvent::kEntityChanged:
       return FoldEntityChange(m, b, r);
@@ -686,6 +698,13 @@ void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, Mes
   AppendTime(&key_, served_at);
   key_.append(index_key);
   batch_.Put(cfs_[kByModelCf], key_, rocksdb::Slice());
+  if (!p.trace_id().empty()) {
+    key_.clear();
+    AppendLengthPrefixed(&key_, p.trace_id());
+    AppendTime(&key_, served_at);
+    key_.append(index_key);
+    batch_.Put(cfs_[kByTraceCf], key_, rocksdb::Slice());
+  }
 }
 
 void ShardStore::Impl::FoldKeyedBody(const SourceMessage& m, const std::string& state_key,
@@ -1061,6 +1080,17 @@ absl::StatusOr<std::vector<RejectedRecord>> ShardStore::Impl::ListRejected(uint6
   return out;
 }
 
+absl::Status ShardStore::Impl::ForEachState(
+    char tag, const std::function<absl::Status(absl::string_view)>& fn) const {
+  const std::string prefix(1, tag);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kStateCf]));
+  for (it->Seek(ToSlice(prefix)); it->Valid() && it->key().starts_with(ToSlice(prefix));
+       it->Next()) {
+    RETURN_IF_ERROR(fn(ToView(it->value())));
+  }
+  return FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": read state"));
+}
+
 absl::StatusOr<std::string> ShardStore::Impl::GetState(const std::string& key,
                                                        absl::string_view what) const {
   return GetRaw(kStateCf, key, what);
@@ -1278,6 +1308,12 @@ absl::StatusOr<ScanPage> ShardStore::ScanModel(absl::string_view name, absl::str
   AppendLengthPrefixed(&prefix, version);
   return impl_->ScanIndex(kByModelCf, prefix, served, cursor, limit);
 }
+absl::StatusOr<ScanPage> ShardStore::ScanTrace(absl::string_view trace_id, absl::string_view cursor,
+                                               size_t limit) const {
+  std::string prefix;
+  AppendLengthPrefixed(&prefix, trace_id);
+  return impl_->ScanIndex(kByTraceCf, prefix, TimeRange{}, cursor, limit);
+}
 absl::StatusOr<uint64_t> ShardStore::CutAtTime(absl::Time t) const { return impl_->CutAtTime(t); }
 absl::StatusOr<std::vector<RejectedRecord>> ShardStore::ListRejected(uint64_t from_seq,
                                                                      size_t limit) const {
@@ -1309,18 +1345,44 @@ absl::StatusOr<T> ParseIndexedState(absl::string_view value, absl::string_view w
 }
 }  // namespace
 
+absl::StatusOr<RegistryState> ShardStore::GetRegistry() const {
+  RegistryState registry;
+  auto add = [&](char tag, absl::string_view value) -> absl::Status {
+    uint64_t index;
+    Digest leaf;
+    if (!ReadU64(&value, &index) || !ReadDigest(&value, &leaf)) {
+      return absl::DataLossError(absl::StrCat("shard ", name(), ": corrupt registry state"));
+    }
+    predlog::v1::AuditEvent event;
+    bool parsed = false;
+    if (tag == kModelTag) {
+      parsed = event.mutable_model_registered()->ParseFromArray(value.data(),
+                                                                static_cast<int>(value.size()));
+    } else if (tag == kDatasetTag) {
+      parsed = event.mutable_dataset_registered()->ParseFromArray(value.data(),
+                                                                  static_cast<int>(value.size()));
+    } else {
+      parsed = event.mutable_model_deployed()->ParseFromArray(value.data(),
+                                                              static_cast<int>(value.size()));
+    }
+    if (!parsed) {
+      return absl::DataLossError(absl::StrCat("shard ", name(), ": corrupt registry state"));
+    }
+    ApplyRegistryRecord(event, index, leaf, &registry);
+    return absl::OkStatus();
+  };
+  for (char tag : {kModelTag, kDatasetTag, kDeploymentTag}) {
+    RETURN_IF_ERROR(
+        impl_->ForEachState(tag, [&](absl::string_view value) { return add(tag, value); }));
+  }
+  return registry;
+}
+
 absl::StatusOr<predlog::v1::ModelRegistered> ShardStore::GetModel(absl::string_view name,
                                                                   absl::string_view version) const {
   const std::string what = absl::StrCat("model ", name, "@", version);
   ASSIGN_OR_RETURN(std::string value, impl_->GetState(StateKey2(kModelTag, name, version), what));
   return ParseIndexedState<predlog::v1::ModelRegistered>(value, what);
-}
-
-absl::StatusOr<predlog::v1::ModelDeployed> ShardStore::GetDeployment(
-    absl::string_view route) const {
-  const std::string what = absl::StrCat("deployment on route ", route);
-  ASSIGN_OR_RETURN(std::string value, impl_->GetState(StateKey1(kDeploymentTag, route), what));
-  return ParseIndexedState<predlog::v1::ModelDeployed>(value, what);
 }
 
 absl::StatusOr<VerifyReport> ShardStore::Verify() const { return impl_->Verify(); }

@@ -35,6 +35,7 @@
 #include "storage/event_validation.h"
 #include "storage/sha256.h"
 #include "storage/snapshot_retention.h"
+#include "storage/state_fold.h"
 
 namespace predlog::storage {
 
@@ -197,6 +198,9 @@ class ShardStore {
   absl::StatusOr<ScanPage> ScanModel(absl::string_view name, absl::string_view version,
                                      const TimeRange& served, absl::string_view cursor,
                                      size_t limit) const;
+  // Predictions of one trace (a model chain) ordered by served_at then index.
+  absl::StatusOr<ScanPage> ScanTrace(absl::string_view trace_id, absl::string_view cursor,
+                                     size_t limit) const;
   // The cut "as of t": one past the index of the record with the latest
   // recorded_at before `t` (ties: the highest index). When recorded_at is
   // non-decreasing in log order (the gateway stamps it), that is the number of
@@ -211,7 +215,9 @@ class ShardStore {
                                                      absl::string_view id) const;
   absl::StatusOr<predlog::v1::ModelRegistered> GetModel(absl::string_view name,
                                                         absl::string_view version) const;
-  absl::StatusOr<predlog::v1::ModelDeployed> GetDeployment(absl::string_view route) const;
+  // Every model, dataset and deployment in the shard's state (the registry
+  // shard holds them): what folding the whole log with ApplyRegistryRecord gives.
+  absl::StatusOr<RegistryState> GetRegistry() const;
 
   // Recomputes every leaf from the stored bytes and the chain from genesis.
   absl::StatusOr<VerifyReport> Verify() const;

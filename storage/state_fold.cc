@@ -17,4 +17,29 @@ void ApplyEntityChange(const predlog::v1::EntityChanged& change, uint64_t index,
   for (const auto& name : change.unset_fields()) state->mutable_fields()->erase(name);
 }
 
+void ApplyRegistryRecord(const predlog::v1::AuditEvent& event, uint64_t index, const Digest& leaf,
+                         RegistryState* registry) {
+  switch (event.body_case()) {
+    case predlog::v1::AuditEvent::kModelRegistered: {
+      const auto& model = event.model_registered().model();
+      registry->models[{model.name(), model.version()}] = {index, leaf, event.model_registered()};
+      break;
+    }
+    case predlog::v1::AuditEvent::kDatasetRegistered: {
+      const auto& dataset = event.dataset_registered().dataset();
+      registry->datasets[{dataset.name(), dataset.version()}] = {index, leaf,
+                                                                 event.dataset_registered()};
+      break;
+    }
+    case predlog::v1::AuditEvent::kModelDeployed: {
+      const auto& deploy = event.model_deployed();
+      registry->deployments[{deploy.route(), deploy.model().name() + "@" +
+                                                 deploy.model().version()}] = {index, leaf, deploy};
+      break;
+    }
+    default:
+      break;
+  }
+}
+
 }  // namespace predlog::storage

@@ -38,8 +38,8 @@ TEST(PredictionLogBackpressure, AboveTheInFlightBoundLogIsResourceExhaustedAndNo
   *request.mutable_prediction() = MakePrediction(PredictionSpec{}).prediction_logged();
   const size_t event_bytes = request.prediction().ByteSizeLong() + 64;
   PredictionLogOptions options;
-  options.always_wait_durable = true;
-  options.max_in_flight_bytes = 3 * event_bytes;  // room for about three events
+  options.writer.always_wait_durable = true;
+  options.writer.max_in_flight_bytes = 3 * event_bytes;  // room for about three events
   PredictionLog log(producer.get(), ingest.get(), options);
 
   constexpr int kCalls = 200;

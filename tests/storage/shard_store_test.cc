@@ -19,6 +19,7 @@ namespace {
 using ::predlog::testing::IsOk;
 using ::predlog::testing::MakeEntityChange;
 using ::predlog::testing::MakeModelRegistered;
+using ::predlog::testing::MakePrediction;
 using ::predlog::testing::MakePredictionPayload;
 using ::predlog::testing::Msg;
 using ::predlog::testing::PredictionSpec;
@@ -424,7 +425,64 @@ TEST_F(ShardStoreTest, ModelRegistered_RepeatIsDuplicateAndChangedDigestIsConfli
   EXPECT_EQ(model.model().artifact_sha256(), digest1);
 }
 
-// Rewrites the stored value of record `index` in the shard at `dir` with
+TEST_F(ShardStoreTest, ScanTrace_ReturnsTheChainInServedOrderAndOnlyIt) {
+  auto traced = [](const std::string& id, const std::string& trace, int seconds) {
+    PredictionSpec spec;
+    spec.prediction_id = id;
+    spec.served_at = absl::FromUnixSeconds(1'700'000'000 + seconds);
+    predlog::v1::AuditEvent event = MakePrediction(spec);
+    event.mutable_prediction_logged()->set_trace_id(trace);
+    return event.SerializeAsString();
+  };
+  Apply({traced("fraud", "t1", 2), traced("income", "t1", 1), traced("other", "t2", 1),
+         Pred("untraced"), traced("limit", "t1", 3)});
+  ASSERT_OK_AND_ASSIGN(ScanPage t1, store_->ScanTrace("t1", "", 10));
+  EXPECT_THAT(Ids(t1.records), ElementsAre("income", "fraud", "limit"));
+  ASSERT_OK_AND_ASSIGN(ScanPage first, store_->ScanTrace("t1", "", 2));
+  EXPECT_THAT(Ids(first.records), ElementsAre("income", "fraud"));
+  ASSERT_OK_AND_ASSIGN(ScanPage rest, store_->ScanTrace("t1", first.next_cursor, 2));
+  EXPECT_THAT(Ids(rest.records), ElementsAre("limit"));
+  ASSERT_OK_AND_ASSIGN(ScanPage none, store_->ScanTrace("t", "", 10));
+  EXPECT_TRUE(none.records.empty());
+}
+
+TEST_F(ShardStoreTest, GetRegistry_EqualsAFoldOfTheLogIncludingCanaryDeploys) {
+  auto deploy = [](const std::string& version, double fraction) {
+    predlog::v1::AuditEvent event;
+    auto* d = event.mutable_model_deployed();
+    d->set_route("credit-limit");
+    d->mutable_model()->set_name("credit");
+    d->mutable_model()->set_version(version);
+    d->set_traffic_fraction(fraction);
+    d->set_reason("test");
+    return event.SerializeAsString();
+  };
+  Apply({MakeModelRegistered("credit", "v1", ToHex(Sha256("a1"))).SerializeAsString(),
+         deploy("v1", 1.0),
+         MakeModelRegistered("credit", "v2", ToHex(Sha256("a2"))).SerializeAsString(),
+         deploy("v1", 0.9), deploy("v2", 0.1)});
+  ASSERT_OK_AND_ASSIGN(RegistryState registry, store_->GetRegistry());
+  ASSERT_EQ(registry.models.size(), 2u);
+  EXPECT_EQ((registry.models.at({"credit", "v2"}).index), 2u);
+  ASSERT_EQ(registry.deployments.size(), 2u);
+  EXPECT_EQ((registry.deployments.at({"credit-limit", "credit@v1"}).body.traffic_fraction()), 0.9);
+  EXPECT_EQ((registry.deployments.at({"credit-limit", "credit@v2"}).index), 4u);
+
+  RegistryState folded;
+  ASSERT_OK_AND_ASSIGN(auto records, store_->ReadRange(0, 100));
+  for (const auto& record : records) {
+    ASSERT_OK_AND_ASSIGN(auto event, record.Event());
+    ApplyRegistryRecord(event, record.index, record.leaf, &folded);
+  }
+  ASSERT_EQ(folded.deployments.size(), registry.deployments.size());
+  for (const auto& [key, entry] : registry.deployments) {
+    EXPECT_EQ(folded.deployments.at(key).leaf, entry.leaf);
+  }
+  for (const auto& [key, entry] : registry.models) {
+    EXPECT_EQ(folded.models.at(key).leaf, entry.leaf);
+  }
+}
+
 // RocksDB directly, as an attacker with disk access would.
 void TamperWithRecord(const std::string& dir, uint64_t index,
                       const std::function<void(std::string*)>& edit) {
