@@ -13,6 +13,20 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
+namespace {
+
+// Answers a unary call with the result of a synchronous call.
+template <typename Response>
+grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
+                                     absl::StatusOr<Response> result, Response* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (result.ok()) *response = std::move(*result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* PredictionLogService::Log(grpc::CallbackServerContext* context,
                                                     const predlog::v1::LogRequest* request,
                                                     predlog::v1::LogReceipt* receipt) {
@@ -38,11 +52,7 @@ grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(
 grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(
     grpc::CallbackServerContext* context, const predlog::v1::GetPredictionRequest* request,
     predlog::v1::PredictionRecord* record) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<predlog::v1::PredictionRecord> result = log_->GetPrediction(*request);
-  if (result.ok()) *record = std::move(*result);
-  reactor->Finish(ToGrpcStatus(result.status()));
-  return reactor;
+  return FinishWith(context, log_->GetPrediction(*request), record);
 }
 
 namespace {
@@ -197,11 +207,114 @@ PredictionLogService::LogStream(grpc::CallbackServerContext* context) {
 grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
     grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
     predlog::v1::ListPredictionsResponse* response) {
+  return FinishWith(context, log_->ListPredictions(*request), response);
+}
+
+namespace {
+
+// One RegisterModel upload: the first message begins it, each later one is
+// a chunk appended to the artifact (a local file write), and the end of the
+// stream stores the artifact and writes the event.
+class RegisterModelReactor final
+    : public grpc::ServerReadReactor<predlog::v1::RegisterModelRequest> {
+ public:
+  RegisterModelReactor(ModelRegistry* registry, predlog::v1::RegisterModelResponse* response)
+      : upload_(registry->StartUpload()), response_(response) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client finished sending
+      if (!begun_) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "metadata is missing: the stream carried no message"));
+        return;
+      }
+      upload_->Finish([this](absl::StatusOr<predlog::v1::RegisterModelResponse> result) {
+        if (result.ok()) *response_ = std::move(*result);
+        Finish(ToGrpcStatus(result.status()));
+      });
+      return;
+    }
+    absl::Status status;
+    if (!begun_) {
+      status = upload_->Begin(request_);
+      begun_ = true;
+    } else if (request_.has_chunk()) {
+      status = upload_->Append(request_.chunk());
+    } else {
+      status = absl::InvalidArgumentError(
+          "metadata may only be sent once, in the first message; later messages carry chunk");
+    }
+    if (!status.ok()) {
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  std::unique_ptr<ModelRegistry::Upload> upload_;
+  predlog::v1::RegisterModelResponse* const response_;
+  predlog::v1::RegisterModelRequest request_;
+  bool begun_ = false;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<predlog::v1::RegisterModelRequest>* RegistryService::RegisterModel(
+    grpc::CallbackServerContext* context, predlog::v1::RegisterModelResponse* response) {
+  return new RegisterModelReactor(registry_, response);
+}
+
+grpc::ServerUnaryReactor* RegistryService::DeployModel(
+    grpc::CallbackServerContext* context, const predlog::v1::DeployModelRequest* request,
+    predlog::v1::RegistryReceipt* receipt) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<predlog::v1::ListPredictionsResponse> result = log_->ListPredictions(*request);
-  if (result.ok()) *response = std::move(*result);
-  reactor->Finish(ToGrpcStatus(result.status()));
+  registry_->Deploy(*request,
+                    [reactor, receipt](absl::StatusOr<predlog::v1::RegistryReceipt> result) {
+                      if (result.ok()) *receipt = std::move(*result);
+                      reactor->Finish(ToGrpcStatus(result.status()));
+                    });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* RegistryService::GetModel(grpc::CallbackServerContext* context,
+                                                    const predlog::v1::GetModelRequest* request,
+                                                    predlog::v1::ModelRecord* record) {
+  return FinishWith(context, registry_->GetModel(*request), record);
+}
+
+grpc::ServerUnaryReactor* RegistryService::ListModels(grpc::CallbackServerContext* context,
+                                                      const predlog::v1::ListModelsRequest* request,
+                                                      predlog::v1::ListModelsResponse* response) {
+  return FinishWith(context, registry_->ListModels(*request), response);
+}
+
+grpc::ServerUnaryReactor* ReplayService::Rerun(grpc::CallbackServerContext* context,
+                                               const predlog::v1::RerunRequest* request,
+                                               predlog::v1::RerunReport* report) {
+  return FinishWith(context, replayer_->Rerun(*request), report);
+}
+
+grpc::ServerUnaryReactor* ReplayService::RerunTrace(grpc::CallbackServerContext* context,
+                                                    const predlog::v1::RerunTraceRequest* request,
+                                                    predlog::v1::RerunTraceReport* report) {
+  return FinishWith(context, replayer_->RerunTrace(*request), report);
+}
+
+grpc::ServerUnaryReactor* ReplayService::GetEntityAt(grpc::CallbackServerContext* context,
+                                                     const predlog::v1::GetEntityAtRequest* request,
+                                                     predlog::v1::EntityAtResponse* response) {
+  return FinishWith(context, replayer_->GetEntityAt(*request), response);
+}
+
+grpc::ServerUnaryReactor* ReplayService::GetRegistryAt(
+    grpc::CallbackServerContext* context, const predlog::v1::GetRegistryAtRequest* request,
+    predlog::v1::RegistryAtResponse* response) {
+  return FinishWith(context, replayer_->GetRegistryAt(*request), response);
 }
 
 }  // namespace predlog::services

@@ -5,7 +5,11 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
+#include "predlog/v1/registry.grpc.pb.h"
+#include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
+#include "replay/replayer.h"
+#include "services/model_registry.h"
 #include "services/prediction_log.h"
 
 namespace predlog::services {
@@ -38,6 +42,51 @@ class PredictionLogService final : public predlog::v1::PredictionLog::CallbackSe
 
  private:
   PredictionLog* const log_;
+};
+
+// predlog.v1.Registry. Borrows `registry`, which must outlive the server.
+class RegistryService final : public predlog::v1::Registry::CallbackService {
+ public:
+  explicit RegistryService(ModelRegistry* registry) : registry_(registry) {}
+
+  grpc::ServerReadReactor<predlog::v1::RegisterModelRequest>* RegisterModel(
+      grpc::CallbackServerContext* context, predlog::v1::RegisterModelResponse* response) override;
+  grpc::ServerUnaryReactor* DeployModel(grpc::CallbackServerContext* context,
+                                        const predlog::v1::DeployModelRequest* request,
+                                        predlog::v1::RegistryReceipt* receipt) override;
+  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
+                                     const predlog::v1::GetModelRequest* request,
+                                     predlog::v1::ModelRecord* record) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const predlog::v1::ListModelsRequest* request,
+                                       predlog::v1::ListModelsResponse* response) override;
+
+ private:
+  ModelRegistry* const registry_;
+};
+
+// predlog.v1.Replay. Borrows `replayer`, which must outlive the server. Calls
+// run on gRPC's callback threads: a rerun is a model evaluation of
+// microseconds; a state-at fold reads at most one snapshot interval.
+class ReplayService final : public predlog::v1::Replay::CallbackService {
+ public:
+  explicit ReplayService(const replay::Replayer* replayer) : replayer_(replayer) {}
+
+  grpc::ServerUnaryReactor* Rerun(grpc::CallbackServerContext* context,
+                                  const predlog::v1::RerunRequest* request,
+                                  predlog::v1::RerunReport* report) override;
+  grpc::ServerUnaryReactor* RerunTrace(grpc::CallbackServerContext* context,
+                                       const predlog::v1::RerunTraceRequest* request,
+                                       predlog::v1::RerunTraceReport* report) override;
+  grpc::ServerUnaryReactor* GetEntityAt(grpc::CallbackServerContext* context,
+                                        const predlog::v1::GetEntityAtRequest* request,
+                                        predlog::v1::EntityAtResponse* response) override;
+  grpc::ServerUnaryReactor* GetRegistryAt(grpc::CallbackServerContext* context,
+                                          const predlog::v1::GetRegistryAtRequest* request,
+                                          predlog::v1::RegistryAtResponse* response) override;
+
+ private:
+  const replay::Replayer* const replayer_;
 };
 
 }  // namespace predlog::services

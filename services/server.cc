@@ -37,6 +37,11 @@ struct Server::Parts {
   std::unique_ptr<Producer> producer;
   std::unique_ptr<PredictionLog> log;
   std::unique_ptr<PredictionLogService> service;
+  std::unique_ptr<storage::ArtifactStore> artifacts;
+  std::unique_ptr<ModelRegistry> registry;
+  std::unique_ptr<RegistryService> registry_service;
+  std::unique_ptr<replay::Replayer> replayer;
+  std::unique_ptr<ReplayService> replay_service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<httplib::Server> http_server;
   std::thread http_thread;
@@ -218,6 +223,25 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   parts->log =
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
   parts->service = std::make_unique<PredictionLogService>(parts->log.get());
+  ASSIGN_OR_RETURN(parts->artifacts, storage::ArtifactStore::Open(options.data_dir + "/artifacts"));
+  ModelRegistryOptions registry_options;
+  registry_options.writer.always_wait_durable = embedded_source;
+  parts->registry = std::make_unique<ModelRegistry>(parts->producer.get(), parts->ingest.get(),
+                                                    parts->artifacts.get(), registry_options);
+  parts->registry_service = std::make_unique<RegistryService>(parts->registry.get());
+  if (parts->ingest != nullptr) {
+    replay::ShardSet shards;
+    for (int p = 0; p < parts->ingest->partitions(); ++p) {
+      shards.events.push_back(&parts->ingest->shard(p));
+    }
+    shards.registry = &parts->ingest->registry();
+    shards.partition_of = [partitions = parts->ingest->partitions()](absl::string_view key) {
+      return PredictionLog::PartitionOf(key, partitions);
+    };
+    parts->replayer = std::make_unique<replay::Replayer>(std::move(shards), parts->artifacts.get(),
+                                                         replay::RuntimeRegistry::WithBuiltins());
+    parts->replay_service = std::make_unique<ReplayService>(parts->replayer.get());
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -225,6 +249,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   int port = 0;
   builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(parts->service.get());
+  builder.RegisterService(parts->registry_service.get());
+  if (parts->replay_service != nullptr) builder.RegisterService(parts->replay_service.get());
+  // Artifact chunks: allow large messages (the default is 4 MB).
+  builder.SetMaxReceiveMessageSize(64 << 20);
   parts->grpc_server = builder.BuildAndStart();
   if (parts->grpc_server == nullptr || port == 0) {
     return absl::UnavailableError(

@@ -18,7 +18,7 @@ namespace predlog::services {
 struct Roles {
   bool broker = true;   // the embedded Kafka-protocol broker
   bool ingest = true;   // consume predlog.events into the shards
-  bool gateway = true;  // gRPC: Log, LogStream, GetPrediction, ListPredictions
+  bool gateway = true;  // gRPC: PredictionLog, Registry, Replay (Replay needs ingest here)
 };
 
 // Parses --roles: "all", or a comma list of broker, gateway, ingest, query

@@ -1,0 +1,99 @@
+// Replayer: answers "why did the model say that?" for a recorded prediction.
+// Rerun re-runs it against the exact artifact that made it (read from the
+// content-addressed store, digest verified) and reports whether the output is
+// reproduced bit for bit, with the skews that could explain a difference;
+// RerunTrace does that for a model chain; GetEntityAt / GetRegistryAt show
+// state as of a moment (replay/state_at.h).
+//
+// Thread-safe. Borrows the shards and the artifact store, which must outlive it.
+#ifndef PREDLOG_REPLAY_REPLAYER_H_
+#define PREDLOG_REPLAY_REPLAYER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "predlog/v1/replay.pb.h"
+#include "replay/model_cache.h"
+#include "replay/model_runtime.h"
+#include "replay/state_at.h"
+#include "storage/artifact_store.h"
+#include "storage/shard_store.h"
+
+namespace predlog::replay {
+
+// The shards replay reads.
+struct ShardSet {
+  // predlog.events shards, by partition.
+  std::vector<const storage::ShardStore*> events;
+  // The predlog.registry shard.
+  const storage::ShardStore* registry = nullptr;
+  // The partition a Kafka key (subject_id, entity_id) goes to: the producer's
+  // partitioner, so an entity is looked up where it was written.
+  std::function<int32_t(absl::string_view key)> partition_of;
+};
+
+struct ReplayerOptions {
+  // Memory bound of loaded models (warm cache), bytes.
+  size_t model_cache_bytes = size_t{1} << 30;
+  StateAtOptions state_at;
+};
+
+// The registry's models as the API shows them (ordered by name, then
+// version), each with its record's position and the deploys that send it
+// traffic.
+std::vector<predlog::v1::ModelRecord> ToModelRecords(const storage::RegistryState& registry,
+                                                     absl::string_view shard_name);
+
+class Replayer {
+ public:
+  Replayer(ShardSet shards, const storage::ArtifactStore* artifacts, RuntimeRegistry runtimes,
+           ReplayerOptions options = {});
+
+  // Errors as documented on predlog.v1.Replay.
+  absl::StatusOr<predlog::v1::RerunReport> Rerun(const predlog::v1::RerunRequest& request) const;
+  absl::StatusOr<predlog::v1::RerunTraceReport> RerunTrace(
+      const predlog::v1::RerunTraceRequest& request) const;
+  absl::StatusOr<predlog::v1::EntityAtResponse> GetEntityAt(
+      const predlog::v1::GetEntityAtRequest& request) const;
+  absl::StatusOr<predlog::v1::RegistryAtResponse> GetRegistryAt(
+      const predlog::v1::GetRegistryAtRequest& request) const;
+
+  const ModelCache& model_cache() const { return cache_; }
+
+ private:
+  struct Located {
+    const storage::ShardStore* shard = nullptr;
+    storage::StoredRecord record;
+    predlog::v1::AuditEvent event;
+  };
+  absl::StatusOr<Located> Find(absl::string_view prediction_id, absl::string_view subject_id) const;
+  absl::StatusOr<predlog::v1::RerunReport> RerunLocated(const Located& located, bool explain,
+                                                        const predlog::v1::ModelRef& against) const;
+  // The registration of name@version and its loaded model. FAILED_PRECONDITION
+  // (`missing_code` for an unregistered model) names the model and digest.
+  struct Model {
+    predlog::v1::ModelRegistered registration;
+    const ModelRuntime* runtime = nullptr;
+    std::shared_ptr<const LoadedModel> loaded;
+    storage::Digest digest{};
+  };
+  absl::StatusOr<Model> LoadModel(const predlog::v1::ModelRef& ref, absl::StatusCode missing_code,
+                                  absl::string_view role) const;
+  // The cut of `shard` for `as_of` (unset: everything folded so far).
+  absl::StatusOr<uint64_t> CutOf(const storage::ShardStore& shard,
+                                 const predlog::v1::AsOf& as_of) const;
+
+  const ShardSet shards_;
+  const storage::ArtifactStore* const artifacts_;
+  const RuntimeRegistry runtimes_;
+  mutable ModelCache cache_;
+  const StateAt state_at_;
+};
+
+}  // namespace predlog::replay
+
+#endif  // PREDLOG_REPLAY_REPLAYER_H_
