@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "predlog/v1/registry.grpc.pb.h"
 #include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
+#include "services/registry_client.h"
 #include "services/server.h"
 #include "storage/sha256.h"
 #include "storage/timestamps.h"
@@ -104,9 +106,6 @@ class ReplayServiceTest : public ::testing::Test {
                         const std::string& artifact, predlog::v1::RegisterModelResponse* response,
                         const std::string& framework = "xgboost",
                         const std::string& declared_digest = "") {
-    grpc::ClientContext context;
-    context.set_deadline(Deadline());
-    auto stream = registry_->RegisterModel(&context, response);
     predlog::v1::RegisterModelRequest first;
     first.set_actor("ml-platform");
     predlog::v1::ModelRegistered* metadata = first.mutable_metadata();
@@ -124,15 +123,11 @@ class ReplayServiceTest : public ::testing::Test {
     dataset->set_name("applications");
     dataset->set_version(version == "v1" ? "2026-10" : "2026-11");
     dataset->set_digest(storage::ToHex(storage::Sha256(dataset->version())));
-    EXPECT_TRUE(stream->Write(first));
-    constexpr size_t kChunk = 64 << 10;
-    for (size_t at = 0; at < artifact.size(); at += kChunk) {
-      predlog::v1::RegisterModelRequest chunk;
-      chunk.set_chunk(artifact.substr(at, kChunk));
-      if (!stream->Write(chunk)) break;
-    }
-    stream->WritesDone();
-    return stream->Finish();
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    std::istringstream bytes(artifact);
+    // Small chunks, so an upload is many messages.
+    return services::UploadModel(registry_.get(), &context, first, bytes, response, 64 << 10);
   }
 
   void RegisterOrDie(const std::string& version, const std::string& artifact,
