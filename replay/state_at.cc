@@ -56,7 +56,9 @@ StateAt::SnapshotFor(const storage::ShardStore& shard, uint64_t cut) const {
     if (s.index <= cut && s.index > 0 && (best == nullptr || s.index > best->index)) best = &s;
   }
   if (best == nullptr) return std::make_pair(uint64_t{0}, nullptr);
-  const std::string key = absl::StrCat(shard.name(), "@", best->index);
+  // Keyed by the checkpoint directory, not the shard's name: names default to
+  // the directory's base name, so two data dirs can hold equally named shards.
+  const std::string& key = best->path;
   {
     absl::MutexLock lock(&mu_);
     for (auto it = open_.begin(); it != open_.end(); ++it) {
@@ -68,17 +70,24 @@ StateAt::SnapshotFor(const storage::ShardStore& shard, uint64_t cut) const {
   }
   // Opened outside the lock: opening takes milliseconds. Two callers may open
   // the same snapshot at once; the cache keeps one of them.
-  ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardStore> opened, shard.OpenSnapshot(*best));
-  std::shared_ptr<const storage::ShardStore> snapshot(std::move(opened));
+  absl::StatusOr<std::unique_ptr<storage::ShardStore>> opened = shard.OpenSnapshot(*best);
+  if (!opened.ok()) {
+    // Catalogued but not openable (its directory deleted or damaged behind
+    // our back): like an unreadable cached one, it only costs time.
+    PREDLOG_LOG(WARNING) << "state-at: " << shard.name() << " snapshot " << best->index
+                         << " cannot be opened, folding from 0: " << opened.status();
+    return std::make_pair(uint64_t{0}, nullptr);
+  }
+  std::shared_ptr<const storage::ShardStore> snapshot(std::move(*opened));
   absl::MutexLock lock(&mu_);
   open_.emplace_front(key, snapshot);
   while (open_.size() > std::max<size_t>(1, options_.max_open_snapshots)) open_.pop_back();
   return std::make_pair(best->index, snapshot);
 }
 
-void StateAt::Forget(const std::string& key) const {
+void StateAt::Forget(const storage::ShardStore* snapshot) const {
   absl::MutexLock lock(&mu_);
-  open_.remove_if([&](const auto& entry) { return entry.first == key; });
+  open_.remove_if([&](const auto& entry) { return entry.second.get() == snapshot; });
 }
 
 absl::StatusOr<EntityAt> StateAt::Entity(const storage::ShardStore& shard, absl::string_view type,
@@ -99,7 +108,7 @@ absl::StatusOr<EntityAt> StateAt::Entity(const storage::ShardStore& shard, absl:
       // time: fold from the beginning instead.
       PREDLOG_LOG(WARNING) << "state-at: " << shard.name() << " snapshot " << snapshot.first
                            << " unreadable, folding from 0: " << state.status();
-      Forget(absl::StrCat(shard.name(), "@", snapshot.first));
+      Forget(snapshot.second.get());
     }
   }
   predlog::v1::AuditEvent event;
@@ -136,7 +145,7 @@ absl::StatusOr<RegistryAt> StateAt::Registry(const storage::ShardStore& shard, u
     } else {
       PREDLOG_LOG(WARNING) << "state-at: " << shard.name() << " snapshot " << snapshot.first
                            << " unreadable, folding from 0: " << registry.status();
-      Forget(absl::StrCat(shard.name(), "@", snapshot.first));
+      Forget(snapshot.second.get());
     }
   }
   predlog::v1::AuditEvent event;

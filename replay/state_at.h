@@ -61,14 +61,15 @@ class StateAt {
 
  private:
   // The newest snapshot of `shard` holding at most `cut` records, opened (from
-  // the cache when possible); null when none qualifies.
+  // the cache when possible); null when none qualifies or it cannot be opened.
   absl::StatusOr<std::pair<uint64_t, std::shared_ptr<const storage::ShardStore>>> SnapshotFor(
       const storage::ShardStore& shard, uint64_t cut) const;
-  void Forget(const std::string& key) const;
+  // Drops `snapshot` from the cache (it became unreadable).
+  void Forget(const storage::ShardStore* snapshot) const;
 
   const StateAtOptions options_;
   mutable absl::Mutex mu_;
-  // Most recently used first: (shard name + "@" + index, snapshot).
+  // Most recently used first: (snapshot directory, snapshot).
   mutable std::list<std::pair<std::string, std::shared_ptr<const storage::ShardStore>>> open_
       ABSL_GUARDED_BY(mu_);
 };
