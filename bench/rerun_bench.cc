@@ -17,12 +17,12 @@
 #include "predlog/v1/registry.grpc.pb.h"
 #include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
+#include "services/credit_models.h"
 #include "services/registry_client.h"
 #include "services/server.h"
 #include "storage/logging.h"
 #include "storage/timestamps.h"
 #include "tests/testing/temp_dir.h"
-#include "tests/testing/xgboost_models.h"
 
 namespace predlog {
 namespace {
@@ -46,16 +46,17 @@ Setup& Fixture() {
     options.grpc_listen = "127.0.0.1:0";
     options.http_listen = "";
     s->server = *services::Server::Start(options);
-    auto channel = grpc::CreateChannel(s->server->grpc_address(), grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel(s->server->grpc_address(), grpc::InsecureChannelCredentials());
     s->replay = v1::Replay::NewStub(channel);
     auto registry = v1::Registry::NewStub(channel);
     auto log = v1::PredictionLog::NewStub(channel);
 
-    const testing::CreditData data = testing::MakeCreditData(2000, kFeatures, 1);
-    testing::TrainOptions train;
+    const demo::CreditData data = demo::MakeCreditData(2000, kFeatures, 1);
+    demo::TrainOptions train;
     train.trees = kTrees;
     train.max_depth = 6;
-    const std::string artifact = *testing::TrainXgboostModel(data, train);
+    const std::string artifact = *demo::TrainXgboostModel(data, train);
     v1::RegisterModelRequest first;
     first.mutable_metadata()->mutable_model()->set_name("credit");
     first.mutable_metadata()->mutable_model()->set_version("v1");
@@ -67,7 +68,7 @@ Setup& Fixture() {
         services::UploadModel(registry.get(), &register_context, first, bytes, &registered);
     PREDLOG_CHECK(status.ok()) << status.error_message();
 
-    auto booster = *testing::ServingBooster::Load(artifact);
+    auto booster = *demo::ServingBooster::Load(artifact);
     for (int i = 0; i < kPredictions; ++i) {
       absl::Span<const float> row(&data.x[size_t(i) * kFeatures], kFeatures);
       v1::LogRequest request;

@@ -317,4 +317,61 @@ grpc::ServerUnaryReactor* ReplayService::GetRegistryAt(
   return FinishWith(context, replayer_->GetRegistryAt(*request), response);
 }
 
+namespace {
+
+// Records per ExportTrail message: large enough to amortize a message, small
+// enough (~1 MB for typical events) to stay far below the message limit.
+constexpr size_t kExportBatchRecords = 1000;
+
+class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::ExportBatch> {
+ public:
+  ExportTrailReactor(const Audit* audit, const predlog::v1::ExportTrailRequest& request) {
+    absl::StatusOr<std::unique_ptr<ExportCursor>> cursor = audit->StartExport(request);
+    if (!cursor.ok()) {
+      Finish(ToGrpcStatus(cursor.status()));
+      return;
+    }
+    cursor_ = std::move(*cursor);
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the client went away
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "export cancelled by the client"));
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    absl::StatusOr<bool> more = cursor_->Next(kExportBatchRecords, &batch_);
+    if (!more.ok()) {
+      Finish(ToGrpcStatus(more.status()));
+    } else if (!*more) {
+      Finish(grpc::Status::OK);
+    } else {
+      StartWrite(&batch_);
+    }
+  }
+
+  std::unique_ptr<ExportCursor> cursor_;
+  predlog::v1::ExportBatch batch_;  // owned by the write in flight
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<predlog::v1::ExportBatch>* AuditService::ExportTrail(
+    grpc::CallbackServerContext* context, const predlog::v1::ExportTrailRequest* request) {
+  return new ExportTrailReactor(audit_, *request);
+}
+
+grpc::ServerUnaryReactor* AuditService::GetStatus(grpc::CallbackServerContext* context,
+                                                  const predlog::v1::GetStatusRequest* request,
+                                                  predlog::v1::StatusResponse* response) {
+  return FinishWith(context, audit_->Status(), response);
+}
+
 }  // namespace predlog::services

@@ -5,10 +5,12 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
+#include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/registry.grpc.pb.h"
 #include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
 #include "replay/replayer.h"
+#include "services/audit.h"
 #include "services/model_registry.h"
 #include "services/prediction_log.h"
 
@@ -87,6 +89,23 @@ class ReplayService final : public predlog::v1::Replay::CallbackService {
 
  private:
   const replay::Replayer* const replayer_;
+};
+
+// predlog.v1.Audit. Borrows `audit`, which must outlive the server. An export
+// streams batches as the client reads them (one read of the shard per write).
+class AuditService final : public predlog::v1::Audit::CallbackService {
+ public:
+  explicit AuditService(const Audit* audit) : audit_(audit) {}
+
+  grpc::ServerWriteReactor<predlog::v1::ExportBatch>* ExportTrail(
+      grpc::CallbackServerContext* context,
+      const predlog::v1::ExportTrailRequest* request) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const predlog::v1::GetStatusRequest* request,
+                                      predlog::v1::StatusResponse* response) override;
+
+ private:
+  const Audit* const audit_;
 };
 
 }  // namespace predlog::services

@@ -11,6 +11,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -57,9 +58,16 @@ struct FoldReceipt {
 struct PartitionStatus {
   std::string shard;
   storage::ShardHead head;
-  // Kafka's high watermark as last seen by the consumer (-1: not yet known);
-  // lag = high_watermark - (last folded offset + 1).
+  // Kafka's high watermark as last seen by the consumer (-1: not yet known).
   int64_t high_watermark = -1;
+
+  // Messages in Kafka not yet folded: high_watermark - (last folded offset +
+  // 1); -1 while the watermark is unknown.
+  int64_t consumer_lag() const {
+    if (high_watermark < 0) return -1;
+    const int64_t next = head.last_source ? head.last_source->offset + 1 : 0;
+    return std::max<int64_t>(0, high_watermark - next);
+  }
 };
 
 class Ingest {

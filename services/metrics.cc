@@ -94,12 +94,7 @@ void RenderShardMetrics(const std::vector<PartitionStatus>& partitions, std::str
                   "# HELP predlog_consumer_lag Messages in Kafka not yet folded (-1: unknown).\n",
                   "# TYPE predlog_consumer_lag gauge\n");
   for (const PartitionStatus& p : partitions) {
-    int64_t lag = -1;
-    if (p.high_watermark >= 0) {
-      const int64_t next = p.head.last_source ? p.head.last_source->offset + 1 : 0;
-      lag = std::max<int64_t>(0, p.high_watermark - next);
-    }
-    absl::StrAppend(out, "predlog_consumer_lag{shard=\"", p.shard, "\"} ", lag, "\n");
+    absl::StrAppend(out, "predlog_consumer_lag{shard=\"", p.shard, "\"} ", p.consumer_lag(), "\n");
   }
 }
 

@@ -42,6 +42,8 @@ struct Server::Parts {
   std::unique_ptr<RegistryService> registry_service;
   std::unique_ptr<replay::Replayer> replayer;
   std::unique_ptr<ReplayService> replay_service;
+  std::unique_ptr<Audit> audit;
+  std::unique_ptr<AuditService> audit_service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<httplib::Server> http_server;
   std::thread http_thread;
@@ -241,6 +243,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     parts->replayer = std::make_unique<replay::Replayer>(std::move(shards), parts->artifacts.get(),
                                                          replay::RuntimeRegistry::WithBuiltins());
     parts->replay_service = std::make_unique<ReplayService>(parts->replayer.get());
+    parts->audit = std::make_unique<Audit>(parts->ingest.get());
+    parts->audit_service = std::make_unique<AuditService>(parts->audit.get());
   }
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -251,6 +255,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.RegisterService(parts->service.get());
   builder.RegisterService(parts->registry_service.get());
   if (parts->replay_service != nullptr) builder.RegisterService(parts->replay_service.get());
+  if (parts->audit_service != nullptr) builder.RegisterService(parts->audit_service.get());
   // Artifact chunks: allow large messages (the default is 4 MB).
   builder.SetMaxReceiveMessageSize(64 << 20);
   parts->grpc_server = builder.BuildAndStart();

@@ -611,13 +611,19 @@ class TrailWriter::Impl {
       AppendCsvRow(columns_, key, *event_, sink_->buffer());
       return sink_->MaybeFlush();
     }
-    // Rows before the header know no input columns; no prediction precedes
-    // the first one, so they have no input cells anyway.
+    // Rows before the header are not predictions (the first prediction
+    // writes it), so all their input cells are empty; but how many there are
+    // is known only then. Render them without input columns and remember
+    // where each row's run of empty cells is: the header inserts the missing
+    // commas there (just before the row's last comma, which precedes
+    // event_bytes_base64, whose alphabet has no comma).
     AppendCsvRow(CsvColumns(), key, *event_, &pending_);
+    pending_comma_runs_.push_back(spilled_bytes_ + pending_.rfind(','));
     if (pending_.size() < kMaxPendingCsvBytes) return absl::OkStatus();
     if (spill_ == nullptr) {
       ASSIGN_OR_RETURN(spill_, FileSink::Create(path_ + ".pending"));
     }
+    spilled_bytes_ += pending_.size();
     spill_->buffer()->append(pending_);
     pending_.clear();
     return spill_->Flush();
@@ -631,10 +637,31 @@ class TrailWriter::Impl {
       RETURN_IF_ERROR(spill_->Close());
       RETURN_IF_ERROR(CopySpillToSink());
     }
-    sink_->buffer()->append(pending_);
+    AppendPending(pending_.data(), pending_.size());
     pending_.clear();
     pending_.shrink_to_fit();
+    pending_comma_runs_.clear();
+    pending_comma_runs_.shrink_to_fit();
     return sink_->MaybeFlush();
+  }
+
+  // Appends pending row bytes (the next `n` of the pending stream) to the
+  // export, widening each row's run of empty cells by the input columns.
+  void AppendPending(const char* data, size_t n) {
+    const std::string commas(columns_.names().size(), ',');
+    std::string* out = sink_->buffer();
+    size_t at = 0;
+    while (next_comma_run_ < pending_comma_runs_.size() &&
+           pending_comma_runs_[next_comma_run_] < copied_bytes_ + n) {
+      const size_t split =
+          static_cast<size_t>(pending_comma_runs_[next_comma_run_] - copied_bytes_);
+      out->append(data + at, split - at);
+      out->append(commas);
+      at = split;
+      ++next_comma_run_;
+    }
+    out->append(data + at, n - at);
+    copied_bytes_ += n;
   }
 
   // Appends the spill file to the export in chunks (it may be large) and removes it.
@@ -650,7 +677,7 @@ class TrailWriter::Impl {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) status = ErrnoStatus(errno, "cannot read", spill_path);
       if (n <= 0) break;
-      sink_->buffer()->append(chunk.data(), static_cast<size_t>(n));
+      AppendPending(chunk.data(), static_cast<size_t>(n));
       status = sink_->MaybeFlush();
     }
     ::close(fd);
@@ -681,6 +708,12 @@ class TrailWriter::Impl {
   CsvColumns columns_;
   std::string pending_;
   std::unique_ptr<FileSink> spill_;
+  uint64_t spilled_bytes_ = 0;  // pending bytes moved to spill_
+  // Offsets in the pending stream (spill, then pending_) where each pending
+  // row's empty input cells go; the next one to insert; bytes copied so far.
+  std::vector<uint64_t> pending_comma_runs_;
+  size_t next_comma_run_ = 0;
+  uint64_t copied_bytes_ = 0;
 };
 
 TrailWriter::TrailWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "predlog/v1/service.grpc.pb.h"
 #include "storage/shard_store.h"
+#include "tests/e2e/child_process.h"
 #include "tests/testing/events.h"
 #include "tests/testing/temp_dir.h"
 
@@ -32,60 +33,11 @@ using ::predlog::testing::PredictionSpec;
 using ::predlog::testing::TempDir;
 using ::predlog::v1::LogReceipt;
 
-// One predlogd child process; its startup line gives the addresses.
-class Predlogd {
+// A predlogd child process of this build.
+class Predlogd : public testing::Predlogd {
  public:
-  explicit Predlogd(std::vector<std::string> args) {
-    int fds[2];
-    EXPECT_EQ(pipe(fds), 0);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], STDOUT_FILENO);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(PREDLOGD_BINARY));
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(PREDLOGD_BINARY, argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    std::string line;
-    char c;
-    while (read(fds[0], &c, 1) == 1 && c != '\n') line.push_back(c);
-    close(fds[0]);
-    startup_line_ = line;
-    for (absl::string_view field : absl::StrSplit(line, ' ')) {
-      if (absl::ConsumePrefix(&field, "grpc=")) grpc_ = std::string(field);
-      if (absl::ConsumePrefix(&field, "kafka=")) kafka_ = std::string(field);
-    }
-  }
-  ~Predlogd() {
-    if (pid_ > 0) Kill();
-  }
-
-  void Kill() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  // SIGTERM; returns the exit code (-1 if it did not exit normally).
-  int Stop() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
-  const std::string& grpc() const { return grpc_; }
-  const std::string& kafka() const { return kafka_; }
-  const std::string& startup_line() const { return startup_line_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string startup_line_, grpc_, kafka_;
+  explicit Predlogd(std::vector<std::string> args)
+      : testing::Predlogd(PREDLOGD_BINARY, std::move(args)) {}
 };
 
 std::unique_ptr<v1::PredictionLog::Stub> Connect(const std::string& address) {
@@ -267,78 +219,6 @@ TEST(PredlogdKill, IngestKilledWithBrokerInItsOwnProcessResumesExactlyOnce) {
   EXPECT_EQ(ingest.Stop(), 0);
   EXPECT_EQ(broker.Stop(), 0);
   ExpectShardsHoldExactly(dir.Sub("data"), counts.size());
-}
-
-// Runs `command` through the shell; returns its exit code and stdout+stderr.
-std::pair<int, std::string> RunCommand(const std::string& command) {
-  std::string output;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof(buf), pipe)) > 0;) output.append(buf, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
-TEST(PredlogCli, LogsJsonLinesAndReadsThemBackWithPreciseExitCodes) {
-  TempDir dir;
-  Predlogd server({"--data_dir=" + dir.Sub("data"), "--grpc_listen=127.0.0.1:0",
-                   "--http_listen=127.0.0.1:0", "--partitions=2"});
-  ASSERT_FALSE(server.grpc().empty()) << server.startup_line();
-  const std::string cli = std::string(PREDLOG_CLI_BINARY) + " --server=" + server.grpc();
-  const std::string lines = dir.Sub("predictions.jsonl");
-  {
-    std::ofstream out(lines);
-    out << R"({"predictionId":"cli-1","subjectId":"c1","servedAt":"2026-11-27T10:00:00Z",)"
-        << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"income","doubleValue":52000}]})"
-        << "\n"
-        << R"({"prediction":{"predictionId":"cli-2","subjectId":"c2","servedAt":"2026-11-27T10:00:01Z",)"
-        << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"debt","doubleValue":3}]},)"
-        << R"("actor":"support"})"
-        << "\n";
-  }
-  auto [log_code, log_out] = RunCommand(cli + " log < " + lines);
-  EXPECT_EQ(log_code, 0) << log_out;
-  EXPECT_THAT(log_out, ::testing::HasSubstr(R"("predictionId":"cli-1","outcome":"APPLIED")"));
-  EXPECT_THAT(log_out, ::testing::HasSubstr(R"("predictionId":"cli-2","outcome":"APPLIED")"));
-
-  auto [get_code, get_out] = RunCommand(cli + " get cli-2");
-  EXPECT_EQ(get_code, 0) << get_out;
-  EXPECT_THAT(get_out, ::testing::HasSubstr(R"("actor":"support")"));
-  EXPECT_THAT(get_out, ::testing::HasSubstr(R"("name":"debt")"));
-
-  // Unknown id: exit 1 with the id named.
-  auto [missing_code, missing_out] = RunCommand(cli + " get no-such-id");
-  EXPECT_EQ(missing_code, 1);
-  EXPECT_THAT(missing_out, ::testing::HasSubstr("prediction_id no-such-id is not recorded"));
-  // A bad line: its number named, exit 1, the good line still logged.
-  const std::string mixed = dir.Sub("mixed.jsonl");
-  std::ofstream(mixed)
-      << "{not json\n"
-      << R"({"predictionId":"cli-3","subjectId":"c3","servedAt":"2026-11-27T10:00:02Z",)"
-      << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"x","doubleValue":1}]})"
-      << "\n";
-  auto [mixed_code, mixed_out] = RunCommand(cli + " log < " + mixed);
-  EXPECT_EQ(mixed_code, 1);
-  EXPECT_THAT(mixed_out, ::testing::HasSubstr("line 1: not a LogRequest"));
-  EXPECT_EQ(RunCommand(cli + " get cli-3").first, 0);
-  // An invalid prediction: the receipt carries INVALID_ARGUMENT naming the field.
-  const std::string invalid = dir.Sub("invalid.jsonl");
-  std::ofstream(invalid) << R"({"predictionId":"cli-4","servedAt":"2026-11-27T10:00:02Z",)"
-                         << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"x"}]})"
-                         << "\n";
-  auto [invalid_code, invalid_out] = RunCommand(cli + " log < " + invalid);
-  EXPECT_EQ(invalid_code, 1);
-  EXPECT_THAT(invalid_out, ::testing::HasSubstr("prediction.subject_id is empty"));
-  // Usage errors: exit 2 naming what is wrong.
-  auto [usage_code, usage_out] = RunCommand(cli + " frobnicate");
-  EXPECT_EQ(usage_code, 2);
-  EXPECT_THAT(usage_out, ::testing::HasSubstr("unknown subcommand 'frobnicate'"));
-  EXPECT_EQ(RunCommand(cli + " get").first, 2);
-  EXPECT_EQ(server.Stop(), 0);
-  // Unreachable server: exit 1 naming the address.
-  auto [down_code, down_out] = RunCommand(cli + " get cli-1");
-  EXPECT_EQ(down_code, 1);
-  EXPECT_THAT(down_out, ::testing::HasSubstr(server.grpc()));
 }
 
 TEST(PredlogdFlags, BadRolesAreAUsageErrorNamingTheFlag) {

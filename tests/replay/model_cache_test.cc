@@ -11,9 +11,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "replay/xgboost_runtime.h"
+#include "services/credit_models.h"
 #include "storage/sha256.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/xgboost_models.h"
 
 namespace predlog::replay {
 namespace {
@@ -241,17 +241,17 @@ TEST(ModelCacheTest, GetOrLoad_BytesNotMatchingTheDigestAreDataLoss) {
 }
 
 TEST(ModelCacheTest, GetOrLoad_RealXgboostModelPredicts) {
-  testing::TrainOptions options;
+  demo::TrainOptions options;
   options.trees = 5;
-  const testing::CreditData data = testing::MakeCreditData(300, 8, /*seed=*/2);
-  ASSERT_OK_AND_ASSIGN(std::string artifact, testing::TrainXgboostModel(data, options));
+  const demo::CreditData data = demo::MakeCreditData(300, 8, /*seed=*/2);
+  ASSERT_OK_AND_ASSIGN(std::string artifact, demo::TrainXgboostModel(data, options));
   ModelCache cache(/*max_bytes=*/64 << 20);
   std::unique_ptr<ModelRuntime> xgboost = NewXgboostRuntime();
   std::atomic<int> reads{0};
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<const LoadedModel> model,
                        cache.GetOrLoad(Sha256(artifact), *xgboost, Reader(artifact, &reads)));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::ServingBooster> serving,
-                       testing::ServingBooster::Load(artifact));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<demo::ServingBooster> serving,
+                       demo::ServingBooster::Load(artifact));
   const absl::Span<const float> row = absl::MakeConstSpan(data.x).subspan(0, data.features);
   ASSERT_OK_AND_ASSIGN(std::vector<float> replayed, model->Predict(row));
   ASSERT_OK_AND_ASSIGN(std::vector<float> served, serving->Predict(row));

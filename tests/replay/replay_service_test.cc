@@ -21,20 +21,20 @@
 #include "predlog/v1/registry.grpc.pb.h"
 #include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
+#include "services/credit_models.h"
 #include "services/registry_client.h"
 #include "services/server.h"
 #include "storage/sha256.h"
 #include "storage/timestamps.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
-#include "tests/testing/xgboost_models.h"
 #include "xgboost/c_api.h"
 
 namespace predlog::replay {
 namespace {
 
-using ::predlog::testing::CreditData;
-using ::predlog::testing::ServingBooster;
+using ::predlog::demo::CreditData;
+using ::predlog::demo::ServingBooster;
 using ::predlog::testing::TempDir;
 using ::predlog::v1::LogReceipt;
 using ::testing::HasSubstr;
@@ -67,13 +67,13 @@ struct Models {
 const Models& TrainedModels() {
   static const Models* models = [] {
     auto* m = new Models();
-    m->data = testing::MakeCreditData(1000, kFeatures, /*seed=*/7);
-    testing::TrainOptions options;
+    m->data = demo::MakeCreditData(1000, kFeatures, /*seed=*/7);
+    demo::TrainOptions options;
     options.trees = 30;
-    m->v1 = *testing::TrainXgboostModel(m->data, options);
-    m->v2 = *testing::TrainXgboostModel(testing::MakeCreditData(1000, kFeatures, 8, 1.0f), options);
+    m->v1 = *demo::TrainXgboostModel(m->data, options);
+    m->v2 = *demo::TrainXgboostModel(demo::MakeCreditData(1000, kFeatures, 8, 1.0f), options);
     options.trees = 10;
-    m->v3 = *testing::TrainXgboostModel(testing::MakeCreditData(1000, kFeatures, 9, 0.5f), options);
+    m->v3 = *demo::TrainXgboostModel(demo::MakeCreditData(1000, kFeatures, 9, 0.5f), options);
     return m;
   }();
   return *models;

@@ -15,19 +15,19 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "replay/model_runtime.h"
+#include "services/credit_models.h"
 #include "tests/testing/status_matchers.h"
-#include "tests/testing/xgboost_models.h"
 
 namespace predlog::replay {
 namespace {
 
-using ::predlog::testing::CreditData;
+using ::predlog::demo::CreditData;
+using ::predlog::demo::MakeCreditData;
+using ::predlog::demo::ServingBooster;
+using ::predlog::demo::TrainOptions;
+using ::predlog::demo::TrainXgboostModel;
 using ::predlog::testing::IsOk;
-using ::predlog::testing::MakeCreditData;
-using ::predlog::testing::ServingBooster;
 using ::predlog::testing::StatusIs;
-using ::predlog::testing::TrainOptions;
-using ::predlog::testing::TrainXgboostModel;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;

@@ -290,6 +290,30 @@ TEST_F(TrailExportTest, CsvHasTheDocumentedHeaderAndQuotesHostileCells) {
   EXPECT_THAT(file, HasSubstr(",entity_changed,,,,,,,,,,,,,,,,,"));
 }
 
+// Records before the first prediction are held until it names the input
+// columns; they must get as many (empty) cells as every later row.
+TEST_F(TrailExportTest, CsvRowsBeforeTheFirstPredictionHaveEveryColumn) {
+  std::vector<ExportedRecord> records;
+  for (const ExportedRecord& r : AllRecords()) {
+    // From shard 0's entity change (index 4) on: the export starts with a
+    // record that is not a prediction.
+    if (r.shard() != "predlog.events-0" || r.index() >= 4) records.push_back(r);
+  }
+  const std::string manifest_path = Export(records, ExportFormat::kCsv);
+  const std::string file = ReadFile(FileOf(manifest_path, ExportFormat::kCsv));
+  const std::string header = file.substr(0, file.find("\r\n"));
+  const std::string first_row =
+      file.substr(header.size() + 2, file.find("\r\n", header.size() + 2) - header.size() - 2);
+  EXPECT_THAT(first_row, HasSubstr(",entity_changed,"));
+  // Neither contains a quoted comma: count the cells by commas.
+  EXPECT_EQ(std::count(first_row.begin(), first_row.end(), ','),
+            std::count(header.begin(), header.end(), ',') - 1)  // "input.note, free text"
+      << first_row;
+  const ExportVerification v = Verify(manifest_path);
+  EXPECT_TRUE(v.ok) << v.failure;
+  EXPECT_EQ(v.records_checked, records.size());
+}
+
 // One flipped byte at a time, in each part of a line: the failure names it.
 TEST_F(TrailExportTest, FlippedByteIsFoundAndNamed) {
   for (const ExportFormat format : kFormats) {

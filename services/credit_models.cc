@@ -1,4 +1,4 @@
-#include "tests/testing/xgboost_models.h"
+#include "services/credit_models.h"
 
 #include <xgboost/c_api.h>
 
@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "storage/status_macros.h"
 
-namespace predlog::testing {
+namespace predlog::demo {
 namespace {
 
 constexpr float kMissing = std::numeric_limits<float>::quiet_NaN();
@@ -250,4 +250,4 @@ absl::StatusOr<std::vector<float>> ServingBooster::Run(absl::Span<const float> r
   return std::vector<float>(result, result + size);
 }
 
-}  // namespace predlog::testing
+}  // namespace predlog::demo

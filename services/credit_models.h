@@ -1,8 +1,9 @@
-// Real XGBoost models for tests: synthetic credit-scoring data, training through XGBoost's C
-// API, and a serving booster that plays the part of the production service. Independent of
-// replay/ on purpose: tests check replay's outputs against this code, not against itself.
-#ifndef PREDLOG_TESTS_TESTING_XGBOOST_MODELS_H_
-#define PREDLOG_TESTS_TESTING_XGBOOST_MODELS_H_
+// Real XGBoost credit models for `predlog demo credit`, tests and benchmarks: synthetic
+// credit-scoring data, training through XGBoost's C API, and a serving booster that plays the
+// part of the production service. Independent of replay/ on purpose: tests check replay's
+// outputs against this code, not against itself.
+#ifndef PREDLOG_SERVICES_CREDIT_MODELS_H_
+#define PREDLOG_SERVICES_CREDIT_MODELS_H_
 
 #include <cstdint>
 #include <memory>
@@ -13,7 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
-namespace predlog::testing {
+namespace predlog::demo {
 
 // Synthetic credit-scoring data. Columns are named income, debt_ratio, age, utilization,
 // late_payments_12m, credit_lines, months_employed, loan_amount, savings, inquiries_6m, then
@@ -66,6 +67,6 @@ class ServingBooster {
   void* booster_;  // BoosterHandle, owned.
 };
 
-}  // namespace predlog::testing
+}  // namespace predlog::demo
 
-#endif  // PREDLOG_TESTS_TESTING_XGBOOST_MODELS_H_
+#endif  // PREDLOG_SERVICES_CREDIT_MODELS_H_

@@ -1,0 +1,389 @@
+// The predlog CLI as a support engineer and an auditor use it: subprocesses
+// against a predlogd child on free ports, after `predlog demo credit` filled
+// it. Each subcommand's happy path, its error paths, and the exit codes.
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "predlog/v1/service.pb.h"
+#include "tests/e2e/child_process.h"
+#include "tests/testing/temp_dir.h"
+
+namespace predlog {
+namespace {
+
+using ::predlog::testing::RunCommand;
+using ::predlog::testing::TempDir;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+}
+
+// One predlogd for the suite, filled by the demo (small sizes: the story,
+// not the volume).
+class PredlogCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    server_ = new testing::Predlogd(
+        PREDLOGD_BINARY, {"--data_dir=" + dir_->Sub("data"), "--grpc_listen=127.0.0.1:0",
+                          "--http_listen=", "--partitions=2", "--snapshot_every_events=200"});
+    ASSERT_FALSE(server_->grpc().empty()) << server_->startup_line();
+    auto [code, out] = RunCommand(Cli() + " demo credit --customers 60 --predictions 800");
+    ASSERT_EQ(code, 0) << out;
+    demo_output_ = new std::string(out);
+    // "Customer c-0042 was denied at 2026-...Z (prediction p-000123, ..."
+    const size_t at = out.find("Customer ");
+    ASSERT_NE(at, std::string::npos) << out;
+    std::vector<std::string> words = absl::StrSplit(out.substr(at), ' ');
+    customer_ = new std::string(words[1]);
+    decision_time_ = new std::string(words[5]);
+    absl::string_view prediction = words[7];
+    absl::ConsumeSuffix(&prediction, ",");
+    prediction_ = new std::string(prediction);
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+  }
+
+  static std::string Cli() {
+    return std::string(PREDLOG_CLI_BINARY) + " --server=" + server_->grpc();
+  }
+
+  static TempDir* dir_;
+  static testing::Predlogd* server_;
+  static std::string* demo_output_;
+  static std::string* customer_;
+  static std::string* prediction_;
+  static std::string* decision_time_;
+};
+
+TempDir* PredlogCliTest::dir_ = nullptr;
+testing::Predlogd* PredlogCliTest::server_ = nullptr;
+std::string* PredlogCliTest::demo_output_ = nullptr;
+std::string* PredlogCliTest::customer_ = nullptr;
+std::string* PredlogCliTest::prediction_ = nullptr;
+std::string* PredlogCliTest::decision_time_ = nullptr;
+
+TEST_F(PredlogCliTest, DemoNamesADeniedCustomerAndTheCommandsToInvestigate) {
+  EXPECT_THAT(*demo_output_, HasSubstr("registered credit@v1"));
+  EXPECT_THAT(*demo_output_, HasSubstr("deployed   credit@v2 on credit-limit at 10%"));
+  EXPECT_THAT(*demo_output_, HasSubstr("logged     800 predictions"));
+  EXPECT_THAT(*demo_output_, HasSubstr("predlog replay --server=" + server_->grpc() + " " +
+                                       *prediction_ + " --explain"));
+  EXPECT_TRUE(absl::StartsWith(*customer_, "c-")) << *customer_;
+  EXPECT_TRUE(absl::StartsWith(*prediction_, "p-")) << *prediction_;
+}
+
+TEST_F(PredlogCliTest, TrailListsTheCustomersPredictions) {
+  auto [code, out] = RunCommand(Cli() + " trail --subject " + *customer_);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("SERVED_AT"));
+  EXPECT_THAT(out, HasSubstr(*prediction_));
+  EXPECT_THAT(out, HasSubstr("(deny)"));
+  auto [json_code, json] = RunCommand(Cli() + " trail --json --subject " + *customer_);
+  EXPECT_EQ(json_code, 0);
+  EXPECT_THAT(json, HasSubstr("\"predictionId\":\"" + *prediction_ + "\""));
+  // Narrowed by model and time.
+  auto [v9_code, v9] = RunCommand(Cli() + " trail --subject " + *customer_ + " --model credit@v9");
+  EXPECT_EQ(v9_code, 1) << v9;
+  EXPECT_THAT(v9, HasSubstr("no predictions match"));
+  auto [bad_code, bad] = RunCommand(Cli() + " trail --subject x --from yesterday");
+  EXPECT_EQ(bad_code, 2);
+  EXPECT_THAT(bad, HasSubstr("--from"));
+  auto [none_code, none] = RunCommand(Cli() + " trail");
+  EXPECT_EQ(none_code, 2);
+  EXPECT_THAT(none, HasSubstr("--subject"));
+}
+
+TEST_F(PredlogCliTest, ReplayReproducesExplainsAndCompares) {
+  auto [code, out] = RunCommand(Cli() + " replay " + *prediction_ + " --explain");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("match        exact (bit for bit)"));
+  EXPECT_THAT(out, HasSubstr("verified"));
+  EXPECT_THAT(out, HasSubstr("why: contributions to the margin"));
+  EXPECT_THAT(out, HasSubstr("█"));
+  auto [cf_code, cf] = RunCommand(Cli() + " replay " + *prediction_ + " --against credit@v2");
+  EXPECT_EQ(cf_code, 0) << cf;
+  EXPECT_THAT(cf, HasSubstr("counterfactual credit@v2 says"));
+
+  auto [missing_code, missing] = RunCommand(Cli() + " replay no-such-prediction");
+  EXPECT_EQ(missing_code, 1);
+  EXPECT_THAT(missing, HasSubstr("prediction_id no-such-prediction is not recorded"));
+  auto [bad_code, bad] = RunCommand(Cli() + " replay " + *prediction_ + " --against credit");
+  EXPECT_EQ(bad_code, 2);
+  EXPECT_THAT(bad, HasSubstr("--against"));
+  auto [flag_code, flag] = RunCommand(Cli() + " replay " + *prediction_ + " --explian");
+  EXPECT_EQ(flag_code, 2);
+  EXPECT_THAT(flag, HasSubstr("unknown flag --explian"));
+}
+
+TEST_F(PredlogCliTest, TraceRerunsAChainLoggedThroughTheCli) {
+  // A two-step chain built from a real prediction: the same inputs and
+  // output, the second step a child of the first.
+  auto [get_code, get] = RunCommand(Cli() + " get --json " + *prediction_);
+  ASSERT_EQ(get_code, 0) << get;
+  predlog::v1::PredictionRecord record;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(get, &record).ok()) << get;
+  std::string lines;
+  for (int step = 0; step < 2; ++step) {
+    predlog::v1::PredictionLogged p = record.event().prediction_logged();
+    p.set_prediction_id("chain-" + std::to_string(step));
+    p.set_trace_id("trace-cli");
+    if (step == 1) p.add_parent_prediction_ids("chain-0");
+    std::string json;
+    ASSERT_TRUE(google::protobuf::util::MessageToJsonString(p, &json).ok());
+    lines = json + "\n" + lines;  // children first
+  }
+  WriteFile(dir_->Sub("chain.jsonl"), lines);
+  auto [log_code, log] = RunCommand(Cli() + " log < " + dir_->Sub("chain.jsonl"));
+  ASSERT_EQ(log_code, 0) << log;
+  EXPECT_THAT(log, HasSubstr("APPLIED"));
+  auto [code, out] = RunCommand(Cli() + " trace trace-cli");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("every step reproduces exactly"));
+  EXPECT_LT(out.find("chain-0"), out.find("chain-1")) << "parents first";
+  auto [missing_code, missing] = RunCommand(Cli() + " trace no-such-trace");
+  EXPECT_EQ(missing_code, 1);
+  EXPECT_THAT(missing, HasSubstr("no-such-trace"));
+}
+
+TEST_F(PredlogCliTest, StateShowsTheRecordAsOfATime) {
+  auto [code, out] =
+      RunCommand(Cli() + " state --entity customer/" + *customer_ + " --at " + *decision_time_);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("income"));
+  EXPECT_THAT(out, HasSubstr("credit_limit"));
+  auto [before_code, before] =
+      RunCommand(Cli() + " state --entity customer/" + *customer_ + " --at 2001-01-01");
+  EXPECT_EQ(before_code, 1) << before;
+  EXPECT_THAT(before, HasSubstr("did not exist"));
+  auto [bad_code, bad] = RunCommand(Cli() + " state --entity " + *customer_);
+  EXPECT_EQ(bad_code, 2);
+  EXPECT_THAT(bad, HasSubstr("--entity"));
+}
+
+TEST_F(PredlogCliTest, ModelsRegisterAndDeploy) {
+  auto [code, out] = RunCommand(Cli() + " models");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("credit@v1"));
+  EXPECT_THAT(out, HasSubstr("credit-limit 90%"));
+  EXPECT_THAT(out, HasSubstr("credit-limit 10%"));
+
+  WriteFile(dir_->Sub("model.bin"), "not really a model, but bytes all the same");
+  auto [reg_code, reg] =
+      RunCommand(Cli() + " model register --name scorecard --version s1 --framework custom " +
+                 "--file " + dir_->Sub("model.bin") + " --pipeline credit-features@3 " +
+                 "--dataset applications@2026-10=abc123 --hyperparameter depth=3");
+  EXPECT_EQ(reg_code, 0) << reg;
+  EXPECT_THAT(reg, HasSubstr("APPLIED scorecard@s1"));
+  auto [dep_code, dep] = RunCommand(Cli() + " model deploy --route score --model scorecard@s1 " +
+                                    "--traffic 0.5 --reason test");
+  EXPECT_EQ(dep_code, 0) << dep;
+  EXPECT_THAT(dep, HasSubstr("on score at 50% traffic"));
+  auto [missing_code, missing] =
+      RunCommand(Cli() + " model deploy --route score --model scorecard@s9");
+  EXPECT_EQ(missing_code, 1);
+  EXPECT_THAT(missing, HasSubstr("scorecard@s9 is not registered"));
+  auto [usage_code, usage] = RunCommand(Cli() + " model register --name a --version b");
+  EXPECT_EQ(usage_code, 2);
+  EXPECT_THAT(usage, HasSubstr("--file is required"));
+  auto [traffic_code, traffic] =
+      RunCommand(Cli() + " model deploy --route r --model a@b --traffic 2");
+  EXPECT_EQ(traffic_code, 2);
+  EXPECT_THAT(traffic, HasSubstr("--traffic"));
+}
+
+TEST_F(PredlogCliTest, ExportVerifiesAndEveryKindOfTamperingIsNamed) {
+  const std::string file = dir_->Sub("trail.jsonl");
+  auto [code, out] =
+      RunCommand(Cli() + " export --subject " + *customer_ + " --format jsonl --out " + file);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("manifest " + file + ".manifest.json"));
+  auto [ok_code, ok] = RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify " + file + " " + file +
+                                  ".manifest.json");
+  EXPECT_EQ(ok_code, 0) << ok;
+  EXPECT_THAT(ok, HasSubstr("OK"));
+
+  const std::string original = ReadFile(file);
+  std::vector<std::string> lines = absl::StrSplit(original, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 2u);
+  auto verify_tampered = [&](const std::string& content) {
+    const std::string tampered = dir_->Sub("tampered.jsonl");
+    WriteFile(tampered, content);
+    return RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify " + tampered + " " + file +
+                      ".manifest.json");
+  };
+  // One byte of the served score changed.
+  std::string flipped = original;
+  const size_t score = flipped.find("floatScores");
+  ASSERT_NE(score, std::string::npos);
+  flipped[score + 15] = flipped[score + 15] == '1' ? '2' : '1';
+  auto [flip_code, flip] = verify_tampered(flipped);
+  EXPECT_EQ(flip_code, 1) << flip;
+  EXPECT_THAT(flip, HasSubstr("line 1"));
+  // A line dropped.
+  std::string dropped;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (i != 1) dropped += lines[i] + "\n";
+  }
+  auto [drop_code, drop] = verify_tampered(dropped);
+  EXPECT_EQ(drop_code, 1) << drop;
+  EXPECT_THAT(drop, HasSubstr("FAILED"));
+  // Two lines swapped.
+  std::string swapped = lines[1] + "\n" + lines[0] + "\n";
+  for (size_t i = 2; i < lines.size(); ++i) swapped += lines[i] + "\n";
+  auto [swap_code, swap] = verify_tampered(swapped);
+  EXPECT_EQ(swap_code, 1) << swap;
+  EXPECT_THAT(swap, HasSubstr("FAILED"));
+
+  // Everything, as CSV, verifies too.
+  const std::string csv = dir_->Sub("all.csv");
+  auto [csv_code, csv_out] = RunCommand(Cli() + " export --all --format csv --out " + csv);
+  ASSERT_EQ(csv_code, 0) << csv_out;
+  auto [csv_ok_code, csv_ok] =
+      RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify " + csv + " " + csv + ".manifest.json");
+  EXPECT_EQ(csv_ok_code, 0) << csv_ok;
+  EXPECT_THAT(ReadFile(csv), HasSubstr("input.income"));
+
+  auto [usage_code, usage] = RunCommand(Cli() + " export --subject a --model b@c --out x");
+  EXPECT_EQ(usage_code, 2);
+  EXPECT_THAT(usage, HasSubstr("exactly one of"));
+  auto [format_code, format] = RunCommand(Cli() + " export --all --format xml --out x");
+  EXPECT_EQ(format_code, 2);
+  EXPECT_THAT(format, HasSubstr("--format"));
+}
+
+TEST_F(PredlogCliTest, StatusShowsEveryShard) {
+  auto [code, out] = RunCommand(Cli() + " status");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("predlog.events-0"));
+  EXPECT_THAT(out, HasSubstr("predlog.events-1"));
+  EXPECT_THAT(out, HasSubstr("predlog.registry-0"));
+  EXPECT_THAT(out, HasSubstr("LAG"));
+}
+
+TEST_F(PredlogCliTest, CaseFileHasEverythingAndItsExportVerifies) {
+  const std::string dir = dir_->Sub("case");
+  auto [code, out] =
+      RunCommand(Cli() + " case " + *prediction_ + " --out " + dir + " --against credit@v2");
+  EXPECT_EQ(code, 0) << out;
+  for (const char* name :
+       {"summary.md", "event.json", "lineage.json", "rerun.json", "record_at_decision.json",
+        "trail.jsonl", "export.jsonl", "export.jsonl.manifest.json"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/" + name)) << name;
+  }
+  const std::string summary = ReadFile(dir + "/summary.md");
+  EXPECT_THAT(summary, HasSubstr("# Case file: prediction " + *prediction_));
+  EXPECT_THAT(summary, HasSubstr("exact match, bit for bit"));
+  EXPECT_THAT(summary, HasSubstr("Trained on dataset applications@2026-10"));
+  EXPECT_THAT(summary, HasSubstr("Counterfactual"));
+  EXPECT_THAT(summary, HasSubstr("records verified"));
+  EXPECT_THAT(summary, Not(HasSubstr("## Problems")));
+  auto [verify_code, verify] = RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify " + dir +
+                                          "/export.jsonl " + dir + "/export.jsonl.manifest.json");
+  EXPECT_EQ(verify_code, 0) << verify;
+}
+
+TEST(PredlogCliErrors, UsageAndUnreachableServer) {
+  auto [usage_code, usage] = RunCommand(std::string(PREDLOG_CLI_BINARY) + " frobnicate");
+  EXPECT_EQ(usage_code, 2);
+  EXPECT_THAT(usage, HasSubstr("unknown subcommand 'frobnicate'"));
+  auto [none_code, none] = RunCommand(std::string(PREDLOG_CLI_BINARY));
+  EXPECT_EQ(none_code, 2);
+  EXPECT_THAT(none, HasSubstr("missing subcommand"));
+  EXPECT_EQ(RunCommand(std::string(PREDLOG_CLI_BINARY) + " get").first, 2);
+  auto [value_code, value] = RunCommand(std::string(PREDLOG_CLI_BINARY) + " trail --subject");
+  EXPECT_EQ(value_code, 2);
+  EXPECT_THAT(value, HasSubstr("--subject needs a value"));
+  // Nothing listens on port 1.
+  auto [down_code, down] = RunCommand(std::string(PREDLOG_CLI_BINARY) +
+                                      " --server=127.0.0.1:1 --timeout_seconds=2 " + "get p-1");
+  EXPECT_EQ(down_code, 1);
+  EXPECT_THAT(down, HasSubstr("cannot reach predlogd at 127.0.0.1:1"));
+  auto [verify_code, verify] =
+      RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify /no/such/file /no/such/manifest");
+  EXPECT_EQ(verify_code, 1);
+  EXPECT_THAT(verify, HasSubstr("/no/such/manifest"));
+}
+
+// The first slice's contract (log JSON lines, get) still holds.
+TEST(PredlogCliLog, LogsJsonLinesAndReadsThemBackWithPreciseExitCodes) {
+  TempDir dir;
+  testing::Predlogd server(PREDLOGD_BINARY,
+                           {"--data_dir=" + dir.Sub("data"), "--grpc_listen=127.0.0.1:0",
+                            "--http_listen=", "--partitions=2"});
+  ASSERT_FALSE(server.grpc().empty()) << server.startup_line();
+  const std::string cli = std::string(PREDLOG_CLI_BINARY) + " --server=" + server.grpc();
+  const std::string lines = dir.Sub("predictions.jsonl");
+  {
+    std::ofstream out(lines);
+    out << R"({"predictionId":"cli-1","subjectId":"c1","servedAt":"2026-11-27T10:00:00Z",)"
+        << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"income","doubleValue":52000}]})"
+        << "\n"
+        << R"({"prediction":{"predictionId":"cli-2","subjectId":"c2","servedAt":"2026-11-27T10:00:01Z",)"
+        << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"debt","doubleValue":3}]},)"
+        << R"("actor":"support"})"
+        << "\n";
+  }
+  auto [log_code, log_out] = RunCommand(cli + " log --json < " + lines);
+  EXPECT_EQ(log_code, 0) << log_out;
+  EXPECT_THAT(log_out, HasSubstr(R"("predictionId":"cli-1","outcome":"APPLIED")"));
+  EXPECT_THAT(log_out, HasSubstr(R"("predictionId":"cli-2","outcome":"APPLIED")"));
+
+  auto [get_code, get_out] = RunCommand(cli + " get cli-2");
+  EXPECT_EQ(get_code, 0) << get_out;
+  EXPECT_THAT(get_out, HasSubstr("support"));
+  EXPECT_THAT(get_out, HasSubstr("debt"));
+  auto [json_code, json_out] = RunCommand(cli + " get --json cli-2");
+  EXPECT_EQ(json_code, 0);
+  EXPECT_THAT(json_out, HasSubstr(R"("actor":"support")"));
+
+  auto [missing_code, missing_out] = RunCommand(cli + " get no-such-id");
+  EXPECT_EQ(missing_code, 1);
+  EXPECT_THAT(missing_out, HasSubstr("prediction_id no-such-id is not recorded"));
+  // A bad line: its number named, exit 1, the good line still logged.
+  const std::string mixed = dir.Sub("mixed.jsonl");
+  std::ofstream(mixed)
+      << "{not json\n"
+      << R"({"predictionId":"cli-3","subjectId":"c3","servedAt":"2026-11-27T10:00:02Z",)"
+      << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"x","doubleValue":1}]})"
+      << "\n";
+  auto [mixed_code, mixed_out] = RunCommand(cli + " log < " + mixed);
+  EXPECT_EQ(mixed_code, 1);
+  EXPECT_THAT(mixed_out, HasSubstr("line 1: not a LogRequest"));
+  EXPECT_EQ(RunCommand(cli + " get cli-3").first, 0);
+  // An invalid prediction: the receipt carries INVALID_ARGUMENT naming the field.
+  const std::string invalid = dir.Sub("invalid.jsonl");
+  std::ofstream(invalid) << R"({"predictionId":"cli-4","servedAt":"2026-11-27T10:00:02Z",)"
+                         << R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"x"}]})"
+                         << "\n";
+  auto [invalid_code, invalid_out] = RunCommand(cli + " log < " + invalid);
+  EXPECT_EQ(invalid_code, 1);
+  EXPECT_THAT(invalid_out, HasSubstr("prediction.subject_id is empty"));
+  EXPECT_EQ(server.Stop(), 0);
+  auto [down_code, down_out] = RunCommand(cli + " get cli-1");
+  EXPECT_EQ(down_code, 1);
+  EXPECT_THAT(down_out, HasSubstr(server.grpc()));
+}
+
+}  // namespace
+}  // namespace predlog
