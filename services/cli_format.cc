@@ -37,16 +37,6 @@ std::string Shortest(double v) {
   return absl::StrFormat("%.17g", v);
 }
 
-std::string ShortestFloat(float v) {
-  if (std::isnan(v) || std::isinf(v)) return Shortest(v);
-  for (int precision = 6; precision <= 9; ++precision) {
-    std::string s = absl::StrFormat("%.*g", precision, v);
-    float back = 0;
-    if (absl::SimpleAtof(s, &back) && back == v) return s;
-  }
-  return absl::StrFormat("%.9g", v);
-}
-
 }  // namespace
 
 void Table::Print(std::ostream& out) const {
@@ -88,6 +78,16 @@ absl::StatusOr<absl::Time> ParseTime(absl::string_view text) {
   if (absl::ParseTime("%Y-%m-%d", s, absl::UTCTimeZone(), &t, &error)) return t;
   return absl::InvalidArgumentError(absl::StrCat(
       "'", text, "' is not a time: want RFC 3339 like 2026-11-27T10:00:00Z, or a date"));
+}
+
+std::string ShortestFloat(float v) {
+  if (std::isnan(v) || std::isinf(v)) return Shortest(v);
+  for (int precision = 6; precision <= 9; ++precision) {
+    std::string s = absl::StrFormat("%.*g", precision, v);
+    float back = 0;
+    if (absl::SimpleAtof(s, &back) && back == v) return s;
+  }
+  return absl::StrFormat("%.9g", v);
 }
 
 std::string ValueText(const predlog::v1::Value& value) {

@@ -42,6 +42,8 @@ absl::StatusOr<absl::Time> ParseTime(absl::string_view text);
 // A feature's or field's value as text: numbers shortest round-trip, "missing"
 // when unset.
 std::string FeatureValue(const predlog::v1::Feature& feature);
+// The shortest decimal text that reads back as `v` ("0.464", not 0.46403110027).
+std::string ShortestFloat(float v);
 std::string ValueText(const predlog::v1::Value& value);
 // Scores joined by ", ", then the label in parentheses when there is one.
 std::string OutputText(const predlog::v1::PredictionOutput& output);

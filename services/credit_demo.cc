@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -162,7 +163,10 @@ absl::Status Demo::ChangeCustomer(int customer, const std::vector<std::string>& 
     if (std::isnan(v)) {
       c->add_unset_fields(name);
     } else {
-      (*c->mutable_set_fields())[name].set_double_value(v);
+      // The record keeps the value the model sees, written as people would.
+      double value = v;
+      (void)absl::SimpleAtod(ShortestFloat(v), &value);
+      (*c->mutable_set_fields())[name].set_double_value(value);
     }
   }
   if (fields.empty() || std::find(fields.begin(), fields.end(), "credit_limit") != fields.end()) {
