@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -35,6 +36,15 @@ void EventWriter::StampEnvelope(absl::string_view actor, predlog::v1::AuditEvent
   storage::TimeToProto(absl::Now(), event->mutable_recorded_at());
   event->set_actor(std::string(actor));
   event->set_schema_version(storage::kSchemaVersion);
+}
+
+absl::Status EventWriter::RenameFieldPath(const absl::Status& status, absl::string_view body_field,
+                                          absl::string_view request_field) {
+  std::string message(status.message());
+  if (absl::StartsWith(message, absl::StrCat(body_field, "."))) {
+    message = absl::StrCat(request_field, ".", message.substr(body_field.size() + 1));
+  }
+  return absl::Status(status.code(), message);
 }
 
 void EventWriter::Write(absl::string_view topic, absl::string_view key,

@@ -49,6 +49,12 @@ class EventWriter {
   // current schema version. Call before validating.
   static void StampEnvelope(absl::string_view actor, predlog::v1::AuditEvent* event);
 
+  // Validation names fields by the event body ("prediction_logged.subject_id
+  // is empty"); a request calls the body otherwise ("prediction."). Rewrites
+  // the message's leading `body_field.` to `request_field.`.
+  static absl::Status RenameFieldPath(const absl::Status& status, absl::string_view body_field,
+                                      absl::string_view request_field);
+
   // Produces the (stamped, validated) `event` to (topic, key) and calls `done`
   // exactly once, possibly before returning: with an ACCEPTED receipt once
   // Kafka has it, or, when durable, with the fold's outcome and position.

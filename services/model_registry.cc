@@ -12,17 +12,6 @@ namespace {
 using ::predlog::v1::LogReceipt;
 using ::predlog::v1::RegistryReceipt;
 
-// Validation names fields by the event body (`model_registered.model.name`);
-// the request calls it `metadata` / `deployment`.
-absl::Status RenameFieldPath(const absl::Status& status, absl::string_view body_field,
-                             absl::string_view request_field) {
-  std::string message(status.message());
-  if (absl::StartsWith(message, absl::StrCat(body_field, "."))) {
-    message = absl::StrCat(request_field, ".", message.substr(body_field.size() + 1));
-  }
-  return absl::Status(status.code(), message);
-}
-
 }  // namespace
 
 ModelRegistry::ModelRegistry(Producer* producer, Ingest* ingest, storage::ArtifactStore* artifacts,
@@ -102,7 +91,7 @@ void ModelRegistry::Upload::Finish(
   EventWriter::StampEnvelope(actor_, &event);
   *event.mutable_model_registered() = metadata_;
   if (absl::Status valid = storage::ValidateEvent(event, registry_->options_.limits); !valid.ok()) {
-    done(RenameFieldPath(valid, "model_registered", "metadata"));
+    done(EventWriter::RenameFieldPath(valid, "model_registered", "metadata"));
     return;
   }
   predlog::v1::ModelRef model = metadata_.model();
@@ -136,7 +125,7 @@ void ModelRegistry::Deploy(const predlog::v1::DeployModelRequest& request,
   predlog::v1::ModelDeployed* deploy = event.mutable_model_deployed();
   *deploy = request.deployment();
   if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
-    done(RenameFieldPath(valid, "model_deployed", "deployment"));
+    done(EventWriter::RenameFieldPath(valid, "model_deployed", "deployment"));
     return;
   }
   const predlog::v1::ModelRef& model = deploy->model();

@@ -11,21 +11,6 @@
 #include "storage/timestamps.h"
 
 namespace predlog::services {
-namespace {
-
-// Rewrites a validation message's field path from the event body's name
-// (`prediction_logged.`) to the request field's (`prediction.`).
-absl::Status RenameFieldPath(const absl::Status& status, absl::string_view body_field,
-                             absl::string_view request_field) {
-  std::string message(status.message());
-  if (absl::StartsWith(message, absl::StrCat(body_field, "."))) {
-    message = absl::StrCat(request_field, ".", message.substr(body_field.size() + 1));
-  }
-  return absl::Status(status.code(), message);
-}
-
-}  // namespace
-
 void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user_done) {
   // Every call ends in exactly one counter: acked, or failed by code.
   LogCallback done = [this, start = absl::Now(), user_done = std::move(user_done)](
@@ -49,7 +34,7 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user
   EventWriter::StampEnvelope(request.actor(), &event);
   *event.mutable_prediction_logged() = request.prediction();
   if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
-    done(RenameFieldPath(valid, "prediction_logged", "prediction"));
+    done(EventWriter::RenameFieldPath(valid, "prediction_logged", "prediction"));
     return;
   }
   writer_.Write(kEventsTopic, request.prediction().subject_id(), event, request.wait_durable(),
@@ -71,7 +56,7 @@ void PredictionLog::ChangeEntity(const predlog::v1::ChangeEntityRequest& request
   EventWriter::StampEnvelope(request.actor(), &event);
   *event.mutable_entity_changed() = request.change();
   if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
-    done(RenameFieldPath(valid, "entity_changed", "change"));
+    done(EventWriter::RenameFieldPath(valid, "entity_changed", "change"));
     return;
   }
   writer_.Write(kEventsTopic, request.change().entity_id(), event, request.wait_durable(), "change",
