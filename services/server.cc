@@ -68,6 +68,24 @@ struct Server::Parts {
                       "gauge\npredlog_ingest_stalled_partitions ",
                       ingest->stalled_partitions(), "\n");
     }
+    if (replayer != nullptr) {
+      const replay::ModelCache::Stats cache = replayer->model_cache().stats();
+      absl::StrAppend(
+          &out,
+          "# HELP predlog_model_cache_hits_total Reruns served by an already loaded model.\n"
+          "# TYPE predlog_model_cache_hits_total counter\npredlog_model_cache_hits_total ",
+          cache.hits,
+          "\n# HELP predlog_model_cache_loads_total Artifacts read, verified and loaded.\n"
+          "# TYPE predlog_model_cache_loads_total counter\npredlog_model_cache_loads_total ",
+          cache.misses,
+          "\n# HELP predlog_model_cache_evictions_total Models dropped to stay under the "
+          "memory bound.\n# TYPE predlog_model_cache_evictions_total counter\n"
+          "predlog_model_cache_evictions_total ",
+          cache.evictions,
+          "\n# HELP predlog_model_cache_bytes Estimated memory of the loaded models.\n"
+          "# TYPE predlog_model_cache_bytes gauge\npredlog_model_cache_bytes ",
+          cache.bytes, "\n");
+    }
     return out;
   }
 

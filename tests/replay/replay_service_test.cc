@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "predlog/v1/registry.grpc.pb.h"
 #include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
@@ -85,7 +86,7 @@ class ReplayServiceTest : public ::testing::Test {
     services::ServerOptions options;
     options.data_dir = dir_.Sub("data");
     options.grpc_listen = "127.0.0.1:0";
-    options.http_listen = "";
+    options.http_listen = "127.0.0.1:0";
     options.partitions = 2;
     ASSERT_OK_AND_ASSIGN(server_, services::Server::Start(options));
     auto channel = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
@@ -246,6 +247,13 @@ TEST_F(ReplayServiceTest, RerunReproducesEveryServedPredictionBitForBit) {
     differ += (*v2->Predict(absl::Span<const float>(row, kFeatures)))[0] != served[i].scores[0];
   }
   EXPECT_GT(differ, 30);
+
+  // Two artifacts loaded once each; every other rerun used the cache.
+  httplib::Client http("http://" + server_->http_address());
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics) << "no /metrics";
+  EXPECT_THAT(metrics->body, HasSubstr("predlog_model_cache_loads_total 2\n"));
+  EXPECT_THAT(metrics->body, HasSubstr("predlog_model_cache_hits_total 118\n"));
 }
 
 TEST_F(ReplayServiceTest, ExplanationContributionsSumToTheMargin) {
