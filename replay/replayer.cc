@@ -60,6 +60,13 @@ absl::StatusOr<std::vector<float>> DenseRow(const PredictionLogged& p) {
 }
 
 bool SameBits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+// |a - b|, infinite when either is NaN and they are not both NaN (a NaN
+// difference would otherwise vanish in std::max).
+double AbsDiff(double a, double b) {
+  if (std::isnan(a) && std::isnan(b)) return 0;
+  const double d = std::fabs(a - b);
+  return std::isnan(d) ? INFINITY : d;
+}
 bool SameBits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 // Compares reproduced float scores with the recorded output, in the recorded
@@ -72,13 +79,13 @@ void Compare(const std::vector<float>& reproduced, const PredictionOutput& recor
     exact = recorded.float_scores_size() == static_cast<int>(reproduced.size());
     for (size_t i = 0; i < reproduced.size() && i < size_t(recorded.float_scores_size()); ++i) {
       exact = exact && SameBits(reproduced[i], recorded.float_scores(i));
-      max_diff = std::max(max_diff, std::fabs(double(reproduced[i]) - recorded.float_scores(i)));
+      max_diff = std::max(max_diff, AbsDiff(reproduced[i], recorded.float_scores(i)));
     }
   } else if (recorded.double_scores_size() > 0) {
     exact = recorded.double_scores_size() == static_cast<int>(reproduced.size());
     for (size_t i = 0; i < reproduced.size() && i < size_t(recorded.double_scores_size()); ++i) {
       exact = exact && SameBits(double(reproduced[i]), recorded.double_scores(i));
-      max_diff = std::max(max_diff, std::fabs(double(reproduced[i]) - recorded.double_scores(i)));
+      max_diff = std::max(max_diff, AbsDiff(reproduced[i], recorded.double_scores(i)));
     }
   } else {
     report->add_findings("the prediction recorded no scores, so there is nothing to compare");
@@ -90,7 +97,6 @@ void Compare(const std::vector<float>& reproduced, const PredictionOutput& recor
         absl::StrCat("the model gives ", reproduced.size(), " scores but the prediction recorded ",
                      recorded.float_scores_size() + recorded.double_scores_size()));
   }
-  if (std::isnan(max_diff)) max_diff = INFINITY;
   report->set_exact_match(exact);
   report->set_max_abs_diff(max_diff);
 }
@@ -320,6 +326,11 @@ absl::StatusOr<RerunReport> Replayer::RerunLocated(const Located& located, bool 
           ModelName(p.model()), " took ", loaded.num_features(), "; they cannot be compared"));
     }
     ASSIGN_OR_RETURN(std::vector<float> other_scores, other.loaded->Predict(row));
+    if (other_scores.size() != scores.size()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          ModelName(against), " gives ", other_scores.size(), " scores, ", ModelName(p.model()),
+          " gave ", scores.size(), "; their outputs cannot be compared"));
+    }
     predlog::v1::Counterfactual* counterfactual = report.mutable_counterfactual();
     *counterfactual->mutable_model() = other.registration.model();
     for (size_t i = 0; i < other_scores.size(); ++i) {

@@ -1,6 +1,6 @@
 // State as of a cut: the customer record or the model registry as it was
 // after a shard's records [0, cut). Built from the newest snapshot at or
-// before the cut plus a fold of the shard's own log (snapshot, cut] with the
+// before the cut plus a fold of the shard's own records [snapshot, cut) with the
 // same fold functions the shard uses for its current state
 // (storage/state_fold.h) — never from Kafka's retention.
 //

@@ -10,6 +10,10 @@
 namespace predlog::services {
 namespace {
 
+// Records read from RocksDB at a time while exporting a range: small enough
+// that a batch's byte bound is not overshot by much.
+constexpr uint64_t kReadChunk = 128;
+
 storage::TimeRange RangeOf(const predlog::v1::ExportTrailRequest& request) {
   storage::TimeRange range;
   if (request.has_from()) range.from = storage::TimeFromProto(request.from());
@@ -30,12 +34,16 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
       if (request.subject_id().empty()) return absl::InvalidArgumentError("subject_id is empty");
       plan.push_back({&ingest_->shard(
           PredictionLog::PartitionOf(request.subject_id(), ingest_->partitions()))});
+      plan.back().end_index = plan.back().shard->Head().next_index;
       break;
     case predlog::v1::ExportTrailRequest::kModel:
       if (request.model().name().empty() || request.model().version().empty()) {
         return absl::InvalidArgumentError("model.name and model.version are both required");
       }
-      for (int p = 0; p < ingest_->partitions(); ++p) plan.push_back({&ingest_->shard(p)});
+      for (int p = 0; p < ingest_->partitions(); ++p) {
+        plan.push_back({&ingest_->shard(p)});
+        plan.back().end_index = plan.back().shard->Head().next_index;
+      }
       break;
     case predlog::v1::ExportTrailRequest::kAll: {
       if (!request.all()) return absl::InvalidArgumentError("all is false: set a filter");
@@ -67,7 +75,7 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
 absl::Status ExportCursor::Scan(ShardPlan* plan) const {
   constexpr size_t kPage = 1000;
   const storage::TimeRange range = RangeOf(request_);
-  const uint64_t end = plan->shard->Head().next_index;
+  const uint64_t end = plan->end_index;
   std::string cursor;
   do {
     ASSIGN_OR_RETURN(storage::ScanPage page,
@@ -91,8 +99,10 @@ absl::StatusOr<storage::Digest> ExportCursor::ChainBefore(const ShardPlan& plan,
   return previous.chain;
 }
 
-absl::StatusOr<bool> ExportCursor::Next(size_t max_records, predlog::v1::ExportBatch* batch) {
+absl::StatusOr<bool> ExportCursor::Next(size_t max_records, size_t max_bytes,
+                                        predlog::v1::ExportBatch* batch) {
   batch->Clear();
+  size_t bytes = 0;
   auto add = [&](const ShardPlan& plan, storage::StoredRecord& record) -> absl::Status {
     ASSIGN_OR_RETURN(storage::Digest prev_chain, ChainBefore(plan, record.index));
     predlog::v1::ExportedRecord* out = batch->add_records();
@@ -102,10 +112,14 @@ absl::StatusOr<bool> ExportCursor::Next(size_t max_records, predlog::v1::ExportB
     out->set_leaf_sha256(storage::ToHex(record.leaf));
     out->set_prev_chain_sha256(storage::ToHex(prev_chain));
     out->set_chain_sha256(storage::ToHex(record.chain));
+    bytes += out->event_bytes().size();
     last_ = std::make_pair(record.index, record.chain);
     return absl::OkStatus();
   };
-  while (current_ < plan_.size() && static_cast<size_t>(batch->records_size()) < max_records) {
+  auto full = [&] {
+    return static_cast<size_t>(batch->records_size()) >= max_records || bytes >= max_bytes;
+  };
+  while (current_ < plan_.size() && !full()) {
     ShardPlan& plan = plan_[current_];
     const size_t room = max_records - static_cast<size_t>(batch->records_size());
     bool shard_done = false;
@@ -113,14 +127,18 @@ absl::StatusOr<bool> ExportCursor::Next(size_t max_records, predlog::v1::ExportB
       if (plan.next_index < plan.end_index) {
         ASSIGN_OR_RETURN(
             std::vector<storage::StoredRecord> records,
-            plan.shard->ReadRange(plan.next_index,
-                                  std::min<uint64_t>(room, plan.end_index - plan.next_index)));
+            plan.shard->ReadRange(
+                plan.next_index,
+                std::min<uint64_t>({room, plan.end_index - plan.next_index, kReadChunk})));
         if (records.empty() || records.front().index != plan.next_index) {
           return absl::DataLossError(absl::StrCat(plan.shard->name(), ": record ", plan.next_index,
                                                   " is missing from the log"));
         }
-        for (storage::StoredRecord& record : records) RETURN_IF_ERROR(add(plan, record));
-        plan.next_index = records.back().index + 1;
+        for (storage::StoredRecord& record : records) {
+          RETURN_IF_ERROR(add(plan, record));
+          plan.next_index = record.index + 1;
+          if (full()) break;
+        }
       }
       shard_done = plan.next_index >= plan.end_index;
     } else {
@@ -128,7 +146,7 @@ absl::StatusOr<bool> ExportCursor::Next(size_t max_records, predlog::v1::ExportB
         RETURN_IF_ERROR(Scan(&plan));
         plan.scanned = true;
       }
-      for (size_t n = 0; n < room && plan.next_match < plan.indexes.size(); ++n) {
+      for (size_t n = 0; n < room && plan.next_match < plan.indexes.size() && !full(); ++n) {
         ASSIGN_OR_RETURN(storage::StoredRecord record,
                          plan.shard->Get(plan.indexes[plan.next_match++]));
         RETURN_IF_ERROR(add(plan, record));

@@ -20,15 +20,18 @@ namespace predlog::services {
 // client takes them. Not thread-safe; one per call.
 class ExportCursor {
  public:
-  // Fills `batch` with up to `max_records` records; false once the export is
-  // complete (then `batch` is empty).
-  absl::StatusOr<bool> Next(size_t max_records, predlog::v1::ExportBatch* batch);
+  // Fills `batch` with up to `max_records` records and, past the first, up
+  // to about `max_bytes` of event bytes (one event may be up to the event size
+  // limit); false once the export is complete (then `batch` is empty).
+  absl::StatusOr<bool> Next(size_t max_records, size_t max_bytes, predlog::v1::ExportBatch* batch);
 
  private:
   friend class Audit;
   struct ShardPlan {
     const storage::ShardStore* shard = nullptr;
-    // all: the index range [next_index, end_index) of the log.
+    // all: the index range [next_index, end_index) of the log; for every
+    // filter, end_index is the shard's head when the export started, so the
+    // export (and its manifest) is of a fixed set of records.
     uint64_t next_index = 0;
     uint64_t end_index = 0;
     // subject/model: the matching indexes in log order, found on first use

@@ -32,6 +32,7 @@
 #include "services/credit_demo.h"
 #include "services/registry_client.h"
 #include "services/trail_export.h"
+#include "storage/sha256.h"
 #include "storage/status_macros.h"
 #include "storage/timestamps.h"
 
@@ -571,7 +572,10 @@ int Cli::Trace() {
       table.AddRow({absl::StrCat(i + 1), s.prediction_id(),
                     absl::StrCat(s.model().name(), "@", s.model().version()),
                     OutputText(s.recorded_output()), OutputText(s.reproduced_output()),
-                    s.exact_match() ? "exact" : absl::StrCat("DIVERGES ", s.max_abs_diff())});
+                    s.exact_match() ? "exact"
+                    : s.reproduced_output().float_scores().empty()
+                        ? "CANNOT RE-RUN"
+                        : absl::StrCat("DIVERGES ", s.max_abs_diff())});
     }
     table.Print(out_);
     if (report.first_divergent_step() >= 0) {
@@ -729,10 +733,25 @@ int Cli::ModelRegister() {
   }
   std::ifstream file(args_.Get("file"), std::ios::binary);
   if (!file) return Usage(absl::StrCat("--file: cannot open ", args_.Get("file")));
+  // The digest goes with the metadata, so the server refuses an upload that
+  // arrives other than it left (end-to-end integrity, not only TCP's).
+  {
+    storage::Sha256Hasher hasher;
+    std::string buffer(1 << 20, '\0');
+    while (file) {
+      file.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+      hasher.Update(absl::string_view(buffer.data(), static_cast<size_t>(file.gcount())));
+    }
+    if (file.bad()) return Usage(absl::StrCat("--file: cannot read ", args_.Get("file")));
+    m->mutable_model()->set_artifact_sha256(storage::ToHex(hasher.Finish()));
+    file.clear();
+    file.seekg(0);
+  }
   auto stub = v1::Registry::NewStub(Channel());
   v1::RegisterModelResponse response;
   grpc::ClientContext context;
-  SetDeadline(&context);
+  // Models can be hundreds of MB: no deadline unless one is asked for.
+  if (args_.Has("timeout_seconds")) SetDeadline(&context);
   const grpc::Status status = UploadModel(stub.get(), &context, first, file, &response);
   if (!status.ok()) return CallFailed(status);
   if (json_) {

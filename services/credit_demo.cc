@@ -237,63 +237,71 @@ absl::StatusOr<CreditDemoResult> Demo::Run() {
   const int halfway = options_.predictions / 2;
   Progress progress("logging predictions", static_cast<uint64_t>(options_.predictions));
   int logged = 0;
-  for (int n = 0; n < options_.predictions; ++n) {
-    if (n == halfway) {
-      out_ << "training credit model v2 on drifted applications@2026-11 ...\n";
-      const demo::CreditData v2_data =
-          demo::MakeCreditData(4000, kFeatures, options_.seed + 1, /*drift=*/1.0f);
-      ASSIGN_OR_RETURN(std::string v2_artifact, TrainAndRegister("v2", v2_data, "2026-11"));
-      ASSIGN_OR_RETURN(v2_booster, demo::ServingBooster::Load(v2_artifact));
-      RETURN_IF_ERROR(Deploy("v1", 1 - options_.canary_fraction, "make room for the v2 canary"));
-      RETURN_IF_ERROR(Deploy("v2", options_.canary_fraction, "canary: retrained on 2026-11"));
+  // The reader thread must be joined on every path: errors inside the loop
+  // end it, and are returned after the stream is closed.
+  const absl::Status loop = [&]() -> absl::Status {
+    for (int n = 0; n < options_.predictions; ++n) {
+      if (n == halfway) {
+        out_ << "training credit model v2 on drifted applications@2026-11 ...\n";
+        const demo::CreditData v2_data =
+            demo::MakeCreditData(4000, kFeatures, options_.seed + 1, /*drift=*/1.0f);
+        ASSIGN_OR_RETURN(std::string v2_artifact, TrainAndRegister("v2", v2_data, "2026-11"));
+        ASSIGN_OR_RETURN(v2_booster, demo::ServingBooster::Load(v2_artifact));
+        RETURN_IF_ERROR(Deploy("v1", 1 - options_.canary_fraction, "make room for the v2 canary"));
+        RETURN_IF_ERROR(Deploy("v2", options_.canary_fraction, "canary: retrained on 2026-11"));
+      }
+      const int customer = static_cast<int>(rng_() % uint64_t(options_.customers));
+      // Now and then a customer's record changes (a raise, a new card).
+      if (n % 50 == 25) {
+        const int changed = static_cast<int>(rng_() % uint64_t(options_.customers));
+        customers_[changed][3] = std::min(1.0f, customers_[changed][3] + 0.2f);  // utilization
+        credit_limit_[changed] = std::max(500.0, credit_limit_[changed] - 500);
+        RETURN_IF_ERROR(ChangeCustomer(changed, {"utilization", "credit_limit"}));
+        last_change[changed] = absl::Now();
+      }
+      const bool canary = v2_booster != nullptr && std::uniform_real_distribution<double>(
+                                                       0, 1)(rng_) < options_.canary_fraction;
+      demo::ServingBooster& booster = canary ? *v2_booster : *v1_booster;
+      const std::string version = canary ? "v2" : "v1";
+      ASSIGN_OR_RETURN(std::vector<float> scores, booster.Predict(customers_[customer]));
+      v1::LogRequest request;
+      request.set_actor("demo:limits-api");
+      v1::PredictionLogged* p = request.mutable_prediction();
+      p->set_prediction_id(absl::StrFormat("p-%06d", n));
+      p->set_subject_id(CustomerId(customer));
+      const absl::Time served_at = absl::Now();
+      storage::TimeToProto(served_at, p->mutable_served_at());
+      p->set_service("limits-api");
+      p->mutable_model()->set_name(kModel);
+      p->mutable_model()->set_version(version);
+      p->mutable_model()->set_artifact_sha256(digest_[version]);
+      p->mutable_pipeline()->set_name(kPipeline);
+      p->mutable_pipeline()->set_version(kPipelineVersion);
+      for (int f = 0; f < kFeatures; ++f) {
+        v1::Feature* input = p->add_inputs();
+        input->set_name(people.feature_names[f]);
+        if (!std::isnan(customers_[customer][f])) input->set_float_value(customers_[customer][f]);
+      }
+      p->mutable_output()->add_float_scores(scores[0]);
+      p->mutable_output()->set_score_kind("probability_of_default");
+      const bool deny = scores[0] >= kDenyAbove;
+      p->mutable_output()->set_label(deny ? "deny" : "approve");
+      (*p->mutable_context())["route"] = kRoute;
+      (*p->mutable_context())["arm"] = canary ? "canary" : "control";
+      if (deny && !canary) denied.push_back({customer, p->prediction_id(), served_at, scores[0]});
+      if (!stream->Write(request)) break;
+      ++logged;
+      progress.Update(static_cast<uint64_t>(logged));
     }
-    const int customer = static_cast<int>(rng_() % uint64_t(options_.customers));
-    // Now and then a customer's record changes (a raise, a new card).
-    if (n % 50 == 25) {
-      const int changed = static_cast<int>(rng_() % uint64_t(options_.customers));
-      customers_[changed][3] = std::min(1.0f, customers_[changed][3] + 0.2f);  // utilization
-      credit_limit_[changed] = std::max(500.0, credit_limit_[changed] - 500);
-      RETURN_IF_ERROR(ChangeCustomer(changed, {"utilization", "credit_limit"}));
-      last_change[changed] = absl::Now();
-    }
-    const bool canary = v2_booster != nullptr && std::uniform_real_distribution<double>(
-                                                     0, 1)(rng_) < options_.canary_fraction;
-    demo::ServingBooster& booster = canary ? *v2_booster : *v1_booster;
-    const std::string version = canary ? "v2" : "v1";
-    ASSIGN_OR_RETURN(std::vector<float> scores, booster.Predict(customers_[customer]));
-    v1::LogRequest request;
-    request.set_actor("demo:limits-api");
-    v1::PredictionLogged* p = request.mutable_prediction();
-    p->set_prediction_id(absl::StrFormat("p-%06d", n));
-    p->set_subject_id(CustomerId(customer));
-    const absl::Time served_at = absl::Now();
-    storage::TimeToProto(served_at, p->mutable_served_at());
-    p->set_service("limits-api");
-    p->mutable_model()->set_name(kModel);
-    p->mutable_model()->set_version(version);
-    p->mutable_model()->set_artifact_sha256(digest_[version]);
-    p->mutable_pipeline()->set_name(kPipeline);
-    p->mutable_pipeline()->set_version(kPipelineVersion);
-    for (int f = 0; f < kFeatures; ++f) {
-      v1::Feature* input = p->add_inputs();
-      input->set_name(people.feature_names[f]);
-      if (!std::isnan(customers_[customer][f])) input->set_float_value(customers_[customer][f]);
-    }
-    p->mutable_output()->add_float_scores(scores[0]);
-    p->mutable_output()->set_score_kind("probability_of_default");
-    const bool deny = scores[0] >= kDenyAbove;
-    p->mutable_output()->set_label(deny ? "deny" : "approve");
-    (*p->mutable_context())["route"] = kRoute;
-    (*p->mutable_context())["arm"] = canary ? "canary" : "control";
-    if (deny && !canary) denied.push_back({customer, p->prediction_id(), served_at, scores[0]});
-    if (!stream->Write(request)) break;
-    ++logged;
-    progress.Update(static_cast<uint64_t>(logged));
-  }
+    return absl::OkStatus();
+  }();
   progress.Done();
   stream->WritesDone();
+  if (!loop.ok()) stream_context.TryCancel();
   reader.join();
-  RETURN_IF_ERROR(FromGrpc(stream->Finish(), "log predictions"));
+  const grpc::Status finished = stream->Finish();
+  RETURN_IF_ERROR(loop);
+  RETURN_IF_ERROR(FromGrpc(finished, "log predictions"));
   if (failed > 0) {
     return absl::InternalError(absl::StrCat(failed.load(), " predictions failed: ", first_error));
   }

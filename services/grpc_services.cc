@@ -218,13 +218,23 @@ namespace {
 class RegisterModelReactor final
     : public grpc::ServerReadReactor<predlog::v1::RegisterModelRequest> {
  public:
-  RegisterModelReactor(ModelRegistry* registry, predlog::v1::RegisterModelResponse* response)
-      : upload_(registry->StartUpload()), response_(response) {
+  RegisterModelReactor(grpc::CallbackServerContext* context, ModelRegistry* registry,
+                       predlog::v1::RegisterModelResponse* response)
+      : context_(context), upload_(registry->StartUpload()), response_(response) {
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {  // the client finished sending
+    if (!ok) {
+      // The end of the stream, or a cancelled / timed-out / broken call: only
+      // the first is a complete upload. Registering a partial artifact would
+      // be permanent (registrations are write-once); dropping the upload
+      // removes its temp file.
+      if (context_->IsCancelled()) {
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                            "the upload was cancelled before its end; nothing was registered"));
+        return;
+      }
       if (!begun_) {
         Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "metadata is missing: the stream carried no message"));
@@ -256,6 +266,7 @@ class RegisterModelReactor final
   void OnDone() override { delete this; }
 
  private:
+  grpc::CallbackServerContext* const context_;
   std::unique_ptr<ModelRegistry::Upload> upload_;
   predlog::v1::RegisterModelResponse* const response_;
   predlog::v1::RegisterModelRequest request_;
@@ -266,7 +277,7 @@ class RegisterModelReactor final
 
 grpc::ServerReadReactor<predlog::v1::RegisterModelRequest>* RegistryService::RegisterModel(
     grpc::CallbackServerContext* context, predlog::v1::RegisterModelResponse* response) {
-  return new RegisterModelReactor(registry_, response);
+  return new RegisterModelReactor(context, registry_, response);
 }
 
 grpc::ServerUnaryReactor* RegistryService::DeployModel(
@@ -322,6 +333,9 @@ namespace {
 // Records per ExportTrail message: large enough to amortize a message, small
 // enough (~1 MB for typical events) to stay far below the message limit.
 constexpr size_t kExportBatchRecords = 1000;
+// ... and bytes: a batch stays far below gRPC's default 4 MB message limit
+// unless a single event is bigger (events are at most 1 MB by default).
+constexpr size_t kExportBatchBytes = 2 << 20;
 
 class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::ExportBatch> {
  public:
@@ -347,7 +361,7 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
 
  private:
   void WriteNext() {
-    absl::StatusOr<bool> more = cursor_->Next(kExportBatchRecords, &batch_);
+    absl::StatusOr<bool> more = cursor_->Next(kExportBatchRecords, kExportBatchBytes, &batch_);
     if (!more.ok()) {
       Finish(ToGrpcStatus(more.status()));
     } else if (!*more) {

@@ -23,7 +23,7 @@ ModelRegistry::ModelRegistry(Producer* producer, Ingest* ingest, storage::Artifa
 
 absl::Status ModelRegistry::NeedShards() const {
   if (ingest_ == nullptr) {
-    return absl::UnavailableError(
+    return absl::FailedPreconditionError(
         "the registry needs the ingest role in this predlogd process (it reads the registry "
         "shard)");
   }
@@ -31,6 +31,7 @@ absl::Status ModelRegistry::NeedShards() const {
 }
 
 absl::Status ModelRegistry::Upload::Begin(const predlog::v1::RegisterModelRequest& first) {
+  RETURN_IF_ERROR(registry_->NeedShards());
   if (!first.has_metadata()) {
     return absl::InvalidArgumentError(
         "metadata is missing: the first RegisterModel message must carry it, chunks follow");

@@ -20,6 +20,11 @@ absl::Status CheckId(absl::string_view field, absl::string_view value, const Eve
 absl::Status CheckModelRef(absl::string_view field, const predlog::v1::ModelRef& model,
                            bool require_digest, const EventLimits& limits) {
   if (auto s = CheckId(absl::StrCat(field, ".name"), model.name(), limits); !s.ok()) return s;
+  // '@' separates name@version wherever a model is named in one string (the
+  // CLI, registry keys): a name containing it would be ambiguous.
+  if (model.name().find('@') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".name may not contain '@'"));
+  }
   if (auto s = CheckId(absl::StrCat(field, ".version"), model.version(), limits); !s.ok()) {
     return s;
   }

@@ -393,6 +393,33 @@ TEST_F(ReplayServiceTest, RegistryIsWriteOnceAndDeploysNeedARegisteredModel) {
                     storage::ToHex(storage::Sha256("something else")));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("artifact_sha256"));
+  // An upload cancelled midway registers nothing: the complete one still can.
+  {
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    predlog::v1::RegisterModelResponse partial;
+    auto stream = registry_->RegisterModel(&context, &partial);
+    predlog::v1::RegisterModelRequest first;
+    first.mutable_metadata()->mutable_model()->set_name("credit");
+    first.mutable_metadata()->mutable_model()->set_version("v6");
+    first.mutable_metadata()->set_framework("xgboost");
+    ASSERT_TRUE(stream->Write(first));
+    predlog::v1::RegisterModelRequest chunk;
+    chunk.set_chunk(models.v2.substr(0, models.v2.size() / 2));
+    ASSERT_TRUE(stream->Write(chunk));
+    context.TryCancel();
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    predlog::v1::GetModelRequest get;
+    get.set_name("credit");
+    get.set_version("v6");
+    predlog::v1::ModelRecord record;
+    grpc::ClientContext get_context;
+    EXPECT_EQ(registry_->GetModel(&get_context, get, &record).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+    ASSERT_TRUE(Register("credit", "v6", models.v2, &response).ok());
+    EXPECT_EQ(response.receipt().outcome(), LogReceipt::APPLIED);
+    EXPECT_EQ(response.artifact_size_bytes(), models.v2.size());
+  }
   // No metadata first.
   {
     grpc::ClientContext context;
@@ -439,7 +466,7 @@ TEST_F(ReplayServiceTest, RegistryIsWriteOnceAndDeploysNeedARegisteredModel) {
     grpc::ClientContext context;
     ASSERT_TRUE(registry_->ListModels(&context, list_request, &list).ok());
   }
-  ASSERT_EQ(list.models_size(), 2);
+  ASSERT_EQ(list.models_size(), 3);  // v1, v2, v6
   EXPECT_EQ(list.models(0).registration().model().version(), "v1");
   ASSERT_EQ(list.models(1).deployments_size(), 1);
   EXPECT_EQ(list.models(1).deployments(0).traffic_fraction(), 0.1);
@@ -455,8 +482,9 @@ TEST_F(ReplayServiceTest, RegistryIsWriteOnceAndDeploysNeedARegisteredModel) {
     grpc::Status s = replay_->GetRegistryAt(&context, at_request, &at);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
-  ASSERT_EQ(at.models_size(), 1);
+  ASSERT_EQ(at.models_size(), 2);  // v1 and v6; v2 came later
   EXPECT_EQ(at.models(0).registration().provenance().code_commit(), "4f2a9c1");
+  EXPECT_EQ(at.models(1).registration().model().version(), "v6");
   ASSERT_EQ(at.deployments_size(), 1);
   EXPECT_EQ(at.deployments(0).model().version(), "v1");
   EXPECT_EQ(at.deployments(0).traffic_fraction(), 1.0);

@@ -152,6 +152,29 @@ TEST_F(AuditTest, ExportOfAModelVersionAndBadFilters) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(AuditTest, ExportOfLargeEventsStaysUnderTheClientsMessageLimit) {
+  // 60 predictions of ~100 KB: one batch of them would be 6 MB, above gRPC's
+  // default 4 MB receive limit this client keeps.
+  PredictionSpec spec;
+  spec.subject_id = "big-customer";
+  spec.raw_request_bytes = 100 << 10;
+  for (int i = 0; i < 60; ++i) {
+    spec.prediction_id = "big-" + std::to_string(i);
+    predlog::v1::LogRequest request;
+    *request.mutable_prediction() = MakePrediction(spec).prediction_logged();
+    predlog::v1::LogReceipt receipt;
+    grpc::ClientContext context;
+    ASSERT_TRUE(log_->Log(&context, request, &receipt).ok());
+  }
+  predlog::v1::ExportTrailRequest request;
+  request.set_subject_id("big-customer");
+  grpc::Status status;
+  std::vector<predlog::v1::ExportedRecord> records = Export(request, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(records.size(), 60u);
+  ExpectVerifiable(records);
+}
+
 TEST_F(AuditTest, StatusReportsEveryShardWithItsPosition) {
   predlog::v1::StatusResponse response;
   grpc::ClientContext context;

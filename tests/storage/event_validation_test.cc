@@ -41,6 +41,8 @@ TEST(ValidateEvent, EachMissingPredictionFieldIsNamed) {
        "prediction_logged.model is missing"},
       {[](auto* e) { e->mutable_prediction_logged()->mutable_model()->clear_version(); },
        "prediction_logged.model.version is empty"},
+      {[](auto* e) { e->mutable_prediction_logged()->mutable_model()->set_name("credit@v1"); },
+       "prediction_logged.model.name may not contain '@'"},
       {[](auto* e) { e->mutable_prediction_logged()->mutable_model()->set_artifact_sha256("xyz"); },
        "prediction_logged.model.artifact_sha256 is not 64 lower-case hex characters"},
       {[](auto* e) {
