@@ -875,15 +875,16 @@ absl::StatusOr<v1::ExportManifest> Cli::ExportTo(const v1::ExportTrailRequest& r
   grpc::ClientContext context;  // no deadline: an export takes as long as it takes
   auto stream = stub->ExportTrail(&context, request);
   Progress progress("exporting", show_progress ? total : 0);
+  // This thread only reads the stream; the writer checks and renders batches
+  // on its own threads meanwhile.
   v1::ExportBatch batch;
   while (stream->Read(&batch)) {
-    for (const v1::ExportedRecord& record : batch.records()) {
-      if (absl::Status added = writer->Add(record); !added.ok()) {
-        context.TryCancel();
-        stream->Finish();
-        return added;
-      }
+    if (absl::Status added = writer->AddBatch(std::move(batch)); !added.ok()) {
+      context.TryCancel();
+      stream->Finish();
+      return added;
     }
+    batch.Clear();
     if (show_progress) progress.Update(writer->records());
   }
   progress.Done();

@@ -1,6 +1,8 @@
 #include "services/grpc_services.h"
 
 #include <deque>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -337,6 +339,9 @@ constexpr size_t kExportBatchRecords = 1000;
 // unless a single event is bigger (events are at most 1 MB by default).
 constexpr size_t kExportBatchBytes = 2 << 20;
 
+// Reads the next batch from the shards while gRPC sends the previous one:
+// reading and sending overlap instead of taking turns, which left the stream
+// idle for every read (and the client waiting).
 class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::ExportBatch> {
  public:
   ExportTrailReactor(const Audit* audit, const predlog::v1::ExportTrailRequest& request) {
@@ -346,33 +351,76 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
       return;
     }
     cursor_ = std::move(*cursor);
-    WriteNext();
+    Fill();
+    pumping_ = true;
+    Pump();
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {  // the client went away
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "export cancelled by the client"));
-      return;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) cancelled_ = true;  // the client went away
+      if (pumping_) return;        // Pump sees it once its read ends
+      pumping_ = true;
     }
-    WriteNext();
+    Pump();
   }
 
   void OnDone() override { delete this; }
 
  private:
-  void WriteNext() {
-    absl::StatusOr<bool> more = cursor_->Next(kExportBatchRecords, kExportBatchBytes, &batch_);
+  // Reads the next batch into batches_[next_].
+  void Fill() {
+    absl::StatusOr<bool> more =
+        cursor_->Next(kExportBatchRecords, kExportBatchBytes, &batches_[next_]);
     if (!more.ok()) {
-      Finish(ToGrpcStatus(more.status()));
+      end_ = ToGrpcStatus(more.status());
     } else if (!*more) {
-      Finish(grpc::Status::OK);
-    } else {
-      StartWrite(&batch_);
+      end_ = grpc::Status::OK;
+    }
+  }
+
+  // Writes the batch read ahead and reads the next; goes on while writes
+  // complete during reads. One Pump at a time (pumping_); it owns next_,
+  // end_ and the batch not being written.
+  void Pump() {
+    while (true) {
+      bool cancelled = false;
+      {
+        absl::MutexLock lock(&mu_);
+        cancelled = cancelled_;
+        writing_ = !cancelled && !end_.has_value();
+      }
+      if (cancelled) {
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "export cancelled by the client"));
+        return;
+      }
+      if (end_.has_value()) {
+        Finish(*end_);
+        return;
+      }
+      StartWrite(&batches_[next_]);
+      next_ ^= 1;
+      Fill();
+      absl::MutexLock lock(&mu_);
+      if (writing_) {
+        pumping_ = false;  // OnWriteDone goes on
+        return;
+      }
     }
   }
 
   std::unique_ptr<ExportCursor> cursor_;
-  predlog::v1::ExportBatch batch_;  // owned by the write in flight
+  // The write in flight owns one; Fill reads into the other, batches_[next_].
+  predlog::v1::ExportBatch batches_[2];
+  int next_ = 0;
+  std::optional<grpc::Status> end_;  // once the cursor is done or failed
+
+  absl::Mutex mu_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a StartWrite awaits OnWriteDone
+  bool pumping_ ABSL_GUARDED_BY(mu_) = false;  // a thread is in Pump
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -40,10 +40,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -52,6 +55,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/util/json_util.h"
 #include "services/trail_json.h"
@@ -145,10 +149,28 @@ class FileSink {
   std::string* buffer() { return &buffer_; }
   absl::Status MaybeFlush() { return buffer_.size() >= kFlushBytes ? Flush() : absl::OkStatus(); }
 
+  // Appends `bytes`; a large piece is written straight from the caller's
+  // memory when nothing is buffered (a rendered batch: ~2 MB not copied).
+  absl::Status Append(absl::string_view bytes) {
+    if (!buffer_.empty() || bytes.size() < kFlushBytes / 2) {
+      buffer_.append(bytes.data(), bytes.size());
+      return MaybeFlush();
+    }
+    return Write(bytes);
+  }
+
   absl::Status Flush() {
-    hasher_.Update(buffer_);
-    const char* p = buffer_.data();
-    size_t left = buffer_.size();
+    RETURN_IF_ERROR(Write(buffer_));
+    buffer_.clear();
+    return absl::OkStatus();
+  }
+
+  // Hashes, writes and counts `bytes`; only with buffer() empty (else the
+  // buffered bytes would come after them).
+  absl::Status Write(absl::string_view bytes) {
+    hasher_.Update(bytes);
+    const char* p = bytes.data();
+    size_t left = bytes.size();
     while (left > 0) {
       const ssize_t n = ::write(fd_, p, left);
       if (n < 0) {
@@ -158,8 +180,14 @@ class FileSink {
       p += n;
       left -= static_cast<size_t>(n);
     }
-    bytes_ += buffer_.size();
-    buffer_.clear();
+    // Start writing these bytes back now: the kernel would otherwise hold
+    // them dirty until Close's fsync (an export of a GB is below the
+    // background writeback threshold), which would then wait for all of them
+    // at once instead of overlapping the disk with the rendering. Only a hint,
+    // so its failure does not matter: fsync reports real I/O errors.
+    ::sync_file_range(fd_, static_cast<off_t>(bytes_), static_cast<off_t>(bytes.size()),
+                      SYNC_FILE_RANGE_WRITE);
+    bytes_ += bytes.size();
     return absl::OkStatus();
   }
 
@@ -466,107 +494,99 @@ absl::string_view ExportFormatName(ExportFormat format) {
 // ---------------------------------------------------------------------------
 // TrailWriter
 
+// An arena for one record's parsed event, reset per record. Reset frees
+// every block but a caller-provided first one, so without this block each
+// record cost a malloc and free of the arena's blocks.
+class RecordArena {
+ public:
+  RecordArena() : arena_(Options(block_.get())) {}
+  google::protobuf::Arena* get() { return &arena_; }
+  void Reset() { arena_.Reset(); }
+
+ private:
+  static constexpr size_t kBlockBytes = 64 << 10;  // a few demo events' worth
+  static google::protobuf::ArenaOptions Options(char* block) {
+    google::protobuf::ArenaOptions options;
+    options.initial_block = block;
+    options.initial_block_size = kBlockBytes;
+    return options;
+  }
+  std::unique_ptr<char[]> block_ = std::make_unique<char[]>(kBlockBytes);
+  google::protobuf::Arena arena_;
+};
+
 class TrailWriter::Impl {
  public:
   Impl(std::string path, ExportFormat format, std::unique_ptr<FileSink> sink)
       : path_(std::move(path)), format_(format), sink_(std::move(sink)) {}
 
   ~Impl() {
+    StopWorkers();
     if (spill_ != nullptr) ::unlink(spill_->path().c_str());  // an unfinished export
   }
 
   absl::Status Add(const predlog::v1::ExportedRecord& record) {
-    if (finished_) return absl::FailedPreconditionError("the export is already finished");
-    if (!broken_.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("an earlier write failed: ", broken_.message()));
+    RETURN_IF_ERROR(Usable());
+    if (!workers_.empty()) {
+      return absl::FailedPreconditionError("Add after AddBatch: use one or the other");
     }
-    const std::string name = RecordName(record.shard(), record.index());
-    const std::optional<Digest> leaf = storage::DigestFromHex(record.leaf_sha256());
-    const std::optional<Digest> prev = storage::DigestFromHex(record.prev_chain_sha256());
-    const std::optional<Digest> chain = storage::DigestFromHex(record.chain_sha256());
-    if (!leaf || !prev || !chain) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name,
-                       ": leaf_sha256, prev_chain_sha256 and chain_sha256 must be 64 hex "
-                       "digits each"));
-    }
-    if (storage::Sha256(record.event_bytes()) != *leaf) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": leaf_sha256 does not match the event bytes"));
-    }
-    if (storage::ChainNext(*prev, *leaf) != *chain) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": chain_sha256 is not SHA-256(prev_chain_sha256 || leaf)"));
-    }
-    const bool new_shard = shards_.empty() || shards_.back().shard() != record.shard();
-    if (new_shard) {
-      if (seen_shards_.contains(record.shard())) {
-        return absl::InvalidArgumentError(absl::StrCat(name, ": out of log order: shard ",
-                                                       record.shard(), " resumed after ",
-                                                       shards_.back().shard()));
-      }
-    } else {
-      if (record.index() <= last_index_) {
-        return absl::InvalidArgumentError(absl::StrCat(name, ": out of log order after ",
-                                                       RecordName(record.shard(), last_index_)));
-      }
-      if (record.index() == last_index_ + 1 && *prev != last_chain_) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, ": prev_chain_sha256 does not continue the chain of ",
-                         RecordName(record.shard(), last_index_)));
-      }
-    }
+    Prepared prepared;
+    std::string* const out = sink_->buffer();
+    const size_t before = out->size();
     arena_.Reset();
-    event_ = google::protobuf::Arena::CreateMessage<AuditEvent>(&arena_);
-    if (!event_->ParseFromString(record.event_bytes())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, ": event_bytes are not a predlog.v1.AuditEvent"));
+    Prepare(record, arena_.get(), format_ == ExportFormat::kJsonl ? out : nullptr, &prepared);
+    if (absl::Status accepted = Accept(record, prepared); !accepted.ok()) {
+      out->resize(before);  // nothing of a rejected record
+      return accepted;
     }
-
-    // Accepted: render, then account.
-    const HexDigest leaf_hex(*leaf), prev_hex(*prev), chain_hex(*chain);
     if (format_ == ExportFormat::kJsonl) {
-      TrailLineFields fields;
-      fields.shard = record.shard();
-      fields.index = record.index();
-      fields.event = event_;
-      fields.leaf_sha256 = leaf_hex.view();
-      fields.prev_chain_sha256 = prev_hex.view();
-      fields.chain_sha256 = chain_hex.view();
-      fields.event_bytes = record.event_bytes();
-      AppendTrailLine(fields, sink_->buffer());
       broken_ = sink_->MaybeFlush();
     } else {
-      broken_ = AddCsvRow(record, leaf_hex, prev_hex, chain_hex);
+      broken_ = AddCsvRow(record, *prepared.event, prepared);
     }
-
-    if (new_shard) {
-      seen_shards_.insert(record.shard());
-      shards_.emplace_back().set_shard(record.shard());
-    }
-    ExportManifest::ShardRanges& shard = shards_.back();
-    shard.set_records(shard.records() + 1);
-    if (new_shard || record.index() != last_index_ + 1) {
-      ExportManifest::Range* range = shard.add_ranges();
-      range->set_first_index(record.index());
-      range->set_prev_chain_sha256(prev_hex.view().data(), prev_hex.view().size());
-    }
-    ExportManifest::Range* range = shard.mutable_ranges(shard.ranges_size() - 1);
-    range->set_last_index(record.index());
-    range->set_chain_sha256(chain_hex.view().data(), chain_hex.view().size());
-    last_index_ = record.index();
-    last_chain_ = *chain;
-    ++records_;
     return broken_;
   }
 
-  uint64_t records() const { return records_; }
+  absl::Status AddBatch(predlog::v1::ExportBatch batch) {
+    if (format_ == ExportFormat::kCsv) {
+      // A CSV row depends on the header, which depends on the first
+      // prediction: rows are rendered in order, here.
+      for (const predlog::v1::ExportedRecord& record : batch.records())
+        RETURN_IF_ERROR(Add(record));
+      return absl::OkStatus();
+    }
+    if (finished_) return absl::FailedPreconditionError("the export is already finished");
+    // Once workers run, broken_ is theirs: their failures are pipeline_error_.
+    if (workers_.empty()) RETURN_IF_ERROR(Usable());
+    absl::MutexLock lock(&mu_);
+    if (!pipeline_error_.ok()) return pipeline_error_;
+    if (workers_.empty()) {
+      const int n = std::clamp<int>(static_cast<int>(std::thread::hardware_concurrency()), 1,
+                                    kMaxRenderWorkers);
+      for (int i = 0; i < n; ++i) workers_.emplace_back([this] { RenderLoop(); });
+    }
+    // Bounds the memory of batches waiting to be rendered or committed.
+    const auto has_room = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return next_seq_ - next_commit_ < kMaxBatchesInFlight || !pipeline_error_.ok();
+    };
+    mu_.Await(absl::Condition(&has_room));
+    if (!pipeline_error_.ok()) return pipeline_error_;
+    queue_.push_back(Job{next_seq_++, std::move(batch)});
+    return absl::OkStatus();
+  }
+
+  uint64_t records() const { return records_.load(std::memory_order_relaxed); }
 
   absl::StatusOr<ExportManifest> Finish(ExportManifest manifest, const std::string& manifest_path) {
     if (finished_) return absl::FailedPreconditionError("the export is already finished");
     finished_ = true;
+    if (!workers_.empty()) {
+      StopWorkers();  // after they committed every batch queued
+      absl::MutexLock lock(&mu_);
+      RETURN_IF_ERROR(pipeline_error_);
+    }
     RETURN_IF_ERROR(broken_);
+    CloseRange();
     if (format_ == ExportFormat::kCsv && !header_written_) {
       RETURN_IF_ERROR(WriteCsvHeader(CsvColumns()));
     }
@@ -577,7 +597,7 @@ class TrailWriter::Impl {
     manifest.set_file_format(format.data(), format.size());
     manifest.set_file_sha256(storage::ToHex(sink_->sha256()));
     manifest.set_file_bytes(sink_->bytes());
-    manifest.set_record_count(records_);
+    manifest.set_record_count(records());
     manifest.clear_shards();
     for (auto& shard : shards_) *manifest.add_shards() = std::move(shard);
     google::protobuf::util::JsonPrintOptions options;
@@ -593,13 +613,234 @@ class TrailWriter::Impl {
   }
 
  private:
+  // Render workers at most: rendering a batch is the expensive part of Add,
+  // and batches are independent but for their place in the log.
+  static constexpr int kMaxRenderWorkers = 4;
+  // Batches queued, being rendered or waiting to be committed; bounds memory
+  // (a batch is ~1 MB of events and ~2 MB of lines).
+  static constexpr uint64_t kMaxBatchesInFlight = 8;
+
+  // A batch handed to AddBatch; `seq` is its place in the file.
+  struct Job {
+    uint64_t seq = 0;
+    predlog::v1::ExportBatch batch;
+  };
+
+  // A record checked on its own (digests, leaf, chain, event) and, for JSON
+  // lines, rendered. What remains is its place in the log (Accept).
+  struct Prepared {
+    // The first failure of the record's own checks, naming the record.
+    absl::Status status;
+    // `status` says the event bytes do not parse. Log order is checked before
+    // that, and after the digests, so the error of a record is the one Add
+    // always returned for it.
+    bool parse_failed = false;
+    Digest leaf{};
+    Digest prev{};
+    Digest chain{};
+    const AuditEvent* event = nullptr;  // on Prepare's arena
+  };
+
+  absl::Status Usable() const {
+    if (finished_) return absl::FailedPreconditionError("the export is already finished");
+    if (!broken_.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("an earlier write failed: ", broken_.message()));
+    }
+    return absl::OkStatus();
+  }
+
+  // Thread-safe: uses no member. Parses the event onto `arena` and, when
+  // `out` is not null and every check passed, appends its JSON line to `out`.
+  static void Prepare(const predlog::v1::ExportedRecord& record, google::protobuf::Arena* arena,
+                      std::string* out, Prepared* p) {
+    const auto fail = [&](absl::string_view what) {
+      p->status = absl::InvalidArgumentError(
+          absl::StrCat(RecordName(record.shard(), record.index()), ": ", what));
+    };
+    const std::optional<Digest> leaf = storage::DigestFromHex(record.leaf_sha256());
+    const std::optional<Digest> prev = storage::DigestFromHex(record.prev_chain_sha256());
+    const std::optional<Digest> chain = storage::DigestFromHex(record.chain_sha256());
+    if (!leaf || !prev || !chain) {
+      return fail("leaf_sha256, prev_chain_sha256 and chain_sha256 must be 64 hex digits each");
+    }
+    p->leaf = *leaf;
+    p->prev = *prev;
+    p->chain = *chain;
+    if (storage::Sha256(record.event_bytes()) != p->leaf) {
+      return fail("leaf_sha256 does not match the event bytes");
+    }
+    if (storage::ChainNext(p->prev, p->leaf) != p->chain) {
+      return fail("chain_sha256 is not SHA-256(prev_chain_sha256 || leaf)");
+    }
+    AuditEvent* const event = google::protobuf::Arena::CreateMessage<AuditEvent>(arena);
+    if (!event->ParseFromString(record.event_bytes())) {
+      p->parse_failed = true;
+      return fail("event_bytes are not a predlog.v1.AuditEvent");
+    }
+    p->event = event;
+    if (out == nullptr) return;
+    // The record's own hex was checked to be digits, but maybe upper case:
+    // the line holds the canonical lower case.
+    const HexDigest leaf_hex(p->leaf), prev_hex(p->prev), chain_hex(p->chain);
+    TrailLineFields fields;
+    fields.shard = record.shard();
+    fields.index = record.index();
+    fields.event = event;
+    fields.leaf_sha256 = leaf_hex.view();
+    fields.prev_chain_sha256 = prev_hex.view();
+    fields.chain_sha256 = chain_hex.view();
+    fields.event_bytes = record.event_bytes();
+    AppendTrailLine(fields, out);
+  }
+
+  // Checks the prepared record's place in the log and, when it fits, counts
+  // it in the manifest. The record's own failure, when it has one, comes
+  // before (digests) or after (parsing) the log order checks.
+  absl::Status Accept(const predlog::v1::ExportedRecord& record, const Prepared& p) {
+    if (!p.status.ok() && !p.parse_failed) return p.status;
+    const bool new_shard = shards_.empty() || shards_.back().shard() != record.shard();
+    if (new_shard) {
+      if (seen_shards_.contains(record.shard())) {
+        return absl::InvalidArgumentError(absl::StrCat(RecordName(record.shard(), record.index()),
+                                                       ": out of log order: shard ", record.shard(),
+                                                       " resumed after ", shards_.back().shard()));
+      }
+    } else {
+      if (record.index() <= last_index_) {
+        return absl::InvalidArgumentError(absl::StrCat(RecordName(record.shard(), record.index()),
+                                                       ": out of log order after ",
+                                                       RecordName(record.shard(), last_index_)));
+      }
+      if (record.index() == last_index_ + 1 && p.prev != last_chain_) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(RecordName(record.shard(), record.index()),
+                         ": prev_chain_sha256 does not continue the chain of ",
+                         RecordName(record.shard(), last_index_)));
+      }
+    }
+    if (!p.status.ok()) return p.status;
+
+    if (new_shard || record.index() != last_index_ + 1) {
+      CloseRange();
+      if (new_shard) {
+        seen_shards_.insert(record.shard());
+        shards_.emplace_back().set_shard(record.shard());
+      }
+      ExportManifest::Range* range = shards_.back().add_ranges();
+      range->set_first_index(record.index());
+      const HexDigest prev_hex(p.prev);
+      range->set_prev_chain_sha256(prev_hex.view().data(), prev_hex.view().size());
+    }
+    ExportManifest::ShardRanges& shard = shards_.back();
+    shard.set_records(shard.records() + 1);
+    shard.mutable_ranges(shard.ranges_size() - 1)->set_last_index(record.index());
+    last_index_ = record.index();
+    last_chain_ = p.chain;
+    records_.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+
+  // Fills in the chain anchor of the range being written, if any (only its
+  // last record's chain value matters, so it is written once, not per record).
+  void CloseRange() {
+    if (shards_.empty() || shards_.back().ranges_size() == 0) return;
+    ExportManifest::ShardRanges& shard = shards_.back();
+    const HexDigest chain_hex(last_chain_);
+    shard.mutable_ranges(shard.ranges_size() - 1)
+        ->set_chain_sha256(chain_hex.view().data(), chain_hex.view().size());
+  }
+
+  // A render worker: takes batches in order, checks and renders them alone,
+  // then waits for its batch's turn and commits it (log order, manifest,
+  // file), so the file is in AddBatch order while rendering runs in parallel.
+  void RenderLoop() {
+    RecordArena arena;
+    std::string text;
+    std::vector<Prepared> prepared;
+    std::vector<size_t> ends;  // of each record's line in `text`
+    while (true) {
+      Job job;
+      bool failed = false;
+      {
+        absl::MutexLock lock(&mu_);
+        const auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !queue_.empty() || stopping_;
+        };
+        mu_.Await(absl::Condition(&ready));
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        failed = !pipeline_error_.ok();
+      }
+      text.clear();
+      prepared.clear();
+      ends.clear();
+      if (!failed) {  // after a failure the rest is dropped
+        for (const predlog::v1::ExportedRecord& record : job.batch.records()) {
+          arena.Reset();
+          Prepared& p = prepared.emplace_back();
+          Prepare(record, arena.get(), &text, &p);
+          p.event = nullptr;  // gone with the next Reset
+          ends.push_back(text.size());
+          if (!p.status.ok()) break;
+        }
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        const auto turn = [this, seq = job.seq]()
+                              ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return next_commit_ == seq; };
+        mu_.Await(absl::Condition(&turn));
+        failed = !pipeline_error_.ok();
+      }
+      // Until next_commit_ moves on, only this worker touches the manifest
+      // state and the sink (the mutex orders it after the previous commit).
+      absl::Status status;
+      if (!failed) status = Commit(job.batch, prepared, ends, text);
+      absl::MutexLock lock(&mu_);
+      if (!status.ok() && pipeline_error_.ok()) pipeline_error_ = status;
+      ++next_commit_;
+    }
+  }
+
+  // Accepts the batch's records in order and writes the lines of those
+  // accepted: a rejected record, and everything after it, is not written.
+  absl::Status Commit(const predlog::v1::ExportBatch& batch, const std::vector<Prepared>& prepared,
+                      const std::vector<size_t>& ends, const std::string& text) {
+    absl::Status status;
+    size_t accepted_end = 0;
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      status = Accept(batch.records(static_cast<int>(i)), prepared[i]);
+      if (!status.ok()) break;
+      accepted_end = ends[i];
+    }
+    if (absl::Status flushed = sink_->Append(absl::string_view(text.data(), accepted_end));
+        !flushed.ok()) {
+      broken_ = flushed;
+      return flushed;
+    }
+    return status;
+  }
+
+  // Lets the workers finish what is queued, and joins them.
+  void StopWorkers() {
+    if (workers_.empty()) return;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    for (std::thread& worker : workers_) worker.join();
+    workers_.clear();
+  }
+
   // CSV rows wait for the header until the first prediction names the input
   // columns; the rows before it stay in memory, or in a spill file when many.
-  absl::Status AddCsvRow(const predlog::v1::ExportedRecord& record, const HexDigest& leaf,
-                         const HexDigest& prev, const HexDigest& chain) {
-    if (!header_written_ && event_->has_prediction_logged()) {
-      RETURN_IF_ERROR(WriteCsvHeader(CsvColumns::For(event_->prediction_logged())));
+  absl::Status AddCsvRow(const predlog::v1::ExportedRecord& record, const AuditEvent& event,
+                         const Prepared& prepared) {
+    if (!header_written_ && event.has_prediction_logged()) {
+      RETURN_IF_ERROR(WriteCsvHeader(CsvColumns::For(event.prediction_logged())));
     }
+    const HexDigest leaf(prepared.leaf), prev(prepared.prev), chain(prepared.chain);
     RowKey key;
     key.shard = record.shard();
     key.index = record.index();
@@ -608,7 +849,7 @@ class TrailWriter::Impl {
     key.chain = chain.view();
     key.event_bytes = record.event_bytes();
     if (header_written_) {
-      AppendCsvRow(columns_, key, *event_, sink_->buffer());
+      AppendCsvRow(columns_, key, event, sink_->buffer());
       return sink_->MaybeFlush();
     }
     // Rows before the header are not predictions (the first prediction
@@ -617,7 +858,7 @@ class TrailWriter::Impl {
     // where each row's run of empty cells is: the header inserts the missing
     // commas there (just before the row's last comma, which precedes
     // event_bytes_base64, whose alphabet has no comma).
-    AppendCsvRow(CsvColumns(), key, *event_, &pending_);
+    AppendCsvRow(CsvColumns(), key, event, &pending_);
     pending_comma_runs_.push_back(spilled_bytes_ + pending_.rfind(','));
     if (pending_.size() < kMaxPendingCsvBytes) return absl::OkStatus();
     if (spill_ == nullptr) {
@@ -690,18 +931,31 @@ class TrailWriter::Impl {
   const ExportFormat format_;
   const std::unique_ptr<FileSink> sink_;
 
+  // The caller's thread only.
   bool finished_ = false;
+  std::vector<std::thread> workers_;  // started by the first AddBatch
+  // The record being added by Add, parsed on an arena reset per record
+  // (cheaper than a reused heap message: features are many small submessages).
+  RecordArena arena_;
+
+  // Written by Add, or by the worker whose turn it is to commit.
   absl::Status broken_;  // the first failed write; every later call fails
-  uint64_t records_ = 0;
+  std::atomic<uint64_t> records_{0};
   // The manifest's shards so far; the last one is the shard being written.
+  // Its last range's chain_sha256 is filled in by CloseRange.
   std::vector<ExportManifest::ShardRanges> shards_;
   absl::flat_hash_set<std::string> seen_shards_;
   uint64_t last_index_ = 0;  // of shards_.back()
   Digest last_chain_{};
-  // The record being added, parsed on an arena reset per record (cheaper
-  // than a reused heap message: features are many small submessages).
-  google::protobuf::Arena arena_;
-  AuditEvent* event_ = nullptr;
+
+  // The AddBatch pipeline.
+  absl::Mutex mu_;
+  std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;     // of the next batch queued
+  uint64_t next_commit_ ABSL_GUARDED_BY(mu_) = 0;  // of the next batch to commit
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The first rejected record or failed write; later batches are dropped.
+  absl::Status pipeline_error_ ABSL_GUARDED_BY(mu_);
 
   // CSV
   bool header_written_ = false;
@@ -728,6 +982,10 @@ absl::StatusOr<std::unique_ptr<TrailWriter>> TrailWriter::Create(const std::stri
 
 absl::Status TrailWriter::Add(const predlog::v1::ExportedRecord& record) {
   return impl_->Add(record);
+}
+
+absl::Status TrailWriter::AddBatch(predlog::v1::ExportBatch batch) {
+  return impl_->AddBatch(std::move(batch));
 }
 
 uint64_t TrailWriter::records() const { return impl_->records(); }
@@ -1215,7 +1473,7 @@ class Verifier {
     }
 
     arena_.Reset();
-    AuditEvent* const event = google::protobuf::Arena::CreateMessage<AuditEvent>(&arena_);
+    AuditEvent* const event = google::protobuf::Arena::CreateMessage<AuditEvent>(arena_.get());
     if (!event->ParseFromString(claim.event_bytes)) {
       return FailLine("event_bytes are not a predlog.v1.AuditEvent");
     }
@@ -1455,7 +1713,7 @@ class Verifier {
   bool prediction_seen_ = false;
   CsvColumns columns_;
 
-  google::protobuf::Arena arena_;  // holds the record being checked
+  RecordArena arena_;  // holds the record being checked
   std::string canonical_;
 };
 

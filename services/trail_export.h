@@ -33,7 +33,8 @@ absl::string_view ExportFormatName(ExportFormat format);
 // shard, each in log order), to one file, building the manifest as it goes.
 // Nothing of a record is written unless Add accepts it whole.
 //
-// Single-threaded (externally synchronized).
+// Externally synchronized, but for records(); AddBatch runs worker threads
+// of its own, joined by Finish or the destructor.
 class TrailWriter {
  public:
   // Creates (or truncates) `path`. Errors name the path: NOT_FOUND for a
@@ -51,6 +52,17 @@ class TrailWriter {
   // must never send such a record. FAILED_PRECONDITION after Finish or after a
   // write failed; INTERNAL for I/O errors.
   absl::Status Add(const predlog::v1::ExportedRecord& record);
+
+  // Add for every record of `batch`, in order, but for JSON lines checked
+  // and rendered by worker threads while the caller fetches the next batch:
+  // an export is CPU-bound on rendering (bench/RESULTS.md). The file is the
+  // same as Add's, and so are the checks and the error of a bad record; but
+  // that error comes back from a later AddBatch or from Finish, after the
+  // records before it were accepted, and every batch after it is dropped.
+  // Do not mix with Add on one writer (FAILED_PRECONDITION from Add).
+  absl::Status AddBatch(predlog::v1::ExportBatch batch);
+
+  // Records accepted so far. Thread-safe (for a progress display).
   uint64_t records() const;
 
   // Flushes and fsyncs the file, fills the manifest (file name, format,

@@ -46,14 +46,26 @@ Digest Sha256Hasher::Finish() {
   return d;
 }
 
+namespace {
+
+// One context per thread, reused (Finish starts it over): allocating and
+// initializing an EVP context per digest cost about as much as hashing a
+// ~600-byte event, and exports and folds take two digests per record.
+Sha256Hasher& ThreadHasher() {
+  thread_local Sha256Hasher hasher;
+  return hasher;
+}
+
+}  // namespace
+
 Digest Sha256(absl::string_view bytes) {
-  Sha256Hasher hasher;
+  Sha256Hasher& hasher = ThreadHasher();
   hasher.Update(bytes);
   return hasher.Finish();
 }
 
 Digest ChainNext(const Digest& previous, const Digest& leaf) {
-  Sha256Hasher hasher;
+  Sha256Hasher& hasher = ThreadHasher();
   hasher.Update(AsBytes(previous));
   hasher.Update(AsBytes(leaf));
   return hasher.Finish();
@@ -69,21 +81,35 @@ std::string ToHex(const Digest& digest) {
   return out;
 }
 
+namespace {
+
+// Nibble value of each byte, -1 for a non-hex one: a table instead of three
+// range tests per character, since exports parse three digests per record.
+constexpr std::array<int8_t, 256> MakeNibbleTable() {
+  std::array<int8_t, 256> table{};
+  for (int c = 0; c < 256; ++c) {
+    table[c] = c >= '0' && c <= '9'   ? static_cast<int8_t>(c - '0')
+               : c >= 'a' && c <= 'f' ? static_cast<int8_t>(c - 'a' + 10)
+               : c >= 'A' && c <= 'F' ? static_cast<int8_t>(c - 'A' + 10)
+                                      : int8_t{-1};
+  }
+  return table;
+}
+constexpr std::array<int8_t, 256> kNibble = MakeNibbleTable();
+
+}  // namespace
+
 std::optional<Digest> DigestFromHex(absl::string_view hex) {
   if (hex.size() != 64) return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   Digest d;
+  int bad = 0;  // any -1 sets the sign bit; checked once at the end
   for (size_t i = 0; i < d.size(); ++i) {
-    const int hi = nibble(hex[2 * i]);
-    const int lo = nibble(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    d[i] = static_cast<uint8_t>(hi << 4 | lo);
+    const int hi = kNibble[static_cast<uint8_t>(hex[2 * i])];
+    const int lo = kNibble[static_cast<uint8_t>(hex[2 * i + 1])];
+    bad |= hi | lo;
+    d[i] = static_cast<uint8_t>(static_cast<unsigned>(hi) << 4 | static_cast<unsigned>(lo));
   }
+  if (bad < 0) return std::nullopt;
   return d;
 }
 

@@ -28,6 +28,7 @@ using ::predlog::testing::Msg;
 using ::predlog::testing::StatusIs;
 using ::predlog::testing::TempDir;
 using ::predlog::v1::AuditEvent;
+using ::predlog::v1::ExportBatch;
 using ::predlog::v1::ExportedRecord;
 using ::predlog::v1::ExportManifest;
 using ::testing::HasSubstr;
@@ -601,6 +602,65 @@ TEST_F(TrailExportTest, WriterRejectsRecordsTheServerMustNeverSend) {
   const ExportVerification v = Verify(dir_.Sub("w.manifest.json"));
   EXPECT_TRUE(v.ok) << v.failure;
   EXPECT_EQ(v.records_checked, 3u);
+}
+
+// `records` in batches of `size`, as ExportTrail streams them.
+std::vector<ExportBatch> Batches(const std::vector<ExportedRecord>& records, size_t size) {
+  std::vector<ExportBatch> batches;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (i % size == 0) batches.emplace_back();
+    *batches.back().add_records() = records[i];
+  }
+  return batches;
+}
+
+TEST_F(TrailExportTest, AddBatchWritesTheSameFileAndManifestAsAdd) {
+  for (const ExportFormat format : kFormats) {
+    SCOPED_TRACE(ExportFormatName(format));
+    // Two sparse runs in shard 0, then shard 1, over batch boundaries.
+    std::vector<ExportedRecord> records = AllRecords();
+    records.erase(records.begin() + 4, records.begin() + 7);
+    const std::string by_add = Export(records, format, "by_add");
+
+    const std::string file = dir_.Sub(absl::StrCat("by_batch.", ExportFormatName(format)));
+    ASSERT_OK_AND_ASSIGN(auto writer, TrailWriter::Create(file, format));
+    for (ExportBatch& batch : Batches(records, 5)) ASSERT_OK(writer->AddBatch(std::move(batch)));
+    ExportManifest manifest;
+    manifest.set_exported_by("auditor@host");
+    manifest.mutable_filter()->set_all(true);
+    ASSERT_OK_AND_ASSIGN(ExportManifest written,
+                         writer->Finish(manifest, dir_.Sub("by_batch.manifest.json")));
+
+    EXPECT_EQ(ReadFile(file), ReadFile(FileOf(by_add, format)));
+    EXPECT_EQ(written.record_count(), records.size());
+    ExportManifest expected;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ReadFile(by_add), &expected).ok());
+    ASSERT_EQ(written.shards_size(), expected.shards_size());
+    for (int i = 0; i < written.shards_size(); ++i) {
+      EXPECT_EQ(written.shards(i).SerializeAsString(), expected.shards(i).SerializeAsString());
+    }
+    const ExportVerification v = Verify(dir_.Sub("by_batch.manifest.json"));
+    EXPECT_TRUE(v.ok) << v.failure;
+  }
+}
+
+TEST_F(TrailExportTest, AddBatchStopsAtARejectedRecordAfterAcceptingTheRecordsBeforeIt) {
+  std::vector<ExportedRecord> records = AllRecords();
+  records[5].set_event_bytes(records[5].event_bytes() + " ");
+
+  const std::string file = dir_.Sub("bad.jsonl");
+  ASSERT_OK_AND_ASSIGN(auto writer, TrailWriter::Create(file, ExportFormat::kJsonl));
+  absl::Status status;
+  for (ExportBatch& batch : Batches(records, 3)) {
+    status = writer->AddBatch(std::move(batch));
+    if (!status.ok()) break;
+  }
+  // The error comes back from a later AddBatch or, at the latest, Finish.
+  if (status.ok())
+    status = writer->Finish(ExportManifest(), dir_.Sub("bad.manifest.json")).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                               "predlog.events-0#5: leaf_sha256 does not match the event bytes"));
+  EXPECT_EQ(writer->records(), 5u);  // 0..4, and nothing after the bad one
 }
 
 TEST_F(TrailExportTest, CreateInAMissingDirectoryIsNotFound) {
