@@ -325,6 +325,26 @@ TEST(PredlogCliErrors, UsageAndUnreachableServer) {
   EXPECT_THAT(verify, HasSubstr("/no/such/manifest"));
 }
 
+// The demo fails cleanly (a message and exit 1, not an abort) when a call
+// fails while its prediction stream is open: here v2 is already registered
+// with other bytes, which the demo meets halfway through.
+TEST(PredlogCliDemo, AFailureMidStreamIsAMessageNotACrash) {
+  TempDir dir;
+  testing::Predlogd server(PREDLOGD_BINARY,
+                           {"--data_dir=" + dir.Sub("data"), "--grpc_listen=127.0.0.1:0",
+                            "--http_listen=", "--partitions=2"});
+  ASSERT_FALSE(server.grpc().empty()) << server.startup_line();
+  const std::string cli = std::string(PREDLOG_CLI_BINARY) + " --server=" + server.grpc();
+  WriteFile(dir.Sub("junk.bin"), "not the demo's v2");
+  auto [reg_code, reg] =
+      RunCommand(cli + " model register --name credit --version v2 --file " + dir.Sub("junk.bin"));
+  ASSERT_EQ(reg_code, 0) << reg;
+  auto [code, out] = RunCommand(cli + " demo credit --customers 10 --predictions 100");
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("register credit@v2"));
+  EXPECT_THAT(out, Not(HasSubstr("terminate")));
+}
+
 // The first slice's contract (log JSON lines, get) still holds.
 TEST(PredlogCliLog, LogsJsonLinesAndReadsThemBackWithPreciseExitCodes) {
   TempDir dir;
