@@ -74,6 +74,8 @@ void AppendJsonFloat(float value, std::string* out);
 absl::string_view NonFiniteName(double value);
 // Standard base64 with padding.
 void AppendBase64(absl::string_view bytes, std::string* out);
+// Appends `code_point` (at most 0x10FFFF) encoded as UTF-8.
+void AppendUtf8(uint32_t code_point, std::string* out);
 // `value` quoted and escaped as protobuf's JSON writer escapes it. False
 // (nothing appended) for invalid UTF-8.
 bool AppendJsonString(absl::string_view value, std::string* out);
