@@ -3,7 +3,6 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "storage/status_macros.h"
 
 namespace predlog::replay {
@@ -52,11 +51,6 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> ModelCache::LoadUnlocked(
     const storage::Digest& digest, const ModelRuntime& runtime,
     absl::FunctionRef<absl::StatusOr<std::string>()> read_artifact) const {
   ASSIGN_OR_RETURN(std::string artifact, read_artifact());
-  if (storage::Sha256(artifact) != digest) {
-    return absl::DataLossError(absl::StrCat("artifact bytes hash to ",
-                                            storage::ToHex(storage::Sha256(artifact)),
-                                            ", not to the requested ", storage::ToHex(digest)));
-  }
   ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> model, runtime.Load(artifact));
   return std::shared_ptr<const LoadedModel>(std::move(model));
 }

@@ -44,9 +44,9 @@ class ModelCache {
 
   // The model of `runtime.framework()` whose artifact has SHA-256 `digest`. On a miss, calls
   // read_artifact() and runtime.Load() without holding the cache's lock; concurrent calls for
-  // the same key wait for that one load and share its result, error included. Errors:
-  // read_artifact's status; DATA_LOSS when its bytes do not hash to `digest` (the cache would
-  // otherwise serve a wrong model under that digest for as long as it kept it); Load's status.
+  // the same key wait for that one load and share its result, error included. read_artifact
+  // must return bytes already verified to hash to `digest` (storage::ArtifactStore::Read does:
+  // the store is the one place artifacts are verified). Errors: read_artifact's, Load's.
   // A failed load is not cached: the next call tries again. A model larger than max_bytes is
   // returned but not kept. `runtime` and `read_artifact` are borrowed for the call only.
   absl::StatusOr<std::shared_ptr<const LoadedModel>> GetOrLoad(

@@ -13,11 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/type_resolver.h"
 #include "google/protobuf/util/type_resolver_util.h"
 #include "predlog/v1/audit.pb.h"
+#include "storage/deterministic_bytes.h"
 
 namespace predlog::services {
 
@@ -964,13 +963,7 @@ absl::StatusOr<std::string> TrailLineJsonReference(const TrailLineFields& fields
   line.set_prev_chain_sha256(fields.prev_chain_sha256.data(), fields.prev_chain_sha256.size());
   line.set_chain_sha256(fields.chain_sha256.data(), fields.chain_sha256.size());
   line.set_event_bytes(fields.event_bytes.data(), fields.event_bytes.size());
-  std::string binary;
-  {
-    google::protobuf::io::StringOutputStream stream(&binary);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    line.SerializeToCodedStream(&coded);
-  }
+  const std::string binary = storage::DeterministicBytes(line);
   // Leaked on purpose: shared by every thread for the life of the process.
   static google::protobuf::util::TypeResolver* const resolver =
       google::protobuf::util::NewTypeResolverForDescriptorPool(

@@ -48,14 +48,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/arena.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
+#include "storage/deterministic_bytes.h"
 #include "storage/key_codec.h"
 #include "storage/logging.h"
 #include "storage/state_fold.h"
@@ -190,16 +189,7 @@ std::string IndexedState(uint64_t index, const Digest& leaf,
 // serializations (map entries sorted). Byte equality, not field equality, so a
 // retry with a NaN input is a duplicate and -0.0 vs 0.0 is a difference.
 bool SameContent(const google::protobuf::Message& a, const google::protobuf::Message& b) {
-  auto serialize = [](const google::protobuf::Message& m) {
-    std::string out;
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    m.SerializeToCodedStream(&coded);
-    coded.Trim();
-    return out;
-  };
-  return serialize(a) == serialize(b);
+  return DeterministicBytes(a) == DeterministicBytes(b);
 }
 
 // A source incarnation the shard has folded from.

@@ -229,17 +229,6 @@ TEST(ModelCacheTest, GetOrLoad_FailedModelLoadIsNotCached) {
   EXPECT_EQ(cache.stats().bytes, 0u);
 }
 
-TEST(ModelCacheTest, GetOrLoad_BytesNotMatchingTheDigestAreDataLoss) {
-  ModelCache cache(/*max_bytes=*/1000);
-  FakeRuntime runtime;
-  const std::string wanted = Artifact('a', 100), other = Artifact('b', 100);
-  std::atomic<int> reads{0};
-  EXPECT_THAT(cache.GetOrLoad(Sha256(wanted), runtime, Reader(other, &reads)),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr(storage::ToHex(Sha256(wanted)))));
-  EXPECT_EQ(runtime.loads, 0);
-  EXPECT_EQ(cache.stats().models, 0u);
-}
-
 TEST(ModelCacheTest, GetOrLoad_RealXgboostModelPredicts) {
   demo::TrainOptions options;
   options.trees = 5;

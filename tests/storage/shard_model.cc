@@ -3,8 +3,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "storage/deterministic_bytes.h"
 #include "storage/event_validation.h"
 #include "tests/testing/events.h"
 
@@ -20,16 +19,6 @@ std::string Prediction(int64_t id, int variant) {
   spec.score = 0.1f * static_cast<float>(variant + 1);
   spec.features = 4 + static_cast<int>(id % 5);
   return MakePredictionPayload(spec);
-}
-
-std::string Deterministic(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::io::StringOutputStream stream(&out);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  m.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
 }
 
 }  // namespace
@@ -59,7 +48,7 @@ storage::FoldOutcome ShardModel::Apply(int64_t offset, const std::string& payloa
     rejected_.push_back({offset, storage::RejectKind::kRejected});
     return storage::FoldOutcome::kRejected;
   }
-  const std::string body = Deterministic(event.prediction_logged());
+  const std::string body = storage::DeterministicBytes(event.prediction_logged());
   auto [it, inserted] = bodies_.emplace(event.prediction_logged().prediction_id(), body);
   if (inserted) {
     log_.push_back({offset, payload});
