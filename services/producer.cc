@@ -21,7 +21,7 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Open(const ProducerOptions& 
           {"enable.idempotence", "true"},
           {"acks", "all"},
           {"partitioner", "murmur2_random"},
-          {"linger.ms", absl::StrCat(absl::ToInt64Milliseconds(options.linger))},
+          {"linger.ms", absl::StrCat(absl::ToDoubleMilliseconds(options.linger))},
           {"message.timeout.ms", absl::StrCat(absl::ToInt64Milliseconds(options.delivery_timeout))},
           {"queue.buffering.max.messages", absl::StrCat(options.max_queued_messages)},
           {"log_level", "4"},

@@ -26,8 +26,13 @@ struct ProducerOptions {
   // How long librdkafka keeps trying to deliver before the callback gets
   // UNAVAILABLE. Must be > 0.
   absl::Duration delivery_timeout = absl::Seconds(10);
-  // Batching: wait up to this long to fill a batch.
-  absl::Duration linger = absl::Milliseconds(2);
+  // Batching: wait up to this long to fill a batch. Zero sends at once: an
+  // ack in the embedded default waits for produce, fetch and fold, and each
+  // millisecond of linger is a millisecond of every ack. Under load batches
+  // still form from what queues while earlier requests are in flight
+  // (measured against the embedded broker, one message every ms: produce to
+  // consume p50 1.3 ms with 0, 2.6 ms with 0.5, 3.5 ms with 2).
+  absl::Duration linger = absl::ZeroDuration();
   // Messages queued locally before Produce answers RESOURCE_EXHAUSTED.
   int max_queued_messages = 100'000;
 };
