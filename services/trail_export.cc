@@ -27,6 +27,10 @@
 //   empty string and a missing value look alike: event_bytes tell them apart);
 //   extra_inputs is a JSON object of the inputs without a column of their own
 //   (a value as the JSON mapping prints it, null when unset), empty when none.
+//   Text cells (actor, ids, names, versions, label, trace_id, string inputs)
+//   that start with = + - @ TAB or CR get a leading ' so that a spreadsheet
+//   shows them as text instead of evaluating them as a formula (CSV
+//   injection); the exact value is in event_bytes.
 //   Non-prediction records leave every column from prediction_id to
 //   extra_inputs empty.
 //
@@ -301,6 +305,16 @@ void AppendCell(absl::string_view value, std::string* out) {
   out->push_back('"');
 }
 
+// `text` as a spreadsheet shows it literally: a leading character that makes
+// Excel, LibreOffice or Sheets evaluate the cell as a formula gets a ' before it.
+std::string SpreadsheetText(absl::string_view text) {
+  if (!text.empty() &&
+      absl::string_view("=+-@\t\r").find(text.front()) != absl::string_view::npos) {
+    return absl::StrCat("'", text);
+  }
+  return std::string(text);
+}
+
 void AppendCsvHeader(const CsvColumns& columns, std::string* out) {
   for (size_t i = 0; i < kCsvFixedCount; ++i) {
     if (i > 0) out->push_back(',');
@@ -351,7 +365,7 @@ std::string FeatureCell(const predlog::v1::Feature& f) {
       cell = f.bool_value() ? "true" : "false";
       break;
     case F::kStringValue:
-      cell = f.string_value();
+      cell = SpreadsheetText(f.string_value());
       break;
     case F::kBytesValue:
       AppendBase64(f.bytes_value(), &cell);
@@ -417,7 +431,7 @@ void AppendCsvRow(const CsvColumns& columns, const RowKey& key, const AuditEvent
   absl::StrAppend(out, key.leaf, ",", key.prev_chain, ",", key.chain, ",");
   AppendCell(CsvTime(event.has_recorded_at(), event.recorded_at()), out);
   out->push_back(',');
-  AppendCell(event.actor(), out);
+  AppendCell(SpreadsheetText(event.actor()), out);
   out->push_back(',');
   if (event.body_case() != AuditEvent::BODY_NOT_SET) {
     const auto* field = AuditEvent::descriptor()->FindFieldByNumber(event.body_case());
@@ -434,7 +448,7 @@ void AppendCsvRow(const CsvColumns& columns, const RowKey& key, const AuditEvent
         p.pipeline().name(), p.pipeline().version()};
     for (const std::string& cell : cells) {
       out->push_back(',');
-      AppendCell(cell, out);
+      AppendCell(SpreadsheetText(cell), out);
     }
     std::string scores;
     for (const float s : p.output().float_scores()) {
@@ -448,9 +462,9 @@ void AppendCsvRow(const CsvColumns& columns, const RowKey& key, const AuditEvent
     out->push_back(',');
     AppendCell(scores, out);
     out->push_back(',');
-    AppendCell(p.output().label(), out);
+    AppendCell(SpreadsheetText(p.output().label()), out);
     out->push_back(',');
-    AppendCell(p.trace_id(), out);
+    AppendCell(SpreadsheetText(p.trace_id()), out);
 
     std::vector<const predlog::v1::Feature*> by_column(columns.names().size(), nullptr);
     std::string extra;

@@ -291,6 +291,50 @@ TEST_F(TrailExportTest, CsvHasTheDocumentedHeaderAndQuotesHostileCells) {
   EXPECT_THAT(file, HasSubstr(",entity_changed,,,,,,,,,,,,,,,,,"));
 }
 
+// A spreadsheet must never evaluate logged text as a formula (CSV
+// injection): text cells starting with = + - @ TAB or CR get a leading ',
+// numbers keep their sign, and the export still verifies.
+TEST_F(TrailExportTest, CsvTextThatLooksLikeAFormulaIsShownAsText) {
+  testing::PredictionSpec spec;
+  spec.prediction_id = "=HYPERLINK(\"http://evil\",\"x\")";
+  spec.subject_id = "-2+3";
+  spec.features = 1;
+  AuditEvent event = testing::MakePrediction(spec);
+  event.set_actor("@SUM(A1)");
+  auto* p = event.mutable_prediction_logged();
+  p->mutable_output()->set_label("+1");
+  p->set_trace_id("\tcmd");
+  p->mutable_inputs(0)->set_double_value(-5.5);
+  auto* text = p->add_inputs();
+  text->set_name("comment");
+  text->set_string_value("=cmd|' /C calc'!A0");
+  auto* safe = p->add_inputs();
+  safe->set_name("city");
+  safe->set_string_value("Lyon");
+
+  storage::ShardOptions options;
+  options.dir = dir_.Sub("formula-shard");
+  options.name = "predlog.events-9";
+  ASSERT_OK_AND_ASSIGN(auto store, ShardStore::Open(options));
+  const std::string payload = event.SerializeAsString();
+  ASSERT_OK_AND_ASSIGN(auto applied, store->ApplyBatch({Msg("incarnation-1", 0, payload)}));
+  ASSERT_EQ(applied.messages[0].outcome, storage::FoldOutcome::kApplied);
+  ASSERT_OK_AND_ASSIGN(auto stored, store->ReadRange(0, 1));
+  const std::string manifest = Export({ToExported(*store, stored[0])}, ExportFormat::kCsv, "f");
+  const std::string file = ReadFile(FileOf(manifest, ExportFormat::kCsv));
+
+  EXPECT_THAT(file, HasSubstr(",'@SUM(A1),prediction_logged,"));
+  EXPECT_THAT(file, HasSubstr(",\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",'-2+3,"));
+  EXPECT_THAT(file, HasSubstr(",'+1,'\tcmd,-5.5,'=cmd|' /C calc'!A0,Lyon,"));
+  // No cell of the row starts with a formula character unescaped.
+  const std::string row = file.substr(file.find("\r\n") + 2);
+  for (const absl::string_view cell : absl::StrSplit(row, ',')) {
+    if (cell.empty() || cell == "-5.5") continue;
+    EXPECT_EQ(absl::string_view("=+-@\t\r").find(cell.front()), absl::string_view::npos) << cell;
+  }
+  EXPECT_EQ(Verify(manifest).records_checked, 1u);
+}
+
 // Records before the first prediction are held until it names the input
 // columns; they must get as many (empty) cells as every later row.
 TEST_F(TrailExportTest, CsvRowsBeforeTheFirstPredictionHaveEveryColumn) {
