@@ -3,11 +3,14 @@
 //
 //   build/bench/loadgen --mode=stream --clients=4 --events=200000
 //   build/bench/loadgen --mode=unary --clients=32 --rate=5000 --events=50000
+//   build/bench/loadgen --target=127.0.0.1:50051 --target_kafka=127.0.0.1:9092 ...
 //
 // Without --target it starts predlogd in-process (embedded broker, shards in a
 // temp dir), so every ack means "folded". It reports acked events/s, ack
 // latency percentiles, and then the raw baseline: librdkafka alone producing
 // the same bytes to the same broker (topic loadgen.raw), acks=all.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -31,13 +34,21 @@
 #include "tests/testing/events.h"
 #include "tests/testing/temp_dir.h"
 
-ABSL_FLAG(std::string, mode, "stream", "unary or stream");
+ABSL_FLAG(std::string, mode, "stream",
+          "unary (asynchronous calls at the paced rate: open loop, up to --window in flight per "
+          "client), unary_sync (one blocking call at a time per client thread) or stream");
+ABSL_FLAG(int, window, 256, "unary: most calls in flight per client.");
 ABSL_FLAG(int, clients, 4, "Concurrent clients (streams or unary callers).");
 ABSL_FLAG(int64_t, events, 100000, "Events to log in total.");
 ABSL_FLAG(int64_t, rate, 0, "Target events/s over all clients; 0 = as fast as possible.");
 ABSL_FLAG(int, event_bytes, 1024, "Approximate serialized event size.");
 ABSL_FLAG(int, partitions, 4, "Partitions of the in-process predlogd.");
 ABSL_FLAG(bool, raw_baseline, true, "Also measure librdkafka alone on the same broker.");
+ABSL_FLAG(std::string, target, "",
+          "gRPC address of a running predlogd; empty starts one in-process (embedded broker, "
+          "shards in a temp dir).");
+ABSL_FLAG(std::string, target_kafka, "",
+          "With --target: its Kafka bootstrap address, for the raw baseline (none without it).");
 
 namespace {
 
@@ -80,8 +91,70 @@ void Pace(absl::Time start, int64_t n, double per_client_rate) {
   if (due > now) absl::SleepFor(due - now);
 }
 
+// Open loop, as a serving fleet behaves: each client sends its calls when
+// they are due, whether or not earlier ones were answered (up to `window` in
+// flight), so a slow ack cannot slow the offered load. Latency counts from
+// the moment a call was due, so a client that fell behind is charged too.
 Result RunUnary(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t events, int64_t rate,
-                int event_bytes) {
+                int window) {
+  struct Call {
+    grpc::ClientContext context;
+    LogReceipt receipt;
+    absl::Time due;
+  };
+  Result result;
+  absl::Mutex mu;
+  std::vector<int> in_flight(clients, 0);
+  const absl::Time start = absl::Now();
+  const double per_client_rate = static_cast<double>(rate) / clients;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      int64_t k = 0;
+      for (int64_t n = c; n < events; n += clients, ++k) {
+        Pace(start, k, per_client_rate);
+        auto* call = new Call;
+        call->due = per_client_rate > 0
+                        ? start + absl::Seconds(static_cast<double>(k) / per_client_rate)
+                        : absl::Now();
+        call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        {
+          absl::MutexLock lock(&mu);
+          std::pair<int*, int> limit(&in_flight[c], window);
+          mu.Await(absl::Condition(
+              +[](std::pair<int*, int>* arg) { return *arg->first < arg->second; }, &limit));
+          ++in_flight[c];
+        }
+        stub->async()->Log(&call->context, &(*requests)[n], &call->receipt,
+                           [&, c, call](grpc::Status status) {
+                             const double ms = absl::ToDoubleMilliseconds(absl::Now() - call->due);
+                             delete call;
+                             absl::MutexLock lock(&mu);
+                             --in_flight[c];
+                             if (status.ok()) {
+                               ++result.acked;
+                               result.latencies_ms.push_back(ms);
+                             } else {
+                               ++result.failed;
+                             }
+                           });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(
+      +[](std::vector<int>* v) {
+        return std::all_of(v->begin(), v->end(), [](int i) { return i == 0; });
+      },
+      &in_flight));
+  result.elapsed = absl::Now() - start;
+  return result;
+}
+
+// Closed loop: each client thread makes one blocking call at a time.
+Result RunUnarySync(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t events,
+                    int64_t rate) {
   Result result;
   std::mutex mu;
   const absl::Time start = absl::Now();
@@ -113,8 +186,8 @@ Result RunUnary(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t eve
   return result;
 }
 
-Result RunStream(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t events, int64_t rate,
-                 int event_bytes) {
+Result RunStream(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t events,
+                 int64_t rate) {
   Result result;
   std::mutex mu;
   const absl::Time start = absl::Now();
@@ -165,6 +238,14 @@ Result RunStream(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t ev
   return result;
 }
 
+// User plus system CPU of this whole process so far.
+double ProcessCpuSeconds() {
+  rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 double Percentile(std::vector<double>& v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -208,8 +289,8 @@ double RawProducerRate(const std::string& bootstrap, int64_t events, int event_b
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode != "unary" && mode != "stream") {
-    std::fprintf(stderr, "loadgen: --mode must be unary or stream\n");
+  if (mode != "unary" && mode != "unary_sync" && mode != "stream") {
+    std::fprintf(stderr, "loadgen: --mode must be unary, unary_sync or stream\n");
     return 2;
   }
   predlog::SetMinLogSeverity(predlog::LogSeverity::kWarning);
@@ -219,15 +300,23 @@ int main(int argc, char** argv) {
   options.grpc_listen = "127.0.0.1:0";
   options.http_listen = "";
   options.partitions = absl::GetFlag(FLAGS_partitions);
-  auto server = predlog::services::Server::Start(options);
-  if (!server.ok()) {
-    std::fprintf(stderr, "loadgen: %s\n", server.status().ToString().c_str());
-    return 1;
+  std::unique_ptr<predlog::services::Server> server;
+  std::string grpc_address = absl::GetFlag(FLAGS_target);
+  std::string kafka_address = absl::GetFlag(FLAGS_target_kafka);
+  if (grpc_address.empty()) {
+    auto started = predlog::services::Server::Start(options);
+    if (!started.ok()) {
+      std::fprintf(stderr, "loadgen: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    server = std::move(*started);
+    grpc_address = server->grpc_address();
+    kafka_address = server->kafka_address();
   }
   grpc::ChannelArguments args;
   args.SetInt("grpc.use_local_subchannel_pool", 1);
-  auto stub = predlog::v1::PredictionLog::NewStub(grpc::CreateCustomChannel(
-      (*server)->grpc_address(), grpc::InsecureChannelCredentials(), args));
+  auto stub = predlog::v1::PredictionLog::NewStub(
+      grpc::CreateCustomChannel(grpc_address, grpc::InsecureChannelCredentials(), args));
 
   const int clients = absl::GetFlag(FLAGS_clients);
   const int64_t events = absl::GetFlag(FLAGS_events);
@@ -236,20 +325,28 @@ int main(int argc, char** argv) {
   requests = new std::vector<LogRequest>();
   requests->reserve(events);
   for (int64_t n = 0; n < events; ++n) requests->push_back(MakeRequest(n, event_bytes));
-  Result r = mode == "unary" ? RunUnary(stub.get(), clients, events, rate, event_bytes)
-                             : RunStream(stub.get(), clients, events, rate, event_bytes);
+  const double cpu_before = ProcessCpuSeconds();
+  Result r = mode == "unary"
+                 ? RunUnary(stub.get(), clients, events, rate, absl::GetFlag(FLAGS_window))
+             : mode == "unary_sync" ? RunUnarySync(stub.get(), clients, events, rate)
+                                    : RunStream(stub.get(), clients, events, rate);
+  const double cpu_seconds = ProcessCpuSeconds() - cpu_before;
   const double acked_rate = static_cast<double>(r.acked) / absl::ToDoubleSeconds(r.elapsed);
-  std::printf("mode=%s clients=%d events=%lld rate=%s event_bytes=%d partitions=%d\n", mode.c_str(),
-              clients, static_cast<long long>(events),
-              rate == 0 ? "max" : absl::StrCat(rate, "/s").c_str(), event_bytes,
-              options.partitions);
+  std::printf("mode=%s clients=%d events=%lld rate=%s event_bytes=%d %s\n", mode.c_str(), clients,
+              static_cast<long long>(events), rate == 0 ? "max" : absl::StrCat(rate, "/s").c_str(),
+              event_bytes,
+              server != nullptr ? absl::StrCat("partitions=", options.partitions).c_str()
+                                : absl::StrCat("target=", grpc_address).c_str());
   std::printf("acked (folded) %lld, failed %lld in %.2f s: %.0f events/s\n",
               static_cast<long long>(r.acked), static_cast<long long>(r.failed),
               absl::ToDoubleSeconds(r.elapsed), acked_rate);
   std::printf("ack latency ms: p50 %.2f  p99 %.2f  p999 %.2f\n", Percentile(r.latencies_ms, 0.5),
               Percentile(r.latencies_ms, 0.99), Percentile(r.latencies_ms, 0.999));
-  if (absl::GetFlag(FLAGS_raw_baseline)) {
-    const double raw = RawProducerRate((*server)->kafka_address(), events, event_bytes);
+  std::printf("CPU of this process while logging: %.1f µs per acked event (%s)\n",
+              cpu_seconds * 1e6 / static_cast<double>(std::max<int64_t>(r.acked, 1)),
+              server != nullptr ? "clients and predlogd" : "clients only");
+  if (absl::GetFlag(FLAGS_raw_baseline) && !kafka_address.empty()) {
+    const double raw = RawProducerRate(kafka_address, events, event_bytes);
     std::printf("raw producer baseline (librdkafka, same broker, acks=all): %.0f events/s\n", raw);
     std::printf("ratio acked/raw: %.2f\n", acked_rate / raw);
   }
