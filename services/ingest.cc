@@ -1,7 +1,9 @@
 #include "services/ingest.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "services/embedded_broker.h"
 #include "services/kafka_config.h"
 #include "storage/logging.h"
 #include "storage/status_macros.h"
@@ -11,6 +13,21 @@ namespace {
 
 // How many folded results per partition are kept for late waiters.
 constexpr size_t kRecentResults = 50'000;
+// Positions are stored for librdkafka's auto-commit at most this often.
+constexpr absl::Duration kStoreInterval = absl::Seconds(1);
+
+// "predlog.events-0 from offset 12, predlog.registry-0 from the beginning".
+std::string DescribeStarts(const rd_kafka_topic_partition_list_t* list) {
+  std::string out;
+  for (int i = 0; i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = list->elems[i];
+    absl::StrAppend(&out, i > 0 ? ", " : "", tp.topic, "-", tp.partition,
+                    tp.offset == RD_KAFKA_OFFSET_BEGINNING
+                        ? " from the beginning"
+                        : absl::StrCat(" from offset ", tp.offset));
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -30,61 +47,83 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
   ingest->sources_.push_back({kRegistryTopic, 0});
   const int shard_count = static_cast<int>(ingest->sources_.size());
 
-  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(shard_count);
+  // Every shard opens now and stays open, owned or not: readers keep
+  // references, and a partition may be assigned here at any rebalance.
   for (const ShardSource& source : ingest->sources_) {
     storage::ShardOptions shard_options;
     shard_options.name = absl::StrCat(source.topic, "-", source.partition);
     shard_options.dir = absl::StrCat(options.data_dir, "/shards/", shard_options.name);
-    absl::StatusOr<std::unique_ptr<storage::ShardStore>> shard =
-        storage::ShardStore::Open(shard_options);
-    if (!shard.ok()) {
-      rd_kafka_topic_partition_list_destroy(assignment);
-      return shard.status();
-    }
-    const storage::ShardHead head = (*shard)->Head();
-    // Resume right after the shard's position in the same incarnation; a new
-    // incarnation is read from its beginning.
-    const bool same = head.last_source && head.last_source->incarnation == options.incarnation;
-    rd_kafka_topic_partition_list_add(assignment, source.topic.c_str(), source.partition)->offset =
-        same ? head.last_source->offset + 1 : RD_KAFKA_OFFSET_BEGINNING;
-    absl::StatusOr<std::vector<storage::SnapshotInfo>> snapshots = (*shard)->ListSnapshots();
-    if (!snapshots.ok()) {
-      rd_kafka_topic_partition_list_destroy(assignment);
-      return snapshots.status();
-    }
+    ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardStore> shard,
+                     storage::ShardStore::Open(shard_options));
+    ASSIGN_OR_RETURN(std::vector<storage::SnapshotInfo> snapshots, shard->ListSnapshots());
     ingest->last_snapshot_.emplace_back(
-        snapshots->empty() ? 0 : snapshots->back().index,
-        snapshots->empty() ? absl::Now() : snapshots->back().created_at);
-    ingest->shards_.push_back(std::move(*shard));
+        snapshots.empty() ? 0 : snapshots.back().index,
+        snapshots.empty() ? absl::Now() : snapshots.back().created_at);
+    ingest->shards_.push_back(std::move(shard));
   }
+  ingest->pending_.resize(shard_count);
+  ingest->assigned_.assign(shard_count, false);
+  ingest->committed_.assign(shard_count, -1);
+  const bool group = !options.group_id.empty();
   {
     absl::MutexLock lock(&ingest->mu_);
     ingest->waiters_.resize(shard_count);
     for (int i = 0; i < shard_count; ++i) {
-      const storage::ShardHead head = ingest->shards_[i]->Head();
-      if (head.last_source && head.last_source->incarnation == options.incarnation) {
-        ingest->waiters_[i].folded_through = head.last_source->offset;
-      }
+      const std::optional<int64_t> next = ingest->NextOffset(ingest->shards_[i]->Head());
+      if (next.has_value()) ingest->waiters_[i].folded_through = *next - 1;
     }
+    // Without a group every partition is assigned below, before any waiter.
+    ingest->assignment_known_ = !group;
   }
 
-  absl::StatusOr<rd_kafka_t*> consumer = NewKafkaClient(
-      RD_KAFKA_CONSUMER, {
-                             {"bootstrap.servers", options.bootstrap_servers},
-                             {"group.id", "predlog-ingest"},
-                             {"enable.auto.commit", "false"},
-                             // An offset that is gone is an explicit error, never a skip.
-                             {"auto.offset.reset", "error"},
-                             {"enable.partition.eof", "false"},
-                             {"fetch.wait.max.ms", "1"},
-                             {"fetch.error.backoff.ms", "10"},
-                             {"log_level", "4"},
-                         });
-  if (!consumer.ok()) {
-    rd_kafka_topic_partition_list_destroy(assignment);
-    return consumer.status();
+  KafkaSettings settings = {
+      {"bootstrap.servers", options.bootstrap_servers},
+      // Without a group the id only names the client: nothing joins or commits.
+      {"group.id", group ? options.group_id : "predlog-ingest"},
+      // An offset that is gone is an explicit error, never a skip.
+      {"auto.offset.reset", "error"},
+      {"enable.partition.eof", "false"},
+      {"fetch.wait.max.ms", "1"},
+      {"fetch.error.backoff.ms", "10"},
+      {"log_level", "4"},
+  };
+  if (!group) settings.emplace_back("enable.auto.commit", "false");
+  if (group) {
+    // Cooperative: a rebalance moves only the partitions that change owner;
+    // the others keep folding through it.
+    settings.emplace_back("partition.assignment.strategy", "cooperative-sticky");
+    // Offsets are committed for visibility only. Periodically librdkafka's
+    // auto-commit sends the positions StorePositions stored: it skips
+    // commits while a rebalance is in progress, which a manual commit would
+    // not, and in librdkafka 2.0.2 such a commit answered with a newer
+    // generation makes the member lose its whole assignment (librdkafka
+    // issue #4059). Revoke commits itself, inside the rebalance callback.
+    settings.emplace_back("enable.auto.commit", "true");
+    settings.emplace_back("auto.commit.interval.ms", "1000");
+    settings.emplace_back("enable.auto.offset.store", "false");
+    if (absl::StartsWith(options.incarnation, kEmbeddedIncarnationPrefix)) {
+      // The embedded broker's coordinator (librdkafka 2.0.2's mock) holds
+      // every rebalance of a running group open for session.timeout.ms - 1 s
+      // and expires a member silent for one session; its first join into an
+      // empty group takes a fixed 3 s. librdkafka's 45 s default would stall
+      // a takeover for 44 s; 4 s makes it 3 s and still outlasts that first
+      // join. A real cluster keeps the defaults (its brokers bound them).
+      settings.emplace_back("session.timeout.ms", "4000");
+      settings.emplace_back("heartbeat.interval.ms", "500");
+    }
   }
-  ingest->consumer_ = *consumer;
+  ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, NewKafkaConf(settings));
+  if (group) {
+    rd_kafka_conf_set_rebalance_cb(conf, &Ingest::OnRebalance);
+    rd_kafka_conf_set_offset_commit_cb(conf, &Ingest::OnCommit);
+  }
+  rd_kafka_conf_set_opaque(conf, ingest.get());
+  char errstr[512];
+  ingest->consumer_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (ingest->consumer_ == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InternalError(absl::StrCat("rd_kafka_new: ", errstr));
+  }
   rd_kafka_poll_set_consumer(ingest->consumer_);
   // Partitions the shards do not cover would never be folded, and queries
   // would look for a subject in the wrong shard: refuse to start instead.
@@ -102,7 +141,6 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     if (metadata != nullptr) rd_kafka_metadata_destroy(metadata);
     rd_kafka_topic_destroy(topic);
     if (topic_partitions != expected_partitions) {
-      rd_kafka_topic_partition_list_destroy(assignment);
       if (topic_partitions < 0) {
         return absl::UnavailableError(
             absl::StrCat("kafka at ", options.bootstrap_servers, ": no metadata for ", topic_name));
@@ -113,10 +151,22 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
                        expected_partitions, "; they must match"));
     }
   }
-  const rd_kafka_resp_err_t err = rd_kafka_assign(ingest->consumer_, assignment);
-  rd_kafka_topic_partition_list_destroy(assignment);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::InternalError(absl::StrCat("kafka assign: ", rd_kafka_err2str(err)));
+  if (group) {
+    // Partitions arrive through OnRebalance, on the ingest thread's polls.
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_add(topics, kEventsTopic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(topics, kRegistryTopic, RD_KAFKA_PARTITION_UA);
+    const rd_kafka_resp_err_t err = rd_kafka_subscribe(ingest->consumer_, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::InternalError(
+          absl::StrCat("kafka subscribe (group ", options.group_id, "): ", rd_kafka_err2str(err)));
+    }
+    PREDLOG_LOG(INFO) << "ingest: joining consumer group " << options.group_id;
+  } else {
+    std::vector<int> all(shard_count);
+    for (int i = 0; i < shard_count; ++i) all[i] = i;
+    RETURN_IF_ERROR(ingest->Assign(all, /*incremental=*/false));
   }
   ingest->thread_ = std::thread([raw = ingest.get()] { raw->Run(); });
   return ingest;
@@ -126,8 +176,14 @@ Ingest::~Ingest() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
   if (consumer_ != nullptr) {
+    // In a group this revokes the assignment through OnRebalance (on this
+    // thread, the ingest thread having ended): positions are committed and
+    // the group rebalances at once instead of after a session timeout.
     rd_kafka_consumer_close(consumer_);
     rd_kafka_destroy(consumer_);
+  }
+  for (auto& messages : pending_) {
+    for (rd_kafka_message_t* m : messages) rd_kafka_message_destroy(m);
   }
   FailWaiters(absl::UnavailableError("ingest stopped before the event was folded"));
 }
@@ -138,11 +194,18 @@ int Ingest::ShardOf(absl::string_view topic, int32_t partition) const {
   return -1;
 }
 
+std::optional<int64_t> Ingest::NextOffset(const storage::ShardHead& head) const {
+  if (!head.last_source || head.last_source->incarnation != options_.incarnation) {
+    return std::nullopt;
+  }
+  return head.last_source->offset + 1;
+}
+
 void Ingest::Run() {
-  std::vector<std::vector<rd_kafka_message_t*>> by_shard(shards_.size());
   while (!stop_.load()) {
     size_t polled = 0;
-
+    // A rebalance callback may run inside any of these polls; it folds the
+    // revoked shards' pending_ messages itself.
     for (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, 50); m != nullptr;
          m = polled < options_.max_batch_messages ? rd_kafka_consumer_poll(consumer_, 0)
                                                   : nullptr) {
@@ -151,7 +214,7 @@ void Ingest::Run() {
       if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         PREDLOG_LOG(ERROR) << "ingest: " << topic << "-" << m->partition << " offset " << m->offset
                            << ": " << rd_kafka_message_errstr(m);
-        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && shard >= 0) {
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && shard >= 0 && assigned_[shard]) {
           needs_recovery_.insert(shard);
         }
         rd_kafka_message_destroy(m);
@@ -163,12 +226,34 @@ void Ingest::Run() {
         rd_kafka_message_destroy(m);
         continue;
       }
-      by_shard[shard].push_back(m);
+      if (!assigned_[shard]) {
+        // Fetched before a revocation and delivered after it: the new owner
+        // folds it from Kafka; here it would fold into a shard given up.
+        PREDLOG_LOG(WARNING) << "ingest: " << topic << "-" << m->partition << " offset "
+                             << m->offset << " arrived after the partition was revoked; left "
+                             << "to its new owner";
+        rd_kafka_message_destroy(m);
+        continue;
+      }
+      pending_[shard].push_back(m);
       ++polled;
     }
-    for (size_t i = 0; i < by_shard.size(); ++i) {
-      if (!by_shard[i].empty()) FoldShard(static_cast<int>(i), by_shard[i]);
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      if (pending_[i].empty()) continue;
+      const int64_t first = pending_[i].front()->offset;
+      if (!FoldShard(static_cast<int>(i), pending_[i])) {
+        // A failed write is retried from Kafka: seek back to the batch's first
+        // offset, after a pause so a persistent failure (disk full) does not spin.
+        absl::SleepFor(absl::Milliseconds(200));
+        rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(seek, sources_[i].topic.c_str(), sources_[i].partition)
+            ->offset = first;
+        rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_, seek, 5000);
+        if (error != nullptr) rd_kafka_error_destroy(error);
+        rd_kafka_topic_partition_list_destroy(seek);
+      }
     }
+    if (!options_.group_id.empty()) StorePositions();
     // Partitions stopped by an offset error fetch nothing until recovered;
     // retry each second until it works, never leave a shard silently stuck.
     if (!needs_recovery_.empty() && absl::Now() >= next_recovery_attempt_) {
@@ -181,7 +266,248 @@ void Ingest::Run() {
   }
 }
 
+void Ingest::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+  Ingest* self = static_cast<Ingest*>(opaque);
+  const char* protocol = rd_kafka_rebalance_protocol(rk);
+  // COOPERATIVE hands over only the partitions that change owner (the lists
+  // are increments); EAGER (if ever negotiated) revokes and assigns everything.
+  const bool incremental = protocol != nullptr && absl::string_view(protocol) == "COOPERATIVE";
+  std::vector<int> shards;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const rd_kafka_topic_partition_t& tp = partitions->elems[i];
+    const int shard = self->ShardOf(tp.topic, tp.partition);
+    if (shard < 0) {
+      PREDLOG_LOG(ERROR) << "ingest: group " << self->options_.group_id << " assigned " << tp.topic
+                         << "-" << tp.partition << ", which has no shard here (" << kEventsTopic
+                         << " has " << self->partitions() << " partitions); it is not folded";
+      continue;
+    }
+    shards.push_back(shard);
+  }
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+      if (absl::Status status = self->Assign(shards, incremental); !status.ok()) {
+        PREDLOG_LOG(ERROR) << "ingest: group " << self->options_.group_id << ": " << status;
+      }
+      break;
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+      self->Revoke(shards, incremental, rd_kafka_assignment_lost(rk));
+      break;
+    default: {
+      // The group state is unknown: give everything up without committing;
+      // the next assignment resumes from the shards.
+      PREDLOG_LOG(ERROR) << "ingest: group " << self->options_.group_id
+                         << ": rebalance failed: " << rd_kafka_err2str(err);
+      std::vector<int> all;
+      for (size_t i = 0; i < self->assigned_.size(); ++i) {
+        if (self->assigned_[i]) all.push_back(static_cast<int>(i));
+      }
+      self->Revoke(all, incremental, /*lost=*/true);
+    }
+  }
+}
+
+absl::Status Ingest::Assign(const std::vector<int>& shards, bool incremental) {
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(shards.size()));
+  for (int shard : shards) {
+    const std::optional<int64_t> next = NextOffset(shards_[shard]->Head());
+    rd_kafka_topic_partition_list_add(list, sources_[shard].topic.c_str(),
+                                      sources_[shard].partition)
+        ->offset = next.value_or(RD_KAFKA_OFFSET_BEGINNING);
+  }
+  const std::string starts = DescribeStarts(list);
+  absl::Status status;
+  if (incremental) {
+    if (rd_kafka_error_t* error = rd_kafka_incremental_assign(consumer_, list); error != nullptr) {
+      status =
+          absl::InternalError(absl::StrCat("assign ", starts, ": ", rd_kafka_error_string(error)));
+      rd_kafka_error_destroy(error);
+    }
+  } else if (const rd_kafka_resp_err_t err = rd_kafka_assign(consumer_, list);
+             err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    status = absl::InternalError(absl::StrCat("assign ", starts, ": ", rd_kafka_err2str(err)));
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  if (!status.ok()) return status;
+
+  for (int shard : shards) assigned_[shard] = true;
+  const bool group = !options_.group_id.empty();
+  std::vector<std::pair<FoldCallback, absl::Status>> elsewhere;
+  {
+    absl::MutexLock lock(&mu_);
+    for (int shard : shards) waiters_[shard].owned = true;
+    // Waiters that arrived before the group's first assignment, for
+    // partitions another instance got, are answered now.
+    if (group && !assignment_known_) {
+      for (size_t i = 0; i < waiters_.size(); ++i) {
+        PartitionWaiters& w = waiters_[i];
+        if (w.owned) continue;
+        for (auto& [offset, callbacks] : w.waiting) {
+          for (auto& done : callbacks) {
+            elsewhere.emplace_back(std::move(done), NotFoldedHere(static_cast<int>(i), offset));
+          }
+        }
+        w.waiting.clear();
+      }
+    }
+    assignment_known_ = true;
+  }
+  for (auto& [done, why] : elsewhere) done(why);
+  if (group) {
+    PREDLOG_LOG(INFO) << "ingest: group " << options_.group_id << " assigned "
+                      << (starts.empty() ? "no partitions" : starts);
+  } else {
+    PREDLOG_LOG(INFO) << "ingest: no consumer group; folding every partition: " << starts;
+  }
+  return absl::OkStatus();
+}
+
+void Ingest::Revoke(const std::vector<int>& shards, bool incremental, bool lost) {
+  // 1. What was polled for these partitions is folded before they go: the
+  //    shard position then covers everything this instance took from Kafka,
+  //    and its waiters get their receipts.
+  size_t folded_first = 0;
+  for (int shard : shards) {
+    if (pending_[shard].empty()) continue;
+    const size_t count = pending_[shard].size();
+    const int64_t first = pending_[shard].front()->offset;
+    if (FoldShard(shard, pending_[shard])) {
+      folded_first += count;
+    } else {
+      PREDLOG_LOG(WARNING) << "ingest: " << shards_[shard]->name() << ": " << count
+                           << " polled messages from offset " << first
+                           << " could not be folded before the revocation; they stay in Kafka "
+                           << "for the new owner";
+    }
+  }
+  // 2. Commit the shard positions (visibility only), synchronously, so Kafka
+  //    shows them before the new owner starts. They are also stored, because
+  //    librdkafka commits the stored offsets of unassigned partitions itself
+  //    and must not overwrite these with older ones. A lost assignment
+  //    belongs to an older generation: its commit would be refused.
+  std::string outcome = lost ? "assignment lost, not committed" : "nothing to commit";
+  if (rd_kafka_topic_partition_list_t* list = CommitList(shards); list != nullptr) {
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer_, list);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && !lost) {
+      err = rd_kafka_commit(consumer_, list, /*async=*/0);
+      outcome = err == RD_KAFKA_RESP_ERR_NO_ERROR
+                    ? "committed"
+                    : absl::StrCat("commit failed (only Kafka's lag view is affected): ",
+                                   rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+  // 3. Stop fetching them.
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(shards.size()));
+  for (int shard : shards) {
+    rd_kafka_topic_partition_list_add(list, sources_[shard].topic.c_str(),
+                                      sources_[shard].partition);
+  }
+  if (incremental) {
+    if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer_, list);
+        error != nullptr) {
+      PREDLOG_LOG(ERROR) << "ingest: unassign: " << rd_kafka_error_string(error);
+      rd_kafka_error_destroy(error);
+    }
+  } else if (const rd_kafka_resp_err_t err = rd_kafka_assign(consumer_, nullptr);
+             err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    PREDLOG_LOG(ERROR) << "ingest: unassign: " << rd_kafka_err2str(err);
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  // 4. Waiters for offsets not folded here go to the new owner.
+  std::string positions;
+  for (int shard : shards) {
+    assigned_[shard] = false;
+    committed_[shard] = -1;
+    needs_recovery_.erase(shard);
+    const std::optional<int64_t> next = NextOffset(shards_[shard]->Head());
+    absl::StrAppend(&positions, positions.empty() ? "" : ", ", shards_[shard]->name(),
+                    next.has_value() ? absl::StrCat(" at offset ", *next) : " (nothing folded)");
+  }
+  stalled_partitions_.store(static_cast<int>(needs_recovery_.size()));
+  std::vector<std::pair<FoldCallback, absl::Status>> moved;
+  {
+    absl::MutexLock lock(&mu_);
+    for (int shard : shards) {
+      PartitionWaiters& w = waiters_[shard];
+      w.owned = false;
+      for (auto& [offset, callbacks] : w.waiting) {
+        for (auto& done : callbacks) {
+          moved.emplace_back(std::move(done), NotFoldedHere(shard, offset));
+        }
+      }
+      w.waiting.clear();
+    }
+  }
+  for (auto& [done, why] : moved) done(why);
+  PREDLOG_LOG(INFO) << "ingest: group " << options_.group_id << " revoked "
+                    << (positions.empty() ? "no partitions" : positions) << " (" << outcome << "; "
+                    << folded_first << " messages polled before the revocation folded "
+                    << "first; " << moved.size() << " waiters sent to the new owner)";
+}
+
+absl::Status Ingest::NotFoldedHere(int shard, int64_t offset) const {
+  return absl::UnavailableError(
+      absl::StrCat(shards_[shard]->name(), " moved to another ingest instance of consumer group '",
+                   options_.group_id, "' before offset ", offset,
+                   " was folded here; the event is in Kafka and will be folded there"));
+}
+
+rd_kafka_topic_partition_list_t* Ingest::CommitList(const std::vector<int>& shards) {
+  rd_kafka_topic_partition_list_t* list = nullptr;
+  for (int shard : shards) {
+    const std::optional<int64_t> next = NextOffset(shards_[shard]->Head());
+    if (!next.has_value()) continue;
+    if (list == nullptr) list = rd_kafka_topic_partition_list_new(static_cast<int>(shards.size()));
+    rd_kafka_topic_partition_list_add(list, sources_[shard].topic.c_str(),
+                                      sources_[shard].partition)
+        ->offset = *next;
+  }
+  return list;
+}
+
+void Ingest::StorePositions() {
+  const absl::Time now = absl::Now();
+  if (now < next_commit_) return;
+  next_commit_ = now + kStoreInterval;
+  std::vector<int> advanced;
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    if (!assigned_[i]) continue;
+    const std::optional<int64_t> next = NextOffset(shards_[i]->Head());
+    if (next.has_value() && *next != committed_[i]) advanced.push_back(static_cast<int>(i));
+  }
+  rd_kafka_topic_partition_list_t* list = CommitList(advanced);
+  if (list == nullptr) return;
+  const rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer_, list);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < list->cnt; ++i) {
+      committed_[ShardOf(list->elems[i].topic, list->elems[i].partition)] = list->elems[i].offset;
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+void Ingest::OnCommit(rd_kafka_t*, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t* offsets, void* opaque) {
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+  Ingest* self = static_cast<Ingest*>(opaque);
+  PREDLOG_LOG(WARNING) << "ingest: group " << self->options_.group_id
+                       << ": offset commit: " << rd_kafka_err2str(err)
+                       << " (only Kafka's lag view is affected; retried)";
+  // Store these again at the next turn, so the auto-commit retries them.
+  for (int i = 0; offsets != nullptr && i < offsets->cnt; ++i) {
+    const int shard = self->ShardOf(offsets->elems[i].topic, offsets->elems[i].partition);
+    if (shard >= 0) self->committed_[shard] = -1;
+  }
+}
+
 bool Ingest::RecordGapAndResume(int shard_id) {
+  // Reassigning a partition this instance no longer owns would fetch behind
+  // the new owner's back; a later assignment seeks it anew anyway.
+  if (!assigned_[shard_id]) return true;
   storage::ShardStore& shard = *shards_[shard_id];
   const ShardSource& source = sources_[shard_id];
   int64_t low = -1, high = -1;
@@ -192,10 +518,7 @@ bool Ingest::RecordGapAndResume(int shard_id) {
                        << ": watermarks unavailable, will retry: " << rd_kafka_err2str(err);
     return false;
   }
-  const storage::ShardHead head = shard.Head();
-  const int64_t next = head.last_source && head.last_source->incarnation == options_.incarnation
-                           ? head.last_source->offset + 1
-                           : 0;
+  const int64_t next = NextOffset(shard.Head()).value_or(0);
   if (next > high) {
     // The source went backwards under us (a broker that restarted empty, a
     // recreated topic): offsets no longer name what was folded. Refuse to
@@ -250,7 +573,7 @@ bool Ingest::RecordGapAndResume(int shard_id) {
   return ok;
 }
 
-void Ingest::FoldShard(int shard_id, std::vector<rd_kafka_message_t*>& messages) {
+bool Ingest::FoldShard(int shard_id, std::vector<rd_kafka_message_t*>& messages) {
   std::vector<storage::SourceMessage> batch;
   batch.reserve(messages.size());
   for (rd_kafka_message_t* m : messages) {
@@ -260,18 +583,8 @@ void Ingest::FoldShard(int shard_id, std::vector<rd_kafka_message_t*>& messages)
   }
   storage::ShardStore& shard = *shards_[shard_id];
   absl::StatusOr<storage::BatchResult> result = shard.ApplyBatch(batch);
-  // A failed write is retried from Kafka: seek back to the batch's first
-  // offset, after a pause so a persistent failure (disk full) does not spin.
   if (!result.ok()) {
     PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": " << result.status();
-    absl::SleepFor(absl::Milliseconds(200));
-    rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(1);
-    const ShardSource& source = sources_[shard_id];
-    rd_kafka_topic_partition_list_add(seek, source.topic.c_str(), source.partition)->offset =
-        messages[0]->offset;
-    rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_, seek, 5000);
-    if (error != nullptr) rd_kafka_error_destroy(error);
-    rd_kafka_topic_partition_list_destroy(seek);
   } else {
     std::vector<std::pair<FoldCallback, FoldReceipt>> ready;
     {
@@ -296,7 +609,9 @@ void Ingest::FoldShard(int shard_id, std::vector<rd_kafka_message_t*>& messages)
   }
   for (rd_kafka_message_t* m : messages) rd_kafka_message_destroy(m);
   messages.clear();
+  if (!result.ok()) return false;
   MaybeSnapshot(shard_id);
+  return true;
 }
 
 void Ingest::MaybeSnapshot(int shard_id) {
@@ -332,16 +647,24 @@ void Ingest::AwaitFold(absl::string_view topic, int32_t partition, int64_t offse
     return;
   }
   std::optional<FoldReceipt> receipt;
+  absl::Status elsewhere;
   {
     absl::MutexLock lock(&mu_);
     PartitionWaiters& w = waiters_[shard_id];
     if (offset > w.folded_through) {
-      w.waiting[offset].push_back(std::move(done));
-      return;
+      if (w.owned || !assignment_known_) {
+        w.waiting[offset].push_back(std::move(done));
+        return;
+      }
+      elsewhere = NotFoldedHere(shard_id, offset);
     }
     if (auto it = w.recent.find(offset); it != w.recent.end()) {
       receipt = FoldReceipt{shards_[shard_id]->name(), it->second};
     }
+  }
+  if (!elsewhere.ok()) {
+    done(std::move(elsewhere));
+    return;
   }
   if (!receipt.has_value()) {
     done(absl::DataLossError(absl::StrCat(topic, "-", partition, " offset ", offset,
@@ -353,9 +676,14 @@ void Ingest::AwaitFold(absl::string_view topic, int32_t partition, int64_t offse
 }
 
 std::vector<PartitionStatus> Ingest::Status() const {
+  std::vector<bool> owned;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const PartitionWaiters& w : waiters_) owned.push_back(w.owned);
+  }
   std::vector<PartitionStatus> out;
   for (size_t i = 0; i < shards_.size(); ++i) {
-    PartitionStatus status{shards_[i]->name(), shards_[i]->Head(), -1};
+    PartitionStatus status{shards_[i]->name(), shards_[i]->Head(), -1, owned[i]};
     int64_t low = -1, high = -1;
     if (rd_kafka_get_watermark_offsets(consumer_, sources_[i].topic.c_str(), sources_[i].partition,
                                        &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR) {

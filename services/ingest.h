@@ -4,8 +4,21 @@
 // the truth about where to resume: each partition is assigned at the offset just after its shard's
 // stored source position (or at the beginning when the source is a new incarnation).
 //
-// Thread-safe: one internal thread folds; AwaitFold and shard reads may be
-// called from any thread.
+// Ownership. With a group id the ingest joins that Kafka consumer group
+// (cooperative-sticky), and the instances of the group split the partitions.
+// Each instance has its own data_dir, so a shard is that instance's copy of
+// its partition, folded while the group assigns the partition here. Every
+// shard stays open for the Ingest's lifetime, owned or not (readers hold
+// references). A revocation first folds every message already polled for the
+// revoked partitions, then commits their shard positions to Kafka, then gives
+// them up. Committed offsets (also sent about once a second while folding)
+// exist only so lag shows in Kafka tools; they are never read back: an
+// assigned partition resumes from this instance's shard. Without a group id
+// the instance folds every partition, as a gateway in front of the embedded
+// broker needs (its acks wait for folds in this process).
+//
+// Thread-safe: one internal thread folds (and runs the rebalance callbacks);
+// AwaitFold, Status and shard reads may be called from any thread.
 #ifndef PREDLOG_SERVICES_INGEST_H_
 #define PREDLOG_SERVICES_INGEST_H_
 
@@ -18,6 +31,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -37,6 +51,9 @@ struct IngestOptions {
   // real cluster's topic. Required.
   std::string incarnation;
   int partitions = 4;  // of predlog.events; must be >= 1 (predlog.registry has 1)
+  // Kafka consumer group whose instances split the partitions; empty: no
+  // group, this instance folds every partition.
+  std::string group_id = "predlog-ingest";
   // Most messages folded into one partition's WriteBatch.
   size_t max_batch_messages = 1000;
   // Snapshot a shard once this many records were added since its last
@@ -60,11 +77,15 @@ struct PartitionStatus {
   storage::ShardHead head;
   // Kafka's high watermark as last seen by the consumer (-1: not yet known).
   int64_t high_watermark = -1;
+  // Whether this instance folds the partition now (the consumer group
+  // assigned it here). A shard not owned keeps what it folded while it was.
+  bool owned = false;
 
   // Messages in Kafka not yet folded: high_watermark - (last folded offset +
-  // 1); -1 while the watermark is unknown.
+  // 1); -1 while the watermark is unknown or the partition is not owned here
+  // (its owner's lag is what counts).
   int64_t consumer_lag() const {
-    if (high_watermark < 0) return -1;
+    if (!owned || high_watermark < 0) return -1;
     const int64_t next = head.last_source ? head.last_source->offset + 1 : 0;
     return std::max<int64_t>(0, high_watermark - next);
   }
@@ -82,7 +103,10 @@ class Ingest {
 
   // Calls `done` once the message at (topic, partition, offset) of the
   // current incarnation is folded (immediately if it already is). `done` runs
-  // on the ingest thread or the caller's; it must not block.
+  // on the ingest thread or the caller's; it must not block. UNAVAILABLE when
+  // another instance of the group folds the partition (now, or from a
+  // revocation before the offset was folded here): the event is in Kafka and
+  // is folded there. Before the group's first assignment arrives, waits.
   void AwaitFold(absl::string_view topic, int32_t partition, int64_t offset, FoldCallback done);
 
   // Partitions of predlog.events.
@@ -107,12 +131,40 @@ class Ingest {
   explicit Ingest(IngestOptions options) : options_(std::move(options)) {}
   // The shard folding (topic, partition), or -1.
   int ShardOf(absl::string_view topic, int32_t partition) const;
+  // The next source offset `head` expects in the current incarnation; nullopt
+  // when the shard holds nothing of it (a new incarnation is read from its
+  // beginning). The one rule for where folding resumes.
+  std::optional<int64_t> NextOffset(const storage::ShardHead& head) const;
   void Run();
-  void FoldShard(int shard, std::vector<rd_kafka_message_t*>& messages);
+  // Folds and releases `messages`; false when the write failed (then they are
+  // not folded and still in Kafka).
+  bool FoldShard(int shard, std::vector<rd_kafka_message_t*>& messages);
   // After Kafka answered "offset out of range": records the lost offsets as a
   // SourceGap in the shard (never a silent skip) and resumes at the low
-  // watermark. False when it could not (retried on later loop turns).
+  // watermark. False when it could not (retried on later loop turns). A
+  // partition no longer owned here is left alone (true).
   bool RecordGapAndResume(int shard);
+
+  // Rebalancing, on the ingest thread (inside rd_kafka_consumer_poll) or in
+  // the destructor's rd_kafka_consumer_close after the thread ended.
+  static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                          rd_kafka_topic_partition_list_t* partitions, void* opaque);
+  static void OnCommit(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                       rd_kafka_topic_partition_list_t* offsets, void* opaque);
+  // Starts fetching `shards` at their NextOffset (incrementally: other
+  // partitions keep fetching) and marks them owned.
+  absl::Status Assign(const std::vector<int>& shards, bool incremental);
+  // Folds what was polled for `shards`, commits their positions (unless the
+  // assignment was lost), stops fetching them and fails their waiters.
+  void Revoke(const std::vector<int>& shards, bool incremental, bool lost);
+  // UNAVAILABLE: `offset` of `shard` is for another instance to fold.
+  absl::Status NotFoldedHere(int shard, int64_t offset) const;
+  // Stores the positions of owned shards that advanced since last stored,
+  // at most once per second, for librdkafka's auto-commit (visibility only).
+  void StorePositions();
+  // The offsets to commit for `shards` (their positions in this
+  // incarnation), or nullptr when none has one. Caller destroys the list.
+  rd_kafka_topic_partition_list_t* CommitList(const std::vector<int>& shards);
   // Takes and prunes snapshots of `shard` when its schedule says so.
   void MaybeSnapshot(int shard);
   void FailWaiters(const absl::Status& status);
@@ -122,6 +174,16 @@ class Ingest {
   std::vector<std::unique_ptr<storage::ShardStore>> shards_;
   // Ingest thread only: per shard, the index and time of its last snapshot.
   std::vector<std::pair<uint64_t, absl::Time>> last_snapshot_;
+  // Ingest thread only: per shard, messages polled and not yet folded (the
+  // revoke callback folds a revoked shard's before giving it up).
+  std::vector<std::vector<rd_kafka_message_t*>> pending_;
+  // Ingest thread only: per shard, whether the consumer fetches it now
+  // (mirrored in PartitionWaiters::owned for other threads).
+  std::vector<bool> assigned_;
+  // Ingest thread only: per shard, the offset last stored or committed (-1:
+  // none), and when StorePositions may run next.
+  std::vector<int64_t> committed_;
+  absl::Time next_commit_ = absl::InfinitePast();
   rd_kafka_t* consumer_ = nullptr;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -132,13 +194,17 @@ class Ingest {
   std::atomic<int> stalled_partitions_{0};
 
   struct PartitionWaiters {
+    bool owned = false;           // folded by this instance now
     int64_t folded_through = -1;  // last offset of this incarnation handled
     std::map<int64_t, std::vector<FoldCallback>> waiting;
     // Recent results, so a waiter that arrives after its fold is answered.
     std::map<int64_t, storage::MessageResult> recent;
   };
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::vector<PartitionWaiters> waiters_ ABSL_GUARDED_BY(mu_);
+  // False until the group's first assignment: until then a waiter for a
+  // partition not (yet) owned waits instead of failing.
+  bool assignment_known_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace predlog::services

@@ -91,7 +91,15 @@ void RenderShardMetrics(const std::vector<PartitionStatus>& partitions, std::str
                     p.head.last_source ? p.head.last_source->offset : -1, "\n");
   }
   absl::StrAppend(out,
-                  "# HELP predlog_consumer_lag Messages in Kafka not yet folded (-1: unknown).\n",
+                  "# HELP predlog_shard_assigned 1 while this instance folds the shard's "
+                  "partition (its consumer group assigned it here), else 0.\n",
+                  "# TYPE predlog_shard_assigned gauge\n");
+  for (const PartitionStatus& p : partitions) {
+    absl::StrAppend(out, "predlog_shard_assigned{shard=\"", p.shard, "\"} ", p.owned ? 1 : 0, "\n");
+  }
+  absl::StrAppend(out,
+                  "# HELP predlog_consumer_lag Messages in Kafka not yet folded (-1: unknown, "
+                  "or the partition is folded by another instance).\n",
                   "# TYPE predlog_consumer_lag gauge\n");
   for (const PartitionStatus& p : partitions) {
     absl::StrAppend(out, "predlog_consumer_lag{shard=\"", p.shard, "\"} ", p.consumer_lag(), "\n");

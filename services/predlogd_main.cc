@@ -16,6 +16,11 @@ ABSL_FLAG(std::string, embedded_kafka_listen, "",
 ABSL_FLAG(std::string, kafka_brokers, "",
           "Kafka bootstrap servers; empty starts the embedded broker.");
 ABSL_FLAG(int, partitions, 4, "Partitions (= shards) of predlog.events, >= 1.");
+ABSL_FLAG(std::string, ingest_group, "predlog-ingest",
+          "Kafka consumer group of the ingest: instances in one group split the partitions, "
+          "each folding its share into its own --data_dir. Empty: fold every partition without "
+          "a group (always so when this process runs the gateway in front of the embedded "
+          "broker).");
 ABSL_FLAG(uint64_t, snapshot_every_events, 100000,
           "Snapshot a shard after this many new records (0: never by count).");
 ABSL_FLAG(int64_t, snapshot_every_seconds, 3600,
@@ -43,6 +48,7 @@ int main(int argc, char** argv) {
   options.kafka_brokers = absl::GetFlag(FLAGS_kafka_brokers);
   options.embedded_kafka_listen = absl::GetFlag(FLAGS_embedded_kafka_listen);
   options.partitions = absl::GetFlag(FLAGS_partitions);
+  options.ingest_group = absl::GetFlag(FLAGS_ingest_group);
   options.snapshot_every_events = absl::GetFlag(FLAGS_snapshot_every_events);
   options.snapshot_every_seconds = absl::GetFlag(FLAGS_snapshot_every_seconds);
   const absl::Status status = predlog::services::RunUntilSignalled(options);

@@ -225,6 +225,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     ingest_options.bootstrap_servers = parts->kafka_address;
     ingest_options.incarnation = incarnation;
     ingest_options.partitions = options.partitions;
+    ingest_options.group_id = options.ingest_group;
+    if (embedded_source && roles.gateway && !options.ingest_group.empty()) {
+      // Acks wait for folds in this process (the embedded broker keeps
+      // messages in memory only), so no partition may move to another
+      // instance. (It also spares the embedded coordinator's 3 s first join.)
+      PREDLOG_LOG(INFO) << "ingest: not joining consumer group " << options.ingest_group
+                        << ": the gateway in front of the embedded broker needs every "
+                        << "partition folded in this process";
+      ingest_options.group_id.clear();
+    }
     ingest_options.snapshot_every_events = options.snapshot_every_events;
     ingest_options.snapshot_every = absl::Seconds(options.snapshot_every_seconds);
     ASSIGN_OR_RETURN(parts->ingest, Ingest::Start(ingest_options));

@@ -38,6 +38,12 @@ struct ServerOptions {
   // it picked); empty: none.
   std::string embedded_kafka_listen;
   int partitions = 4;
+  // Kafka consumer group the ingest joins to split the partitions with other
+  // ingest instances (each with its own data_dir); empty: fold every
+  // partition without a group. Not joined when this process also runs the
+  // gateway in front of the embedded broker: those acks wait for folds here,
+  // so every partition must stay here.
+  std::string ingest_group = "predlog-ingest";
   // Snapshot schedule per shard (0 turns that trigger off).
   uint64_t snapshot_every_events = 100'000;
   int64_t snapshot_every_seconds = 3600;

@@ -423,6 +423,8 @@ TEST_F(PipelineTest, MetricsCountEveryOutcome) {
     folded += MetricValue(m, "predlog_events_folded_total" + shard);
     duplicates += MetricValue(m, "predlog_events_duplicate_total" + shard);
     lag += MetricValue(m, "predlog_consumer_lag" + shard);
+    // The embedded default folds every partition itself (no consumer group).
+    EXPECT_EQ(MetricValue(m, "predlog_shard_assigned" + shard), 1) << shard;
   }
   EXPECT_EQ(folded, 30);
   EXPECT_EQ(duplicates, 1);
