@@ -134,6 +134,9 @@ class LogStreamReactor final
   // (gRPC calls must not be made while holding our lock).
   struct Actions {
     bool write = false;
+    // More receipts wait behind this one: let gRPC coalesce them into fewer
+    // frames and syscalls instead of flushing each (the last one flushes).
+    bool more_to_write = false;
     bool read = false;
     bool finish = false;
   };
@@ -171,6 +174,7 @@ class LogStreamReactor final
       current_ = std::move(pending_.front());
       pending_.pop_front();
       actions.write = true;
+      actions.more_to_write = !pending_.empty();
     } else if (reads_done_ && in_flight_ == 0 && !writing_ && pending_.empty()) {
       finished_ = true;
       actions.finish = true;
@@ -180,7 +184,10 @@ class LogStreamReactor final
 
   void Run(const Actions& actions) {
     // current_ is only touched while writing_ is set, by this path alone.
-    if (actions.write) StartWrite(&current_);
+    if (actions.write) {
+      StartWrite(&current_, actions.more_to_write ? grpc::WriteOptions().set_buffer_hint()
+                                                  : grpc::WriteOptions());
+    }
     if (actions.read) StartRead(&request_);
     if (actions.finish) Finish(grpc::Status::OK);
   }
