@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 #include "services/server.h"
 
 ABSL_FLAG(std::string, data_dir, "./data", "Directory for shards and snapshots.");
@@ -31,6 +32,10 @@ ABSL_FLAG(std::string, roles, "all",
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("predlogd: the predlog audit-log service");
   absl::ParseCommandLine(argc, argv);
+  // Debian builds abseil with assertions, which turns on Mutex deadlock
+  // detection: a global graph updated on every lock (~2% of the CPU of a
+  // Log call). Tests keep it; the service and benchmarks do not pay for it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // A client closing its socket must never kill the service (and with it the
   // embedded broker's in-memory messages).
   std::signal(SIGPIPE, SIG_IGN);
