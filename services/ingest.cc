@@ -78,8 +78,6 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
 
   KafkaSettings settings = {
       {"bootstrap.servers", options.bootstrap_servers},
-      // Without a group the id only names the client: nothing joins or commits.
-      {"group.id", group ? options.group_id : "predlog-ingest"},
       // An offset that is gone is an explicit error, never a skip.
       {"auto.offset.reset", "error"},
       {"enable.partition.eof", "false"},
@@ -98,7 +96,14 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     // latency and spares the cluster a thousand empty fetches a second.
     settings.emplace_back("fetch.wait.max.ms", "1");
   }
-  if (!group) settings.emplace_back("enable.auto.commit", "false");
+  // The registry consumer (group mode) and the only consumer (no group) are
+  // assigned their partitions by hand: the group id only names the client.
+  KafkaSettings manual = settings;
+  manual.emplace_back("group.id",
+                      options.group_id.empty() ? "predlog-ingest" : options.group_id + "-registry");
+  manual.emplace_back("enable.auto.commit", "false");
+  if (!group) settings = manual;
+  if (group) settings.emplace_back("group.id", options.group_id);
   if (group) {
     // Cooperative: a rebalance moves only the partitions that change owner;
     // the others keep folding through it.
@@ -136,6 +141,14 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     return absl::InternalError(absl::StrCat("rd_kafka_new: ", errstr));
   }
   rd_kafka_poll_set_consumer(ingest->consumer_);
+  if (group) {
+    // predlog.registry is small and totally ordered, and every instance needs
+    // all of it: reruns look models up in it, and a gateway's registry calls
+    // wait for their fold here. So it stays outside the group, folded by
+    // every instance through a consumer of its own.
+    ASSIGN_OR_RETURN(ingest->registry_consumer_, NewKafkaClient(RD_KAFKA_CONSUMER, manual));
+    rd_kafka_poll_set_consumer(ingest->registry_consumer_);
+  }
   // Partitions the shards do not cover would never be folded, and queries
   // would look for a subject in the wrong shard: refuse to start instead.
   for (const auto& [topic_name, expected_partitions] :
@@ -164,9 +177,8 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
   }
   if (group) {
     // Partitions arrive through OnRebalance, on the ingest thread's polls.
-    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, kEventsTopic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_topic_partition_list_add(topics, kRegistryTopic, RD_KAFKA_PARTITION_UA);
     const rd_kafka_resp_err_t err = rd_kafka_subscribe(ingest->consumer_, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -174,10 +186,11 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
           absl::StrCat("kafka subscribe (group ", options.group_id, "): ", rd_kafka_err2str(err)));
     }
     PREDLOG_LOG(INFO) << "ingest: joining consumer group " << options.group_id;
+    RETURN_IF_ERROR(ingest->Assign({shard_count - 1}, /*incremental=*/false, /*by_group=*/false));
   } else {
     std::vector<int> all(shard_count);
     for (int i = 0; i < shard_count; ++i) all[i] = i;
-    RETURN_IF_ERROR(ingest->Assign(all, /*incremental=*/false));
+    RETURN_IF_ERROR(ingest->Assign(all, /*incremental=*/false, /*by_group=*/false));
   }
   ingest->thread_ = std::thread([raw = ingest.get()] { raw->Run(); });
   return ingest;
@@ -192,6 +205,10 @@ Ingest::~Ingest() {
     // the group rebalances at once instead of after a session timeout.
     rd_kafka_consumer_close(consumer_);
     rd_kafka_destroy(consumer_);
+  }
+  if (registry_consumer_ != nullptr) {
+    rd_kafka_consumer_close(registry_consumer_);
+    rd_kafka_destroy(registry_consumer_);
   }
   for (auto& messages : pending_) {
     for (rd_kafka_message_t* m : messages) rd_kafka_message_destroy(m);
@@ -213,68 +230,93 @@ std::optional<int64_t> Ingest::NextOffset(const storage::ShardHead& head) const 
 }
 
 void Ingest::Run() {
+  // With a registry consumer beside the group's, the group's poll waits less,
+  // so registry messages are not held up by an idle events topic.
+  const int wait_ms = registry_consumer_ != nullptr ? 10 : 50;
   while (!stop_.load()) {
     size_t polled = 0;
     // A rebalance callback may run inside any of these polls; it folds the
     // revoked shards' pending_ messages itself.
-    for (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, 50); m != nullptr;
+    for (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, wait_ms); m != nullptr;
          m = polled < options_.max_batch_messages ? rd_kafka_consumer_poll(consumer_, 0)
                                                   : nullptr) {
-      const char* topic = m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "";
-      const int shard = ShardOf(topic, m->partition);
-      if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        PREDLOG_LOG(ERROR) << "ingest: " << topic << "-" << m->partition << " offset " << m->offset
-                           << ": " << rd_kafka_message_errstr(m);
-        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && shard >= 0 && assigned_[shard]) {
-          needs_recovery_.insert(shard);
-        }
-        rd_kafka_message_destroy(m);
-        continue;
-      }
-      if (shard < 0) {
-        PREDLOG_LOG(ERROR) << "ingest: message for unknown partition " << topic << "-"
-                           << m->partition;
-        rd_kafka_message_destroy(m);
-        continue;
-      }
-      if (!assigned_[shard]) {
-        // Fetched before a revocation and delivered after it: the new owner
-        // folds it from Kafka; here it would fold into a shard given up.
-        PREDLOG_LOG(WARNING) << "ingest: " << topic << "-" << m->partition << " offset "
-                             << m->offset << " arrived after the partition was revoked; left "
-                             << "to its new owner";
-        rd_kafka_message_destroy(m);
-        continue;
-      }
-      pending_[shard].push_back(m);
-      ++polled;
+      polled += Take(m) ? 1 : 0;
     }
-    for (size_t i = 0; i < pending_.size(); ++i) {
-      if (pending_[i].empty()) continue;
-      const int64_t first = pending_[i].front()->offset;
-      if (!FoldShard(static_cast<int>(i), pending_[i])) {
-        // A failed write is retried from Kafka: seek back to the batch's first
-        // offset, after a pause so a persistent failure (disk full) does not spin.
-        absl::SleepFor(absl::Milliseconds(200));
-        rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(seek, sources_[i].topic.c_str(), sources_[i].partition)
-            ->offset = first;
-        rd_kafka_error_t* error = rd_kafka_seek_partitions(consumer_, seek, 5000);
-        if (error != nullptr) rd_kafka_error_destroy(error);
-        rd_kafka_topic_partition_list_destroy(seek);
+    if (registry_consumer_ != nullptr) {
+      polled = 0;
+      for (rd_kafka_message_t* m = rd_kafka_consumer_poll(registry_consumer_, 0); m != nullptr;
+           m = polled < options_.max_batch_messages ? rd_kafka_consumer_poll(registry_consumer_, 0)
+                                                    : nullptr) {
+        polled += Take(m) ? 1 : 0;
       }
     }
-    if (!options_.group_id.empty()) StorePositions();
-    // Partitions stopped by an offset error fetch nothing until recovered;
-    // retry each second until it works, never leave a shard silently stuck.
-    if (!needs_recovery_.empty() && absl::Now() >= next_recovery_attempt_) {
-      for (auto it = needs_recovery_.begin(); it != needs_recovery_.end();) {
-        it = RecordGapAndResume(*it) ? needs_recovery_.erase(it) : std::next(it);
-      }
-      stalled_partitions_.store(static_cast<int>(needs_recovery_.size()));
-      next_recovery_attempt_ = absl::Now() + absl::Seconds(1);
+    FoldPending();
+  }
+}
+
+bool Ingest::Take(rd_kafka_message_t* m) {
+  const char* topic = m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "";
+  const int shard = ShardOf(topic, m->partition);
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    PREDLOG_LOG(ERROR) << "ingest: " << topic << "-" << m->partition << " offset " << m->offset
+                       << ": " << rd_kafka_message_errstr(m);
+    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && shard >= 0 && assigned_[shard]) {
+      needs_recovery_.insert(shard);
+    }
+    rd_kafka_message_destroy(m);
+    return false;
+  }
+  if (shard < 0) {
+    PREDLOG_LOG(ERROR) << "ingest: message for unknown partition " << topic << "-" << m->partition;
+    rd_kafka_message_destroy(m);
+    return false;
+  }
+  if (!assigned_[shard]) {
+    // Fetched before a revocation and delivered after it: the new owner
+    // folds it from Kafka; here it would fold into a shard given up.
+    PREDLOG_LOG(WARNING) << "ingest: " << topic << "-" << m->partition << " offset " << m->offset
+                         << " arrived after the partition was revoked; left "
+                         << "to its new owner";
+    rd_kafka_message_destroy(m);
+    return false;
+  }
+  pending_[shard].push_back(m);
+  return true;
+}
+
+void Ingest::FoldPending() {
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    if (pending_[i].empty()) continue;
+    const int64_t first = pending_[i].front()->offset;
+    if (!FoldShard(static_cast<int>(i), pending_[i])) {
+      // A failed write is retried from Kafka: seek back to the batch's first
+      // offset, after a pause so a persistent failure (disk full) does not spin.
+      absl::SleepFor(absl::Milliseconds(200));
+      rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_add(seek, sources_[i].topic.c_str(), sources_[i].partition)
+          ->offset = first;
+      rd_kafka_error_t* error =
+          rd_kafka_seek_partitions(ConsumerOf(static_cast<int>(i)), seek, 5000);
+      if (error != nullptr) rd_kafka_error_destroy(error);
+      rd_kafka_topic_partition_list_destroy(seek);
     }
   }
+  if (!options_.group_id.empty()) StorePositions();
+  // Partitions stopped by an offset error fetch nothing until recovered;
+  // retry each second until it works, never leave a shard silently stuck.
+  if (!needs_recovery_.empty() && absl::Now() >= next_recovery_attempt_) {
+    for (auto it = needs_recovery_.begin(); it != needs_recovery_.end();) {
+      it = RecordGapAndResume(*it) ? needs_recovery_.erase(it) : std::next(it);
+    }
+    stalled_partitions_.store(static_cast<int>(needs_recovery_.size()));
+    next_recovery_attempt_ = absl::Now() + absl::Seconds(1);
+  }
+}
+
+rd_kafka_t* Ingest::ConsumerOf(int shard) const {
+  return registry_consumer_ != nullptr && shard == static_cast<int>(shards_.size()) - 1
+             ? registry_consumer_
+             : consumer_;
 }
 
 void Ingest::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
@@ -298,7 +340,8 @@ void Ingest::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   }
   switch (err) {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-      if (absl::Status status = self->Assign(shards, incremental); !status.ok()) {
+      if (absl::Status status = self->Assign(shards, incremental, /*by_group=*/true);
+          !status.ok()) {
         PREDLOG_LOG(ERROR) << "ingest: group " << self->options_.group_id << ": " << status;
       }
       break;
@@ -312,14 +355,19 @@ void Ingest::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                          << ": rebalance failed: " << rd_kafka_err2str(err);
       std::vector<int> all;
       for (size_t i = 0; i < self->assigned_.size(); ++i) {
-        if (self->assigned_[i]) all.push_back(static_cast<int>(i));
+        const int shard = static_cast<int>(i);
+        if (self->assigned_[i] && self->ConsumerOf(shard) == self->consumer_) all.push_back(shard);
       }
       self->Revoke(all, incremental, /*lost=*/true);
     }
   }
 }
 
-absl::Status Ingest::Assign(const std::vector<int>& shards, bool incremental) {
+absl::Status Ingest::Assign(const std::vector<int>& shards, bool incremental, bool by_group) {
+  rd_kafka_t* consumer = shards.empty() ? consumer_ : ConsumerOf(shards.front());
+  for (int shard : shards) {
+    PREDLOG_CHECK(ConsumerOf(shard) == consumer) << "one Assign call per consumer";
+  }
   rd_kafka_topic_partition_list_t* list =
       rd_kafka_topic_partition_list_new(static_cast<int>(shards.size()));
   for (int shard : shards) {
@@ -331,12 +379,12 @@ absl::Status Ingest::Assign(const std::vector<int>& shards, bool incremental) {
   const std::string starts = DescribeStarts(list);
   absl::Status status;
   if (incremental) {
-    if (rd_kafka_error_t* error = rd_kafka_incremental_assign(consumer_, list); error != nullptr) {
+    if (rd_kafka_error_t* error = rd_kafka_incremental_assign(consumer, list); error != nullptr) {
       status =
           absl::InternalError(absl::StrCat("assign ", starts, ": ", rd_kafka_error_string(error)));
       rd_kafka_error_destroy(error);
     }
-  } else if (const rd_kafka_resp_err_t err = rd_kafka_assign(consumer_, list);
+  } else if (const rd_kafka_resp_err_t err = rd_kafka_assign(consumer, list);
              err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     status = absl::InternalError(absl::StrCat("assign ", starts, ": ", rd_kafka_err2str(err)));
   }
@@ -351,7 +399,7 @@ absl::Status Ingest::Assign(const std::vector<int>& shards, bool incremental) {
     for (int shard : shards) waiters_[shard].owned = true;
     // Waiters that arrived before the group's first assignment, for
     // partitions another instance got, are answered now.
-    if (group && !assignment_known_) {
+    if (by_group && !assignment_known_) {
       for (size_t i = 0; i < waiters_.size(); ++i) {
         PartitionWaiters& w = waiters_[i];
         if (w.owned) continue;
@@ -363,12 +411,15 @@ absl::Status Ingest::Assign(const std::vector<int>& shards, bool incremental) {
         w.waiting.clear();
       }
     }
-    assignment_known_ = true;
+    if (by_group) assignment_known_ = true;
   }
   for (auto& [done, why] : elsewhere) done(why);
-  if (group) {
+  if (by_group) {
     PREDLOG_LOG(INFO) << "ingest: group " << options_.group_id << " assigned "
                       << (starts.empty() ? "no partitions" : starts);
+  } else if (group) {
+    PREDLOG_LOG(INFO) << "ingest: folding outside consumer group " << options_.group_id << ": "
+                      << starts;
   } else {
     PREDLOG_LOG(INFO) << "ingest: no consumer group; folding every partition: " << starts;
   }
@@ -486,7 +537,8 @@ void Ingest::StorePositions() {
   next_commit_ = now + kStoreInterval;
   std::vector<int> advanced;
   for (size_t i = 0; i < shards_.size(); ++i) {
-    if (!assigned_[i]) continue;
+    // The registry consumer (outside the group) commits nothing.
+    if (!assigned_[i] || ConsumerOf(static_cast<int>(i)) != consumer_) continue;
     const std::optional<int64_t> next = NextOffset(shards_[i]->Head());
     if (next.has_value() && *next != committed_[i]) advanced.push_back(static_cast<int>(i));
   }
@@ -522,8 +574,9 @@ bool Ingest::RecordGapAndResume(int shard_id) {
   storage::ShardStore& shard = *shards_[shard_id];
   const ShardSource& source = sources_[shard_id];
   int64_t low = -1, high = -1;
+  rd_kafka_t* consumer = ConsumerOf(shard_id);
   const rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-      consumer_, source.topic.c_str(), source.partition, &low, &high, 5000);
+      consumer, source.topic.c_str(), source.partition, &low, &high, 5000);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     PREDLOG_LOG(ERROR) << "ingest: " << shard.name()
                        << ": watermarks unavailable, will retry: " << rd_kafka_err2str(err);
@@ -570,8 +623,8 @@ bool Ingest::RecordGapAndResume(int shard_id) {
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, source.topic.c_str(), source.partition)->offset =
       std::max(low, next);
-  rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer_, list);
-  if (error == nullptr) error = rd_kafka_incremental_assign(consumer_, list);
+  rd_kafka_error_t* error = rd_kafka_incremental_unassign(consumer, list);
+  if (error == nullptr) error = rd_kafka_incremental_assign(consumer, list);
   const bool ok = error == nullptr;
   if (!ok) {
     PREDLOG_LOG(ERROR) << "ingest: reassign " << shard.name() << ": "
@@ -696,8 +749,9 @@ std::vector<PartitionStatus> Ingest::Status() const {
   for (size_t i = 0; i < shards_.size(); ++i) {
     PartitionStatus status{shards_[i]->name(), shards_[i]->Head(), -1, owned[i]};
     int64_t low = -1, high = -1;
-    if (rd_kafka_get_watermark_offsets(consumer_, sources_[i].topic.c_str(), sources_[i].partition,
-                                       &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_get_watermark_offsets(ConsumerOf(static_cast<int>(i)), sources_[i].topic.c_str(),
+                                       sources_[i].partition, &low,
+                                       &high) == RD_KAFKA_RESP_ERR_NO_ERROR) {
       status.high_watermark = high;
     }
     out.push_back(std::move(status));

@@ -5,7 +5,9 @@
 // stored source position (or at the beginning when the source is a new incarnation).
 //
 // Ownership. With a group id the ingest joins that Kafka consumer group
-// (cooperative-sticky), and the instances of the group split the partitions.
+// (cooperative-sticky), and the instances of the group split the partitions
+// of predlog.events. predlog.registry stays outside the group: every instance
+// folds all of it (reruns and registry calls need the whole registry).
 // Each instance has its own data_dir, so a shard is that instance's copy of
 // its partition, folded while the group assigns the partition here. Every
 // shard stays open for the Ingest's lifetime, owned or not (readers hold
@@ -136,6 +138,13 @@ class Ingest {
   // beginning). The one rule for where folding resumes.
   std::optional<int64_t> NextOffset(const storage::ShardHead& head) const;
   void Run();
+  // Queues a polled message for its shard's next fold; false (and the message
+  // released) when it is an error, unknown, or for a partition not owned here.
+  bool Take(rd_kafka_message_t* m);
+  // Folds what Take queued, then stores positions and retries stalled shards.
+  void FoldPending();
+  // The consumer that fetches `shard`: the registry's own outside a group.
+  rd_kafka_t* ConsumerOf(int shard) const;
   // Folds and releases `messages`; false when the write failed (then they are
   // not folded and still in Kafka).
   bool FoldShard(int shard, std::vector<rd_kafka_message_t*>& messages);
@@ -151,9 +160,10 @@ class Ingest {
                           rd_kafka_topic_partition_list_t* partitions, void* opaque);
   static void OnCommit(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                        rd_kafka_topic_partition_list_t* offsets, void* opaque);
-  // Starts fetching `shards` at their NextOffset (incrementally: other
-  // partitions keep fetching) and marks them owned.
-  absl::Status Assign(const std::vector<int>& shards, bool incremental);
+  // Starts fetching `shards` (all of one consumer) at their NextOffset
+  // (incrementally: other partitions keep fetching) and marks them owned.
+  // `by_group`: the group assigned them (the registry is assigned by hand).
+  absl::Status Assign(const std::vector<int>& shards, bool incremental, bool by_group);
   // Folds what was polled for `shards`, commits their positions (unless the
   // assignment was lost), stops fetching them and fails their waiters.
   void Revoke(const std::vector<int>& shards, bool incremental, bool lost);
@@ -185,6 +195,9 @@ class Ingest {
   std::vector<int64_t> committed_;
   absl::Time next_commit_ = absl::InfinitePast();
   rd_kafka_t* consumer_ = nullptr;
+  // With a group: predlog.registry's own consumer, assigned by hand, so every
+  // instance folds the whole registry. Null without a group.
+  rd_kafka_t* registry_consumer_ = nullptr;
   std::atomic<bool> stop_{false};
   std::thread thread_;
   // Ingest thread only: shards stopped by an offset error, to recover.

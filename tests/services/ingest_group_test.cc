@@ -37,8 +37,8 @@ using ::predlog::testing::PredictionSpec;
 using ::predlog::testing::TempDir;
 using ::testing::HasSubstr;
 
-constexpr int kPartitions = 4;
-constexpr int kShards = kPartitions + 1;  // + predlog.registry-0
+constexpr int kPartitions = 4;               // of predlog.events; the group splits these
+constexpr int kRegistryShard = kPartitions;  // predlog.registry-0, folded by every instance
 constexpr char kGroup[] = "predlog-ingest-test";
 
 // One event as Kafka acknowledged it.
@@ -116,20 +116,20 @@ class IngestGroupTest : public ::testing::Test {
     return out;
   }
 
-  // Which instances own each shard now.
+  // Which instances own each predlog.events partition now.
   static std::vector<std::vector<int>> Owners(const std::vector<const Ingest*>& instances) {
-    std::vector<std::vector<int>> owners(kShards);
+    std::vector<std::vector<int>> owners(kPartitions);
     for (size_t k = 0; k < instances.size(); ++k) {
       const std::vector<PartitionStatus> status = instances[k]->Status();
-      for (int s = 0; s < kShards; ++s) {
+      for (int s = 0; s < kPartitions; ++s) {
         if (status[s].owned) owners[s].push_back(static_cast<int>(k));
       }
     }
     return owners;
   }
 
-  // Each shard owned by exactly one of `instances`, and each instance owning
-  // at least one (the group's assignment has settled).
+  // Each events partition owned by exactly one of `instances`, and each
+  // instance owning at least one (the group's assignment has settled).
   static bool SplitSettled(const std::vector<const Ingest*>& instances) {
     std::vector<int> owned(instances.size(), 0);
     for (const std::vector<int>& o : Owners(instances)) {
@@ -226,6 +226,25 @@ TEST_F(IngestGroupTest, TwoInstancesSplitThePartitionsAndEachFoldsItsEventsOnce)
     EXPECT_FALSE(theirs.owned);
     EXPECT_EQ(theirs.consumer_lag(), -1);
   }
+
+  // The registry is not split: both instances fold all of it, so reruns and
+  // registry calls work on either.
+  const std::string model =
+      testing::MakeModelRegistered("credit", "v1", std::string(64, 'a')).SerializeAsString();
+  std::atomic<bool> delivered{false};
+  ASSERT_OK(producer_->Produce(kRegistryTopic, "credit", model, [&](absl::StatusOr<Delivery> d) {
+    EXPECT_TRUE(d.ok()) << d.status();
+    delivered = true;
+  }));
+  ASSERT_OK(producer_->Flush(absl::Seconds(30)));
+  ASSERT_TRUE(delivered);
+  for (const Ingest* instance : instances) {
+    EXPECT_TRUE(instance->Status()[kRegistryShard].owned);
+    ASSERT_TRUE(WaitUntil([&] { return instance->registry().Head().next_index == 1; }));
+    ASSERT_OK_AND_ASSIGN(storage::StoredRecord record, instance->registry().Get(0));
+    EXPECT_EQ(record.payload, model);
+    EXPECT_OK(instance->registry().GetModel("credit", "v1").status());
+  }
 }
 
 TEST_F(IngestGroupTest, StoppedInstancesPartitionsAreFoldedByTheSurvivorFromTheSourceStart) {
@@ -293,9 +312,8 @@ class BareMember {
     EXPECT_OK(consumer.status());
     rk_ = *consumer;
     rd_kafka_poll_set_consumer(rk_);
-    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, kEventsTopic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_topic_partition_list_add(topics, kRegistryTopic, RD_KAFKA_PARTITION_UA);
     EXPECT_EQ(rd_kafka_subscribe(rk_, topics), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_topic_partition_list_destroy(topics);
     poller_ = std::thread([this] {
