@@ -199,19 +199,24 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
 Ingest::~Ingest() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
+  // Run folds what it polls before it returns, so this is empty but for a
+  // failed write; such messages stay in Kafka (the shard position says where
+  // to resume). Messages go before their handle.
+  for (auto& messages : pending_) {
+    for (rd_kafka_message_t* m : messages) rd_kafka_message_destroy(m);
+    messages.clear();
+  }
   if (consumer_ != nullptr) {
     // In a group this revokes the assignment through OnRebalance (on this
-    // thread, the ingest thread having ended): positions are committed and
-    // the group rebalances at once instead of after a session timeout.
+    // thread, the ingest thread having ended): positions are stored and
+    // committed, and the group rebalances at once instead of after a session
+    // timeout.
     rd_kafka_consumer_close(consumer_);
     rd_kafka_destroy(consumer_);
   }
   if (registry_consumer_ != nullptr) {
     rd_kafka_consumer_close(registry_consumer_);
     rd_kafka_destroy(registry_consumer_);
-  }
-  for (auto& messages : pending_) {
-    for (rd_kafka_message_t* m : messages) rd_kafka_message_destroy(m);
   }
   FailWaiters(absl::UnavailableError("ingest stopped before the event was folded"));
 }
@@ -322,10 +327,10 @@ rd_kafka_t* Ingest::ConsumerOf(int shard) const {
 void Ingest::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t* partitions, void* opaque) {
   Ingest* self = static_cast<Ingest*>(opaque);
-  const char* protocol = rd_kafka_rebalance_protocol(rk);
-  // COOPERATIVE hands over only the partitions that change owner (the lists
-  // are increments); EAGER (if ever negotiated) revokes and assigns everything.
-  const bool incremental = protocol != nullptr && absl::string_view(protocol) == "COOPERATIVE";
+  // The consumer is configured cooperative-sticky only, so the group can only
+  // run the COOPERATIVE protocol: the lists are increments. (Not asked of
+  // rd_kafka_rebalance_protocol(), which can hang inside consumer_close.)
+  constexpr bool incremental = true;
   std::vector<int> shards;
   for (int i = 0; i < partitions->cnt; ++i) {
     const rd_kafka_topic_partition_t& tp = partitions->elems[i];
@@ -444,21 +449,21 @@ void Ingest::Revoke(const std::vector<int>& shards, bool incremental, bool lost)
                            << "for the new owner";
     }
   }
-  // 2. Commit the shard positions (visibility only), synchronously, so Kafka
-  //    shows them before the new owner starts. They are also stored, because
-  //    librdkafka commits the stored offsets of unassigned partitions itself
-  //    and must not overwrite these with older ones. A lost assignment
-  //    belongs to an older generation: its commit would be refused.
-  std::string outcome = lost ? "assignment lost, not committed" : "nothing to commit";
-  if (rd_kafka_topic_partition_list_t* list = CommitList(shards); list != nullptr) {
-    rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer_, list);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && !lost) {
-      err = rd_kafka_commit(consumer_, list, /*async=*/0);
-      outcome = err == RD_KAFKA_RESP_ERR_NO_ERROR
-                    ? "committed"
-                    : absl::StrCat("commit failed (only Kafka's lag view is affected): ",
-                                   rd_kafka_err2str(err));
-    }
+  // 2. Store the shard positions (visibility only): librdkafka's auto-commit
+  //    commits the stored offsets of the partitions unassigned below. No
+  //    synchronous commit here: it would hold the ingest thread (and every
+  //    shard's folding) for as long as the coordinator takes to answer. A
+  //    lost assignment belongs to an older generation: its commit would be
+  //    refused.
+  std::string outcome = lost ? "assignment lost, nothing committed" : "nothing to commit";
+  if (rd_kafka_topic_partition_list_t* list = CommitList(shards); list != nullptr && !lost) {
+    const rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer_, list);
+    outcome = err == RD_KAFKA_RESP_ERR_NO_ERROR
+                  ? "positions stored for the commit on unassign"
+                  : absl::StrCat("positions not stored (only Kafka's lag view is affected): ",
+                                 rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(list);
+  } else if (list != nullptr) {
     rd_kafka_topic_partition_list_destroy(list);
   }
   // 3. Stop fetching them.
@@ -512,10 +517,13 @@ void Ingest::Revoke(const std::vector<int>& shards, bool incremental, bool lost)
 }
 
 absl::Status Ingest::NotFoldedHere(int shard, int64_t offset) const {
-  return absl::UnavailableError(
-      absl::StrCat(shards_[shard]->name(), " moved to another ingest instance of consumer group '",
-                   options_.group_id, "' before offset ", offset,
-                   " was folded here; the event is in Kafka and will be folded there"));
+  // Not UNAVAILABLE: a retry would produce the event again (a duplicate) and
+  // meet the same answer for as long as the other instance owns the partition.
+  return absl::FailedPreconditionError(absl::StrCat(
+      shards_[shard]->name(), " is folded by another ingest instance of consumer group '",
+      options_.group_id, "', not this one, so this process cannot wait for offset ", offset,
+      " to be folded; the event is in Kafka and is folded there. Send durable calls to the "
+      "instance that folds the partition, or log without wait_durable"));
 }
 
 rd_kafka_topic_partition_list_t* Ingest::CommitList(const std::vector<int>& shards) {

@@ -53,9 +53,10 @@ struct IngestOptions {
   // real cluster's topic. Required.
   std::string incarnation;
   int partitions = 4;  // of predlog.events; must be >= 1 (predlog.registry has 1)
-  // Kafka consumer group whose instances split the partitions; empty: no
-  // group, this instance folds every partition.
-  std::string group_id = "predlog-ingest";
+  // Kafka consumer group whose instances split the partitions of
+  // predlog.events; empty (the default): no group, this instance folds every
+  // partition (what a gateway in front of the embedded broker needs).
+  std::string group_id;
   // Most messages folded into one partition's WriteBatch.
   size_t max_batch_messages = 1000;
   // Snapshot a shard once this many records were added since its last
@@ -105,7 +106,7 @@ class Ingest {
 
   // Calls `done` once the message at (topic, partition, offset) of the
   // current incarnation is folded (immediately if it already is). `done` runs
-  // on the ingest thread or the caller's; it must not block. UNAVAILABLE when
+  // on the ingest thread or the caller's; it must not block. FAILED_PRECONDITION when
   // another instance of the group folds the partition (now, or from a
   // revocation before the offset was folded here): the event is in Kafka and
   // is folded there. Before the group's first assignment arrives, waits.
@@ -167,7 +168,7 @@ class Ingest {
   // Folds what was polled for `shards`, commits their positions (unless the
   // assignment was lost), stops fetching them and fails their waiters.
   void Revoke(const std::vector<int>& shards, bool incremental, bool lost);
-  // UNAVAILABLE: `offset` of `shard` is for another instance to fold.
+  // FAILED_PRECONDITION: `offset` of `shard` is for another instance to fold.
   absl::Status NotFoldedHere(int shard, int64_t offset) const;
   // Stores the positions of owned shards that advanced since last stored,
   // at most once per second, for librdkafka's auto-commit (visibility only).

@@ -27,8 +27,8 @@
 //   empty string and a missing value look alike: event_bytes tell them apart);
 //   extra_inputs is a JSON object of the inputs without a column of their own
 //   (a value as the JSON mapping prints it, null when unset), empty when none.
-//   Text cells (actor, ids, names, versions, label, trace_id, string inputs)
-//   that start with = + - @ TAB or CR get a leading ' so that a spreadsheet
+//   Text cells (actor, ids, names, versions, label, trace_id, string and
+//   bytes inputs) that start with = + - @ TAB or CR get a leading ' so that a spreadsheet
 //   shows them as text instead of evaluating them as a formula (CSV
 //   injection); the exact value is in event_bytes.
 //   Non-prediction records leave every column from prediction_id to
@@ -369,6 +369,7 @@ std::string FeatureCell(const predlog::v1::Feature& f) {
       break;
     case F::kBytesValue:
       AppendBase64(f.bytes_value(), &cell);
+      cell = SpreadsheetText(cell);  // base64 may start with '+'
       break;
     case F::VALUE_NOT_SET:
       break;

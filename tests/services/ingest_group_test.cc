@@ -88,21 +88,26 @@ class IngestGroupTest : public ::testing::Test {
   // Produces events `first`..`first + n - 1` (keyed by subject, so they
   // spread over every partition) and returns them as Kafka acknowledged them.
   std::vector<Produced> ProduceEvents(int first, int n) {
-    std::mutex mu;
-    std::vector<Produced> produced;
+    // Shared with the delivery callbacks, which may outlive this call when
+    // Flush times out.
+    struct State {
+      std::mutex mu;
+      std::vector<Produced> produced;
+    };
+    auto state = std::make_shared<State>();
     for (int i = first; i < first + n; ++i) {
       const std::string id = absl::StrCat("group-", i);
       EXPECT_OK(producer_->Produce(kEventsTopic, absl::StrCat("customer-", i % 50),
-                                   EventPayload(id, i), [&, id](absl::StatusOr<Delivery> d) {
+                                   EventPayload(id, i), [state, id](absl::StatusOr<Delivery> d) {
                                      ASSERT_TRUE(d.ok()) << id << ": " << d.status();
-                                     std::lock_guard<std::mutex> lock(mu);
-                                     produced.push_back({id, d->partition, d->offset});
+                                     std::lock_guard<std::mutex> lock(state->mu);
+                                     state->produced.push_back({id, d->partition, d->offset});
                                    }));
     }
     EXPECT_OK(producer_->Flush(absl::Seconds(30)));
-    std::lock_guard<std::mutex> lock(mu);
-    EXPECT_EQ(produced.size(), static_cast<size_t>(n));
-    return produced;
+    std::lock_guard<std::mutex> lock(state->mu);
+    EXPECT_EQ(state->produced.size(), static_cast<size_t>(n));
+    return state->produced;
   }
 
   // The events of `all` in `partition`, in offset order.
@@ -225,6 +230,15 @@ TEST_F(IngestGroupTest, TwoInstancesSplitThePartitionsAndEachFoldsItsEventsOnce)
     EXPECT_TRUE(mine.owned);
     EXPECT_FALSE(theirs.owned);
     EXPECT_EQ(theirs.consumer_lag(), -1);
+    // A durable call cannot be answered by the instance that does not fold
+    // the partition: it says so at once instead of waiting (or inviting a retry).
+    absl::Status elsewhere = absl::UnknownError("not answered");
+    Ingest& other_instance = owner == 0 ? *b : *a;
+    other_instance.AwaitFold(
+        kEventsTopic, p, InPartition(produced, p).back().offset,
+        [&](absl::StatusOr<FoldReceipt> receipt) { elsewhere = receipt.status(); });
+    EXPECT_THAT(elsewhere, testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                             HasSubstr("folded by another ingest instance")));
   }
 
   // The registry is not split: both instances fold all of it, so reruns and
@@ -356,12 +370,7 @@ int64_t CommittedOffset(const std::string& bootstrap, int p) {
 }
 
 TEST_F(IngestGroupTest, RevocationFoldsWhatWasPolledCommitsThatPositionAndHandsOverTheRest) {
-  ASSERT_OK_AND_ASSIGN(auto a, Ingest::Start(Options("a")));
-  ASSERT_TRUE(WaitUntil([&] { return SplitSettled({a.get()}); }));
-
-  // Events flow without pause while another member joins, so the revocation
-  // lands while `a` has messages polled and not yet folded. Every delivered
-  // offset gets a waiter on `a`, as a durable Log call would.
+  // Declared before `a`: its destructor answers waiters that write here.
   struct Outcome {
     int answers = 0;
     absl::Status status;
@@ -369,6 +378,12 @@ TEST_F(IngestGroupTest, RevocationFoldsWhatWasPolledCommitsThatPositionAndHandsO
   std::mutex mu;
   std::map<std::pair<int, int64_t>, Outcome> outcomes;  // (partition, offset)
   std::map<std::pair<int, int64_t>, std::string> ids;
+  ASSERT_OK_AND_ASSIGN(auto a, Ingest::Start(Options("a")));
+  ASSERT_TRUE(WaitUntil([&] { return SplitSettled({a.get()}); }));
+
+  // Events flow without pause while another member joins, so the revocation
+  // lands while `a` has messages polled and not yet folded. Every delivered
+  // offset gets a waiter on `a`, as a durable Log call would.
   std::atomic<bool> stop{false};
   std::thread load([&] {
     for (int i = 0; !stop.load(); ++i) {
@@ -443,8 +458,14 @@ TEST_F(IngestGroupTest, RevocationFoldsWhatWasPolledCommitsThatPositionAndHandsO
     ASSERT_EQ(head.next_index, at_handover[p].next_index);
     const int64_t next = head.last_source ? head.last_source->offset + 1 : 0;
     // What `a` committed on revocation is exactly its shard's position: it
-    // folded what it had polled before committing, and nothing after.
-    EXPECT_EQ(CommittedOffset(broker_->bootstrap_servers(), p), next);
+    // folded what it had polled before storing it, and nothing after. (The
+    // commit itself is librdkafka's, on unassign, so it may land a moment later.)
+    int64_t committed = -2;
+    EXPECT_TRUE(WaitUntil([&] {
+      committed = CommittedOffset(broker_->bootstrap_servers(), p);
+      return committed == next;
+    })) << "committed "
+        << committed << ", shard position " << next;
     // The shard holds offsets 0..next-1, each once, each the event Kafka has there.
     ASSERT_OK_AND_ASSIGN(std::vector<storage::StoredRecord> records,
                          shard.ReadRange(0, static_cast<size_t>(next) + 100));
@@ -465,8 +486,8 @@ TEST_F(IngestGroupTest, RevocationFoldsWhatWasPolledCommitsThatPositionAndHandsO
       } else {
         ++moved_waiters;
         EXPECT_THAT(outcome.status,
-                    testing::StatusIs(absl::StatusCode::kUnavailable,
-                                      HasSubstr("moved to another ingest instance")))
+                    testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                      HasSubstr("folded by another ingest instance")))
             << "offset " << key.second;
       }
     }

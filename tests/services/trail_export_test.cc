@@ -311,6 +311,9 @@ TEST_F(TrailExportTest, CsvTextThatLooksLikeAFormulaIsShownAsText) {
   auto* safe = p->add_inputs();
   safe->set_name("city");
   safe->set_string_value("Lyon");
+  auto* blob = p->add_inputs();
+  blob->set_name("blob");
+  blob->set_bytes_value(std::string("\xf8\x01", 2));  // base64 "+AE="
 
   storage::ShardOptions options;
   options.dir = dir_.Sub("formula-shard");
@@ -325,7 +328,7 @@ TEST_F(TrailExportTest, CsvTextThatLooksLikeAFormulaIsShownAsText) {
 
   EXPECT_THAT(file, HasSubstr(",'@SUM(A1),prediction_logged,"));
   EXPECT_THAT(file, HasSubstr(",\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",'-2+3,"));
-  EXPECT_THAT(file, HasSubstr(",'+1,'\tcmd,-5.5,'=cmd|' /C calc'!A0,Lyon,"));
+  EXPECT_THAT(file, HasSubstr(",'+1,'\tcmd,-5.5,'=cmd|' /C calc'!A0,Lyon,'+AE=,"));
   // No cell of the row starts with a formula character unescaped.
   const std::string row = file.substr(file.find("\r\n") + 2);
   for (const absl::string_view cell : absl::StrSplit(row, ',')) {
