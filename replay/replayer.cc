@@ -147,6 +147,7 @@ absl::StatusOr<Replayer::Located> Replayer::Find(absl::string_view prediction_id
   if (!subject_id.empty()) {
     first = static_cast<size_t>(shards_.partition_of(subject_id));
     last = first + 1;
+    RETURN_IF_ERROR(CheckFolded({static_cast<int>(first)}, absl::StrCat("subject ", subject_id)));
   }
   for (size_t p = first; p < last; ++p) {
     absl::StatusOr<storage::StoredRecord> record =
@@ -157,7 +158,17 @@ absl::StatusOr<Replayer::Located> Replayer::Find(absl::string_view prediction_id
     ASSIGN_OR_RETURN(located.event, located.record.Event());
     return located;
   }
+  std::vector<int> all(shards_.events.size());
+  for (size_t p = 0; p < all.size(); ++p) all[p] = static_cast<int>(p);
+  RETURN_IF_ERROR(CheckFolded(all, absl::StrCat("prediction_id ", prediction_id,
+                                                " is not in this instance's shards; searching "
+                                                "the rest")));
   return absl::NotFoundError(absl::StrCat("prediction_id ", prediction_id, " is not recorded"));
+}
+
+absl::Status Replayer::CheckFolded(const std::vector<int>& partitions,
+                                   absl::string_view what) const {
+  return shards_.check_folded ? shards_.check_folded(partitions, what) : absl::OkStatus();
 }
 
 absl::StatusOr<Replayer::Model> Replayer::LoadModel(const predlog::v1::ModelRef& ref,
@@ -461,8 +472,10 @@ absl::StatusOr<predlog::v1::EntityAtResponse> Replayer::GetEntityAt(
     const predlog::v1::GetEntityAtRequest& request) const {
   if (request.entity_type().empty()) return absl::InvalidArgumentError("entity_type is empty");
   if (request.entity_id().empty()) return absl::InvalidArgumentError("entity_id is empty");
-  const storage::ShardStore& shard =
-      *shards_.events[static_cast<size_t>(shards_.partition_of(request.entity_id()))];
+  const int partition = shards_.partition_of(request.entity_id());
+  RETURN_IF_ERROR(CheckFolded(
+      {partition}, absl::StrCat("entity ", request.entity_type(), "/", request.entity_id())));
+  const storage::ShardStore& shard = *shards_.events[static_cast<size_t>(partition)];
   ASSIGN_OR_RETURN(uint64_t cut, CutOf(shard, request.as_of()));
   ASSIGN_OR_RETURN(EntityAt at,
                    state_at_.Entity(shard, request.entity_type(), request.entity_id(), cut));

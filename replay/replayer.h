@@ -34,6 +34,10 @@ struct ShardSet {
   // The partition a Kafka key (subject_id, entity_id) goes to: the producer's
   // partitioner, so an entity is looked up where it was written.
   std::function<int32_t(absl::string_view key)> partition_of;
+  // OK when these partitions' shards are folded by this process; otherwise an
+  // error naming who folds them (a consumer group split them). Unset: all are.
+  std::function<absl::Status(const std::vector<int>& partitions, absl::string_view what)>
+      check_folded;
 };
 
 struct ReplayerOptions {
@@ -71,6 +75,8 @@ class Replayer {
     predlog::v1::AuditEvent event;
   };
   absl::StatusOr<Located> Find(absl::string_view prediction_id, absl::string_view subject_id) const;
+  // ShardSet::check_folded, or OK when unset.
+  absl::Status CheckFolded(const std::vector<int>& partitions, absl::string_view what) const;
   absl::StatusOr<predlog::v1::RerunReport> RerunLocated(const Located& located, bool explain,
                                                         const predlog::v1::ModelRef& against) const;
   // The registration of name@version and its loaded model. FAILED_PRECONDITION

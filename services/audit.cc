@@ -45,6 +45,9 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
   switch (request.filter_case()) {
     case predlog::v1::ExportTrailRequest::kSubjectId:
       if (request.subject_id().empty()) return absl::InvalidArgumentError("subject_id is empty");
+      RETURN_IF_ERROR(ingest_->CheckFoldedHere(
+          {PredictionLog::PartitionOf(request.subject_id(), ingest_->partitions())},
+          absl::StrCat("exporting subject ", request.subject_id())));
       plan.push_back({&ingest_->shard(
           PredictionLog::PartitionOf(request.subject_id(), ingest_->partitions()))});
       plan.back().end_index = plan.back().shard->Head().next_index;
@@ -53,6 +56,7 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
       if (request.model().name().empty() || request.model().version().empty()) {
         return absl::InvalidArgumentError("model.name and model.version are both required");
       }
+      RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("exporting a model version"));
       for (int p = 0; p < ingest_->partitions(); ++p) {
         plan.push_back({&ingest_->shard(p)});
         plan.back().end_index = plan.back().shard->Head().next_index;
@@ -60,6 +64,7 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
       break;
     case predlog::v1::ExportTrailRequest::kAll: {
       if (!request.all()) return absl::InvalidArgumentError("all is false: set a filter");
+      RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("exporting everything"));
       std::vector<const storage::ShardStore*> shards;
       for (int p = 0; p < ingest_->partitions(); ++p) shards.push_back(&ingest_->shard(p));
       shards.push_back(&ingest_->registry());

@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "services/embedded_broker.h"
 #include "services/kafka_config.h"
@@ -765,6 +766,29 @@ std::vector<PartitionStatus> Ingest::Status() const {
     out.push_back(std::move(status));
   }
   return out;
+}
+
+absl::Status Ingest::CheckFoldedHere(const std::vector<int>& partitions,
+                                     absl::string_view what) const {
+  std::vector<std::string> elsewhere;
+  {
+    absl::MutexLock lock(&mu_);
+    for (int p : partitions) {
+      if (!waiters_[p].owned) elsewhere.push_back(shards_[p]->name());
+    }
+  }
+  if (elsewhere.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat(what, " needs ", absl::StrJoin(elsewhere, ", "),
+                   ", which another ingest instance of consumer group '", options_.group_id,
+                   "' folds, not this one; ask the instance that folds ",
+                   elsewhere.size() == 1 ? "it" : "them"));
+}
+
+absl::Status Ingest::CheckAllFoldedHere(absl::string_view what) const {
+  std::vector<int> all(partitions());
+  for (int p = 0; p < partitions(); ++p) all[p] = p;
+  return CheckFoldedHere(all, what);
 }
 
 void Ingest::CancelWaiters() {

@@ -116,6 +116,13 @@ class Ingest {
   int partitions() const { return options_.partitions; }
   // Every shard: predlog.events partitions in order, then the registry.
   std::vector<PartitionStatus> Status() const;
+  // OK when this instance folds every predlog.events partition in
+  // `partitions` (always, without a group). Otherwise FAILED_PRECONDITION
+  // naming those another instance of the group folds: a read of them here
+  // would miss what that instance folded. `what` names the read.
+  absl::Status CheckFoldedHere(const std::vector<int>& partitions, absl::string_view what) const;
+  // The same for every predlog.events partition.
+  absl::Status CheckAllFoldedHere(absl::string_view what) const;
   // Partitions that stopped folding and could not yet be recovered.
   int stalled_partitions() const { return stalled_partitions_.load(); }
   // Answers every call still waiting for a fold with UNAVAILABLE (shutdown).

@@ -96,6 +96,10 @@ absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::GetPrediction(
   if (!request.subject_id().empty()) {
     first = last = PartitionOf(request.subject_id(), ingest_->partitions());
   }
+  if (first == last) {
+    RETURN_IF_ERROR(
+        ingest_->CheckFoldedHere({first}, absl::StrCat("subject ", request.subject_id())));
+  }
   for (int p = first; p <= last; ++p) {
     absl::StatusOr<storage::StoredRecord> record =
         ingest_->shard(p).GetByPredictionId(request.prediction_id());
@@ -103,6 +107,10 @@ absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::GetPrediction(
     if (!record.ok()) return record.status();
     return ToRecord(p, *record);
   }
+  // Not here; it may be in a shard another instance folds.
+  RETURN_IF_ERROR(ingest_->CheckAllFoldedHere(
+      absl::StrCat("prediction_id ", request.prediction_id(),
+                   " is not in this instance's shards; searching the rest")));
   return absl::NotFoundError(
       absl::StrCat("prediction_id ", request.prediction_id(), " is not recorded"));
 }
@@ -153,6 +161,12 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
       break;
     case predlog::v1::ListPredictionsRequest::FILTER_NOT_SET:
       return absl::InvalidArgumentError("filter is missing: set subject_id or model");
+  }
+  if (request.has_model()) {
+    RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("listing a model version"));
+  } else {
+    RETURN_IF_ERROR(
+        ingest_->CheckFoldedHere({partition}, absl::StrCat("subject ", request.subject_id())));
   }
   predlog::v1::ListPredictionsResponse response;
   for (; partition <= last_partition; ++partition, cursor.clear()) {

@@ -268,6 +268,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     shards.partition_of = [partitions = parts->ingest->partitions()](absl::string_view key) {
       return PredictionLog::PartitionOf(key, partitions);
     };
+    shards.check_folded = [ingest = parts->ingest.get()](const std::vector<int>& partitions,
+                                                         absl::string_view what) {
+      return ingest->CheckFoldedHere(partitions, what);
+    };
     parts->replayer = std::make_unique<replay::Replayer>(std::move(shards), parts->artifacts.get(),
                                                          replay::RuntimeRegistry::WithBuiltins());
     parts->replay_service = std::make_unique<ReplayService>(parts->replayer.get());

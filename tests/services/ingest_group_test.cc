@@ -19,10 +19,12 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/audit.h"
 #include "services/embedded_broker.h"
 #include "services/ingest.h"
 #include "services/kafka_config.h"
 #include "services/metrics.h"
+#include "services/prediction_log.h"
 #include "services/producer.h"
 #include "storage/shard_store.h"
 #include "tests/testing/events.h"
@@ -259,6 +261,68 @@ TEST_F(IngestGroupTest, TwoInstancesSplitThePartitionsAndEachFoldsItsEventsOnce)
     EXPECT_EQ(record.payload, model);
     EXPECT_OK(instance->registry().GetModel("credit", "v1").status());
   }
+}
+
+// Reads on an instance answer for the shards it folds; for a shard another
+// instance folds they say so, never a NOT_FOUND for an event that exists.
+TEST_F(IngestGroupTest, ReadsOfPartitionsFoldedElsewhereSaySoInsteadOfNotFound) {
+  ASSERT_OK_AND_ASSIGN(auto a, Ingest::Start(Options("a")));
+  ASSERT_OK_AND_ASSIGN(auto b, Ingest::Start(Options("b")));
+  const std::vector<const Ingest*> both = {a.get(), b.get()};
+  ASSERT_TRUE(WaitUntil([&] { return SplitSettled(both); }));
+  const std::vector<std::vector<int>> owners = Owners(both);
+  const std::vector<Produced> produced = ProduceEvents(0, 200);
+  // An event in a partition `a` folds (ids are "group-<i>", subjects "customer-<i % 50>").
+  const Produced* event = nullptr;
+  for (const Produced& e : produced) {
+    if (owners[e.partition][0] == 0) event = &e;
+  }
+  ASSERT_NE(event, nullptr);
+  ASSERT_TRUE(WaitUntil([&] { return FoldedThrough(a->shard(event->partition), {*event}); }));
+  const std::string subject =
+      absl::StrCat("customer-", std::stoi(event->prediction_id.substr(6)) % 50);
+  ASSERT_EQ(PredictionLog::PartitionOf(subject, kPartitions), event->partition);
+  const std::string shard_name = absl::StrCat("predlog.events-", event->partition);
+
+  PredictionLog on_a(producer_.get(), a.get(), {});
+  PredictionLog on_b(producer_.get(), b.get(), {});
+  predlog::v1::GetPredictionRequest by_id;
+  by_id.set_prediction_id(event->prediction_id);
+  predlog::v1::GetPredictionRequest by_id_and_subject = by_id;
+  by_id_and_subject.set_subject_id(subject);
+  predlog::v1::ListPredictionsRequest trail;
+  trail.set_subject_id(subject);
+
+  ASSERT_OK_AND_ASSIGN(predlog::v1::PredictionRecord found, on_a.GetPrediction(by_id));
+  EXPECT_EQ(found.event().prediction_logged().prediction_id(), event->prediction_id);
+  ASSERT_OK(on_a.GetPrediction(by_id_and_subject).status());
+  ASSERT_OK_AND_ASSIGN(predlog::v1::ListPredictionsResponse listed, on_a.ListPredictions(trail));
+  EXPECT_GT(listed.records_size(), 0);
+
+  for (const auto& status :
+       {on_b.GetPrediction(by_id).status(), on_b.GetPrediction(by_id_and_subject).status(),
+        on_b.ListPredictions(trail).status()}) {
+    EXPECT_THAT(status,
+                testing::StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(shard_name)));
+    EXPECT_THAT(status, testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                          HasSubstr("another ingest instance")));
+  }
+  // An id logged nowhere is not called missing by an instance that cannot see
+  // every shard.
+  predlog::v1::GetPredictionRequest missing;
+  missing.set_prediction_id("never-logged");
+  EXPECT_THAT(on_b.GetPrediction(missing).status(),
+              testing::StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("never-logged")));
+  // An export of everything needs every shard.
+  Audit audit(a.get());
+  predlog::v1::ExportTrailRequest all;
+  all.set_all(true);
+  EXPECT_THAT(audit.StartExport(all).status(),
+              testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                HasSubstr("another ingest instance")));
+  predlog::v1::ExportTrailRequest subject_trail;
+  subject_trail.set_subject_id(subject);
+  EXPECT_OK(audit.StartExport(subject_trail).status());
 }
 
 TEST_F(IngestGroupTest, StoppedInstancesPartitionsAreFoldedByTheSurvivorFromTheSourceStart) {
