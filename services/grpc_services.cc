@@ -17,13 +17,18 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 namespace {
 
-// Answers a unary call with the result of a synchronous call.
-template <typename Response>
-grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
-                                     absl::StatusOr<Response> result, Response* response) {
+// Answers a unary call with what `read` returns, computed on `reads`, never
+// on gRPC's own threads (see worker_pool.h). The request and response stay
+// valid until Finish.
+template <typename Response, typename Read>
+grpc::ServerUnaryReactor* FinishOnPool(WorkerPool* reads, grpc::CallbackServerContext* context,
+                                       Response* response, Read read) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (result.ok()) *response = std::move(*result);
-  reactor->Finish(ToGrpcStatus(result.status()));
+  reads->Submit([reactor, response, read = std::move(read)] {
+    absl::StatusOr<Response> result = read();
+    if (result.ok()) *response = std::move(*result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
   return reactor;
 }
 
@@ -54,7 +59,8 @@ grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(
 grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(
     grpc::CallbackServerContext* context, const predlog::v1::GetPredictionRequest* request,
     predlog::v1::PredictionRecord* record) {
-  return FinishWith(context, log_->GetPrediction(*request), record);
+  return FinishOnPool(reads_, context, record,
+                      [this, request] { return log_->GetPrediction(*request); });
 }
 
 namespace {
@@ -216,7 +222,8 @@ PredictionLogService::LogStream(grpc::CallbackServerContext* context) {
 grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
     grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
     predlog::v1::ListPredictionsResponse* response) {
-  return FinishWith(context, log_->ListPredictions(*request), response);
+  return FinishOnPool(reads_, context, response,
+                      [this, request] { return log_->ListPredictions(*request); });
 }
 
 namespace {
@@ -304,37 +311,43 @@ grpc::ServerUnaryReactor* RegistryService::DeployModel(
 grpc::ServerUnaryReactor* RegistryService::GetModel(grpc::CallbackServerContext* context,
                                                     const predlog::v1::GetModelRequest* request,
                                                     predlog::v1::ModelRecord* record) {
-  return FinishWith(context, registry_->GetModel(*request), record);
+  return FinishOnPool(reads_, context, record,
+                      [this, request] { return registry_->GetModel(*request); });
 }
 
 grpc::ServerUnaryReactor* RegistryService::ListModels(grpc::CallbackServerContext* context,
                                                       const predlog::v1::ListModelsRequest* request,
                                                       predlog::v1::ListModelsResponse* response) {
-  return FinishWith(context, registry_->ListModels(*request), response);
+  return FinishOnPool(reads_, context, response,
+                      [this, request] { return registry_->ListModels(*request); });
 }
 
 grpc::ServerUnaryReactor* ReplayService::Rerun(grpc::CallbackServerContext* context,
                                                const predlog::v1::RerunRequest* request,
                                                predlog::v1::RerunReport* report) {
-  return FinishWith(context, replayer_->Rerun(*request), report);
+  return FinishOnPool(reads_, context, report,
+                      [this, request] { return replayer_->Rerun(*request); });
 }
 
 grpc::ServerUnaryReactor* ReplayService::RerunTrace(grpc::CallbackServerContext* context,
                                                     const predlog::v1::RerunTraceRequest* request,
                                                     predlog::v1::RerunTraceReport* report) {
-  return FinishWith(context, replayer_->RerunTrace(*request), report);
+  return FinishOnPool(reads_, context, report,
+                      [this, request] { return replayer_->RerunTrace(*request); });
 }
 
 grpc::ServerUnaryReactor* ReplayService::GetEntityAt(grpc::CallbackServerContext* context,
                                                      const predlog::v1::GetEntityAtRequest* request,
                                                      predlog::v1::EntityAtResponse* response) {
-  return FinishWith(context, replayer_->GetEntityAt(*request), response);
+  return FinishOnPool(reads_, context, response,
+                      [this, request] { return replayer_->GetEntityAt(*request); });
 }
 
 grpc::ServerUnaryReactor* ReplayService::GetRegistryAt(
     grpc::CallbackServerContext* context, const predlog::v1::GetRegistryAtRequest* request,
     predlog::v1::RegistryAtResponse* response) {
-  return FinishWith(context, replayer_->GetRegistryAt(*request), response);
+  return FinishOnPool(reads_, context, response,
+                      [this, request] { return replayer_->GetRegistryAt(*request); });
 }
 
 namespace {
@@ -351,16 +364,24 @@ constexpr size_t kExportBatchBytes = 2 << 20;
 // idle for every read (and the client waiting).
 class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::ExportBatch> {
  public:
-  ExportTrailReactor(const Audit* audit, const predlog::v1::ExportTrailRequest& request) {
-    absl::StatusOr<std::unique_ptr<ExportCursor>> cursor = audit->StartExport(request);
-    if (!cursor.ok()) {
-      Finish(ToGrpcStatus(cursor.status()));
-      return;
+  // Reads of the shards run on `reads`, never on gRPC's threads.
+  ExportTrailReactor(const Audit* audit, const predlog::v1::ExportTrailRequest& request,
+                     WorkerPool* reads)
+      : reads_(reads) {
+    {
+      absl::MutexLock lock(&mu_);
+      pumping_ = true;
     }
-    cursor_ = std::move(*cursor);
-    Fill();
-    pumping_ = true;
-    Pump();
+    reads_->Submit([this, audit, request] {
+      absl::StatusOr<std::unique_ptr<ExportCursor>> cursor = audit->StartExport(request);
+      if (!cursor.ok()) {
+        Finish(ToGrpcStatus(cursor.status()));
+        return;
+      }
+      cursor_ = std::move(*cursor);
+      Fill();
+      Pump();
+    });
   }
 
   void OnWriteDone(bool ok) override {
@@ -371,7 +392,7 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
       if (pumping_) return;        // Pump sees it once its read ends
       pumping_ = true;
     }
-    Pump();
+    reads_->Submit([this] { Pump(); });
   }
 
   void OnDone() override { delete this; }
@@ -418,6 +439,7 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
     }
   }
 
+  WorkerPool* const reads_;
   std::unique_ptr<ExportCursor> cursor_;
   // The write in flight owns one; Fill reads into the other, batches_[next_].
   predlog::v1::ExportBatch batches_[2];
@@ -434,13 +456,13 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
 
 grpc::ServerWriteReactor<predlog::v1::ExportBatch>* AuditService::ExportTrail(
     grpc::CallbackServerContext* context, const predlog::v1::ExportTrailRequest* request) {
-  return new ExportTrailReactor(audit_, *request);
+  return new ExportTrailReactor(audit_, *request, reads_);
 }
 
 grpc::ServerUnaryReactor* AuditService::GetStatus(grpc::CallbackServerContext* context,
                                                   const predlog::v1::GetStatusRequest* request,
                                                   predlog::v1::StatusResponse* response) {
-  return FinishWith(context, audit_->Status(), response);
+  return FinishOnPool(reads_, context, response, [this] { return audit_->Status(); });
 }
 
 }  // namespace predlog::services

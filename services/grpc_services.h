@@ -13,6 +13,7 @@
 #include "services/audit.h"
 #include "services/model_registry.h"
 #include "services/prediction_log.h"
+#include "services/worker_pool.h"
 
 namespace predlog::services {
 
@@ -25,7 +26,8 @@ inline constexpr int kMaxStreamInFlight = 500;
 // predlog.v1.PredictionLog. Borrows `log`, which must outlive the server.
 class PredictionLogService final : public predlog::v1::PredictionLog::CallbackService {
  public:
-  explicit PredictionLogService(PredictionLog* log) : log_(log) {}
+  // Reads run on `reads` (borrowed; it must outlive the gRPC server).
+  PredictionLogService(PredictionLog* log, WorkerPool* reads) : log_(log), reads_(reads) {}
 
   grpc::ServerUnaryReactor* Log(grpc::CallbackServerContext* context,
                                 const predlog::v1::LogRequest* request,
@@ -44,12 +46,15 @@ class PredictionLogService final : public predlog::v1::PredictionLog::CallbackSe
 
  private:
   PredictionLog* const log_;
+  WorkerPool* const reads_;
 };
 
 // predlog.v1.Registry. Borrows `registry`, which must outlive the server.
 class RegistryService final : public predlog::v1::Registry::CallbackService {
  public:
-  explicit RegistryService(ModelRegistry* registry) : registry_(registry) {}
+  // Reads run on `reads` (borrowed; it must outlive the gRPC server).
+  RegistryService(ModelRegistry* registry, WorkerPool* reads)
+      : registry_(registry), reads_(reads) {}
 
   grpc::ServerReadReactor<predlog::v1::RegisterModelRequest>* RegisterModel(
       grpc::CallbackServerContext* context, predlog::v1::RegisterModelResponse* response) override;
@@ -65,6 +70,7 @@ class RegistryService final : public predlog::v1::Registry::CallbackService {
 
  private:
   ModelRegistry* const registry_;
+  WorkerPool* const reads_;
 };
 
 // predlog.v1.Replay. Borrows `replayer`, which must outlive the server. Calls
@@ -72,7 +78,9 @@ class RegistryService final : public predlog::v1::Registry::CallbackService {
 // microseconds; a state-at fold reads at most one snapshot interval.
 class ReplayService final : public predlog::v1::Replay::CallbackService {
  public:
-  explicit ReplayService(const replay::Replayer* replayer) : replayer_(replayer) {}
+  // Reads run on `reads` (borrowed; it must outlive the gRPC server).
+  ReplayService(const replay::Replayer* replayer, WorkerPool* reads)
+      : replayer_(replayer), reads_(reads) {}
 
   grpc::ServerUnaryReactor* Rerun(grpc::CallbackServerContext* context,
                                   const predlog::v1::RerunRequest* request,
@@ -89,13 +97,15 @@ class ReplayService final : public predlog::v1::Replay::CallbackService {
 
  private:
   const replay::Replayer* const replayer_;
+  WorkerPool* const reads_;
 };
 
 // predlog.v1.Audit. Borrows `audit`, which must outlive the server. An export
 // streams batches as the client reads them (one read of the shard per write).
 class AuditService final : public predlog::v1::Audit::CallbackService {
  public:
-  explicit AuditService(const Audit* audit) : audit_(audit) {}
+  // Reads run on `reads` (borrowed; it must outlive the gRPC server).
+  AuditService(const Audit* audit, WorkerPool* reads) : audit_(audit), reads_(reads) {}
 
   grpc::ServerWriteReactor<predlog::v1::ExportBatch>* ExportTrail(
       grpc::CallbackServerContext* context,
@@ -106,6 +116,7 @@ class AuditService final : public predlog::v1::Audit::CallbackService {
 
  private:
   const Audit* const audit_;
+  WorkerPool* const reads_;
 };
 
 }  // namespace predlog::services

@@ -47,6 +47,9 @@ struct ServerOptions {
   // Snapshot schedule per shard (0 turns that trigger off).
   uint64_t snapshot_every_events = 100'000;
   int64_t snapshot_every_seconds = 3600;
+  // Threads for reads (queries, replays, exports), kept off gRPC's own
+  // threads so that a slow read never delays a Log ack. >= 1.
+  int read_threads = 4;
 };
 
 // A running predlogd. Thread-safe.
