@@ -17,14 +17,14 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 namespace {
 
-// Answers a unary call with what `read` returns, computed on `reads`, never
-// on gRPC's own threads (see worker_pool.h). The request and response stay
+// Answers a unary call with what `read` returns, computed on `workers`,
+// never on gRPC's own threads (see worker_pool.h). The request and response stay
 // valid until Finish.
 template <typename Response, typename Read>
-grpc::ServerUnaryReactor* FinishOnPool(WorkerPool* reads, grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* FinishOnPool(WorkerPool* workers, grpc::CallbackServerContext* context,
                                        Response* response, Read read) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reads->Submit([reactor, response, read = std::move(read)] {
+  workers->Submit([reactor, response, read = std::move(read)] {
     absl::StatusOr<Response> result = read();
     if (result.ok()) *response = std::move(*result);
     reactor->Finish(ToGrpcStatus(result.status()));
@@ -59,7 +59,7 @@ grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(
 grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(
     grpc::CallbackServerContext* context, const predlog::v1::GetPredictionRequest* request,
     predlog::v1::PredictionRecord* record) {
-  return FinishOnPool(reads_, context, record,
+  return FinishOnPool(workers_, context, record,
                       [this, request] { return log_->GetPrediction(*request); });
 }
 
@@ -79,7 +79,7 @@ class LogStreamReactor final
       Actions actions;
       {
         absl::MutexLock lock(&mu_);
-        reads_done_ = true;
+        workers_done_ = true;
         actions = NextActionsLocked();
       }
       Run(actions);
@@ -170,7 +170,7 @@ class LogStreamReactor final
   Actions NextActionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Actions actions;
     if (finished_) return actions;
-    if (read_paused_ && !reads_done_ &&
+    if (read_paused_ && !workers_done_ &&
         in_flight_ + static_cast<int>(pending_.size()) < kMaxStreamInFlight) {
       read_paused_ = false;
       actions.read = true;
@@ -181,7 +181,7 @@ class LogStreamReactor final
       pending_.pop_front();
       actions.write = true;
       actions.more_to_write = !pending_.empty();
-    } else if (reads_done_ && in_flight_ == 0 && !writing_ && pending_.empty()) {
+    } else if (workers_done_ && in_flight_ == 0 && !writing_ && pending_.empty()) {
       finished_ = true;
       actions.finish = true;
     }
@@ -203,7 +203,7 @@ class LogStreamReactor final
   predlog::v1::LogReceipt current_;  // the write path's alone (see writing_)
   absl::Mutex mu_;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool workers_done_ ABSL_GUARDED_BY(mu_) = false;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
@@ -222,7 +222,7 @@ PredictionLogService::LogStream(grpc::CallbackServerContext* context) {
 grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
     grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
     predlog::v1::ListPredictionsResponse* response) {
-  return FinishOnPool(reads_, context, response,
+  return FinishOnPool(workers_, context, response,
                       [this, request] { return log_->ListPredictions(*request); });
 }
 
@@ -234,13 +234,25 @@ namespace {
 class RegisterModelReactor final
     : public grpc::ServerReadReactor<predlog::v1::RegisterModelRequest> {
  public:
+  // Artifact writes (and their fsync) run on `workers`, never on gRPC's
+  // threads; one read is outstanding at a time, so chunks stay in order.
   RegisterModelReactor(grpc::CallbackServerContext* context, ModelRegistry* registry,
-                       predlog::v1::RegisterModelResponse* response)
-      : context_(context), upload_(registry->StartUpload()), response_(response) {
+                       predlog::v1::RegisterModelResponse* response, WorkerPool* workers)
+      : context_(context),
+        upload_(registry->StartUpload()),
+        response_(response),
+        workers_(workers) {
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
+    workers_->Submit([this, ok] { Handle(ok); });
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Handle(bool ok) {
     if (!ok) {
       // The end of the stream, or a cancelled / timed-out / broken call: only
       // the first is a complete upload. Registering a partial artifact would
@@ -279,12 +291,10 @@ class RegisterModelReactor final
     StartRead(&request_);
   }
 
-  void OnDone() override { delete this; }
-
- private:
   grpc::CallbackServerContext* const context_;
   std::unique_ptr<ModelRegistry::Upload> upload_;
   predlog::v1::RegisterModelResponse* const response_;
+  WorkerPool* const workers_;
   predlog::v1::RegisterModelRequest request_;
   bool begun_ = false;
 };
@@ -293,7 +303,7 @@ class RegisterModelReactor final
 
 grpc::ServerReadReactor<predlog::v1::RegisterModelRequest>* RegistryService::RegisterModel(
     grpc::CallbackServerContext* context, predlog::v1::RegisterModelResponse* response) {
-  return new RegisterModelReactor(context, registry_, response);
+  return new RegisterModelReactor(context, registry_, response, workers_);
 }
 
 grpc::ServerUnaryReactor* RegistryService::DeployModel(
@@ -311,42 +321,42 @@ grpc::ServerUnaryReactor* RegistryService::DeployModel(
 grpc::ServerUnaryReactor* RegistryService::GetModel(grpc::CallbackServerContext* context,
                                                     const predlog::v1::GetModelRequest* request,
                                                     predlog::v1::ModelRecord* record) {
-  return FinishOnPool(reads_, context, record,
+  return FinishOnPool(workers_, context, record,
                       [this, request] { return registry_->GetModel(*request); });
 }
 
 grpc::ServerUnaryReactor* RegistryService::ListModels(grpc::CallbackServerContext* context,
                                                       const predlog::v1::ListModelsRequest* request,
                                                       predlog::v1::ListModelsResponse* response) {
-  return FinishOnPool(reads_, context, response,
+  return FinishOnPool(workers_, context, response,
                       [this, request] { return registry_->ListModels(*request); });
 }
 
 grpc::ServerUnaryReactor* ReplayService::Rerun(grpc::CallbackServerContext* context,
                                                const predlog::v1::RerunRequest* request,
                                                predlog::v1::RerunReport* report) {
-  return FinishOnPool(reads_, context, report,
+  return FinishOnPool(workers_, context, report,
                       [this, request] { return replayer_->Rerun(*request); });
 }
 
 grpc::ServerUnaryReactor* ReplayService::RerunTrace(grpc::CallbackServerContext* context,
                                                     const predlog::v1::RerunTraceRequest* request,
                                                     predlog::v1::RerunTraceReport* report) {
-  return FinishOnPool(reads_, context, report,
+  return FinishOnPool(workers_, context, report,
                       [this, request] { return replayer_->RerunTrace(*request); });
 }
 
 grpc::ServerUnaryReactor* ReplayService::GetEntityAt(grpc::CallbackServerContext* context,
                                                      const predlog::v1::GetEntityAtRequest* request,
                                                      predlog::v1::EntityAtResponse* response) {
-  return FinishOnPool(reads_, context, response,
+  return FinishOnPool(workers_, context, response,
                       [this, request] { return replayer_->GetEntityAt(*request); });
 }
 
 grpc::ServerUnaryReactor* ReplayService::GetRegistryAt(
     grpc::CallbackServerContext* context, const predlog::v1::GetRegistryAtRequest* request,
     predlog::v1::RegistryAtResponse* response) {
-  return FinishOnPool(reads_, context, response,
+  return FinishOnPool(workers_, context, response,
                       [this, request] { return replayer_->GetRegistryAt(*request); });
 }
 
@@ -364,15 +374,15 @@ constexpr size_t kExportBatchBytes = 2 << 20;
 // idle for every read (and the client waiting).
 class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::ExportBatch> {
  public:
-  // Reads of the shards run on `reads`, never on gRPC's threads.
+  // Reads of the shards run on `workers`, never on gRPC's threads.
   ExportTrailReactor(const Audit* audit, const predlog::v1::ExportTrailRequest& request,
-                     WorkerPool* reads)
-      : reads_(reads) {
+                     WorkerPool* workers)
+      : workers_(workers) {
     {
       absl::MutexLock lock(&mu_);
       pumping_ = true;
     }
-    reads_->Submit([this, audit, request] {
+    workers_->Submit([this, audit, request] {
       absl::StatusOr<std::unique_ptr<ExportCursor>> cursor = audit->StartExport(request);
       if (!cursor.ok()) {
         Finish(ToGrpcStatus(cursor.status()));
@@ -392,7 +402,7 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
       if (pumping_) return;        // Pump sees it once its read ends
       pumping_ = true;
     }
-    reads_->Submit([this] { Pump(); });
+    workers_->Submit([this] { Pump(); });
   }
 
   void OnDone() override { delete this; }
@@ -439,7 +449,7 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
     }
   }
 
-  WorkerPool* const reads_;
+  WorkerPool* const workers_;
   std::unique_ptr<ExportCursor> cursor_;
   // The write in flight owns one; Fill reads into the other, batches_[next_].
   predlog::v1::ExportBatch batches_[2];
@@ -456,13 +466,13 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
 
 grpc::ServerWriteReactor<predlog::v1::ExportBatch>* AuditService::ExportTrail(
     grpc::CallbackServerContext* context, const predlog::v1::ExportTrailRequest* request) {
-  return new ExportTrailReactor(audit_, *request, reads_);
+  return new ExportTrailReactor(audit_, *request, workers_);
 }
 
 grpc::ServerUnaryReactor* AuditService::GetStatus(grpc::CallbackServerContext* context,
                                                   const predlog::v1::GetStatusRequest* request,
                                                   predlog::v1::StatusResponse* response) {
-  return FinishOnPool(reads_, context, response, [this] { return audit_->Status(); });
+  return FinishOnPool(workers_, context, response, [this] { return audit_->Status(); });
 }
 
 }  // namespace predlog::services

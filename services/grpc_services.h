@@ -26,8 +26,8 @@ inline constexpr int kMaxStreamInFlight = 500;
 // predlog.v1.PredictionLog. Borrows `log`, which must outlive the server.
 class PredictionLogService final : public predlog::v1::PredictionLog::CallbackService {
  public:
-  // Reads run on `reads` (borrowed; it must outlive the gRPC server).
-  PredictionLogService(PredictionLog* log, WorkerPool* reads) : log_(log), reads_(reads) {}
+  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
+  PredictionLogService(PredictionLog* log, WorkerPool* workers) : log_(log), workers_(workers) {}
 
   grpc::ServerUnaryReactor* Log(grpc::CallbackServerContext* context,
                                 const predlog::v1::LogRequest* request,
@@ -46,15 +46,15 @@ class PredictionLogService final : public predlog::v1::PredictionLog::CallbackSe
 
  private:
   PredictionLog* const log_;
-  WorkerPool* const reads_;
+  WorkerPool* const workers_;
 };
 
 // predlog.v1.Registry. Borrows `registry`, which must outlive the server.
 class RegistryService final : public predlog::v1::Registry::CallbackService {
  public:
-  // Reads run on `reads` (borrowed; it must outlive the gRPC server).
-  RegistryService(ModelRegistry* registry, WorkerPool* reads)
-      : registry_(registry), reads_(reads) {}
+  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
+  RegistryService(ModelRegistry* registry, WorkerPool* workers)
+      : registry_(registry), workers_(workers) {}
 
   grpc::ServerReadReactor<predlog::v1::RegisterModelRequest>* RegisterModel(
       grpc::CallbackServerContext* context, predlog::v1::RegisterModelResponse* response) override;
@@ -70,17 +70,17 @@ class RegistryService final : public predlog::v1::Registry::CallbackService {
 
  private:
   ModelRegistry* const registry_;
-  WorkerPool* const reads_;
+  WorkerPool* const workers_;
 };
 
 // predlog.v1.Replay. Borrows `replayer`, which must outlive the server. Calls
-// run on gRPC's callback threads: a rerun is a model evaluation of
-// microseconds; a state-at fold reads at most one snapshot interval.
+// run on the worker pool: a rerun may load a model, and a state-at fold
+// reads up to one snapshot interval of records.
 class ReplayService final : public predlog::v1::Replay::CallbackService {
  public:
-  // Reads run on `reads` (borrowed; it must outlive the gRPC server).
-  ReplayService(const replay::Replayer* replayer, WorkerPool* reads)
-      : replayer_(replayer), reads_(reads) {}
+  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
+  ReplayService(const replay::Replayer* replayer, WorkerPool* workers)
+      : replayer_(replayer), workers_(workers) {}
 
   grpc::ServerUnaryReactor* Rerun(grpc::CallbackServerContext* context,
                                   const predlog::v1::RerunRequest* request,
@@ -97,15 +97,15 @@ class ReplayService final : public predlog::v1::Replay::CallbackService {
 
  private:
   const replay::Replayer* const replayer_;
-  WorkerPool* const reads_;
+  WorkerPool* const workers_;
 };
 
 // predlog.v1.Audit. Borrows `audit`, which must outlive the server. An export
 // streams batches as the client reads them (one read of the shard per write).
 class AuditService final : public predlog::v1::Audit::CallbackService {
  public:
-  // Reads run on `reads` (borrowed; it must outlive the gRPC server).
-  AuditService(const Audit* audit, WorkerPool* reads) : audit_(audit), reads_(reads) {}
+  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
+  AuditService(const Audit* audit, WorkerPool* workers) : audit_(audit), workers_(workers) {}
 
   grpc::ServerWriteReactor<predlog::v1::ExportBatch>* ExportTrail(
       grpc::CallbackServerContext* context,
@@ -116,7 +116,7 @@ class AuditService final : public predlog::v1::Audit::CallbackService {
 
  private:
   const Audit* const audit_;
-  WorkerPool* const reads_;
+  WorkerPool* const workers_;
 };
 
 }  // namespace predlog::services

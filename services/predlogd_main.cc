@@ -26,7 +26,7 @@ ABSL_FLAG(uint64_t, snapshot_every_events, 100000,
           "Snapshot a shard after this many new records (0: never by count).");
 ABSL_FLAG(int64_t, snapshot_every_seconds, 3600,
           "Snapshot a shard with new records after this many seconds (0: never by time).");
-ABSL_FLAG(int, read_threads, 4,
+ABSL_FLAG(int, worker_threads, 4,
           "Threads for queries, replays and exports (kept apart from Log calls), >= 1.");
 ABSL_FLAG(std::string, roles, "all",
           "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   options.ingest_group = absl::GetFlag(FLAGS_ingest_group);
   options.snapshot_every_events = absl::GetFlag(FLAGS_snapshot_every_events);
   options.snapshot_every_seconds = absl::GetFlag(FLAGS_snapshot_every_seconds);
-  options.read_threads = absl::GetFlag(FLAGS_read_threads);
+  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   const absl::Status status = predlog::services::RunUntilSignalled(options);
   if (!status.ok()) {
     std::cerr << "predlogd: " << status << "\n";

@@ -44,10 +44,10 @@ struct Server::Parts {
   std::unique_ptr<ReplayService> replay_service;
   std::unique_ptr<Audit> audit;
   std::unique_ptr<AuditService> audit_service;
-  // Reads (queries, replays, exports) run here, not on gRPC's threads. It
-  // stops right after the gRPC server, whose shutdown waits for every call,
-  // and so for every read, to be answered.
-  std::unique_ptr<WorkerPool> reads;
+  // Blocking work of calls (queries, replays, exports, artifact uploads) runs
+  // here, not on gRPC's threads. It stops right after the gRPC server, whose
+  // shutdown waits for every call, and so for all that work, to be answered.
+  std::unique_ptr<WorkerPool> workers;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<httplib::Server> http_server;
   std::thread http_thread;
@@ -185,9 +185,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::InvalidArgumentError("--snapshot_every_seconds must be >= 0");
   }
   const Roles& roles = options.roles;
-  if (options.read_threads < 1) {
+  if (options.worker_threads < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--read_threads must be >= 1, not ", options.read_threads));
+        absl::StrCat("--worker_threads must be >= 1, not ", options.worker_threads));
   }
   if (roles.broker && !options.kafka_brokers.empty()) {
     return absl::InvalidArgumentError(
@@ -260,15 +260,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   log_options.writer.always_wait_durable = embedded_source;
   parts->log =
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
-  parts->reads = std::make_unique<WorkerPool>(options.read_threads);
-  parts->service = std::make_unique<PredictionLogService>(parts->log.get(), parts->reads.get());
+  parts->workers = std::make_unique<WorkerPool>(options.worker_threads);
+  parts->service = std::make_unique<PredictionLogService>(parts->log.get(), parts->workers.get());
   ASSIGN_OR_RETURN(parts->artifacts, storage::ArtifactStore::Open(options.data_dir + "/artifacts"));
   ModelRegistryOptions registry_options;
   registry_options.writer.always_wait_durable = embedded_source;
   parts->registry = std::make_unique<ModelRegistry>(parts->producer.get(), parts->ingest.get(),
                                                     parts->artifacts.get(), registry_options);
   parts->registry_service =
-      std::make_unique<RegistryService>(parts->registry.get(), parts->reads.get());
+      std::make_unique<RegistryService>(parts->registry.get(), parts->workers.get());
   if (parts->ingest != nullptr) {
     replay::ShardSet shards;
     for (int p = 0; p < parts->ingest->partitions(); ++p) {
@@ -285,9 +285,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     parts->replayer = std::make_unique<replay::Replayer>(std::move(shards), parts->artifacts.get(),
                                                          replay::RuntimeRegistry::WithBuiltins());
     parts->replay_service =
-        std::make_unique<ReplayService>(parts->replayer.get(), parts->reads.get());
+        std::make_unique<ReplayService>(parts->replayer.get(), parts->workers.get());
     parts->audit = std::make_unique<Audit>(parts->ingest.get());
-    parts->audit_service = std::make_unique<AuditService>(parts->audit.get(), parts->reads.get());
+    parts->audit_service = std::make_unique<AuditService>(parts->audit.get(), parts->workers.get());
   }
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -49,7 +49,7 @@ struct ServerOptions {
   int64_t snapshot_every_seconds = 3600;
   // Threads for reads (queries, replays, exports), kept off gRPC's own
   // threads so that a slow read never delays a Log ack. >= 1.
-  int read_threads = 4;
+  int worker_threads = 4;
 };
 
 // A running predlogd. Thread-safe.

@@ -54,8 +54,8 @@ class ReadPoolTest : public ::testing::Test {
     PredictionLogOptions log_options;
     log_options.writer.always_wait_durable = true;  // as in the embedded default
     log_ = std::make_unique<PredictionLog>(producer_.get(), ingest_.get(), log_options);
-    reads_ = std::make_unique<WorkerPool>(1);
-    service_ = std::make_unique<PredictionLogService>(log_.get(), reads_.get());
+    workers_ = std::make_unique<WorkerPool>(1);
+    service_ = std::make_unique<PredictionLogService>(log_.get(), workers_.get());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -86,7 +86,7 @@ class ReadPoolTest : public ::testing::Test {
   std::unique_ptr<Ingest> ingest_;
   std::unique_ptr<Producer> producer_;
   std::unique_ptr<PredictionLog> log_;
-  std::unique_ptr<WorkerPool> reads_;
+  std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<PredictionLogService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<predlog::v1::PredictionLog::Stub> stub_;
@@ -97,7 +97,7 @@ TEST_F(ReadPoolTest, ALogCallIsAckedWhileEveryReadThreadIsBusy) {
 
   // The only read thread is busy (as with a long state-at fold or export).
   absl::Notification release;
-  reads_->Submit([&] { release.WaitForNotification(); });
+  workers_->Submit([&] { release.WaitForNotification(); });
 
   // A read arrives and waits for it ...
   grpc::ClientContext read_context;
