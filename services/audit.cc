@@ -198,6 +198,7 @@ absl::StatusOr<predlog::v1::StatusResponse> Audit::Status() const {
           i < static_cast<size_t>(ingest_->partitions()) ? static_cast<int32_t>(i) : 0);
     }
     out->set_consumer_lag(p.consumer_lag());
+    out->set_folded_elsewhere(!p.owned);
     out->set_rejected(p.head.counters.rejected);
     out->set_conflicts(p.head.counters.conflicts);
     out->set_duplicates(p.head.counters.duplicates);

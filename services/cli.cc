@@ -936,7 +936,9 @@ int Cli::Status() {
     const bool has_source = !s.last_source().incarnation().empty();
     table.AddRow({s.shard(), absl::StrCat(s.records()),
                   has_source ? absl::StrCat(s.last_source().offset()) : "-",
-                  s.consumer_lag() < 0 ? "?" : absl::StrCat(s.consumer_lag()),
+                  s.folded_elsewhere()   ? "elsewhere"
+                  : s.consumer_lag() < 0 ? "?"
+                                         : absl::StrCat(s.consumer_lag()),
                   absl::StrCat(s.snapshots_size()),
                   s.snapshots().empty()
                       ? "-"

@@ -323,6 +323,16 @@ TEST_F(IngestGroupTest, ReadsOfPartitionsFoldedElsewhereSaySoInsteadOfNotFound) 
   predlog::v1::ExportTrailRequest subject_trail;
   subject_trail.set_subject_id(subject);
   EXPECT_OK(audit.StartExport(subject_trail).status());
+  // Status says which shards this instance folds.
+  ASSERT_OK_AND_ASSIGN(predlog::v1::StatusResponse status_a, audit.Status());
+  ASSERT_OK_AND_ASSIGN(predlog::v1::StatusResponse status_b, Audit(b.get()).Status());
+  ASSERT_EQ(status_a.shards_size(), kPartitions + 1);
+  for (int p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(status_a.shards(p).folded_elsewhere(), owners[p][0] != 0) << p;
+    EXPECT_EQ(status_b.shards(p).folded_elsewhere(), owners[p][0] != 1) << p;
+  }
+  EXPECT_FALSE(status_a.shards(kRegistryShard).folded_elsewhere());
+  EXPECT_FALSE(status_b.shards(kRegistryShard).folded_elsewhere());
 }
 
 TEST_F(IngestGroupTest, StoppedInstancesPartitionsAreFoldedByTheSurvivorFromTheSourceStart) {
