@@ -72,6 +72,17 @@ struct Server::Parts {
                       "gauge\npredlog_ingest_stalled_partitions ",
                       ingest->stalled_partitions(), "\n");
     }
+    if (workers != nullptr) {
+      absl::StrAppend(&out,
+                      "# HELP predlog_worker_threads Threads for the blocking work of calls "
+                      "(queries, replays, exports, uploads).\n# TYPE predlog_worker_threads "
+                      "gauge\npredlog_worker_threads ",
+                      workers->threads(),
+                      "\n# HELP predlog_worker_queue_depth Calls whose blocking work waits for "
+                      "a worker thread.\n# TYPE predlog_worker_queue_depth gauge\n"
+                      "predlog_worker_queue_depth ",
+                      workers->queued(), "\n");
+    }
     if (replayer != nullptr) {
       const replay::ModelCache::Stats cache = replayer->model_cache().stats();
       absl::StrAppend(

@@ -429,6 +429,8 @@ TEST_F(PipelineTest, MetricsCountEveryOutcome) {
   EXPECT_EQ(folded, 30);
   EXPECT_EQ(duplicates, 1);
   EXPECT_GE(lag, 0);
+  EXPECT_EQ(MetricValue(m, "predlog_worker_threads"), options_.worker_threads);
+  EXPECT_EQ(MetricValue(m, "predlog_worker_queue_depth"), 0);
 }
 
 TEST_F(PipelineTest, ShardsAreSnapshottedOnTheirSchedule) {
