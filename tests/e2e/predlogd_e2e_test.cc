@@ -15,11 +15,14 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "predlog/v1/service.grpc.pb.h"
+#include "services/producer.h"
 #include "storage/shard_store.h"
 #include "tests/e2e/child_process.h"
 #include "tests/testing/events.h"
@@ -219,6 +222,103 @@ TEST(PredlogdKill, IngestKilledWithBrokerInItsOwnProcessResumesExactlyOnce) {
   EXPECT_EQ(ingest.Stop(), 0);
   EXPECT_EQ(broker.Stop(), 0);
   ExpectShardsHoldExactly(dir.Sub("data"), counts.size());
+}
+
+// The value of `series` in a Prometheus text page, or -1 when absent.
+double Metric(const std::string& page, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(page, '\n')) {
+    if (absl::ConsumePrefix(&line, series + " ")) {
+      double v = 0;
+      return absl::SimpleAtod(line, &v) ? v : -1;
+    }
+  }
+  return -1;
+}
+
+// An ingest-only predlogd's /metrics page ("" when it does not answer).
+std::string MetricsOf(const Predlogd& process) {
+  std::string http;
+  for (absl::string_view field : absl::StrSplit(process.startup_line(), ' ')) {
+    if (absl::ConsumePrefix(&field, "http=")) http = std::string(field);
+  }
+  httplib::Client client("http://" + http);
+  auto response = client.Get("/metrics");
+  return response && response->status == 200 ? response->body : "";
+}
+
+// Events 0..n-1 of the e2e Spec, produced straight to predlog.events (the
+// gateway cannot run beside a group member in front of the embedded broker).
+void ProduceDirect(const std::string& kafka, int first, int n) {
+  services::ProducerOptions options;
+  options.bootstrap_servers = kafka;
+  auto producer = services::Producer::Open(options);
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  std::atomic<int> failed{0};
+  for (int i = first; i < first + n; ++i) {
+    v1::AuditEvent event = MakePrediction(Spec(i));
+    ASSERT_TRUE((*producer)
+                    ->Produce("predlog.events", Spec(i).subject_id, event.SerializeAsString(),
+                              [&](absl::StatusOr<services::Delivery> d) {
+                                if (!d.ok()) failed.fetch_add(1);
+                              })
+                    .ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(absl::Seconds(30)).ok());
+  ASSERT_EQ(failed.load(), 0);
+}
+
+TEST(PredlogdGroup, AMemberKilledWithSigkillHasItsPartitionsFoldedByTheOther) {
+  TempDir dir;
+  Predlogd broker({"--data_dir=" + dir.Sub("broker"), "--roles=broker", "--partitions=3",
+                   "--http_listen=127.0.0.1:0"});
+  ASSERT_FALSE(broker.kafka().empty()) << broker.startup_line();
+  auto member = [&](const std::string& name) {
+    return std::make_unique<Predlogd>(
+        std::vector<std::string>{"--data_dir=" + dir.Sub(name), "--roles=ingest", "--partitions=3",
+                                 "--http_listen=127.0.0.1:0", "--ingest_group=e2e-group",
+                                 "--kafka_brokers=" + broker.kafka()});
+  };
+  auto a = member("a");
+  auto b = member("b");
+  const auto shard = [](int p) { return "{shard=\"predlog.events-" + std::to_string(p) + "\"}"; };
+  auto owned_by = [&](const Predlogd& m) {
+    const std::string page = MetricsOf(m);
+    int owned = 0;
+    for (int p = 0; p < 3; ++p) owned += Metric(page, "predlog_shard_assigned" + shard(p)) == 1;
+    return owned;
+  };
+  auto folded_by = [&](const Predlogd& m) {
+    const std::string page = MetricsOf(m);
+    double folded = 0;
+    for (int p = 0; p < 3; ++p) folded += Metric(page, "predlog_events_folded_total" + shard(p));
+    return static_cast<int>(folded);
+  };
+  // Bounded waits (the group's first join takes ~3 s on the embedded broker).
+  auto wait_until = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 300 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return done();
+  };
+  ASSERT_TRUE(wait_until([&] {
+    return owned_by(*a) >= 1 && owned_by(*b) >= 1 && owned_by(*a) + owned_by(*b) == 3;
+  })) << "the two members never split the 3 partitions";
+
+  ProduceDirect(broker.kafka(), 0, 300);
+  ASSERT_TRUE(wait_until([&] { return folded_by(*a) + folded_by(*b) == 300; }));
+  const int b_before = folded_by(*b);
+
+  a->Kill();  // no revocation, no commit: the group notices by the session timeout
+  ProduceDirect(broker.kafka(), 300, 300);
+  ASSERT_TRUE(wait_until([&] { return owned_by(*b) == 3; }))
+      << "b never took over the killed member's partitions";
+  // b folds the partitions new to it from the source's start, plus the rest.
+  ASSERT_TRUE(wait_until([&] { return folded_by(*b) == 600; }))
+      << "b folded " << folded_by(*b) << " (had " << b_before << " before the kill)";
+  EXPECT_EQ(b->Stop(), 0);
+  // Every event exactly once in b's shards, chains intact.
+  ExpectShardsHoldExactly(dir.Sub("b"), 600);
+  EXPECT_EQ(broker.Stop(), 0);
 }
 
 TEST(PredlogdFlags, BadRolesAreAUsageErrorNamingTheFlag) {
