@@ -310,11 +310,21 @@ void Ingest::FoldPending() {
   if (!options_.group_id.empty()) StorePositions();
   // Partitions stopped by an offset error fetch nothing until recovered;
   // retry each second until it works, never leave a shard silently stuck.
-  if (!needs_recovery_.empty() && absl::Now() >= next_recovery_attempt_) {
+  if ((!needs_recovery_.empty() || !needs_assign_.empty()) &&
+      absl::Now() >= next_recovery_attempt_) {
     for (auto it = needs_recovery_.begin(); it != needs_recovery_.end();) {
       it = RecordGapAndResume(*it) ? needs_recovery_.erase(it) : std::next(it);
     }
-    stalled_partitions_.store(static_cast<int>(needs_recovery_.size()));
+    if (!needs_assign_.empty()) {
+      const std::vector<int> shards(needs_assign_.begin(), needs_assign_.end());
+      if (absl::Status status = Assign(shards, /*incremental=*/true, /*by_group=*/true);
+          status.ok()) {
+        needs_assign_.clear();
+      } else {
+        PREDLOG_LOG(ERROR) << "ingest: group " << options_.group_id << ": " << status;
+      }
+    }
+    UpdateStalled();
     next_recovery_attempt_ = absl::Now() + absl::Seconds(1);
   }
 }
@@ -348,7 +358,12 @@ void Ingest::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
       if (absl::Status status = self->Assign(shards, incremental, /*by_group=*/true);
           !status.ok()) {
-        PREDLOG_LOG(ERROR) << "ingest: group " << self->options_.group_id << ": " << status;
+        // The group counts them as ours: retry until they fetch, never leave
+        // a partition unfolded by everyone.
+        PREDLOG_LOG(ERROR) << "ingest: group " << self->options_.group_id << ": " << status
+                           << "; retrying each second";
+        self->needs_assign_.insert(shards.begin(), shards.end());
+        self->UpdateStalled();
       }
       break;
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
@@ -365,6 +380,8 @@ void Ingest::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
         if (self->assigned_[i] && self->ConsumerOf(shard) == self->consumer_) all.push_back(shard);
       }
       self->Revoke(all, incremental, /*lost=*/true);
+      self->needs_assign_.clear();  // assigned by a group state now unknown
+      self->UpdateStalled();
     }
   }
 }
@@ -491,11 +508,12 @@ void Ingest::Revoke(const std::vector<int>& shards, bool incremental, bool lost)
     assigned_[shard] = false;
     committed_[shard] = -1;
     needs_recovery_.erase(shard);
+    needs_assign_.erase(shard);
     const std::optional<int64_t> next = NextOffset(shards_[shard]->Head());
     absl::StrAppend(&positions, positions.empty() ? "" : ", ", shards_[shard]->name(),
                     next.has_value() ? absl::StrCat(" at offset ", *next) : " (nothing folded)");
   }
-  stalled_partitions_.store(static_cast<int>(needs_recovery_.size()));
+  UpdateStalled();
   std::vector<std::pair<FoldCallback, absl::Status>> moved;
   {
     absl::MutexLock lock(&mu_);

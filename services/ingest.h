@@ -210,6 +210,13 @@ class Ingest {
   std::thread thread_;
   // Ingest thread only: shards stopped by an offset error, to recover.
   std::set<int> needs_recovery_;
+  // Ingest thread only: shards the group assigned here whose assign call
+  // failed; retried with the recovery, so no partition is left unfetched.
+  std::set<int> needs_assign_;
+  // needs_recovery_ and needs_assign_ as the stalled_partitions metric.
+  void UpdateStalled() {
+    stalled_partitions_.store(static_cast<int>(needs_recovery_.size() + needs_assign_.size()));
+  }
   absl::Time next_recovery_attempt_ = absl::InfinitePast();
   // Partitions that could not be recovered (metric: a stalled shard).
   std::atomic<int> stalled_partitions_{0};
