@@ -79,7 +79,7 @@ class LogStreamReactor final
       Actions actions;
       {
         absl::MutexLock lock(&mu_);
-        workers_done_ = true;
+        reads_done_ = true;
         actions = NextActionsLocked();
       }
       Run(actions);
@@ -170,7 +170,7 @@ class LogStreamReactor final
   Actions NextActionsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Actions actions;
     if (finished_) return actions;
-    if (read_paused_ && !workers_done_ &&
+    if (read_paused_ && !reads_done_ &&
         in_flight_ + static_cast<int>(pending_.size()) < kMaxStreamInFlight) {
       read_paused_ = false;
       actions.read = true;
@@ -181,7 +181,7 @@ class LogStreamReactor final
       pending_.pop_front();
       actions.write = true;
       actions.more_to_write = !pending_.empty();
-    } else if (workers_done_ && in_flight_ == 0 && !writing_ && pending_.empty()) {
+    } else if (reads_done_ && in_flight_ == 0 && !writing_ && pending_.empty()) {
       finished_ = true;
       actions.finish = true;
     }
@@ -203,7 +203,7 @@ class LogStreamReactor final
   predlog::v1::LogReceipt current_;  // the write path's alone (see writing_)
   absl::Mutex mu_;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  bool workers_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
