@@ -321,6 +321,15 @@ TEST(PredlogdGroup, AMemberKilledWithSigkillHasItsPartitionsFoldedByTheOther) {
   EXPECT_EQ(broker.Stop(), 0);
 }
 
+TEST(PredlogdFlags, ZeroWorkerThreadsIsAUsageErrorNamingTheFlag) {
+  TempDir dir;
+  const auto [code, output] = testing::RunCommand(
+      std::string(PREDLOGD_BINARY) +
+      " --worker_threads=0 --http_listen= --data_dir=" + dir.Sub("data") + " 2>&1");
+  EXPECT_EQ(code, 2) << output;
+  EXPECT_THAT(output, ::testing::HasSubstr("--worker_threads must be >= 1, not 0"));
+}
+
 TEST(PredlogdFlags, BadRolesAreAUsageErrorNamingTheFlag) {
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
