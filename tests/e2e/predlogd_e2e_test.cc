@@ -323,9 +323,9 @@ TEST(PredlogdGroup, AMemberKilledWithSigkillHasItsPartitionsFoldedByTheOther) {
 
 TEST(PredlogdFlags, ZeroWorkerThreadsIsAUsageErrorNamingTheFlag) {
   TempDir dir;
-  const auto [code, output] = testing::RunCommand(
-      std::string(PREDLOGD_BINARY) +
-      " --worker_threads=0 --http_listen= --data_dir=" + dir.Sub("data") + " 2>&1");
+  const auto [code, output] =
+      testing::RunCommand(std::string(PREDLOGD_BINARY) +
+                          " --worker_threads=0 --http_listen= --data_dir=" + dir.Sub("data"));
   EXPECT_EQ(code, 2) << output;
   EXPECT_THAT(output, ::testing::HasSubstr("--worker_threads must be >= 1, not 0"));
 }
