@@ -444,7 +444,7 @@ absl::Status Ingest::Assign(const std::vector<int>& shards, bool incremental, bo
     PREDLOG_LOG(INFO) << "ingest: folding outside consumer group " << options_.group_id << ": "
                       << starts;
   } else {
-    PREDLOG_LOG(INFO) << "ingest: no consumer group; folding every partition: " << starts;
+    PREDLOG_LOG(INFO) << "ingest: folding every partition here (no consumer group): " << starts;
   }
   return absl::OkStatus();
 }

@@ -249,9 +249,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       // Acks wait for folds in this process (the embedded broker keeps
       // messages in memory only), so no partition may move to another
       // instance. (It also spares the embedded coordinator's 3 s first join.)
-      PREDLOG_LOG(INFO) << "ingest: not joining consumer group " << options.ingest_group
-                        << ": the gateway in front of the embedded broker needs every "
-                        << "partition folded in this process";
+      // The ingest's start line says it folds every partition without a group.
       ingest_options.group_id.clear();
     }
     ingest_options.snapshot_every_events = options.snapshot_every_events;
