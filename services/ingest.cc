@@ -16,6 +16,8 @@ namespace {
 constexpr size_t kRecentResults = 50'000;
 // Positions are stored for librdkafka's auto-commit at most this often.
 constexpr absl::Duration kStoreInterval = absl::Seconds(1);
+// How long a stopping group member waits for its first assignment (see ~Ingest).
+constexpr absl::Duration kFirstAssignmentWait = absl::Seconds(15);
 
 // "predlog.events-0 from offset 12, predlog.registry-0 from the beginning".
 std::string DescribeStarts(const rd_kafka_topic_partition_list_t* list) {
@@ -208,12 +210,32 @@ Ingest::~Ingest() {
     messages.clear();
   }
   if (consumer_ != nullptr) {
+    // librdkafka 2.0.2 aborts the process when a cooperative-sticky consumer
+    // is destroyed before its first assignment (librdkafka issue #4312, fixed
+    // in 2.3.0). So wait for it, bounded, polling to serve the rebalance;
+    // messages polled now are left unfolded in Kafka (the shard position
+    // does not move).
+    bool assigned_once = true;
+    if (!options_.group_id.empty()) {
+      const absl::Time deadline = absl::Now() + kFirstAssignmentWait;
+      while (!(assigned_once = AssignmentKnown()) && absl::Now() < deadline) {
+        if (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, 100)) {
+          rd_kafka_message_destroy(m);
+        }
+      }
+    }
     // In a group this revokes the assignment through OnRebalance (on this
     // thread, the ingest thread having ended): positions are stored and
     // committed, and the group rebalances at once instead of after a session
     // timeout.
     rd_kafka_consumer_close(consumer_);
-    rd_kafka_destroy(consumer_);
+    if (assigned_once) {
+      rd_kafka_destroy(consumer_);
+    } else {
+      PREDLOG_LOG(WARNING) << "ingest: group " << options_.group_id << " never assigned this "
+                           << "instance anything; its Kafka handle is left undestroyed, as "
+                           << "destroying it would abort (librdkafka issue #4312)";
+    }
   }
   if (registry_consumer_ != nullptr) {
     rd_kafka_consumer_close(registry_consumer_);
@@ -784,6 +806,11 @@ std::vector<PartitionStatus> Ingest::Status() const {
     out.push_back(std::move(status));
   }
   return out;
+}
+
+bool Ingest::AssignmentKnown() const {
+  absl::MutexLock lock(&mu_);
+  return assignment_known_;
 }
 
 absl::Status Ingest::CheckFoldedHere(const std::vector<int>& partitions,

@@ -151,6 +151,8 @@ class Ingest {
   bool Take(rd_kafka_message_t* m);
   // Folds what Take queued, then stores positions and retries stalled shards.
   void FoldPending();
+  // Whether the group's first assignment arrived (always, without a group).
+  bool AssignmentKnown() const;
   // The consumer that fetches `shard`: the registry's own outside a group.
   rd_kafka_t* ConsumerOf(int shard) const;
   // Folds and releases `messages`; false when the write failed (then they are

@@ -411,10 +411,19 @@ class BareMember {
     });
   }
   ~BareMember() {
+    // librdkafka 2.0.2 aborts when a cooperative-sticky consumer is destroyed
+    // before its first assignment (issue #4312): let it arrive first.
+    const bool assigned = WaitUntil([this] {
+      rd_kafka_topic_partition_list_t* list = nullptr;
+      const bool any = rd_kafka_assignment(rk_, &list) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                       list != nullptr && list->cnt > 0;
+      if (list != nullptr) rd_kafka_topic_partition_list_destroy(list);
+      return any;
+    });
     stop_.store(true);
     poller_.join();
     rd_kafka_consumer_close(rk_);
-    rd_kafka_destroy(rk_);
+    if (assigned) rd_kafka_destroy(rk_);  // else left undestroyed rather than abort
   }
 
  private:
@@ -504,6 +513,22 @@ TEST_F(IngestGroupTest, RevocationFoldsWhatWasPolledCommitsThatPositionAndHandsO
   ASSERT_OK(producer_->Flush(absl::Seconds(30)));
   ASSERT_TRUE(handed_over) << "a never gave up an events partition to the other member";
 
+  // Every waiter is answered exactly once, whoever folds its partition now.
+  ASSERT_TRUE(WaitUntil([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return outcomes.size() == ids.size();
+  }));
+  // The group may move more partitions after the first handover (a later
+  // rebalance of the cooperative protocol): judge each by where it is now.
+  std::set<int> moved_now;
+  {
+    const std::vector<PartitionStatus> status = a->Status();
+    for (int p = 0; p < kPartitions; ++p) {
+      if (!status[p].owned) moved_now.insert(p);
+    }
+  }
+  for (int p : moved) ASSERT_EQ(moved_now.count(p), 1u) << "partition " << p << " came back";
+
   // The partitions `a` kept: everything is folded and acknowledged there.
   std::map<int, int64_t> last_offset;
   {
@@ -511,25 +536,23 @@ TEST_F(IngestGroupTest, RevocationFoldsWhatWasPolledCommitsThatPositionAndHandsO
     for (const auto& [key, id] : ids) last_offset[key.first] = key.second;
   }
   for (int p = 0; p < kPartitions; ++p) {
-    if (moved.count(p) > 0) continue;
+    if (moved_now.count(p) > 0) continue;
     ASSERT_TRUE(WaitUntil([&] {
       const storage::ShardHead head = a->shard(p).Head();
       return head.last_source && head.last_source->offset >= last_offset[p];
     })) << "partition "
         << p;
   }
-  // Every waiter is answered exactly once.
-  ASSERT_TRUE(WaitUntil([&] {
-    std::lock_guard<std::mutex> lock(mu);
-    return outcomes.size() == ids.size();
-  }));
 
-  for (int p : moved) {
+  for (int p : moved_now) {
     SCOPED_TRACE(absl::StrCat("moved partition ", p));
     const storage::ShardStore& shard = a->shard(p);
-    // Nothing was folded here after the handover.
+    // Nothing was folded here after the handover (seen as it happened for
+    // the first ones moved).
     const storage::ShardHead head = shard.Head();
-    ASSERT_EQ(head.next_index, at_handover[p].next_index);
+    if (moved.count(p) > 0) {
+      ASSERT_EQ(head.next_index, at_handover[p].next_index);
+    }
     const int64_t next = head.last_source ? head.last_source->offset + 1 : 0;
     // What `a` stored for the commit on revocation is its shard's position:
     // it folded what it had polled before, and nothing after. Commits are for
@@ -567,10 +590,12 @@ TEST_F(IngestGroupTest, RevocationFoldsWhatWasPolledCommitsThatPositionAndHandsO
             << "offset " << key.second;
       }
     }
-    EXPECT_GT(moved_waiters, 0) << "no event of the partition was produced after the handover";
+    if (moved.count(p) > 0) {
+      EXPECT_GT(moved_waiters, 0) << "no event of the partition was produced after the handover";
+    }
   }
   for (const auto& [key, outcome] : outcomes) {
-    if (moved.count(key.first) > 0) continue;
+    if (moved_now.count(key.first) > 0) continue;
     ASSERT_EQ(outcome.answers, 1);
     EXPECT_OK(outcome.status) << key.first << "@" << key.second;
   }
