@@ -12,8 +12,9 @@
 // its partition, folded while the group assigns the partition here. Every
 // shard stays open for the Ingest's lifetime, owned or not (readers hold
 // references). A revocation first folds every message already polled for the
-// revoked partitions, then commits their shard positions to Kafka, then gives
-// them up. Committed offsets (also sent about once a second while folding)
+// revoked partitions, then stores their shard positions for librdkafka's
+// commit on unassign, then gives them up. Committed offsets (also stored
+// about once a second while folding)
 // exist only so lag shows in Kafka tools; they are never read back: an
 // assigned partition resumes from this instance's shard. Without a group id
 // the instance folds every partition, as a gateway in front of the embedded
@@ -174,8 +175,9 @@ class Ingest {
   // (incrementally: other partitions keep fetching) and marks them owned.
   // `by_group`: the group assigned them (the registry is assigned by hand).
   absl::Status Assign(const std::vector<int>& shards, bool incremental, bool by_group);
-  // Folds what was polled for `shards`, commits their positions (unless the
-  // assignment was lost), stops fetching them and fails their waiters.
+  // Folds what was polled for `shards`, stores their positions for the
+  // commit on unassign (unless the assignment was lost), stops fetching them
+  // and answers their waiters with NotFoldedHere.
   void Revoke(const std::vector<int>& shards, bool incremental, bool lost);
   // FAILED_PRECONDITION: `offset` of `shard` is for another instance to fold.
   absl::Status NotFoldedHere(int shard, int64_t offset) const;
