@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "services/trail_export.h"
-#include "services/trail_json.h"
+#include "services/export/trail_export.h"
+#include "services/export/trail_json.h"
 #include "storage/logging.h"
 #include "storage/sha256.h"
 #include "tests/testing/events.h"

@@ -132,7 +132,7 @@ std::vector<predlog::v1::ModelRecord> ToModelRecords(const storage::RegistryStat
   return out;
 }
 
-Replayer::Replayer(ShardSet shards, const storage::ArtifactStore* artifacts,
+Replayer::Replayer(storage::ShardSet shards, const storage::ArtifactStore* artifacts,
                    RuntimeRegistry runtimes, ReplayerOptions options)
     : shards_(std::move(shards)),
       artifacts_(artifacts),
@@ -142,33 +142,11 @@ Replayer::Replayer(ShardSet shards, const storage::ArtifactStore* artifacts,
 
 absl::StatusOr<Replayer::Located> Replayer::Find(absl::string_view prediction_id,
                                                  absl::string_view subject_id) const {
-  if (prediction_id.empty()) return absl::InvalidArgumentError("prediction_id is empty");
-  size_t first = 0, last = shards_.events.size();
-  if (!subject_id.empty()) {
-    first = static_cast<size_t>(shards_.partition_of(subject_id));
-    last = first + 1;
-    RETURN_IF_ERROR(CheckFolded({static_cast<int>(first)}, absl::StrCat("subject ", subject_id)));
-  }
-  for (size_t p = first; p < last; ++p) {
-    absl::StatusOr<storage::StoredRecord> record =
-        shards_.events[p]->GetByPredictionId(prediction_id);
-    if (absl::IsNotFound(record.status())) continue;
-    RETURN_IF_ERROR(record.status());
-    Located located{shards_.events[p], std::move(*record), {}};
-    ASSIGN_OR_RETURN(located.event, located.record.Event());
-    return located;
-  }
-  std::vector<int> all(shards_.events.size());
-  for (size_t p = 0; p < all.size(); ++p) all[p] = static_cast<int>(p);
-  RETURN_IF_ERROR(CheckFolded(all, absl::StrCat("prediction_id ", prediction_id,
-                                                " is not in this instance's shards; searching "
-                                                "the rest")));
-  return absl::NotFoundError(absl::StrCat("prediction_id ", prediction_id, " is not recorded"));
-}
-
-absl::Status Replayer::CheckFolded(const std::vector<int>& partitions,
-                                   absl::string_view what) const {
-  return shards_.check_folded ? shards_.check_folded(partitions, what) : absl::OkStatus();
+  ASSIGN_OR_RETURN(storage::LocatedRecord found,
+                   storage::FindPrediction(shards_, prediction_id, subject_id));
+  Located located{found.shard, std::move(found.record), {}};
+  ASSIGN_OR_RETURN(located.event, located.record.Event());
+  return located;
 }
 
 absl::StatusOr<Replayer::Model> Replayer::LoadModel(const predlog::v1::ModelRef& ref,
@@ -473,7 +451,7 @@ absl::StatusOr<predlog::v1::EntityAtResponse> Replayer::GetEntityAt(
   if (request.entity_type().empty()) return absl::InvalidArgumentError("entity_type is empty");
   if (request.entity_id().empty()) return absl::InvalidArgumentError("entity_id is empty");
   const int partition = shards_.partition_of(request.entity_id());
-  RETURN_IF_ERROR(CheckFolded(
+  RETURN_IF_ERROR(shards_.CheckFolded(
       {partition}, absl::StrCat("entity ", request.entity_type(), "/", request.entity_id())));
   const storage::ShardStore& shard = *shards_.events[static_cast<size_t>(partition)];
   ASSIGN_OR_RETURN(uint64_t cut, CutOf(shard, request.as_of()));

@@ -10,7 +10,6 @@
 #define PREDLOG_REPLAY_REPLAYER_H_
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <vector>
 
@@ -21,24 +20,10 @@
 #include "replay/model_runtime.h"
 #include "replay/state_at.h"
 #include "storage/artifact_store.h"
+#include "storage/shard_set.h"
 #include "storage/shard_store.h"
 
 namespace predlog::replay {
-
-// The shards replay reads.
-struct ShardSet {
-  // predlog.events shards, by partition.
-  std::vector<const storage::ShardStore*> events;
-  // The predlog.registry shard.
-  const storage::ShardStore* registry = nullptr;
-  // The partition a Kafka key (subject_id, entity_id) goes to: the producer's
-  // partitioner, so an entity is looked up where it was written.
-  std::function<int32_t(absl::string_view key)> partition_of;
-  // OK when these partitions' shards are folded by this process; otherwise an
-  // error naming who folds them (a consumer group split them). Unset: all are.
-  std::function<absl::Status(const std::vector<int>& partitions, absl::string_view what)>
-      check_folded;
-};
 
 struct ReplayerOptions {
   // Memory bound of loaded models (warm cache), bytes.
@@ -54,8 +39,9 @@ std::vector<predlog::v1::ModelRecord> ToModelRecords(const storage::RegistryStat
 
 class Replayer {
  public:
-  Replayer(ShardSet shards, const storage::ArtifactStore* artifacts, RuntimeRegistry runtimes,
-           ReplayerOptions options = {});
+  // `shards` names the shards replay reads (their partition_of is required).
+  Replayer(storage::ShardSet shards, const storage::ArtifactStore* artifacts,
+           RuntimeRegistry runtimes, ReplayerOptions options = {});
 
   // Errors as documented on predlog.v1.Replay.
   absl::StatusOr<predlog::v1::RerunReport> Rerun(const predlog::v1::RerunRequest& request) const;
@@ -75,8 +61,6 @@ class Replayer {
     predlog::v1::AuditEvent event;
   };
   absl::StatusOr<Located> Find(absl::string_view prediction_id, absl::string_view subject_id) const;
-  // ShardSet::check_folded, or OK when unset.
-  absl::Status CheckFolded(const std::vector<int>& partitions, absl::string_view what) const;
   absl::StatusOr<predlog::v1::RerunReport> RerunLocated(const Located& located, bool explain,
                                                         const predlog::v1::ModelRef& against) const;
   // The registration of name@version and its loaded model. FAILED_PRECONDITION
@@ -93,7 +77,7 @@ class Replayer {
   absl::StatusOr<uint64_t> CutOf(const storage::ShardStore& shard,
                                  const predlog::v1::AsOf& as_of) const;
 
-  const ShardSet shards_;
+  const storage::ShardSet shards_;
   const storage::ArtifactStore* const artifacts_;
   const RuntimeRegistry runtimes_;
   mutable ModelCache cache_;

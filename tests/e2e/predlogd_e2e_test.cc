@@ -22,7 +22,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "predlog/v1/service.grpc.pb.h"
-#include "services/producer.h"
+#include "services/kafka/producer.h"
 #include "storage/shard_store.h"
 #include "tests/e2e/child_process.h"
 #include "tests/testing/events.h"

@@ -11,7 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "replay/xgboost_runtime.h"
-#include "services/credit_models.h"
+#include "services/cli/credit_models.h"
 #include "storage/sha256.h"
 #include "tests/testing/status_matchers.h"
 

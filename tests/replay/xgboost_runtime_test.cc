@@ -15,7 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "replay/model_runtime.h"
-#include "services/credit_models.h"
+#include "services/cli/credit_models.h"
 #include "tests/testing/status_matchers.h"
 
 namespace predlog::replay {

@@ -1,0 +1,248 @@
+// Ingest: consumes predlog.events and predlog.registry and folds each
+// partition into its shard (data_dir/shards/<topic>-<p>/), one
+// ShardStore::ApplyBatch per partition per poll batch. The shard, not Kafka's committed offset, is
+// the truth about where to resume: each partition is assigned at the offset just after its shard's
+// stored source position (or at the beginning when the source is a new incarnation).
+//
+// Ownership. With a group id the ingest joins that Kafka consumer group
+// (cooperative-sticky), and the instances of the group split the partitions
+// of predlog.events. predlog.registry stays outside the group: every instance
+// folds all of it (reruns and registry calls need the whole registry).
+// Each instance has its own data_dir, so a shard is that instance's copy of
+// its partition, folded while the group assigns the partition here. Every
+// shard stays open for the Ingest's lifetime, owned or not (readers hold
+// references). A revocation first folds every message already polled for the
+// revoked partitions, then stores their shard positions for librdkafka's
+// commit on unassign, then gives them up. Committed offsets (also stored
+// about once a second while folding)
+// exist only so lag shows in Kafka tools; they are never read back: an
+// assigned partition resumes from this instance's shard. Without a group id
+// the instance folds every partition, as a gateway in front of the embedded
+// broker needs (its acks wait for folds in this process).
+//
+// Thread-safe: one internal thread folds (and runs the rebalance callbacks);
+// AwaitFold, Status and shard reads may be called from any thread.
+#ifndef PREDLOG_SERVICES_KAFKA_INGEST_H_
+#define PREDLOG_SERVICES_KAFKA_INGEST_H_
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "storage/shard_store.h"
+
+namespace predlog::services {
+
+struct IngestOptions {
+  std::string data_dir;           // required; shards live under <data_dir>/shards/
+  std::string bootstrap_servers;  // required
+  // Name of the source: the embedded broker's incarnation, or a name for the
+  // real cluster's topic. Required.
+  std::string incarnation;
+  int partitions = 4;  // of predlog.events; must be >= 1 (predlog.registry has 1)
+  // Kafka consumer group whose instances split the partitions of
+  // predlog.events; empty (the default): no group, this instance folds every
+  // partition (what a gateway in front of the embedded broker needs).
+  std::string group_id;
+  // Most messages folded into one partition's WriteBatch.
+  size_t max_batch_messages = 1000;
+  // Snapshot a shard once this many records were added since its last
+  // snapshot (0: never by count) ...
+  uint64_t snapshot_every_events = 100'000;
+  // ... or once this much time passed with new records (zero: never by time).
+  absl::Duration snapshot_every = absl::Hours(1);
+  // What pruning after each snapshot keeps.
+  storage::RetentionPolicy snapshot_retention;
+};
+
+// What became of one Kafka message.
+struct FoldReceipt {
+  std::string shard;
+  storage::MessageResult result;
+};
+
+// One partition as the metrics and status calls show it.
+struct PartitionStatus {
+  std::string shard;
+  storage::ShardHead head;
+  // Kafka's high watermark as last seen by the consumer (-1: not yet known).
+  int64_t high_watermark = -1;
+  // Whether this instance folds the partition now (the consumer group
+  // assigned it here). A shard not owned keeps what it folded while it was.
+  bool owned = false;
+
+  // Messages in Kafka not yet folded: high_watermark - (last folded offset +
+  // 1); -1 while the watermark is unknown or the partition is not owned here
+  // (its owner's lag is what counts).
+  int64_t consumer_lag() const {
+    if (!owned || high_watermark < 0) return -1;
+    const int64_t next = head.last_source ? head.last_source->offset + 1 : 0;
+    return std::max<int64_t>(0, high_watermark - next);
+  }
+};
+
+class Ingest {
+ public:
+  using FoldCallback = std::function<void(absl::StatusOr<FoldReceipt>)>;
+
+  static absl::StatusOr<std::unique_ptr<Ingest>> Start(const IngestOptions& options);
+  // Stops folding after the current batch; waiters still pending get UNAVAILABLE.
+  ~Ingest();
+  Ingest(const Ingest&) = delete;
+  Ingest& operator=(const Ingest&) = delete;
+
+  // Calls `done` once the message at (topic, partition, offset) of the
+  // current incarnation is folded (immediately if it already is). `done` runs
+  // on the ingest thread or the caller's; it must not block. FAILED_PRECONDITION when
+  // another instance of the group folds the partition (now, or from a
+  // revocation before the offset was folded here): the event is in Kafka and
+  // is folded there. Before the group's first assignment arrives, waits.
+  void AwaitFold(absl::string_view topic, int32_t partition, int64_t offset, FoldCallback done);
+
+  // Partitions of predlog.events.
+  int partitions() const { return options_.partitions; }
+  // Every shard: predlog.events partitions in order, then the registry.
+  std::vector<PartitionStatus> Status() const;
+  // OK when this instance folds every predlog.events partition in
+  // `partitions` (always, without a group). Otherwise FAILED_PRECONDITION
+  // naming those another instance of the group folds: a read of them here
+  // would miss what that instance folded. `what` names the read.
+  absl::Status CheckFoldedHere(const std::vector<int>& partitions, absl::string_view what) const;
+  // The same for every predlog.events partition.
+  absl::Status CheckAllFoldedHere(absl::string_view what) const;
+  // Partitions that stopped folding and could not yet be recovered.
+  int stalled_partitions() const { return stalled_partitions_.load(); }
+  // Answers every call still waiting for a fold with UNAVAILABLE (shutdown).
+  void CancelWaiters();
+  // Borrowed; valid for the Ingest's lifetime.
+  const storage::ShardStore& shard(int partition) const { return *shards_[partition]; }
+  const storage::ShardStore& registry() const { return *shards_.back(); }
+
+ private:
+  // Shards are numbered: predlog.events partitions 0..N-1, then the registry.
+  struct ShardSource {
+    std::string topic;
+    int32_t partition = 0;
+  };
+
+  explicit Ingest(IngestOptions options) : options_(std::move(options)) {}
+  // The shard folding (topic, partition), or -1.
+  int ShardOf(absl::string_view topic, int32_t partition) const;
+  // The next source offset `head` expects in the current incarnation; nullopt
+  // when the shard holds nothing of it (a new incarnation is read from its
+  // beginning). The one rule for where folding resumes.
+  std::optional<int64_t> NextOffset(const storage::ShardHead& head) const;
+  void Run();
+  // Takes messages from `consumer` (waiting up to `first_wait_ms` for the
+  // first, not at all after it) until it has none ready or
+  // max_batch_messages were queued.
+  void Poll(rd_kafka_t* consumer, int first_wait_ms);
+  // Queues a polled message for its shard's next fold; false (and the message
+  // released) when it is an error, unknown, or for a partition not owned here.
+  bool Take(rd_kafka_message_t* m);
+  // Folds what Take queued, then stores positions and retries stalled shards.
+  void FoldPending();
+  // Whether the group's first assignment arrived (always, without a group).
+  bool AssignmentKnown() const;
+  // The consumer that fetches `shard`: the registry's own outside a group.
+  rd_kafka_t* ConsumerOf(int shard) const;
+  // Folds and releases `messages`; false when the write failed (then they are
+  // not folded and still in Kafka).
+  bool FoldShard(int shard, std::vector<rd_kafka_message_t*>& messages);
+  // After Kafka answered "offset out of range": records the lost offsets as a
+  // SourceGap in the shard (never a silent skip) and resumes at the low
+  // watermark. False when it could not (retried on later loop turns). A
+  // partition no longer owned here is left alone (true).
+  bool RecordGapAndResume(int shard);
+
+  // Rebalancing, on the ingest thread (inside rd_kafka_consumer_poll) or in
+  // the destructor's rd_kafka_consumer_close after the thread ended.
+  static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                          rd_kafka_topic_partition_list_t* partitions, void* opaque);
+  static void OnCommit(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                       rd_kafka_topic_partition_list_t* offsets, void* opaque);
+  // Starts fetching `shards` (all of one consumer) at their NextOffset
+  // (incrementally: other partitions keep fetching) and marks them owned.
+  // `by_group`: the group assigned them (the registry is assigned by hand).
+  absl::Status Assign(const std::vector<int>& shards, bool incremental, bool by_group);
+  // Folds what was polled for `shards`, stores their positions for the
+  // commit on unassign (unless the assignment was lost), stops fetching them
+  // and answers their waiters with NotFoldedHere.
+  void Revoke(const std::vector<int>& shards, bool incremental, bool lost);
+  // FAILED_PRECONDITION: `offset` of `shard` is for another instance to fold.
+  absl::Status NotFoldedHere(int shard, int64_t offset) const;
+  // Stores the positions of owned shards that advanced since last stored,
+  // at most once per second, for librdkafka's auto-commit (visibility only).
+  void StorePositions();
+  // The offsets to commit for `shards` (their positions in this
+  // incarnation), or nullptr when none has one. Caller destroys the list.
+  rd_kafka_topic_partition_list_t* CommitList(const std::vector<int>& shards);
+  // Takes and prunes snapshots of `shard` when its schedule says so.
+  void MaybeSnapshot(int shard);
+  void FailWaiters(const absl::Status& status);
+
+  const IngestOptions options_;
+  std::vector<ShardSource> sources_;
+  std::vector<std::unique_ptr<storage::ShardStore>> shards_;
+  // Ingest thread only: per shard, the index and time of its last snapshot.
+  std::vector<std::pair<uint64_t, absl::Time>> last_snapshot_;
+  // Ingest thread only: per shard, messages polled and not yet folded (the
+  // revoke callback folds a revoked shard's before giving it up).
+  std::vector<std::vector<rd_kafka_message_t*>> pending_;
+  // Ingest thread only: per shard, whether the consumer fetches it now
+  // (mirrored in PartitionWaiters::owned for other threads).
+  std::vector<bool> assigned_;
+  // Ingest thread only: per shard, the offset last stored or committed (-1:
+  // none), and when StorePositions may run next.
+  std::vector<int64_t> committed_;
+  absl::Time next_commit_ = absl::InfinitePast();
+  rd_kafka_t* consumer_ = nullptr;
+  // With a group: predlog.registry's own consumer, assigned by hand, so every
+  // instance folds the whole registry. Null without a group.
+  rd_kafka_t* registry_consumer_ = nullptr;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  // Ingest thread only: shards stopped by an offset error, to recover.
+  std::set<int> needs_recovery_;
+  // Ingest thread only: shards the group assigned here whose assign call
+  // failed; retried with the recovery, so no partition is left unfetched.
+  std::set<int> needs_assign_;
+  // needs_recovery_ and needs_assign_ as the stalled_partitions metric.
+  void UpdateStalled() {
+    stalled_partitions_.store(static_cast<int>(needs_recovery_.size() + needs_assign_.size()));
+  }
+  absl::Time next_recovery_attempt_ = absl::InfinitePast();
+  // Partitions that could not be recovered (metric: a stalled shard).
+  std::atomic<int> stalled_partitions_{0};
+
+  struct PartitionWaiters {
+    bool owned = false;           // folded by this instance now
+    int64_t folded_through = -1;  // last offset of this incarnation handled
+    std::map<int64_t, std::vector<FoldCallback>> waiting;
+    // Recent results, so a waiter that arrives after its fold is answered.
+    std::map<int64_t, storage::MessageResult> recent;
+  };
+  mutable absl::Mutex mu_;
+  std::vector<PartitionWaiters> waiters_ ABSL_GUARDED_BY(mu_);
+  // False until the group's first assignment: until then a waiter for a
+  // partition not (yet) owned waits instead of failing.
+  bool assignment_known_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace predlog::services
+
+#endif  // PREDLOG_SERVICES_KAFKA_INGEST_H_

@@ -1,0 +1,30 @@
+// Small helpers around librdkafka's C configuration API; errors become Status.
+#ifndef PREDLOG_SERVICES_KAFKA_KAFKA_CONFIG_H_
+#define PREDLOG_SERVICES_KAFKA_KAFKA_CONFIG_H_
+
+#include <librdkafka/rdkafka.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace predlog::services {
+
+// Topic names (DESIGN.md "Flow").
+inline constexpr char kEventsTopic[] = "predlog.events";
+inline constexpr char kRegistryTopic[] = "predlog.registry";
+
+using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
+
+// A new rd_kafka_conf_t with `settings` applied; INVALID_ARGUMENT names the
+// setting librdkafka refused. The caller owns the result (rd_kafka_new takes it).
+absl::StatusOr<rd_kafka_conf_t*> NewKafkaConf(const KafkaSettings& settings);
+
+// Creates a client of `type` from `settings`.
+absl::StatusOr<rd_kafka_t*> NewKafkaClient(rd_kafka_type_t type, const KafkaSettings& settings);
+
+}  // namespace predlog::services
+
+#endif  // PREDLOG_SERVICES_KAFKA_KAFKA_CONFIG_H_

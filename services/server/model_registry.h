@@ -1,0 +1,87 @@
+// The logic behind predlog.v1.Registry, without gRPC. A registration stores
+// the artifact first (content-addressed, fsync'd) and only then writes the
+// ModelRegistered event, so a recorded model always has its bytes; deploys
+// must name a registered model. Both are events on predlog.registry (key:
+// model name / route) folded into the registry shard, which reads come from.
+//
+// Thread-safe. Borrows the producer, the ingest (null: no reads, no durable
+// writes) and the artifact store, which must outlive it.
+#ifndef PREDLOG_SERVICES_SERVER_MODEL_REGISTRY_H_
+#define PREDLOG_SERVICES_SERVER_MODEL_REGISTRY_H_
+
+#include <functional>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "predlog/v1/registry.pb.h"
+#include "services/kafka/ingest.h"
+#include "services/kafka/producer.h"
+#include "services/server/event_writer.h"
+#include "storage/artifact_store.h"
+#include "storage/event_validation.h"
+
+namespace predlog::services {
+
+struct ModelRegistryOptions {
+  EventWriterOptions writer;
+  storage::EventLimits limits;
+  // Largest artifact accepted.
+  uint64_t max_artifact_bytes = uint64_t{4} << 30;
+};
+
+class ModelRegistry {
+ public:
+  ModelRegistry(Producer* producer, Ingest* ingest, storage::ArtifactStore* artifacts,
+                ModelRegistryOptions options);
+
+  // One RegisterModel call: Begin with the first message, Append each chunk,
+  // then Finish. Not thread-safe (one per call). Abandoning an upload
+  // removes its partial artifact.
+  class Upload {
+   public:
+    // INVALID_ARGUMENT naming the field when the first message has no
+    // usable metadata.
+    absl::Status Begin(const predlog::v1::RegisterModelRequest& first);
+    absl::Status Append(absl::string_view chunk);
+    // Stores the artifact and records the model; `done` runs exactly once.
+    // ALREADY_EXISTS when name@version is registered with other content.
+    void Finish(std::function<void(absl::StatusOr<predlog::v1::RegisterModelResponse>)> done);
+
+   private:
+    friend class ModelRegistry;
+    explicit Upload(ModelRegistry* registry) : registry_(registry) {}
+    ModelRegistry* const registry_;
+    predlog::v1::ModelRegistered metadata_;
+    std::string actor_;
+    std::optional<storage::Digest> expected_;
+    std::unique_ptr<storage::ArtifactWriter> writer_;
+  };
+  std::unique_ptr<Upload> StartUpload() { return std::unique_ptr<Upload>(new Upload(this)); }
+
+  // FAILED_PRECONDITION when the model is not registered; INVALID_ARGUMENT
+  // names the field.
+  void Deploy(const predlog::v1::DeployModelRequest& request,
+              std::function<void(absl::StatusOr<predlog::v1::RegistryReceipt>)> done);
+
+  absl::StatusOr<predlog::v1::ModelRecord> GetModel(
+      const predlog::v1::GetModelRequest& request) const;
+  absl::StatusOr<predlog::v1::ListModelsResponse> ListModels(
+      const predlog::v1::ListModelsRequest& request) const;
+
+ private:
+  // Writes a registry event (durably when this process folds it) and turns
+  // the receipt into a RegistryReceipt; CONFLICT becomes ALREADY_EXISTS.
+  void WriteEvent(const predlog::v1::AuditEvent& event, absl::string_view key,
+                  absl::string_view what,
+                  std::function<void(absl::StatusOr<predlog::v1::RegistryReceipt>)> done);
+  absl::Status NeedShards() const;
+
+  Ingest* const ingest_;
+  storage::ArtifactStore* const artifacts_;
+  const ModelRegistryOptions options_;
+  EventWriter writer_;
+};
+
+}  // namespace predlog::services
+
+#endif  // PREDLOG_SERVICES_SERVER_MODEL_REGISTRY_H_

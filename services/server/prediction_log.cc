@@ -1,0 +1,197 @@
+#include "services/server/prediction_log.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "services/kafka/kafka_config.h"
+#include "storage/sha256.h"
+#include "storage/status_macros.h"
+#include "storage/timestamps.h"
+
+namespace predlog::services {
+
+PredictionLog::PredictionLog(Producer* producer, Ingest* ingest, PredictionLogOptions options)
+    : ingest_(ingest), options_(std::move(options)), writer_(producer, ingest, options_.writer) {
+  if (ingest_ == nullptr) return;
+  for (int p = 0; p < ingest_->partitions(); ++p) shards_.events.push_back(&ingest_->shard(p));
+  shards_.registry = &ingest_->registry();
+  shards_.partition_of = [partitions = ingest_->partitions()](absl::string_view key) {
+    return PartitionOf(key, partitions);
+  };
+  shards_.check_folded = [ingest = ingest_](const std::vector<int>& partitions,
+                                            absl::string_view what) {
+    return ingest->CheckFoldedHere(partitions, what);
+  };
+}
+
+void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user_done) {
+  // Every call ends in exactly one counter: acked, or failed by code.
+  LogCallback done = [this, start = absl::Now(), user_done = std::move(user_done)](
+                         absl::StatusOr<predlog::v1::LogReceipt> result) {
+    if (result.ok()) {
+      metrics_.log_acked.fetch_add(1, std::memory_order_relaxed);
+      metrics_.ack_latency.Observe(absl::Now() - start);
+    } else {
+      const auto code = static_cast<size_t>(result.status().code());
+      if (code < metrics_.log_failed_by_code.size()) {
+        metrics_.log_failed_by_code[code].fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    user_done(std::move(result));
+  };
+  if (!request.has_prediction()) {
+    done(absl::InvalidArgumentError("prediction is missing"));
+    return;
+  }
+  predlog::v1::AuditEvent event;
+  EventWriter::StampEnvelope(request.actor(), &event);
+  *event.mutable_prediction_logged() = request.prediction();
+  if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
+    done(EventWriter::RenameFieldPath(valid, "prediction_logged", "prediction"));
+    return;
+  }
+  writer_.Write(kEventsTopic, request.prediction().subject_id(), event, request.wait_durable(),
+                "prediction",
+                [prediction_id = request.prediction().prediction_id(),
+                 done = std::move(done)](absl::StatusOr<predlog::v1::LogReceipt> receipt) {
+                  if (receipt.ok()) receipt->set_prediction_id(prediction_id);
+                  done(std::move(receipt));
+                });
+}
+
+void PredictionLog::ChangeEntity(const predlog::v1::ChangeEntityRequest& request,
+                                 LogCallback done) {
+  if (!request.has_change()) {
+    done(absl::InvalidArgumentError("change is missing"));
+    return;
+  }
+  predlog::v1::AuditEvent event;
+  EventWriter::StampEnvelope(request.actor(), &event);
+  *event.mutable_entity_changed() = request.change();
+  if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
+    done(EventWriter::RenameFieldPath(valid, "entity_changed", "change"));
+    return;
+  }
+  writer_.Write(kEventsTopic, request.change().entity_id(), event, request.wait_durable(), "change",
+                std::move(done));
+}
+
+int32_t PredictionLog::PartitionOf(absl::string_view subject_id, int partitions) {
+  // librdkafka's own murmur2 (Java-compatible): the producer's partitioner.
+  return rd_kafka_msg_partitioner_murmur2(nullptr, subject_id.data(), subject_id.size(), partitions,
+                                          nullptr, nullptr);
+}
+
+absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::ToRecord(
+    int partition, const storage::StoredRecord& record) const {
+  const storage::ShardStore& shard = ingest_->shard(partition);
+  predlog::v1::PredictionRecord out;
+  if (!out.mutable_event()->ParseFromString(record.payload)) {
+    return absl::DataLossError(
+        absl::StrCat(shard.name(), ": record ", record.index, " does not parse"));
+  }
+  out.mutable_position()->set_shard(shard.name());
+  out.mutable_position()->set_index(record.index);
+  out.mutable_source()->set_incarnation(record.source.incarnation);
+  out.mutable_source()->set_partition(partition);
+  out.mutable_source()->set_offset(record.source.offset);
+  out.set_leaf_sha256(storage::ToHex(record.leaf));
+  return out;
+}
+
+absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::GetPrediction(
+    const predlog::v1::GetPredictionRequest& request) const {
+  if (ingest_ == nullptr) return absl::UnavailableError("this process has no shards to read");
+  ASSIGN_OR_RETURN(storage::LocatedRecord found,
+                   storage::FindPrediction(shards_, request.prediction_id(), request.subject_id()));
+  return ToRecord(found.partition, found.record);
+}
+
+absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredictions(
+    const predlog::v1::ListPredictionsRequest& request) const {
+  constexpr uint32_t kDefaultPageSize = 100;
+  constexpr uint32_t kMaxPageSize = 1000;
+  if (ingest_ == nullptr) return absl::UnavailableError("this process has no shards to read");
+  if (request.page_size() > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size ", request.page_size(), " is above the limit of ", kMaxPageSize));
+  }
+  const size_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  storage::TimeRange range;
+  if (request.has_served_from()) {
+    range.from = storage::TimeFromProto(request.served_from());
+  }
+  if (request.has_served_to()) {
+    range.to = storage::TimeFromProto(request.served_to());
+  }
+  // page_token := web-safe base64 of: shard:u8-as-decimal '/' shard cursor bytes
+  int partition = 0;
+  std::string cursor;
+  if (!request.page_token().empty()) {
+    std::string token;
+    const size_t slash = request.page_token().find('/');
+    int parsed = -1;
+    if (slash == std::string::npos ||
+        !absl::SimpleAtoi(request.page_token().substr(0, slash), &parsed) || parsed < 0 ||
+        parsed >= ingest_->partitions() ||
+        !absl::WebSafeBase64Unescape(request.page_token().substr(slash + 1), &token)) {
+      return absl::InvalidArgumentError("page_token is not one this server issued");
+    }
+    partition = parsed;
+    cursor = std::move(token);
+  }
+  int last_partition = ingest_->partitions() - 1;
+  switch (request.filter_case()) {
+    case predlog::v1::ListPredictionsRequest::kSubjectId:
+      if (request.subject_id().empty()) return absl::InvalidArgumentError("subject_id is empty");
+      partition = last_partition = PartitionOf(request.subject_id(), ingest_->partitions());
+      break;
+    case predlog::v1::ListPredictionsRequest::kModel:
+      if (request.model().name().empty() || request.model().version().empty()) {
+        return absl::InvalidArgumentError("model.name and model.version are both required");
+      }
+      break;
+    case predlog::v1::ListPredictionsRequest::FILTER_NOT_SET:
+      return absl::InvalidArgumentError("filter is missing: set subject_id or model");
+  }
+  if (request.has_model()) {
+    RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("listing a model version"));
+  } else {
+    RETURN_IF_ERROR(
+        ingest_->CheckFoldedHere({partition}, absl::StrCat("subject ", request.subject_id())));
+  }
+  predlog::v1::ListPredictionsResponse response;
+  for (; partition <= last_partition; ++partition, cursor.clear()) {
+    const size_t wanted = page_size - static_cast<size_t>(response.records_size());
+    const storage::ShardStore& shard = ingest_->shard(partition);
+    absl::StatusOr<storage::ScanPage> page =
+        request.has_model() ? shard.ScanModel(request.model().name(), request.model().version(),
+                                              range, cursor, wanted)
+                            : shard.ScanSubject(request.subject_id(), range, cursor, wanted);
+    if (!page.ok()) {
+      if (absl::IsInvalidArgument(page.status())) {
+        return absl::InvalidArgumentError("page_token is not one this server issued");
+      }
+      return page.status();
+    }
+    for (const storage::StoredRecord& record : page->records) {
+      ASSIGN_OR_RETURN(*response.add_records(), ToRecord(partition, record));
+    }
+    if (!page->next_cursor.empty()) {
+      response.set_next_page_token(
+          absl::StrCat(partition, "/", absl::WebSafeBase64Escape(page->next_cursor)));
+      break;
+    }
+    if (static_cast<size_t>(response.records_size()) == page_size) {
+      // This shard is done; the next page starts at the next shard, if any.
+      if (partition < last_partition)
+        response.set_next_page_token(absl::StrCat(partition + 1, "/"));
+      break;
+    }
+  }
+  return response;
+}
+
+}  // namespace predlog::services

@@ -1,0 +1,77 @@
+// The logic behind predlog.v1.PredictionLog, without gRPC: Log validates a
+// prediction, wraps it in an AuditEvent and writes it (key = subject_id)
+// through the EventWriter.
+// Reads go to the shards of the co-located ingest.
+//
+// Thread-safe. Borrows the producer and the ingest, which must outlive it.
+#ifndef PREDLOG_SERVICES_SERVER_PREDICTION_LOG_H_
+#define PREDLOG_SERVICES_SERVER_PREDICTION_LOG_H_
+
+#include <atomic>
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "predlog/v1/service.pb.h"
+#include "services/kafka/ingest.h"
+#include "services/kafka/producer.h"
+#include "services/server/event_writer.h"
+#include "services/server/metrics.h"
+#include "storage/event_validation.h"
+#include "storage/shard_set.h"
+
+namespace predlog::services {
+
+struct PredictionLogOptions {
+  EventWriterOptions writer;
+  storage::EventLimits limits;
+};
+
+class PredictionLog {
+ public:
+  using LogCallback = std::function<void(absl::StatusOr<predlog::v1::LogReceipt>)>;
+
+  // `ingest` may be null (a gateway without shards): reads are then UNAVAILABLE.
+  PredictionLog(Producer* producer, Ingest* ingest, PredictionLogOptions options);
+
+  // Calls `done` exactly once (possibly before returning). INVALID_ARGUMENT
+  // names the field; RESOURCE_EXHAUSTED / UNAVAILABLE mean retry later.
+  void Log(const predlog::v1::LogRequest& request, LogCallback done);
+  // Records an EntityChanged, keyed by entity_id; as Log (the receipt has no
+  // prediction_id).
+  void ChangeEntity(const predlog::v1::ChangeEntityRequest& request, LogCallback done);
+
+  // NOT_FOUND when no shard holds the id. With subject_id, only that
+  // subject's shard is searched.
+  absl::StatusOr<predlog::v1::PredictionRecord> GetPrediction(
+      const predlog::v1::GetPredictionRequest& request) const;
+
+  // A subject's trail (from its one shard, in served order), or a model
+  // version's predictions (shard by shard, each in served order), one page at
+  // a time. INVALID_ARGUMENT for a missing filter or a foreign page token.
+  absl::StatusOr<predlog::v1::ListPredictionsResponse> ListPredictions(
+      const predlog::v1::ListPredictionsRequest& request) const;
+
+  const GatewayMetrics& metrics() const { return metrics_; }
+
+  // The partition (= shard) Kafka's murmur2 partitioner picks for a subject.
+  static int32_t PartitionOf(absl::string_view subject_id, int partitions);
+  // The ingest's shards as reads see them (partition_of is PartitionOf,
+  // check_folded is Ingest::CheckFoldedHere); empty without an ingest. The
+  // replay engine reads the same set.
+  const storage::ShardSet& shards() const { return shards_; }
+
+ private:
+  Ingest* const ingest_;
+  storage::ShardSet shards_;
+  // A record as the API shows it.
+  absl::StatusOr<predlog::v1::PredictionRecord> ToRecord(int partition,
+                                                         const storage::StoredRecord& record) const;
+
+  const PredictionLogOptions options_;
+  EventWriter writer_;
+  GatewayMetrics metrics_;
+};
+
+}  // namespace predlog::services
+
+#endif  // PREDLOG_SERVICES_SERVER_PREDICTION_LOG_H_

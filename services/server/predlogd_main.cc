@@ -1,0 +1,68 @@
+// predlogd: the predlog service. Parses flags, runs, maps the status to an exit code.
+#include <csignal>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
+#include "services/server/server.h"
+
+ABSL_FLAG(std::string, data_dir, "./data", "Directory for shards and snapshots.");
+ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051", "gRPC listen address (host:port).");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
+          "Prometheus /metrics listen address (host:port); empty turns it off.");
+ABSL_FLAG(std::string, embedded_kafka_listen, "",
+          "Fixed bootstrap address (IPv4 host:port) for the embedded broker; empty: none.");
+ABSL_FLAG(std::string, kafka_brokers, "",
+          "Kafka bootstrap servers; empty starts the embedded broker.");
+ABSL_FLAG(int, partitions, 4, "Partitions (= shards) of predlog.events, >= 1.");
+ABSL_FLAG(std::string, ingest_group, "predlog-ingest",
+          "Kafka consumer group of the ingest: instances in one group split the partitions, "
+          "each folding its share into its own --data_dir. Empty: fold every partition without "
+          "a group (always so when this process runs the gateway in front of the embedded "
+          "broker).");
+ABSL_FLAG(uint64_t, snapshot_every_events, 100000,
+          "Snapshot a shard after this many new records (0: never by count).");
+ABSL_FLAG(int64_t, snapshot_every_seconds, 3600,
+          "Snapshot a shard with new records after this many seconds (0: never by time).");
+ABSL_FLAG(int, worker_threads, 4,
+          "Threads for queries, replays and exports (kept apart from Log calls), >= 1.");
+ABSL_FLAG(std::string, roles, "all",
+          "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("predlogd: the predlog audit-log service");
+  absl::ParseCommandLine(argc, argv);
+  // Debian builds abseil with assertions, which turns on Mutex deadlock
+  // detection: a global graph updated on every lock (~2% of the CPU of a
+  // Log call). Tests keep it; the service and benchmarks do not pay for it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // A client closing its socket must never kill the service (and with it the
+  // embedded broker's in-memory messages).
+  std::signal(SIGPIPE, SIG_IGN);
+  predlog::services::ServerOptions options;
+  absl::StatusOr<predlog::services::Roles> roles =
+      predlog::services::ParseRoles(absl::GetFlag(FLAGS_roles));
+  if (!roles.ok()) {
+    std::cerr << "predlogd: " << roles.status().message() << "\n";
+    return 2;
+  }
+  options.roles = *roles;
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.kafka_brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  options.embedded_kafka_listen = absl::GetFlag(FLAGS_embedded_kafka_listen);
+  options.partitions = absl::GetFlag(FLAGS_partitions);
+  options.ingest_group = absl::GetFlag(FLAGS_ingest_group);
+  options.snapshot_every_events = absl::GetFlag(FLAGS_snapshot_every_events);
+  options.snapshot_every_seconds = absl::GetFlag(FLAGS_snapshot_every_seconds);
+  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  const absl::Status status = predlog::services::RunUntilSignalled(options);
+  if (!status.ok()) {
+    std::cerr << "predlogd: " << status << "\n";
+    return absl::IsInvalidArgument(status) ? 2 : 1;
+  }
+  return 0;
+}

@@ -1,0 +1,342 @@
+#include "services/server/server.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "httplib.h"
+#include "services/kafka/embedded_broker.h"
+#include "services/kafka/ingest.h"
+#include "services/kafka/producer.h"
+#include "services/kafka/tcp_forwarder.h"
+#include "services/server/grpc_services.h"
+#include "services/server/prediction_log.h"
+#include "storage/logging.h"
+#include "storage/status_macros.h"
+
+namespace predlog::services {
+
+// Destruction order (reverse of declaration) is the shutdown order: gRPC
+// first, then the producer (flush), then the ingest, then the broker.
+struct Server::Parts {
+  std::unique_ptr<EmbeddedBroker> broker;
+  std::unique_ptr<TcpForwarder> forwarder;
+  std::unique_ptr<Ingest> ingest;
+  std::unique_ptr<Producer> producer;
+  std::unique_ptr<PredictionLog> log;
+  std::unique_ptr<PredictionLogService> service;
+  std::unique_ptr<storage::ArtifactStore> artifacts;
+  std::unique_ptr<ModelRegistry> registry;
+  std::unique_ptr<RegistryService> registry_service;
+  std::unique_ptr<replay::Replayer> replayer;
+  std::unique_ptr<ReplayService> replay_service;
+  std::unique_ptr<Audit> audit;
+  std::unique_ptr<AuditService> audit_service;
+  // Blocking work of calls (queries, replays, exports, artifact uploads) runs
+  // here, not on gRPC's threads. It stops right after the gRPC server, whose
+  // shutdown waits for every call, and so for all that work, to be answered.
+  std::unique_ptr<WorkerPool> workers;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<httplib::Server> http_server;
+  std::thread http_thread;
+  std::string grpc_address;
+  std::string http_address;
+  std::string kafka_address;
+
+  std::string RenderMetrics() const {
+    std::string out;
+    if (log != nullptr) log->metrics().Render(&out);
+    if (producer != nullptr) {
+      absl::StrAppend(&out,
+                      "# HELP predlog_producer_queue_depth Messages awaiting Kafka delivery.\n"
+                      "# TYPE predlog_producer_queue_depth gauge\npredlog_producer_queue_depth ",
+                      producer->QueueDepth(), "\n");
+    }
+    if (ingest != nullptr) {
+      RenderShardMetrics(ingest->Status(), &out);
+      absl::StrAppend(&out,
+                      "# HELP predlog_ingest_stalled_partitions Partitions that stopped folding "
+                      "and could not be recovered.\n# TYPE predlog_ingest_stalled_partitions "
+                      "gauge\npredlog_ingest_stalled_partitions ",
+                      ingest->stalled_partitions(), "\n");
+    }
+    if (workers != nullptr) {
+      absl::StrAppend(&out,
+                      "# HELP predlog_worker_threads Threads for the blocking work of calls "
+                      "(queries, replays, exports, uploads).\n# TYPE predlog_worker_threads "
+                      "gauge\npredlog_worker_threads ",
+                      workers->threads(),
+                      "\n# HELP predlog_worker_queue_depth Calls whose blocking work waits for "
+                      "a worker thread.\n# TYPE predlog_worker_queue_depth gauge\n"
+                      "predlog_worker_queue_depth ",
+                      workers->queued(), "\n");
+    }
+    if (replayer != nullptr) {
+      const replay::ModelCache::Stats cache = replayer->model_cache().stats();
+      absl::StrAppend(
+          &out,
+          "# HELP predlog_model_cache_hits_total Reruns served by an already loaded model.\n"
+          "# TYPE predlog_model_cache_hits_total counter\npredlog_model_cache_hits_total ",
+          cache.hits,
+          "\n# HELP predlog_model_cache_loads_total Artifacts read, verified and loaded.\n"
+          "# TYPE predlog_model_cache_loads_total counter\npredlog_model_cache_loads_total ",
+          cache.misses,
+          "\n# HELP predlog_model_cache_evictions_total Models dropped to stay under the "
+          "memory bound.\n# TYPE predlog_model_cache_evictions_total counter\n"
+          "predlog_model_cache_evictions_total ",
+          cache.evictions,
+          "\n# HELP predlog_model_cache_bytes Estimated memory of the loaded models.\n"
+          "# TYPE predlog_model_cache_bytes gauge\npredlog_model_cache_bytes ",
+          cache.bytes, "\n");
+    }
+    return out;
+  }
+
+  ~Parts() {
+    if (http_server != nullptr) http_server->stop();
+    if (http_thread.joinable()) http_thread.join();
+    if (grpc_server != nullptr) {
+      // Shutdown waits for every call to finish, and a durable Log finishes
+      // only when its event is folded. If that has not happened by the
+      // deadline, answer the waiting calls (UNAVAILABLE) so shutdown completes.
+      absl::Notification shut_down;
+      std::thread watchdog([&] {
+        if (!shut_down.WaitForNotificationWithTimeout(absl::Seconds(5)) && ingest != nullptr) {
+          ingest->CancelWaiters();
+        }
+      });
+      grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      shut_down.Notify();
+      watchdog.join();
+    }
+    grpc_server.reset();
+    producer.reset();
+    ingest.reset();
+  }
+};
+
+namespace {
+
+// Serves GET /metrics on `listen` ("host:port"; port 0 picks one).
+absl::Status StartHttp(const std::string& listen, Server::Parts* parts) {
+  if (listen.empty()) return absl::OkStatus();
+  const size_t colon = listen.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--http_listen ", listen, ": want host:port"));
+  }
+  const std::string host = listen.substr(0, colon);
+  parts->http_server = std::make_unique<httplib::Server>();
+  parts->http_server->Get("/metrics", [parts](const httplib::Request&, httplib::Response& res) {
+    res.set_content(parts->RenderMetrics(), "text/plain; version=0.0.4");
+  });
+  if (port == 0) {
+    port = parts->http_server->bind_to_any_port(host);
+  } else if (!parts->http_server->bind_to_port(host, port)) {
+    port = -1;
+  }
+  if (port <= 0) {
+    return absl::UnavailableError(absl::StrCat("--http_listen ", listen, ": cannot listen there"));
+  }
+  parts->http_address = absl::StrCat(host, ":", port);
+  parts->http_thread =
+      std::thread([server = parts->http_server.get()] { server->listen_after_bind(); });
+  // stop() is a no-op before the accept loop runs; wait for it, so an early
+  // shutdown cannot leave the thread listening forever.
+  while (!parts->http_server->is_running()) absl::SleepFor(absl::Milliseconds(1));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Roles> ParseRoles(absl::string_view roles) {
+  if (roles == "all") return Roles{};
+  Roles out{false, false, false};
+  bool query = false;
+  for (absl::string_view role : absl::StrSplit(roles, ',')) {
+    if (role == "broker") {
+      out.broker = true;
+    } else if (role == "ingest") {
+      out.ingest = true;
+    } else if (role == "gateway") {
+      out.gateway = true;
+    } else if (role == "query") {
+      query = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--roles: unknown role '", role, "' (want all, or broker,gateway,ingest,query)"));
+    }
+  }
+  if (query && !out.ingest) {
+    return absl::InvalidArgumentError("--roles: query reads this process's shards; add ingest");
+  }
+  out.gateway |= query;
+  if (!out.broker && !out.ingest && !out.gateway) {
+    return absl::InvalidArgumentError("--roles is empty");
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  if (options.partitions < 1) return absl::InvalidArgumentError("--partitions must be >= 1");
+  if (options.snapshot_every_seconds < 0) {
+    return absl::InvalidArgumentError("--snapshot_every_seconds must be >= 0");
+  }
+  const Roles& roles = options.roles;
+  if (options.worker_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--worker_threads must be >= 1, not ", options.worker_threads));
+  }
+  if (roles.broker && !options.kafka_brokers.empty()) {
+    return absl::InvalidArgumentError(
+        "--kafka_brokers is set, so the broker role cannot run here (drop one of them)");
+  }
+  if (!roles.broker && options.kafka_brokers.empty()) {
+    return absl::InvalidArgumentError(
+        "--kafka_brokers is required when the broker role does not run in this process");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--data_dir ", options.data_dir, ": ", ec.message()));
+  }
+  auto parts = std::make_unique<Parts>();
+  std::string incarnation;
+  if (roles.broker) {
+    ASSIGN_OR_RETURN(parts->broker, EmbeddedBroker::Start({options.partitions}));
+    parts->kafka_address = parts->broker->bootstrap_servers();
+    incarnation = parts->broker->incarnation();
+    if (!options.embedded_kafka_listen.empty()) {
+      ASSIGN_OR_RETURN(parts->forwarder,
+                       TcpForwarder::Start(options.embedded_kafka_listen, parts->kafka_address));
+      parts->kafka_address = options.embedded_kafka_listen;
+    }
+    std::ofstream(options.data_dir + "/embedded_kafka_address") << parts->kafka_address << "\n";
+  } else {
+    parts->kafka_address = options.kafka_brokers;
+    ASSIGN_OR_RETURN(incarnation, DiscoverIncarnation(parts->kafka_address, absl::Seconds(10)));
+  }
+  // The embedded broker (here or in another process) keeps messages in memory
+  // only, so an ack must wait until the event is folded: that needs the ingest.
+  const bool embedded_source = absl::StartsWith(incarnation, kEmbeddedIncarnationPrefix);
+  if (embedded_source && roles.gateway && !roles.ingest) {
+    return absl::InvalidArgumentError(
+        "--roles: a gateway in front of the embedded broker needs the ingest role in the same "
+        "process (its acks must wait until events are folded)");
+  }
+  if (roles.ingest) {
+    IngestOptions ingest_options;
+    ingest_options.data_dir = options.data_dir;
+    ingest_options.bootstrap_servers = parts->kafka_address;
+    ingest_options.incarnation = incarnation;
+    ingest_options.partitions = options.partitions;
+    ingest_options.group_id = options.ingest_group;
+    if (embedded_source && roles.gateway && !options.ingest_group.empty()) {
+      // Acks wait for folds in this process (the embedded broker keeps
+      // messages in memory only), so no partition may move to another
+      // instance. (It also spares the embedded coordinator's 3 s first join.)
+      // The ingest's start line says it folds every partition without a group.
+      ingest_options.group_id.clear();
+    }
+    ingest_options.snapshot_every_events = options.snapshot_every_events;
+    ingest_options.snapshot_every = absl::Seconds(options.snapshot_every_seconds);
+    ASSIGN_OR_RETURN(parts->ingest, Ingest::Start(ingest_options));
+  }
+  if (!roles.gateway) {
+    RETURN_IF_ERROR(StartHttp(options.http_listen, parts.get()));
+    return std::unique_ptr<Server>(new Server(std::move(parts)));
+  }
+
+  ProducerOptions producer_options;
+  producer_options.bootstrap_servers = parts->kafka_address;
+  ASSIGN_OR_RETURN(parts->producer, Producer::Open(producer_options));
+  PredictionLogOptions log_options;
+  // The embedded broker holds messages in memory only: an ack must mean folded.
+  log_options.writer.always_wait_durable = embedded_source;
+  parts->log =
+      std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
+  parts->workers = std::make_unique<WorkerPool>(options.worker_threads);
+  parts->service = std::make_unique<PredictionLogService>(parts->log.get(), parts->workers.get());
+  ASSIGN_OR_RETURN(parts->artifacts, storage::ArtifactStore::Open(options.data_dir + "/artifacts"));
+  ModelRegistryOptions registry_options;
+  registry_options.writer.always_wait_durable = embedded_source;
+  parts->registry = std::make_unique<ModelRegistry>(parts->producer.get(), parts->ingest.get(),
+                                                    parts->artifacts.get(), registry_options);
+  parts->registry_service =
+      std::make_unique<RegistryService>(parts->registry.get(), parts->workers.get());
+  if (parts->ingest != nullptr) {
+    parts->replayer = std::make_unique<replay::Replayer>(
+        parts->log->shards(), parts->artifacts.get(), replay::RuntimeRegistry::WithBuiltins());
+    parts->replay_service =
+        std::make_unique<ReplayService>(parts->replayer.get(), parts->workers.get());
+    parts->audit = std::make_unique<Audit>(parts->ingest.get());
+    parts->audit_service = std::make_unique<AuditService>(parts->audit.get(), parts->workers.get());
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(parts->service.get());
+  builder.RegisterService(parts->registry_service.get());
+  if (parts->replay_service != nullptr) builder.RegisterService(parts->replay_service.get());
+  if (parts->audit_service != nullptr) builder.RegisterService(parts->audit_service.get());
+  // Artifact chunks: allow large messages (the default is 4 MB).
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  parts->grpc_server = builder.BuildAndStart();
+  if (parts->grpc_server == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("--grpc_listen ", options.grpc_listen, ": cannot listen there"));
+  }
+  parts->grpc_address =
+      absl::StrCat(options.grpc_listen.substr(0, options.grpc_listen.rfind(':')), ":", port);
+  RETURN_IF_ERROR(StartHttp(options.http_listen, parts.get()));
+  return std::unique_ptr<Server>(new Server(std::move(parts)));
+}
+
+Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+Server::~Server() = default;
+const std::string& Server::grpc_address() const { return parts_->grpc_address; }
+const std::string& Server::http_address() const { return parts_->http_address; }
+const std::string& Server::kafka_address() const { return parts_->kafka_address; }
+
+absl::Status RunUntilSignalled(const ServerOptions& options) {
+  // Block the signals in every thread (gRPC and librdkafka threads inherit
+  // the mask), then wait for one here.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Start(options));
+  std::cout << "predlogd listening:"
+            << (server->grpc_address().empty() ? "" : " grpc=" + server->grpc_address())
+            << (server->http_address().empty() ? "" : " http=" + server->http_address())
+            << " kafka=" << server->kafka_address()
+            << (options.roles.broker ? " (embedded broker)" : "")
+            << " roles=" << (options.roles.broker ? "broker," : "")
+            << (options.roles.ingest ? "ingest," : "") << (options.roles.gateway ? "gateway" : "")
+            << " data_dir=" << options.data_dir << std::endl;
+  int signal = 0;
+  sigwait(&signals, &signal);
+  PREDLOG_LOG(INFO) << "predlogd: signal " << signal << ", shutting down";
+  server.reset();
+  return absl::OkStatus();
+}
+
+}  // namespace predlog::services

@@ -1,0 +1,83 @@
+// predlogd: wires the embedded broker (or a real cluster), the producer, the
+// ingest and the gRPC server, as the roles ask.
+#ifndef PREDLOG_SERVICES_SERVER_SERVER_H_
+#define PREDLOG_SERVICES_SERVER_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace predlog::services {
+
+// What one predlogd process runs. The gRPC server (gateway and queries) needs
+// the ingest in the same process for reads and for durable acks.
+struct Roles {
+  bool broker = true;   // the embedded Kafka-protocol broker
+  bool ingest = true;   // consume predlog.events into the shards
+  bool gateway = true;  // gRPC: PredictionLog, Registry, Replay (Replay needs ingest here)
+};
+
+// Parses --roles: "all", or a comma list of broker, gateway, ingest, query
+// ("query" is served by the gateway's gRPC server from this process's shards,
+// so it implies gateway and needs ingest). INVALID_ARGUMENT names the bad role.
+absl::StatusOr<Roles> ParseRoles(absl::string_view roles);
+
+struct ServerOptions {
+  Roles roles;
+  std::string data_dir = "./data";
+  std::string grpc_listen = "127.0.0.1:50051";
+  // Prometheus /metrics over HTTP; port 0 picks one; empty turns it off.
+  std::string http_listen = "127.0.0.1:9464";
+  // Empty: use the embedded broker (the broker role must run here).
+  std::string kafka_brokers;
+  // A fixed bootstrap address for the embedded broker (forwarded to the port
+  // it picked); empty: none.
+  std::string embedded_kafka_listen;
+  int partitions = 4;
+  // Kafka consumer group the ingest joins to split the partitions with other
+  // ingest instances (each with its own data_dir); empty: fold every
+  // partition without a group. Not joined when this process also runs the
+  // gateway in front of the embedded broker: those acks wait for folds here,
+  // so every partition must stay here.
+  std::string ingest_group = "predlog-ingest";
+  // Snapshot schedule per shard (0 turns that trigger off).
+  uint64_t snapshot_every_events = 100'000;
+  int64_t snapshot_every_seconds = 3600;
+  // Threads for reads (queries, replays, exports), kept off gRPC's own
+  // threads so that a slow read never delays a Log ack. >= 1.
+  int worker_threads = 4;
+};
+
+// A running predlogd. Thread-safe.
+class Server {
+ public:
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  // Stops accepting, finishes in-flight calls and batches, flushes, closes.
+  ~Server();
+
+  // The address gRPC listens on (with the port it picked when given :0);
+  // empty without the gateway role.
+  const std::string& grpc_address() const;
+  // The HTTP (metrics) address, with the picked port; empty when off.
+  const std::string& http_address() const;
+  // The Kafka bootstrap address in use.
+  const std::string& kafka_address() const;
+
+  // The running pieces; public only so server.cc's helpers can name it.
+  struct Parts;
+
+ private:
+  explicit Server(std::unique_ptr<Parts> parts);
+  std::unique_ptr<Parts> parts_;
+};
+
+// Runs until SIGINT or SIGTERM; the status of startup or shutdown.
+absl::Status RunUntilSignalled(const ServerOptions& options);
+
+}  // namespace predlog::services
+
+#endif  // PREDLOG_SERVICES_SERVER_SERVER_H_

@@ -1,0 +1,37 @@
+#include "storage/shard_set.h"
+
+#include "absl/strings/str_cat.h"
+#include "storage/status_macros.h"
+
+namespace predlog::storage {
+
+absl::Status ShardSet::CheckFolded(const std::vector<int>& partitions,
+                                   absl::string_view what) const {
+  return check_folded ? check_folded(partitions, what) : absl::OkStatus();
+}
+
+absl::StatusOr<LocatedRecord> FindPrediction(const ShardSet& shards,
+                                             absl::string_view prediction_id,
+                                             absl::string_view subject_id) {
+  if (prediction_id.empty()) return absl::InvalidArgumentError("prediction_id is empty");
+  int first = 0, last = static_cast<int>(shards.events.size()) - 1;
+  if (!subject_id.empty()) {
+    first = last = shards.partition_of(subject_id);
+    RETURN_IF_ERROR(shards.CheckFolded({first}, absl::StrCat("subject ", subject_id)));
+  }
+  for (int p = first; p <= last; ++p) {
+    absl::StatusOr<StoredRecord> record = shards.events[p]->GetByPredictionId(prediction_id);
+    if (absl::IsNotFound(record.status())) continue;
+    RETURN_IF_ERROR(record.status());
+    return LocatedRecord{p, shards.events[p], std::move(*record)};
+  }
+  // Not here; it may be in a shard another instance folds.
+  std::vector<int> all(shards.events.size());
+  for (size_t p = 0; p < all.size(); ++p) all[p] = static_cast<int>(p);
+  RETURN_IF_ERROR(shards.CheckFolded(all, absl::StrCat("prediction_id ", prediction_id,
+                                                       " is not in this instance's shards; "
+                                                       "searching the rest")));
+  return absl::NotFoundError(absl::StrCat("prediction_id ", prediction_id, " is not recorded"));
+}
+
+}  // namespace predlog::storage

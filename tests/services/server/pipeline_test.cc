@@ -1,0 +1,681 @@
+// End to end in one process: gRPC Log -> producer -> embedded broker ->
+// ingest -> shard, then GetPrediction over gRPC. Real librdkafka, real gRPC on
+// loopback, real RocksDB in a temp dir.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "predlog/v1/service.grpc.pb.h"
+#include "services/kafka/producer.h"
+#include "services/server/server.h"
+#include "storage/sha256.h"
+#include "storage/shard_store.h"
+#include "tests/testing/events.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace predlog::services {
+namespace {
+
+using ::predlog::testing::MakePrediction;
+using ::predlog::testing::PredictionSpec;
+using ::predlog::testing::TempDir;
+using ::predlog::v1::LogReceipt;
+using ::testing::HasSubstr;
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(); }
+
+  void StartServer() {
+    ServerOptions options = options_;
+    options.data_dir = dir_.Sub("data");
+    options.grpc_listen = "127.0.0.1:0";
+    options.http_listen = "127.0.0.1:0";
+    options.partitions = 3;
+    ASSERT_OK_AND_ASSIGN(server_, Server::Start(options));
+    stub_ = predlog::v1::PredictionLog::NewStub(
+        grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials()));
+  }
+
+  grpc::Status Log(const PredictionSpec& spec, LogReceipt* receipt) {
+    predlog::v1::LogRequest request;
+    *request.mutable_prediction() = MakePrediction(spec).prediction_logged();
+    request.set_actor("limits-api");
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    return stub_->Log(&context, request, receipt);
+  }
+
+  grpc::Status Get(const std::string& id, predlog::v1::PredictionRecord* record) {
+    predlog::v1::GetPredictionRequest request;
+    request.set_prediction_id(id);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return stub_->GetPrediction(&context, request, record);
+  }
+
+  // Events produced straight to Kafka are folded asynchronously: poll (for at
+  // most 20 s; a bound, not a timing assertion) until the id is readable.
+  grpc::Status WaitUntilReadable(const std::string& id, predlog::v1::PredictionRecord* record) {
+    grpc::Status status;
+    for (int attempt = 0; attempt < 200; ++attempt) {
+      status = Get(id, record);
+      if (status.ok()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return status;
+  }
+
+  static PredictionSpec Spec(int i) {
+    PredictionSpec spec;
+    spec.prediction_id = "pred-" + std::to_string(i);
+    spec.subject_id = "customer-" + std::to_string(i % 7);
+    return spec;
+  }
+
+  TempDir dir_;
+  ServerOptions options_;  // StartServer() fills in dirs and ports
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<predlog::v1::PredictionLog::Stub> stub_;
+};
+
+TEST_F(PipelineTest, LoggedPredictionsAreFoldedBeforeTheAckAndReadable) {
+  // 10k unary Log calls from 8 concurrent clients.
+  constexpr int kPredictions = 10'000;
+  constexpr int kClients = 8;
+  std::vector<LogReceipt> receipts(kPredictions);
+  std::vector<grpc::Status> statuses(kPredictions);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = c; i < kPredictions; i += kClients) statuses[i] = Log(Spec(i), &receipts[i]);
+    });
+  }
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < kPredictions; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
+    // Embedded mode: the ack waits for the fold.
+    ASSERT_EQ(receipts[i].outcome(), LogReceipt::APPLIED) << i;
+    ASSERT_EQ(receipts[i].leaf_sha256().size(), 64u);
+    ASSERT_EQ(receipts[i].position().shard(), receipts[i].shard());
+  }
+  for (int i = 0; i < kPredictions; ++i) {
+    predlog::v1::PredictionRecord record;
+    grpc::Status status = Get(Spec(i).prediction_id, &record);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(record.event().prediction_logged().subject_id(), Spec(i).subject_id);
+    ASSERT_EQ(record.event().actor(), "limits-api");
+    ASSERT_EQ(record.position().index(), receipts[i].position().index());
+    // The leaf is the hash of the exact stored event bytes.
+    ASSERT_EQ(record.leaf_sha256(), receipts[i].leaf_sha256());
+    ASSERT_EQ(record.leaf_sha256(),
+              storage::ToHex(storage::Sha256(record.event().SerializeAsString())));
+  }
+}
+
+TEST_F(PipelineTest, LogStream_EveryRequestGetsOneReceiptAndIsReadableInItsTrail) {
+  constexpr int kPredictions = 100'000;
+  constexpr int kInvalid = 777;  // this one has no subject
+  grpc::ClientContext context;
+  auto stream = stub_->LogStream(&context);
+  std::thread writer([&] {
+    for (int i = 0; i < kPredictions; ++i) {
+      predlog::v1::LogRequest request;
+      PredictionSpec spec = Spec(i);
+      spec.subject_id = "customer-" + std::to_string(i % 100);
+      spec.served_at = absl::FromUnixSeconds(1'700'000'000) + absl::Seconds(i);
+      if (i == kInvalid) spec.subject_id.clear();
+      *request.mutable_prediction() = MakePrediction(spec).prediction_logged();
+      if (!stream->Write(request)) break;
+    }
+    stream->WritesDone();
+  });
+  std::map<std::string, LogReceipt> receipts;
+  LogReceipt receipt;
+  while (stream->Read(&receipt)) {
+    EXPECT_TRUE(receipts.emplace(receipt.prediction_id(), receipt).second)
+        << "two receipts for " << receipt.prediction_id();
+  }
+  writer.join();
+  grpc::Status status = stream->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(receipts.size(), static_cast<size_t>(kPredictions));
+  for (const auto& [id, r] : receipts) {
+    if (id == Spec(kInvalid).prediction_id) {
+      EXPECT_EQ(r.error_code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+      EXPECT_THAT(r.reason(), HasSubstr("prediction.subject_id is empty"));
+    } else {
+      ASSERT_EQ(r.error_code(), 0) << id << ": " << r.reason();
+      ASSERT_EQ(r.outcome(), LogReceipt::APPLIED) << id;
+    }
+  }
+  // Every subject's trail holds its predictions in served order.
+  for (int subject = 0; subject < 100; subject += 11) {  // 77 holds the invalid one
+    predlog::v1::ListPredictionsRequest request;
+    request.set_subject_id("customer-" + std::to_string(subject));
+    request.set_page_size(1000);
+    predlog::v1::ListPredictionsResponse response;
+    grpc::ClientContext list_context;
+    ASSERT_TRUE(stub_->ListPredictions(&list_context, request, &response).ok());
+    const int expected = kPredictions / 100 - (kInvalid % 100 == subject ? 1 : 0);
+    ASSERT_EQ(response.records_size(), expected) << subject;
+    for (int k = 0; k < response.records_size(); ++k) {
+      EXPECT_EQ(response.records(k).event().prediction_logged().prediction_id(),
+                Spec(subject + 100 * k +
+                     (subject == kInvalid % 100 && 100 * k + subject >= kInvalid ? 100 : 0))
+                    .prediction_id);
+    }
+  }
+}
+
+TEST_F(PipelineTest, LogStream_ClientThatReadsLateStillGetsEveryReceipt) {
+  // The client writes far more than the server keeps in flight before it
+  // reads a single receipt: the server must pause reading (not buffer without
+  // bound, not drop) and resume as receipts drain.
+  constexpr int kRequests = 3000;
+  grpc::ClientContext context;
+  auto stream = stub_->LogStream(&context);
+  std::thread writer([&] {
+    for (int i = 0; i < kRequests; ++i) {
+      predlog::v1::LogRequest request;
+      *request.mutable_prediction() = MakePrediction(Spec(i)).prediction_logged();
+      if (!stream->Write(request)) break;
+    }
+    stream->WritesDone();
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // not reading yet
+  std::set<std::string> ids;
+  LogReceipt receipt;
+  while (stream->Read(&receipt)) {
+    EXPECT_EQ(receipt.error_code(), 0) << receipt.reason();
+    ids.insert(receipt.prediction_id());
+  }
+  writer.join();
+  ASSERT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kRequests));
+}
+
+TEST_F(PipelineTest, OneSubjectAlwaysLandsInOneShard) {
+  std::string shard;
+  for (int i = 0; i < 20; ++i) {
+    PredictionSpec spec = Spec(i);
+    spec.subject_id = "customer-42";
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(spec, &receipt).ok());
+    if (shard.empty()) shard = receipt.shard();
+    EXPECT_EQ(receipt.shard(), shard);
+  }
+}
+
+TEST_F(PipelineTest, RetryIsDuplicateAndChangedContentIsConflict) {
+  LogReceipt first, retry, changed;
+  ASSERT_TRUE(Log(Spec(1), &first).ok());
+  ASSERT_TRUE(Log(Spec(1), &retry).ok());
+  EXPECT_EQ(retry.outcome(), LogReceipt::DUPLICATE);
+  EXPECT_EQ(retry.position().index(), first.position().index());
+  EXPECT_EQ(retry.leaf_sha256(), first.leaf_sha256());
+  PredictionSpec other = Spec(1);
+  other.score = 0.99f;
+  ASSERT_TRUE(Log(other, &changed).ok());
+  EXPECT_EQ(changed.outcome(), LogReceipt::CONFLICT);
+  EXPECT_THAT(changed.reason(), HasSubstr("already recorded"));
+  predlog::v1::PredictionRecord record;
+  ASSERT_TRUE(Get(Spec(1).prediction_id, &record).ok());
+  EXPECT_FLOAT_EQ(record.event().prediction_logged().output().float_scores(0), Spec(1).score);
+}
+
+TEST_F(PipelineTest, InvalidPredictionIsInvalidArgumentNamingTheField) {
+  PredictionSpec no_subject = Spec(1);
+  no_subject.subject_id.clear();
+  LogReceipt receipt;
+  grpc::Status status = Log(no_subject, &receipt);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("prediction.subject_id is empty"));
+
+  PredictionSpec no_inputs = Spec(2);
+  no_inputs.features = 0;
+  status = Log(no_inputs, &receipt);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("prediction.inputs is empty"));
+
+  predlog::v1::LogRequest empty;
+  grpc::ClientContext context;
+  status = stub_->Log(&context, empty, &receipt);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("prediction is missing"));
+}
+
+TEST_F(PipelineTest, ListPredictions_SubjectTrailPagesInServedOrder) {
+  for (int i = 0; i < 25; ++i) {
+    PredictionSpec spec = Spec(i);
+    spec.subject_id = "customer-trail";
+    // Logged in reverse served order; the trail comes back in served order.
+    spec.served_at = absl::FromUnixSeconds(1'700'000'000) + absl::Seconds(100 - i);
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(spec, &receipt).ok());
+  }
+  std::vector<std::string> ids;
+  std::string token;
+  int pages = 0;
+  do {
+    predlog::v1::ListPredictionsRequest request;
+    request.set_subject_id("customer-trail");
+    request.set_page_size(10);
+    request.set_page_token(token);
+    predlog::v1::ListPredictionsResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->ListPredictions(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    for (const auto& r : response.records()) {
+      ids.push_back(r.event().prediction_logged().prediction_id());
+    }
+    token = response.next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  ASSERT_EQ(ids.size(), 25u);
+  EXPECT_EQ(ids.front(), "pred-24");
+  EXPECT_EQ(ids.back(), "pred-0");
+
+  predlog::v1::ListPredictionsRequest by_model;
+  by_model.mutable_model()->set_name("credit-limit");
+  by_model.mutable_model()->set_version("v1");
+  by_model.set_page_size(1000);
+  predlog::v1::ListPredictionsResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->ListPredictions(&context, by_model, &response).ok());
+  EXPECT_EQ(response.records_size(), 25);
+}
+
+TEST_F(PipelineTest, ListPredictions_BadRequestsAreInvalidArgument) {
+  predlog::v1::ListPredictionsResponse response;
+  {
+    predlog::v1::ListPredictionsRequest request;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->ListPredictions(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("filter is missing"));
+  }
+  {
+    predlog::v1::ListPredictionsRequest request;
+    request.set_subject_id("c");
+    request.set_page_token("not-a-token");
+    grpc::ClientContext context;
+    grpc::Status status = stub_->ListPredictions(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("page_token"));
+  }
+  {
+    predlog::v1::ListPredictionsRequest request;
+    request.set_subject_id("c");
+    request.set_page_size(5000);
+    grpc::ClientContext context;
+    grpc::Status status = stub_->ListPredictions(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("page_size 5000"));
+  }
+}
+
+TEST_F(PipelineTest, GetPrediction_WithSubjectLooksInTheProducersPartition) {
+  // The query side computes the subject's shard itself; it must be the one the
+  // producer's murmur2 partitioner chose.
+  for (int i = 0; i < 20; ++i) {
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(Spec(i), &receipt).ok());
+    predlog::v1::GetPredictionRequest request;
+    request.set_prediction_id(Spec(i).prediction_id);
+    request.set_subject_id(Spec(i).subject_id);
+    predlog::v1::PredictionRecord record;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->GetPrediction(&context, request, &record);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(record.position().shard(), receipt.shard());
+  }
+}
+
+TEST_F(PipelineTest, DirectKafkaProducersAreFoldedAndGarbageIsRejected) {
+  // Any Kafka client may produce AuditEvents straight to predlog.events: here
+  // kcat sends one garbage message and one valid event (one message per file).
+  const std::string garbage = dir_.Sub("garbage.bin");
+  const std::string valid = dir_.Sub("valid.bin");
+  std::ofstream(garbage, std::ios::binary) << "\xff\xfe definitely not protobuf";
+  PredictionSpec spec = Spec(77);
+  std::ofstream(valid, std::ios::binary) << MakePrediction(spec).SerializeAsString();
+  const std::string command =
+      "kcat -P -b " + server_->kafka_address() + " -t predlog.events -p 1 " + garbage + " " + valid;
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+  // The valid event becomes readable once folded (bounded wait, not a timing assertion).
+  predlog::v1::PredictionRecord record;
+  grpc::Status status = WaitUntilReadable(spec.prediction_id, &record);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(record.position().shard(), "predlog.events-1");
+
+  // The service kept going: a gateway Log still works.
+  LogReceipt receipt;
+  ASSERT_TRUE(Log(Spec(78), &receipt).ok());
+  EXPECT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+
+  // The garbage is kept in the shard's rejected records with its reason.
+  server_.reset();
+  storage::ShardOptions options;
+  options.dir = dir_.Sub("data/shards/predlog.events-1");
+  options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto shard, storage::ShardStore::Open(options));
+  ASSERT_OK_AND_ASSIGN(auto rejected, shard->ListRejected(0, 10));
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_THAT(rejected[0].reason, HasSubstr("not a serialized predlog.v1.AuditEvent"));
+  EXPECT_EQ(rejected[0].payload, "\xff\xfe definitely not protobuf");
+}
+
+// The value of the first series line starting with `series` in `metrics`.
+double MetricValue(const std::string& metrics, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    if (absl::ConsumePrefix(&line, series + " ")) {
+      double v = 0;
+      EXPECT_TRUE(absl::SimpleAtod(line, &v)) << line;
+      return v;
+    }
+  }
+  ADD_FAILURE() << "no series " << series;
+  return -1;
+}
+
+TEST_F(PipelineTest, MetricsCountEveryOutcome) {
+  for (int i = 0; i < 30; ++i) {
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(Spec(i), &receipt).ok());
+  }
+  LogReceipt receipt;
+  ASSERT_TRUE(Log(Spec(0), &receipt).ok());  // a duplicate
+  PredictionSpec bad = Spec(99);
+  bad.subject_id.clear();
+  ASSERT_FALSE(Log(bad, &receipt).ok());
+
+  httplib::Client http("http://" + server_->http_address());
+  auto response = http.Get("/metrics");
+  ASSERT_TRUE(response) << "no answer from " << server_->http_address();
+  ASSERT_EQ(response->status, 200);
+  const std::string& m = response->body;
+  EXPECT_EQ(MetricValue(m, "predlog_log_acked_total"), 31);
+  EXPECT_EQ(MetricValue(m, "predlog_log_failed_total{code=\"INVALID_ARGUMENT\"}"), 1);
+  EXPECT_EQ(MetricValue(m, "predlog_ack_latency_seconds_count"), 31);
+  double folded = 0, duplicates = 0, lag = 0;
+  for (int p = 0; p < 3; ++p) {
+    const std::string shard = "{shard=\"predlog.events-" + std::to_string(p) + "\"}";
+    folded += MetricValue(m, "predlog_events_folded_total" + shard);
+    duplicates += MetricValue(m, "predlog_events_duplicate_total" + shard);
+    lag += MetricValue(m, "predlog_consumer_lag" + shard);
+    // The embedded default folds every partition itself (no consumer group).
+    EXPECT_EQ(MetricValue(m, "predlog_shard_assigned" + shard), 1) << shard;
+  }
+  EXPECT_EQ(folded, 30);
+  EXPECT_EQ(duplicates, 1);
+  EXPECT_GE(lag, 0);
+  EXPECT_EQ(MetricValue(m, "predlog_worker_threads"), options_.worker_threads);
+  EXPECT_EQ(MetricValue(m, "predlog_worker_queue_depth"), 0);
+}
+
+TEST_F(PipelineTest, ShardsAreSnapshottedOnTheirSchedule) {
+  server_.reset();
+  options_.snapshot_every_events = 20;
+  options_.snapshot_every_seconds = 0;
+  StartServer();
+  for (int i = 0; i < 150; ++i) {
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(Spec(i), &receipt).ok());
+  }
+  server_.reset();
+  uint64_t records = 0;
+  for (int p = 0; p < 3; ++p) {
+    storage::ShardOptions shard_options;
+    shard_options.dir = dir_.Sub("data/shards/predlog.events-" + std::to_string(p));
+    shard_options.read_only = true;
+    ASSERT_OK_AND_ASSIGN(auto shard, storage::ShardStore::Open(shard_options));
+    records += shard->Head().next_index;
+    ASSERT_OK_AND_ASSIGN(auto snapshots, shard->ListSnapshots());
+    ASSERT_FALSE(snapshots.empty()) << "shard " << p;
+    // Each snapshot opens and holds exactly the records before its index.
+    ASSERT_OK_AND_ASSIGN(auto old, shard->OpenSnapshot(snapshots.back()));
+    EXPECT_EQ(old->Head().next_index, snapshots.back().index);
+    EXPECT_GE(snapshots.back().index, 20u);
+  }
+  EXPECT_EQ(records, 150u);
+}
+
+TEST(PipelineGapTest, OffsetsGoneFromKafkaBecomeARecordedGapNotASilentSkip) {
+  // The embedded broker keeps only the last ~5 MB per partition. Stop the
+  // ingest, let 12 MB pass, restart it: the offsets it missed are gone.
+  TempDir dir;
+  ServerOptions broker_options;
+  broker_options.roles = Roles{true, false, false};
+  broker_options.data_dir = dir.Sub("broker");
+  broker_options.http_listen = "";
+  broker_options.partitions = 1;
+  ASSERT_OK_AND_ASSIGN(auto broker, Server::Start(broker_options));
+  ServerOptions options;
+  options.roles = Roles{false, true, true};
+  options.kafka_brokers = broker->kafka_address();
+  options.data_dir = dir.Sub("data");
+  options.grpc_listen = "127.0.0.1:0";
+  options.http_listen = "";
+  options.partitions = 1;
+  {
+    ASSERT_OK_AND_ASSIGN(auto ingest, Server::Start(options));
+    auto stub = predlog::v1::PredictionLog::NewStub(
+        grpc::CreateChannel(ingest->grpc_address(), grpc::InsecureChannelCredentials()));
+    for (int i = 0; i < 10; ++i) {
+      predlog::v1::LogRequest request;
+      PredictionSpec spec;
+      spec.prediction_id = "kept-" + std::to_string(i);
+      *request.mutable_prediction() = MakePrediction(spec).prediction_logged();
+      request.set_wait_durable(true);
+      LogReceipt receipt;
+      grpc::ClientContext context;
+      ASSERT_TRUE(stub->Log(&context, request, &receipt).ok());
+      ASSERT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+    }
+  }
+  constexpr int kFlood = 12'000;
+  {
+    ProducerOptions producer_options;
+    producer_options.bootstrap_servers = broker->kafka_address();
+    ASSERT_OK_AND_ASSIGN(auto producer, Producer::Open(producer_options));
+    for (int i = 0; i < kFlood; ++i) {
+      const std::string payload = testing::MakeSizedPredictionPayload(i, 1024, 100);
+      ASSERT_OK(producer->Produce("predlog.events", "k", payload, [](auto) {}));
+    }
+    ASSERT_OK(producer->Flush(absl::Seconds(30)));
+  }
+  ASSERT_OK_AND_ASSIGN(auto ingest, Server::Start(options));
+  auto stub = predlog::v1::PredictionLog::NewStub(
+      grpc::CreateChannel(ingest->grpc_address(), grpc::InsecureChannelCredentials()));
+  // The newest flood event becomes readable once the ingest resumed past the gap.
+  grpc::Status status;
+  for (int attempt = 0; attempt < 300; ++attempt) {
+    predlog::v1::GetPredictionRequest request;
+    request.set_prediction_id("p" + std::to_string(kFlood - 1));
+    predlog::v1::PredictionRecord record;
+    grpc::ClientContext context;
+    status = stub->GetPrediction(&context, request, &record);
+    if (status.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ingest.reset();
+
+  storage::ShardOptions shard_options;
+  shard_options.dir = dir.Sub("data/shards/predlog.events-0");
+  shard_options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto shard, storage::ShardStore::Open(shard_options));
+  EXPECT_EQ(shard->Head().counters.gaps, 1u);
+  ASSERT_OK_AND_ASSIGN(auto records, shard->ReadRange(0, 100'000));
+  int gaps = 0;
+  int64_t last_missing = -1;
+  for (const auto& record : records) {
+    ASSERT_OK_AND_ASSIGN(auto event, record.Event());
+    if (!event.has_source_gap()) continue;
+    ++gaps;
+    EXPECT_EQ(event.source_gap().first_missing_offset(), 10);
+    last_missing = event.source_gap().last_missing_offset();
+    EXPECT_THAT(event.source_gap().reason(), HasSubstr("no longer in Kafka"));
+  }
+  ASSERT_EQ(gaps, 1);
+  // Every surviving flood event was folded, exactly the ones after the gap.
+  EXPECT_EQ(static_cast<int64_t>(shard->Head().counters.applied),
+            10 + (10 + kFlood - 1 - last_missing));
+  EXPECT_THAT(shard->GetByPredictionId("p0"),
+              testing::StatusIs(absl::StatusCode::kNotFound, HasSubstr("p0")));
+}
+
+// A port that was free a moment ago on 127.0.0.1.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST_F(PipelineTest, EmbeddedBrokerAnswersOnAFixedAddress) {
+  server_.reset();
+  options_.embedded_kafka_listen = "127.0.0.1:" + std::to_string(FreePort());
+  StartServer();
+  EXPECT_EQ(server_->kafka_address(), options_.embedded_kafka_listen);
+  // kcat bootstraps from the fixed address and produces through the broker.
+  const std::string event = dir_.Sub("event.bin");
+  PredictionSpec spec = Spec(5);
+  std::ofstream(event, std::ios::binary) << MakePrediction(spec).SerializeAsString();
+  const std::string command =
+      "kcat -P -b " + options_.embedded_kafka_listen + " -t predlog.events -p 0 " + event;
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  predlog::v1::PredictionRecord record;
+  grpc::Status status = WaitUntilReadable(spec.prediction_id, &record);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(record.position().shard(), "predlog.events-0");
+}
+
+TEST(PipelineSplitTest, IngestInAnotherProcessNoticesAnEmbeddedBrokerRestart) {
+  // Broker and ingest as separate servers (as separate predlogd processes
+  // would be). The broker restarts empty between two runs of the ingest: the
+  // ingest must see a new incarnation, not mistake offset 0.. for old data.
+  TempDir dir;
+  auto start_broker = [&] {
+    ServerOptions options;
+    options.roles = Roles{true, false, false};
+    options.data_dir = dir.Sub("broker");
+    options.http_listen = "";
+    options.partitions = 1;
+    return Server::Start(options);
+  };
+  auto log_some = [&](const std::string& kafka, int first, int n) {
+    ServerOptions options;
+    options.roles = Roles{false, true, true};
+    options.kafka_brokers = kafka;
+    options.data_dir = dir.Sub("data");
+    options.grpc_listen = "127.0.0.1:0";
+    options.http_listen = "";
+    options.partitions = 1;
+    auto server = Server::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    auto stub = predlog::v1::PredictionLog::NewStub(
+        grpc::CreateChannel((*server)->grpc_address(), grpc::InsecureChannelCredentials()));
+    for (int i = first; i < first + n; ++i) {
+      predlog::v1::LogRequest request;
+      PredictionSpec spec;
+      spec.prediction_id = "split-" + std::to_string(i);
+      *request.mutable_prediction() = MakePrediction(spec).prediction_logged();
+      LogReceipt receipt;
+      grpc::ClientContext context;
+      ASSERT_TRUE(stub->Log(&context, request, &receipt).ok());
+      // The broker is embedded, so even across processes the ack means folded.
+      ASSERT_EQ(receipt.outcome(), LogReceipt::APPLIED) << i;
+    }
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(auto broker, start_broker());
+    log_some(broker->kafka_address(), 0, 10);
+  }
+  ASSERT_OK_AND_ASSIGN(auto broker, start_broker());
+  log_some(broker->kafka_address(), 10, 10);
+
+  storage::ShardOptions shard_options;
+  shard_options.dir = dir.Sub("data/shards/predlog.events-0");
+  shard_options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto shard, storage::ShardStore::Open(shard_options));
+  EXPECT_EQ(shard->Head().counters.applied, 20u);
+  EXPECT_EQ(shard->Head().counters.source_resets, 1u);
+  EXPECT_EQ(shard->Head().next_index, 21u);  // 20 events + the SourceReset record
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(shard->GetByPredictionId("split-" + std::to_string(i)).ok()) << i;
+  }
+}
+
+TEST(PipelineSplitTest, GatewayWithoutIngestInFrontOfTheEmbeddedBrokerIsRefused) {
+  TempDir dir;
+  ServerOptions options;
+  options.roles = Roles{true, false, true};
+  options.data_dir = dir.path();
+  options.grpc_listen = "127.0.0.1:0";
+  options.http_listen = "";
+  EXPECT_THAT(Server::Start(options),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("needs the ingest role in the same process")));
+}
+
+TEST_F(PipelineTest, UnknownPredictionIsNotFound) {
+  predlog::v1::PredictionRecord record;
+  grpc::Status status = Get("never-logged", &record);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("never-logged"));
+}
+
+TEST_F(PipelineTest, RestartWithFreshEmbeddedBrokerContinuesTheLog) {
+  // The embedded broker starts empty on every start: offsets restart at 0,
+  // the shards' logs must continue without collision or loss.
+  std::vector<LogReceipt> before(30);
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(Log(Spec(i), &before[i]).ok());
+  server_.reset();
+  StartServer();
+  for (int i = 30; i < 60; ++i) {
+    LogReceipt receipt;
+    ASSERT_TRUE(Log(Spec(i), &receipt).ok());
+    EXPECT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+  }
+  for (int i = 0; i < 60; ++i) {
+    predlog::v1::PredictionRecord record;
+    ASSERT_TRUE(Get(Spec(i).prediction_id, &record).ok()) << i;
+    if (i < 30) {
+      EXPECT_EQ(record.position().index(), before[i].position().index());
+    }
+  }
+  // A retry after the restart is still a duplicate of the original.
+  LogReceipt retry;
+  ASSERT_TRUE(Log(Spec(3), &retry).ok());
+  EXPECT_EQ(retry.outcome(), LogReceipt::DUPLICATE);
+  EXPECT_EQ(retry.position().index(), before[3].position().index());
+}
+
+}  // namespace
+}  // namespace predlog::services
