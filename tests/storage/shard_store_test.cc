@@ -509,7 +509,7 @@ void TamperWithRecord(const std::string& dir, uint64_t index,
   delete db;
 }
 
-constexpr size_t kPayloadOffset = 1 + 32 + 32 + 4 + 8;  // record header, shard_store.cc
+constexpr size_t kPayloadOffset = 1 + 32 + 32 + 4 + 8;  // record header, shard_store_impl.h
 
 TEST_F(ShardStoreTest, Verify_IntactShardChecksEveryRecord) {
   Apply({Pred("a"), Pred("b"), Pred("c")});

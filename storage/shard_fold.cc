@@ -1,0 +1,456 @@
+// ShardStore::Impl::ApplyBatch: the fold of a batch of source messages into ONE
+// RocksDB WriteBatch (records, indexes, state, rejected records, incarnations
+// and the head), and the fold of each kind of message. The formats written
+// here are the grammar at the top of shard_store_impl.h.
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "storage/deterministic_bytes.h"
+#include "storage/event_validation.h"
+#include "storage/key_codec.h"
+#include "storage/logging.h"
+#include "storage/sha256.h"
+#include "storage/shard_store.h"
+#include "storage/shard_store_impl.h"
+#include "storage/state_fold.h"
+#include "storage/status_macros.h"
+#include "storage/timestamps.h"
+
+namespace predlog::storage {
+using namespace internal;  // NOLINT(build/namespaces): the helpers shared by ShardStore::Impl
+namespace {
+
+using ::predlog::v1::AuditEvent;
+
+// The state value of registry-like bodies: index:u64 leaf:32 body.
+std::string IndexedState(uint64_t index, const Digest& leaf,
+                         const google::protobuf::Message& body) {
+  std::string value;
+  AppendU64(&value, index);
+  value.append(leaf.begin(), leaf.end());
+  body.AppendToString(&value);
+  return value;
+}
+
+// Whether two bodies carry the same content: equal deterministic
+// serializations (map entries sorted). Byte equality, not field equality, so a
+// retry with a NaN input is a duplicate and -0.0 vs 0.0 is a difference.
+bool SameContent(const google::protobuf::Message& a, const google::protobuf::Message& b) {
+  return DeterministicBytes(a) == DeterministicBytes(b);
+}
+
+std::string EncodeIncarnation(const Incarnation& inc) {
+  std::string value;
+  AppendI64(&value, inc.last_offset);
+  value.append(inc.name);
+  return value;
+}
+
+}  // namespace
+
+absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const SourceMessage> messages) {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", options_.name, " is open read-only"));
+  }
+  BatchState b;
+  {
+    absl::MutexLock lock(&mu_);
+    b.h = head_;
+  }
+  batch_.Clear();
+  batch_predictions_.clear();
+  state_overlay_.clear();
+  batch_error_ = absl::OkStatus();
+  batch_time_ = absl::Now();
+
+  BatchResult result;
+  result.messages.resize(messages.size());
+  const uint64_t resets_before = b.h.head.counters.source_resets;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const SourceMessage& m = messages[i];
+    MessageResult& r = result.messages[i];
+    std::optional<SourcePosition>& last = b.h.head.last_source;
+    if (!last.has_value() || last->incarnation != m.incarnation) {
+      // A source this shard has moved on from: what it folded from there is a
+      // redelivery; anything newer cannot be ordered into the log any more, so
+      // it is kept in rejected, never skipped silently.
+      if (std::optional<std::pair<uint32_t, Incarnation>> old = FindIncarnation(m.incarnation, b);
+          old.has_value()) {
+        if (m.offset <= old->second.last_offset) {
+          r.outcome = FoldOutcome::kRedelivered;
+          ++b.h.head.counters.redelivered;
+        } else {
+          Reject(
+              m, old->first, RejectKind::kRejected, std::nullopt,
+              absl::StrCat("from superseded source incarnation ", m.incarnation, ": offset ",
+                           m.offset, " is after its last folded offset ", old->second.last_offset,
+                           " and the shard now folds ", last->incarnation),
+              &b, &r);
+        }
+        continue;
+      }
+      // Incarnations are numbered 1, 2, ... without gaps.
+      uint32_t seq;
+      {
+        absl::MutexLock lock(&mu_);
+        seq = static_cast<uint32_t>(incarnations_.size() + b.new_incarnations + 1);
+      }
+      ++b.new_incarnations;
+      const bool reset = last.has_value();
+      Incarnation previous;
+      if (reset) {
+        previous = Incarnation{last->incarnation, last->offset};
+        batch_.Put(cfs_[kMetaCf], IncarnationKey(b.h.incarnation_seq), EncodeIncarnation(previous));
+        b.incarnation_updates.emplace_back(b.h.incarnation_seq, previous);
+      }
+      const Incarnation current{std::string(m.incarnation), -1};
+      batch_.Put(cfs_[kMetaCf], IncarnationKey(seq), EncodeIncarnation(current));
+      b.incarnation_updates.emplace_back(seq, current);
+      b.h.incarnation_seq = seq;
+      last = SourcePosition{current.name, -1};
+      if (reset) WriteSourceReset(previous.name, previous.last_offset, m.incarnation, m.offset, &b);
+    }
+    if (m.offset <= last->offset) {
+      r.outcome = FoldOutcome::kRedelivered;
+      ++b.h.head.counters.redelivered;
+      continue;
+    }
+    last->offset = m.offset;
+    if (m.gap_first_offset.has_value()) {
+      WriteSourceGap(m, &b, &r);
+    } else {
+      FoldMessage(m, &b, &r);
+    }
+    if (!batch_error_.ok()) return batch_error_;
+  }
+  result.source_resets = static_cast<int>(b.h.head.counters.source_resets - resets_before);
+
+  std::string head_value;
+  EncodeHead(b.h, &head_value);
+  batch_.Put(cfs_[kMetaCf], ToSlice(kHeadKey), head_value);
+  RETURN_IF_ERROR(FromRocks(
+      db_->Write(write_options_, &batch_),
+      absl::StrCat("shard ", options_.name, ": write batch of ", messages.size(), " messages")));
+  absl::MutexLock lock(&mu_);
+  head_ = std::move(b.h);
+  for (auto& [seq, inc] : b.incarnation_updates) incarnations_[seq] = std::move(inc);
+  return result;
+}
+
+void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, MessageResult* r) {
+  if (m.payload.empty()) {
+    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt, "empty message", b,
+                  r);
+  }
+  if (m.payload.size() > options_.max_message_bytes) {
+    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt,
+                  absl::StrCat("message is ", m.payload.size(), " bytes; the limit is ",
+                               options_.max_message_bytes),
+                  b, r);
+  }
+  NewEvent();
+  if (!event_->ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size()))) {
+    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt,
+                  "not a serialized predlog.v1.AuditEvent (protobuf parse failed)", b, r);
+  }
+  if (absl::Status valid = ValidateEvent(*event_, options_.limits); !valid.ok()) {
+    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt,
+                  std::string(valid.message()), b, r);
+  }
+  switch (event_->body_case()) {
+    case AuditEvent::kPredictionLogged:
+      return FoldPrediction(m, b, r);
+    case AuditEvent::kModelRegistered: {
+      const auto& model = event_->model_registered().model();
+      return FoldKeyedBody(m, StateKey2(kModelTag, model.name(), model.version()),
+                           event_->model_registered(), b, r);
+    }
+    case AuditEvent::kDatasetRegistered: {
+      const auto& dataset = event_->dataset_registered().dataset();
+      return FoldKeyedBody(m, StateKey2(kDatasetTag, dataset.name(), dataset.version()),
+                           event_->dataset_registered(), b, r);
+    }
+    case AuditEvent::kModelDeployed: {
+      const auto& deploy = event_->model_deployed();
+      r->outcome = FoldOutcome::kApplied;
+      r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
+      std::string key = StateKey2(kDeploymentTag, deploy.route(), deploy.model().name());
+      AppendLengthPrefixed(&key, deploy.model().version());
+      return PutState(key, IndexedState(r->index, r->leaf, deploy));
+    }
+    case AuditEvent::kEntityChanged:
+      return FoldEntityChange(m, b, r);
+    case AuditEvent::kSourceReset:
+    case AuditEvent::kSourceGap:
+    case AuditEvent::BODY_NOT_SET:
+      break;  // ValidateEvent rejected these.
+  }
+  PREDLOG_CHECK(false) << "validated event with unhandled body " << event_->body_case();
+}
+
+void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, MessageResult* r) {
+  const auto& p = event_->prediction_logged();
+  const std::string& id = p.prediction_id();
+
+  // Is the id taken, by this batch or by the log?
+  std::optional<PendingRecord> original;
+  if (auto it = batch_predictions_.find(id); it != batch_predictions_.end()) {
+    original = it->second;
+  } else {
+    std::string index_value;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), cfs_[kByPredictionCf], ToSlice(id), &index_value);
+    if (s.ok()) {
+      uint64_t index;
+      if (!DecodeIndexKey(index_value, &index)) {
+        batch_error_ = absl::DataLossError(
+            absl::StrCat("shard ", options_.name, ": corrupt by_prediction entry for ", id));
+        return;
+      }
+      absl::StatusOr<StoredRecord> stored = Get(index);
+      if (!stored.ok()) {
+        batch_error_ = stored.status();
+        return;
+      }
+      original_payload_ = std::move(stored->payload);
+      original = PendingRecord{index, stored->leaf, original_payload_};
+    } else if (!s.IsNotFound()) {
+      batch_error_ = FromRocks(s, absl::StrCat("shard ", options_.name, ": lookup ", id));
+      return;
+    }
+  }
+  if (original.has_value()) {
+    // Identical content means an equal PredictionLogged body; the envelope
+    // (event id, recorded_at, actor) of a retry may differ.
+    const bool same = original_.ParseFromArray(original->payload.data(),
+                                               static_cast<int>(original->payload.size())) &&
+                      original_.has_prediction_logged() &&
+                      SameContent(original_.prediction_logged(), p);
+    if (same) {
+      r->outcome = FoldOutcome::kDuplicate;
+      r->index = original->index;
+      r->leaf = original->leaf;
+      ++b->h.head.counters.duplicates;
+      return;
+    }
+    return Reject(m, b->h.incarnation_seq, RejectKind::kConflict, original->index,
+                  absl::StrCat("prediction_id ", id, " is already recorded at index ",
+                               original->index, " with different content"),
+                  b, r);
+  }
+
+  r->outcome = FoldOutcome::kApplied;
+  r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
+  batch_predictions_.emplace(id, PendingRecord{r->index, r->leaf, m.payload});
+
+  const std::string index_key = IndexKey(r->index);
+  batch_.Put(cfs_[kByPredictionCf], ToSlice(id), index_key);
+  const absl::Time served_at = TimeFromProto(p.served_at());
+  key_.clear();
+  AppendLengthPrefixed(&key_, p.subject_id());
+  AppendTime(&key_, served_at);
+  key_.append(index_key);
+  batch_.Put(cfs_[kBySubjectCf], key_, rocksdb::Slice());
+  key_.clear();
+  AppendLengthPrefixed(&key_, p.model().name());
+  AppendLengthPrefixed(&key_, p.model().version());
+  AppendTime(&key_, served_at);
+  key_.append(index_key);
+  batch_.Put(cfs_[kByModelCf], key_, rocksdb::Slice());
+  if (!p.trace_id().empty()) {
+    key_.clear();
+    AppendLengthPrefixed(&key_, p.trace_id());
+    AppendTime(&key_, served_at);
+    key_.append(index_key);
+    batch_.Put(cfs_[kByTraceCf], key_, rocksdb::Slice());
+  }
+}
+
+void ShardStore::Impl::FoldKeyedBody(const SourceMessage& m, const std::string& state_key,
+                                     const google::protobuf::Message& body, BatchState* b,
+                                     MessageResult* r) {
+  absl::StatusOr<std::optional<std::string>> existing = ReadStateForWrite(state_key);
+  if (!existing.ok()) {
+    batch_error_ = existing.status();
+    return;
+  }
+  if (existing->has_value()) {
+    absl::string_view in = **existing;
+    uint64_t index = 0;
+    Digest leaf;
+    std::unique_ptr<google::protobuf::Message> stored(body.New());
+    if (!ReadU64(&in, &index) || !ReadDigest(&in, &leaf) ||
+        !stored->ParseFromArray(in.data(), static_cast<int>(in.size()))) {
+      batch_error_ = absl::DataLossError(absl::StrCat(
+          "shard ", options_.name, ": corrupt state of ", body.GetDescriptor()->name()));
+      return;
+    }
+    if (SameContent(*stored, body)) {
+      r->outcome = FoldOutcome::kDuplicate;
+      r->index = index;
+      r->leaf = leaf;
+      ++b->h.head.counters.duplicates;
+      return;
+    }
+    return Reject(m, b->h.incarnation_seq, RejectKind::kConflict, index,
+                  absl::StrCat(body.GetDescriptor()->name(), " for this name and version is ",
+                               "already recorded at index ", index, " with different content"),
+                  b, r);
+  }
+  r->outcome = FoldOutcome::kApplied;
+  r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
+  PutState(state_key, IndexedState(r->index, r->leaf, body));
+}
+
+void ShardStore::Impl::FoldEntityChange(const SourceMessage& m, BatchState* b, MessageResult* r) {
+  const auto& change = event_->entity_changed();
+  const std::string key = StateKey2(kEntityTag, change.entity_type(), change.entity_id());
+  absl::StatusOr<std::optional<std::string>> existing = ReadStateForWrite(key);
+  if (!existing.ok()) {
+    batch_error_ = existing.status();
+    return;
+  }
+  predlog::v1::EntityState state;
+  if (existing->has_value() && !state.ParseFromString(**existing)) {
+    batch_error_ =
+        absl::DataLossError(absl::StrCat("shard ", options_.name, ": corrupt state of entity ",
+                                         change.entity_type(), "/", change.entity_id()));
+    return;
+  }
+  r->outcome = FoldOutcome::kApplied;
+  r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
+  ApplyEntityChange(change, r->index, &state);
+  PutState(key, state.SerializeAsString());
+}
+
+uint64_t ShardStore::Impl::AppendRecord(absl::string_view payload, int64_t offset, BatchState* b,
+                                        Digest* leaf) {
+  ShardHead& h = b->h.head;
+  const uint64_t index = h.next_index++;
+  *leaf = Sha256(payload);
+  h.chain_head = ChainNext(h.chain_head, *leaf);
+  ++h.counters.applied;
+
+  const std::string index_key = IndexKey(index);
+  header_.clear();
+  AppendU8(&header_, kRecordFormat);
+  header_.append(leaf->begin(), leaf->end());
+  header_.append(h.chain_head.begin(), h.chain_head.end());
+  AppendU32(&header_, b->h.incarnation_seq);
+  AppendI64(&header_, offset);
+  const rocksdb::Slice key_slice = ToSlice(index_key);
+  const rocksdb::Slice value_parts[2] = {ToSlice(header_), ToSlice(payload)};
+  batch_.Put(cfs_[kEventsCf], rocksdb::SliceParts(&key_slice, 1),
+             rocksdb::SliceParts(value_parts, 2));
+
+  key_.clear();
+  AppendTime(&key_, event_->has_recorded_at() ? TimeFromProto(event_->recorded_at()) : batch_time_);
+  key_.append(index_key);
+  batch_.Put(cfs_[kByTimeCf], key_, rocksdb::Slice());
+  return index;
+}
+
+void ShardStore::Impl::Reject(const SourceMessage& m, uint32_t source_seq, RejectKind kind,
+                              std::optional<uint64_t> original, std::string reason, BatchState* b,
+                              MessageResult* r) {
+  ShardHead& h = b->h.head;
+  const uint64_t seq = h.next_rejected++;
+  if (kind == RejectKind::kConflict) {
+    ++h.counters.conflicts;
+    r->outcome = FoldOutcome::kConflict;
+    r->index = *original;
+  } else {
+    ++h.counters.rejected;
+    r->outcome = FoldOutcome::kRejected;
+  }
+  header_.clear();
+  AppendU8(&header_, kRejectedFormat);
+  AppendU8(&header_, static_cast<uint8_t>(kind));
+  AppendU32(&header_, source_seq);
+  AppendI64(&header_, m.offset);
+  AppendU8(&header_, original.has_value() ? 1 : 0);
+  AppendU64(&header_, original.value_or(0));
+  AppendLengthPrefixed(&header_, reason);
+  const std::string key = IndexKey(seq);
+  const rocksdb::Slice key_slice = ToSlice(key);
+  const rocksdb::Slice value_parts[2] = {ToSlice(header_), ToSlice(m.payload)};
+  batch_.Put(cfs_[kRejectedCf], rocksdb::SliceParts(&key_slice, 1),
+             rocksdb::SliceParts(value_parts, 2));
+  r->reason = std::move(reason);
+}
+
+void ShardStore::Impl::StartSystemEvent(absl::string_view kind, const BatchState& b) {
+  NewEvent();
+  event_->set_event_id(absl::StrCat(kind, "-", b.h.head.next_index));
+  event_->set_actor("predlog");
+  event_->set_schema_version(kSchemaVersion);
+  TimeToProto(batch_time_, event_->mutable_recorded_at());
+}
+
+uint64_t ShardStore::Impl::AppendSystemEvent(BatchState* b, Digest* leaf) {
+  const std::string payload = event_->SerializeAsString();
+  const uint64_t index = AppendRecord(payload, /*offset=*/-1, b, leaf);
+  // A system record is not a folded message.
+  --b->h.head.counters.applied;
+  return index;
+}
+
+void ShardStore::Impl::WriteSourceGap(const SourceMessage& m, BatchState* b, MessageResult* r) {
+  StartSystemEvent("source-gap", *b);
+  auto* gap = event_->mutable_source_gap();
+  gap->set_incarnation(std::string(m.incarnation));
+  gap->set_first_missing_offset(*m.gap_first_offset);
+  gap->set_last_missing_offset(m.offset);
+  gap->set_reason(std::string(m.payload));
+  r->outcome = FoldOutcome::kApplied;
+  r->index = AppendSystemEvent(b, &r->leaf);
+  ++b->h.head.counters.gaps;
+}
+
+void ShardStore::Impl::WriteSourceReset(const std::string& previous, int64_t previous_offset,
+                                        absl::string_view incarnation, int64_t first_offset,
+                                        BatchState* b) {
+  StartSystemEvent("source-reset", *b);
+  auto* reset = event_->mutable_source_reset();
+  reset->set_previous_incarnation(previous);
+  reset->set_previous_last_offset(previous_offset);
+  reset->set_new_incarnation(std::string(incarnation));
+  reset->set_new_first_offset(first_offset);
+  Digest leaf;
+  AppendSystemEvent(b, &leaf);
+  ++b->h.head.counters.source_resets;
+}
+
+absl::StatusOr<std::optional<std::string>> ShardStore::Impl::ReadStateForWrite(
+    const std::string& key) {
+  using Result = std::optional<std::string>;
+  if (auto it = state_overlay_.find(key); it != state_overlay_.end()) return Result(it->second);
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cfs_[kStateCf], key, &value);
+  if (s.IsNotFound()) return Result();
+  RETURN_IF_ERROR(FromRocks(s, absl::StrCat("shard ", options_.name, ": read state")));
+  return Result(std::move(value));
+}
+
+void ShardStore::Impl::PutState(const std::string& key, std::string value) {
+  batch_.Put(cfs_[kStateCf], key, value);
+  state_overlay_[key] = std::move(value);
+}
+
+std::optional<std::pair<uint32_t, Incarnation>> ShardStore::Impl::FindIncarnation(
+    absl::string_view name, const BatchState& b) const {
+  // The batch's own updates are newer than the published map.
+  for (auto it = b.incarnation_updates.rbegin(); it != b.incarnation_updates.rend(); ++it) {
+    if (it->second.name == name) return *it;
+  }
+  absl::MutexLock lock(&mu_);
+  for (const auto& [seq, inc] : incarnations_) {
+    if (inc.name == name) return std::make_pair(seq, inc);
+  }
+  return std::nullopt;
+}
+
+}  // namespace predlog::storage

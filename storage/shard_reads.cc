@@ -1,0 +1,397 @@
+// Reading a shard: records by index, by prediction id and by range; the index
+// scans (by_subject, by_model, by_trace); the time cut; rejected records; the
+// entity and registry state; and Verify of the hash chain against the head.
+// The formats read here are the grammar at the top of shard_store_impl.h.
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "storage/key_codec.h"
+#include "storage/sha256.h"
+#include "storage/shard_store.h"
+#include "storage/shard_store_impl.h"
+#include "storage/state_fold.h"
+#include "storage/status_macros.h"
+
+namespace predlog::storage {
+using namespace internal;  // NOLINT(build/namespaces): the helpers shared by ShardStore::Impl
+namespace {
+
+using ::predlog::v1::AuditEvent;
+
+template <typename T>
+absl::StatusOr<T> ParseIndexedState(absl::string_view value, absl::string_view what) {
+  uint64_t index;
+  Digest leaf;
+  T body;
+  if (!ReadU64(&value, &index) || !ReadDigest(&value, &leaf) ||
+      !body.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError(absl::StrCat("corrupt state of ", what));
+  }
+  return body;
+}
+
+}  // namespace
+
+absl::StatusOr<AuditEvent> StoredRecord::Event() const {
+  AuditEvent event;
+  if (!event.ParseFromString(payload)) {
+    return absl::DataLossError(absl::StrCat("record ", index, " does not parse as AuditEvent"));
+  }
+  return event;
+}
+
+std::string ShardStore::Impl::IncarnationName(uint32_t seq) const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = incarnations_.find(seq); it != incarnations_.end()) return it->second.name;
+  }
+  std::string value;
+  absl::string_view in;
+  int64_t last_offset;
+  if (db_->Get(rocksdb::ReadOptions(), cfs_[kMetaCf], IncarnationKey(seq), &value).ok() &&
+      (in = value, ReadI64(&in, &last_offset))) {
+    return std::string(in);
+  }
+  return absl::StrCat("unknown-incarnation-", seq);
+}
+
+absl::StatusOr<StoredRecord> ShardStore::Impl::DecodeRecord(uint64_t index,
+                                                            absl::string_view value) const {
+  StoredRecord rec;
+  rec.index = index;
+  uint8_t format;
+  uint32_t seq;
+  if (!ReadU8(&value, &format) || format != kRecordFormat || !ReadDigest(&value, &rec.leaf) ||
+      !ReadDigest(&value, &rec.chain) || !ReadU32(&value, &seq) ||
+      !ReadI64(&value, &rec.source.offset)) {
+    return absl::DataLossError(
+        absl::StrCat("shard ", options_.name, ": record ", index, " has a corrupt header"));
+  }
+  rec.payload = std::string(value);
+  rec.source.incarnation = IncarnationName(seq);
+  return rec;
+}
+
+absl::StatusOr<std::string> ShardStore::Impl::GetRaw(Cf cf, absl::string_view key,
+                                                     absl::string_view what) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cfs_[cf], ToSlice(key), &value);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat("shard ", options_.name, ": no ", what));
+  }
+  RETURN_IF_ERROR(FromRocks(s, absl::StrCat("shard ", options_.name, ": read ", what)));
+  return value;
+}
+
+absl::StatusOr<StoredRecord> ShardStore::Impl::Get(uint64_t index) const {
+  ASSIGN_OR_RETURN(std::string value,
+                   GetRaw(kEventsCf, IndexKey(index), absl::StrCat("record at index ", index)));
+  return DecodeRecord(index, value);
+}
+
+absl::StatusOr<StoredRecord> ShardStore::Impl::GetByPredictionId(
+    absl::string_view prediction_id) const {
+  ASSIGN_OR_RETURN(std::string value, GetRaw(kByPredictionCf, prediction_id,
+                                             absl::StrCat("prediction_id ", prediction_id)));
+  uint64_t index;
+  if (!DecodeIndexKey(value, &index)) {
+    return absl::DataLossError(
+        absl::StrCat("shard ", options_.name, ": corrupt by_prediction entry for ", prediction_id));
+  }
+  return Get(index);
+}
+
+absl::StatusOr<std::vector<StoredRecord>> ShardStore::Impl::ReadRange(uint64_t from_index,
+                                                                      size_t limit) const {
+  std::vector<StoredRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kEventsCf]));
+  for (it->Seek(IndexKey(from_index)); it->Valid() && out.size() < limit; it->Next()) {
+    uint64_t index;
+    if (!DecodeIndexKey(ToView(it->key()), &index)) {
+      return absl::DataLossError(absl::StrCat("shard ", options_.name, ": bad events key"));
+    }
+    ASSIGN_OR_RETURN(StoredRecord rec, DecodeRecord(index, ToView(it->value())));
+    out.push_back(std::move(rec));
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": read range")));
+  return out;
+}
+
+absl::StatusOr<ScanPage> ShardStore::Impl::ScanIndex(Cf cf, const std::string& prefix,
+                                                     const TimeRange& range,
+                                                     absl::string_view cursor, size_t limit) const {
+  if (limit == 0) return absl::InvalidArgumentError("scan limit must be > 0");
+  if (!cursor.empty() && !absl::StartsWith(cursor, prefix)) {
+    return absl::InvalidArgumentError("page cursor does not belong to this scan");
+  }
+  std::string start = prefix;
+  if (range.from != absl::InfinitePast()) AppendTime(&start, range.from);
+  std::string end = prefix;
+  if (range.to != absl::InfiniteFuture()) {
+    AppendTime(&end, range.to);
+  } else {
+    end = PrefixSuccessor(prefix);
+  }
+  rocksdb::ReadOptions read_options;
+  rocksdb::Slice upper = ToSlice(end);
+  if (!end.empty()) read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cfs_[cf]));
+  if (!cursor.empty() && cursor > absl::string_view(start)) {
+    it->Seek(ToSlice(cursor));
+    if (it->Valid() && ToView(it->key()) == cursor) it->Next();
+  } else {
+    it->Seek(ToSlice(start));
+  }
+  ScanPage page;
+  std::string last_key;
+  for (; it->Valid(); it->Next()) {
+    if (page.records.size() == limit) {
+      // More follow: the cursor is the last returned key; the next page starts after it.
+      page.next_cursor = std::move(last_key);
+      break;
+    }
+    absl::string_view key = ToView(it->key());
+    last_key.assign(key.data(), key.size());
+    uint64_t index;
+    if (key.size() < 8 || !DecodeIndexKey(key.substr(key.size() - 8), &index)) {
+      return absl::DataLossError(absl::StrCat("shard ", options_.name, ": bad index key"));
+    }
+    page.records.emplace_back().index = index;
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": scan")));
+  it.reset();
+  // One MultiGet for the page's records: RocksDB batches the block reads.
+  std::vector<std::string> keys;
+  std::vector<rocksdb::Slice> key_slices;
+  keys.reserve(page.records.size());
+  for (const StoredRecord& rec : page.records) keys.push_back(IndexKey(rec.index));
+  for (const std::string& k : keys) key_slices.emplace_back(k);
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->MultiGet(rocksdb::ReadOptions(), cfs_[kEventsCf], keys.size(), key_slices.data(),
+                values.data(), statuses.data());
+  for (size_t i = 0; i < page.records.size(); ++i) {
+    const uint64_t index = page.records[i].index;
+    RETURN_IF_ERROR(
+        FromRocks(statuses[i], absl::StrCat("shard ", options_.name, ": record ", index)));
+    ASSIGN_OR_RETURN(page.records[i], DecodeRecord(index, ToView(values[i])));
+  }
+  return page;
+}
+
+absl::StatusOr<uint64_t> ShardStore::Impl::CutAtTime(absl::Time t) const {
+  std::string key;
+  AppendTime(&key, t);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kByTimeCf]));
+  // The latest key strictly before t: keys are time:8 index:8, and t with no
+  // index sorts before every key at time t.
+  it->SeekForPrev(ToSlice(key));
+  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": time index")));
+  if (!it->Valid()) return 0;
+  absl::string_view k = ToView(it->key());
+  uint64_t index;
+  if (k.size() != 16 || !DecodeIndexKey(k.substr(8), &index)) {
+    return absl::DataLossError(absl::StrCat("shard ", options_.name, ": bad by_time key"));
+  }
+  return index + 1;
+}
+
+absl::StatusOr<std::vector<RejectedRecord>> ShardStore::Impl::ListRejected(uint64_t from_seq,
+                                                                           size_t limit) const {
+  std::vector<RejectedRecord> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cfs_[kRejectedCf]));
+  for (it->Seek(IndexKey(from_seq)); it->Valid() && out.size() < limit; it->Next()) {
+    RejectedRecord rec;
+    absl::string_view value = ToView(it->value());
+    uint8_t format, kind, has_original;
+    uint32_t seq;
+    uint64_t original;
+    absl::string_view reason;
+    if (!DecodeIndexKey(ToView(it->key()), &rec.seq) || !ReadU8(&value, &format) ||
+        format != kRejectedFormat || !ReadU8(&value, &kind) || !ReadU32(&value, &seq) ||
+        !ReadI64(&value, &rec.source.offset) || !ReadU8(&value, &has_original) ||
+        !ReadU64(&value, &original) || !ReadLengthPrefixed(&value, &reason)) {
+      return absl::DataLossError(
+          absl::StrCat("shard ", options_.name, ": corrupt rejected record"));
+    }
+    rec.kind = static_cast<RejectKind>(kind);
+    if (has_original) rec.original_index = original;
+    rec.reason = std::string(reason);
+    rec.payload = std::string(value);
+    rec.source.incarnation = IncarnationName(seq);
+    out.push_back(std::move(rec));
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": rejected")));
+  return out;
+}
+
+absl::Status ShardStore::Impl::ForEachState(
+    char tag, const std::function<absl::Status(absl::string_view)>& fn) const {
+  const std::string prefix(1, tag);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kStateCf]));
+  for (it->Seek(ToSlice(prefix)); it->Valid() && it->key().starts_with(ToSlice(prefix));
+       it->Next()) {
+    RETURN_IF_ERROR(fn(ToView(it->value())));
+  }
+  return FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": read state"));
+}
+
+absl::StatusOr<std::string> ShardStore::Impl::GetState(const std::string& key,
+                                                       absl::string_view what) const {
+  return GetRaw(kStateCf, key, what);
+}
+
+absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
+  VerifyReport report;
+  Digest chain = kChainGenesis;
+  // One consistent view of records and head: a concurrent batch is either
+  // wholly in it or not at all.
+  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  HeadState viewed;
+  {
+    std::string head_value;
+    int64_t last_offset;
+    rocksdb::Status s = db_->Get(read_options, cfs_[kMetaCf], ToSlice(kHeadKey), &head_value);
+    if (!s.ok() && !s.IsNotFound()) {
+      db_->ReleaseSnapshot(snapshot);
+      return FromRocks(s, absl::StrCat("shard ", options_.name, ": read head"));
+    }
+    if (s.ok() && !DecodeHead(head_value, &viewed, &last_offset)) {
+      db_->ReleaseSnapshot(snapshot);
+      return absl::DataLossError(absl::StrCat("shard ", options_.name, ": corrupt head"));
+    }
+  }
+  const ShardHead& head = viewed.head;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cfs_[kEventsCf]));
+  uint64_t expected = 0;
+  for (it->SeekToFirst(); it->Valid() && !report.first_bad_index; it->Next(), ++expected) {
+    uint64_t index;
+    if (!DecodeIndexKey(ToView(it->key()), &index) || index != expected) {
+      report.first_bad_index = expected;
+      report.problem = absl::StrCat("record ", expected, " is missing");
+      break;
+    }
+    absl::StatusOr<StoredRecord> rec = DecodeRecord(index, ToView(it->value()));
+    if (!rec.ok()) {
+      report.first_bad_index = index;
+      report.problem = std::string(rec.status().message());
+      break;
+    }
+    if (Sha256(rec->payload) != rec->leaf) {
+      report.first_bad_index = index;
+      report.problem = absl::StrCat("record ", index, ": leaf does not match its bytes");
+      break;
+    }
+    chain = ChainNext(chain, rec->leaf);
+    if (chain != rec->chain) {
+      report.first_bad_index = index;
+      report.problem = absl::StrCat("record ", index, ": chain value does not follow");
+      break;
+    }
+    ++report.records_checked;
+  }
+  absl::Status status = FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": verify"));
+  it.reset();
+  db_->ReleaseSnapshot(snapshot);
+  RETURN_IF_ERROR(status);
+  if (!report.first_bad_index && report.records_checked < head.next_index) {
+    report.first_bad_index = report.records_checked;
+    report.problem = absl::StrCat("record ", report.records_checked, " is missing (head says ",
+                                  head.next_index, " records)");
+  } else if (!report.first_bad_index && report.records_checked > head.next_index) {
+    report.first_bad_index = head.next_index;
+    report.problem = absl::StrCat("record ", head.next_index, " exists beyond the head (",
+                                  head.next_index, " records)");
+  } else if (!report.first_bad_index && chain != head.chain_head) {
+    report.first_bad_index = head.next_index == 0 ? 0 : head.next_index - 1;
+    report.problem = "the stored chain head does not match the records";
+  }
+  return report;
+}
+
+// ---------------------------------------------------------------------------
+// The public reads that build index prefixes or parse state themselves (the
+// ones that only forward to Impl are in shard_store.cc).
+
+absl::StatusOr<ScanPage> ShardStore::ScanSubject(absl::string_view subject_id,
+                                                 const TimeRange& served, absl::string_view cursor,
+                                                 size_t limit) const {
+  std::string prefix;
+  AppendLengthPrefixed(&prefix, subject_id);
+  return impl_->ScanIndex(kBySubjectCf, prefix, served, cursor, limit);
+}
+absl::StatusOr<ScanPage> ShardStore::ScanModel(absl::string_view name, absl::string_view version,
+                                               const TimeRange& served, absl::string_view cursor,
+                                               size_t limit) const {
+  std::string prefix;
+  AppendLengthPrefixed(&prefix, name);
+  AppendLengthPrefixed(&prefix, version);
+  return impl_->ScanIndex(kByModelCf, prefix, served, cursor, limit);
+}
+absl::StatusOr<ScanPage> ShardStore::ScanTrace(absl::string_view trace_id, absl::string_view cursor,
+                                               size_t limit) const {
+  std::string prefix;
+  AppendLengthPrefixed(&prefix, trace_id);
+  return impl_->ScanIndex(kByTraceCf, prefix, TimeRange{}, cursor, limit);
+}
+
+absl::StatusOr<predlog::v1::EntityState> ShardStore::GetEntity(absl::string_view type,
+                                                               absl::string_view id) const {
+  ASSIGN_OR_RETURN(std::string value, impl_->GetState(StateKey2(kEntityTag, type, id),
+                                                      absl::StrCat("entity ", type, "/", id)));
+  predlog::v1::EntityState state;
+  if (!state.ParseFromString(value)) {
+    return absl::DataLossError(absl::StrCat("corrupt state of entity ", type, "/", id));
+  }
+  return state;
+}
+
+absl::StatusOr<RegistryState> ShardStore::GetRegistry() const {
+  RegistryState registry;
+  auto add = [&](char tag, absl::string_view value) -> absl::Status {
+    uint64_t index;
+    Digest leaf;
+    if (!ReadU64(&value, &index) || !ReadDigest(&value, &leaf)) {
+      return absl::DataLossError(absl::StrCat("shard ", name(), ": corrupt registry state"));
+    }
+    predlog::v1::AuditEvent event;
+    bool parsed = false;
+    if (tag == kModelTag) {
+      parsed = event.mutable_model_registered()->ParseFromArray(value.data(),
+                                                                static_cast<int>(value.size()));
+    } else if (tag == kDatasetTag) {
+      parsed = event.mutable_dataset_registered()->ParseFromArray(value.data(),
+                                                                  static_cast<int>(value.size()));
+    } else {
+      parsed = event.mutable_model_deployed()->ParseFromArray(value.data(),
+                                                              static_cast<int>(value.size()));
+    }
+    if (!parsed) {
+      return absl::DataLossError(absl::StrCat("shard ", name(), ": corrupt registry state"));
+    }
+    ApplyRegistryRecord(event, index, leaf, &registry);
+    return absl::OkStatus();
+  };
+  for (char tag : {kModelTag, kDatasetTag, kDeploymentTag}) {
+    RETURN_IF_ERROR(
+        impl_->ForEachState(tag, [&](absl::string_view value) { return add(tag, value); }));
+  }
+  return registry;
+}
+
+absl::StatusOr<predlog::v1::ModelRegistered> ShardStore::GetModel(absl::string_view name,
+                                                                  absl::string_view version) const {
+  const std::string what = absl::StrCat("model ", name, "@", version);
+  ASSIGN_OR_RETURN(std::string value, impl_->GetState(StateKey2(kModelTag, name, version), what));
+  return ParseIndexedState<predlog::v1::ModelRegistered>(value, what);
+}
+
+}  // namespace predlog::storage

@@ -1,0 +1,331 @@
+// INTERNAL to storage/: do not include this header from anywhere but the
+// shard_*.cc files that implement ShardStore. Everything else uses
+// storage/shard_store.h, the public contract.
+//
+// It holds the ShardStore::Impl class and what its pieces share: the column
+// families, the head encoding, key helpers. ShardStore is implemented in:
+//   shard_store.cc      Open and recovery (OpenDb), the public forwarding methods
+//   shard_fold.cc       ApplyBatch: the fold of a batch into one WriteBatch
+//   shard_reads.cc      Get, scans, CutAtTime, rejected, state, registry, Verify
+//   shard_snapshots.cc  snapshots: create, list, open, prune, orphan removal
+//
+// On-disk format of a shard (RocksDB under <dir>/db, column families below).
+// Integers are big-endian fixed width (storage/key_codec.h); lp(s) is a u32
+// length followed by the bytes; time is microseconds since the epoch,
+// sign-flipped so that byte order is time order.
+//
+//   events        key: index:u64
+//                 value: format:u8(=1) leaf:32 chain:32 incarnation:u32 offset:i64 payload
+//                 (a SourceReset record, written by the shard, has offset -1 in the new
+//                 incarnation: it comes before that incarnation's first message)
+//                 Write-once. payload = the AuditEvent bytes exactly as folded;
+//                 leaf = SHA-256(payload); chain = SHA-256(previous chain || leaf).
+//   by_prediction key: prediction_id            value: index:u64
+//   by_subject    key: lp(subject_id) served_at:time index:u64      value: empty
+//   by_model      key: lp(name) lp(version) served_at:time index:u64 value: empty
+//   by_time       key: recorded_at:time index:u64                    value: empty
+//                 (recorded_at falls back to the fold time when the producer left it unset)
+//   by_trace      key: lp(trace_id) served_at:time index:u64         value: empty
+//                 (predictions with a trace_id only)
+//   state         key: 'E' lp(type) lp(id)       value: EntityState
+//                      'M' lp(name) lp(version)  value: index:u64 leaf:32 ModelRegistered
+//                      'S' lp(name) lp(version)  value: index:u64 leaf:32 DatasetRegistered
+//                      'D' lp(route) lp(name) lp(version)
+//                                                value: index:u64 leaf:32 ModelDeployed
+//                                                (the latest deploy of that model on the route)
+//                 (index and leaf: the record that set the value)
+//   rejected      key: seq:u64
+//                 value: format:u8(=1) kind:u8 incarnation:u32 offset:i64
+//                        has_original:u8 original_index:u64 lp(reason) payload
+//   meta          "format"                    value: u32 (kShardFormat; 2 added by_trace)
+//                 "head"                      value: see EncodeHead
+//                 "incarnation/" seq:u32      value: last_offset:i64 name
+//                 (last_offset: the last offset folded from it, written when the
+//                 shard moves on to a newer incarnation; -1 while it is current,
+//                 whose position lives in the head)
+//                 "snapshot/" index:u64       value: created_at:time
+//
+// Incarnations are numbered from 1 in the order the shard first saw them;
+// records store the number, the name lives once in meta.
+#ifndef PREDLOG_STORAGE_SHARD_STORE_IMPL_H_
+#define PREDLOG_STORAGE_SHARD_STORE_IMPL_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "google/protobuf/arena.h"
+#include "google/protobuf/message.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+#include "storage/key_codec.h"
+#include "storage/sha256.h"
+#include "storage/shard_store.h"
+
+namespace predlog::storage {
+namespace internal {
+
+// Value formats of records, the head and rejected records. The shard's own
+// format (kShardFormat, meta "format") is checked by OpenDb in shard_store.cc.
+inline constexpr uint8_t kRecordFormat = 1;
+inline constexpr uint8_t kHeadFormat = 1;
+inline constexpr uint8_t kRejectedFormat = 1;
+inline constexpr size_t kRecordHeaderBytes = 1 + 32 + 32 + 4 + 8;
+
+// The column families, in the order of kCfNames.
+enum Cf : int {
+  kDefaultCf,
+  kEventsCf,
+  kByPredictionCf,
+  kBySubjectCf,
+  kByModelCf,
+  kByTimeCf,
+  kByTraceCf,
+  kStateCf,
+  kMetaCf,
+  kRejectedCf,
+  kNumCfs
+};
+inline constexpr const char* kCfNames[kNumCfs] = {
+    "default", "events",   "by_prediction", "by_subject", "by_model",
+    "by_time", "by_trace", "state",         "meta",       "rejected"};
+
+inline constexpr absl::string_view kHeadKey = "head";
+inline constexpr absl::string_view kIncarnationPrefix = "incarnation/";
+
+inline constexpr char kEntityTag = 'E';
+inline constexpr char kModelTag = 'M';
+inline constexpr char kDatasetTag = 'S';
+inline constexpr char kDeploymentTag = 'D';
+
+inline absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string message = absl::StrCat(context, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) return absl::UnavailableError(message);
+  return absl::InternalError(message);
+}
+
+inline rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+inline absl::string_view ToView(const rocksdb::Slice& s) {
+  return absl::string_view(s.data(), s.size());
+}
+
+// head := format:u8 next_index:u64 next_rejected:u64 chain:32 incarnation:u32
+//         last_offset:i64 applied:u64 duplicates:u64 conflicts:u64 rejected:u64
+//         redelivered:u64 source_resets:u64 gaps:u64
+struct HeadState {
+  ShardHead head;
+  uint32_t incarnation_seq = 0;  // 0: no message folded yet
+};
+
+inline void EncodeHead(const HeadState& h, std::string* out) {
+  out->clear();
+  AppendU8(out, kHeadFormat);
+  AppendU64(out, h.head.next_index);
+  AppendU64(out, h.head.next_rejected);
+  out->append(h.head.chain_head.begin(), h.head.chain_head.end());
+  AppendU32(out, h.incarnation_seq);
+  AppendI64(out, h.head.last_source ? h.head.last_source->offset : -1);
+  const ShardCounters& c = h.head.counters;
+  for (uint64_t v :
+       {c.applied, c.duplicates, c.conflicts, c.rejected, c.redelivered, c.source_resets, c.gaps}) {
+    AppendU64(out, v);
+  }
+}
+
+inline bool ReadDigest(absl::string_view* in, Digest* d) {
+  absl::string_view bytes;
+  if (!ReadBytes(in, d->size(), &bytes)) return false;
+  std::copy(bytes.begin(), bytes.end(), d->begin());
+  return true;
+}
+
+// Decodes everything but the incarnation name, which the caller resolves.
+inline bool DecodeHead(absl::string_view in, HeadState* h, int64_t* last_offset) {
+  uint8_t format;
+  ShardCounters& c = h->head.counters;
+  return ReadU8(&in, &format) && format == kHeadFormat && ReadU64(&in, &h->head.next_index) &&
+         ReadU64(&in, &h->head.next_rejected) && ReadDigest(&in, &h->head.chain_head) &&
+         ReadU32(&in, &h->incarnation_seq) && ReadI64(&in, last_offset) &&
+         ReadU64(&in, &c.applied) && ReadU64(&in, &c.duplicates) && ReadU64(&in, &c.conflicts) &&
+         ReadU64(&in, &c.rejected) && ReadU64(&in, &c.redelivered) &&
+         ReadU64(&in, &c.source_resets) && ReadU64(&in, &c.gaps) && in.empty();
+}
+
+inline std::string IncarnationKey(uint32_t seq) {
+  std::string key(kIncarnationPrefix);
+  AppendU32(&key, seq);
+  return key;
+}
+
+inline std::string StateKey2(char tag, absl::string_view a, absl::string_view b) {
+  std::string key(1, tag);
+  AppendLengthPrefixed(&key, a);
+  AppendLengthPrefixed(&key, b);
+  return key;
+}
+
+// A source incarnation the shard has folded from.
+struct Incarnation {
+  std::string name;
+  int64_t last_offset = -1;  // meaningful once superseded
+};
+
+// A message the current batch already folded, for duplicate checks against
+// records not yet in RocksDB.
+struct PendingRecord {
+  uint64_t index;
+  Digest leaf;
+  absl::string_view payload;
+};
+
+}  // namespace internal
+
+class ShardStore::Impl {
+ public:
+  Impl(ShardOptions options, std::string db_path)
+      : options_(std::move(options)), db_path_(std::move(db_path)) {
+    constexpr size_t kArenaBlockBytes = 256 << 10;
+    arena_block_ = std::make_unique<char[]>(kArenaBlockBytes);
+    google::protobuf::ArenaOptions arena_options;
+    arena_options.initial_block = arena_block_.get();
+    arena_options.initial_block_size = kArenaBlockBytes;
+    arena_ = std::make_unique<google::protobuf::Arena>(arena_options);
+  }
+  ~Impl() {
+    if (db_ != nullptr) {
+      for (auto* h : cfs_) {
+        if (h != nullptr) db_->DestroyColumnFamilyHandle(h);
+      }
+      db_->Close();
+    }
+  }
+
+  absl::Status OpenDb();
+  absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
+
+  ShardHead Head() const {
+    absl::MutexLock lock(&mu_);
+    return head_.head;
+  }
+
+  absl::StatusOr<StoredRecord> Get(uint64_t index) const;
+  absl::StatusOr<StoredRecord> GetByPredictionId(absl::string_view prediction_id) const;
+  absl::StatusOr<std::vector<StoredRecord>> ReadRange(uint64_t from_index, size_t limit) const;
+  absl::StatusOr<ScanPage> ScanIndex(internal::Cf cf, const std::string& prefix,
+                                     const TimeRange& range, absl::string_view cursor,
+                                     size_t limit) const;
+  absl::StatusOr<uint64_t> CutAtTime(absl::Time t) const;
+  absl::StatusOr<std::vector<RejectedRecord>> ListRejected(uint64_t from_seq, size_t limit) const;
+  absl::StatusOr<std::string> GetState(const std::string& key, absl::string_view what) const;
+  // Calls `fn` with the value of every state entry whose key starts with `tag`.
+  absl::Status ForEachState(char tag,
+                            const std::function<absl::Status(absl::string_view)>& fn) const;
+  absl::StatusOr<VerifyReport> Verify() const;
+  absl::StatusOr<SnapshotInfo> CreateSnapshot(absl::Time now);
+  absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots() const;
+  absl::StatusOr<int> PruneSnapshots(const RetentionPolicy& policy, absl::Time now);
+
+  const ShardOptions& options() const { return options_; }
+  std::string SnapshotDir() const {
+    return (std::filesystem::path(options_.dir) / "snapshots").string();
+  }
+
+ private:
+  // Per-batch writer state; reset at the start of each ApplyBatch.
+  struct BatchState {
+    internal::HeadState h;
+    // Incarnations registered or superseded by this batch, published after the write.
+    std::vector<std::pair<uint32_t, internal::Incarnation>> incarnation_updates;
+    uint32_t new_incarnations = 0;
+  };
+
+  absl::StatusOr<StoredRecord> DecodeRecord(uint64_t index, absl::string_view value) const;
+  absl::StatusOr<std::string> GetRaw(internal::Cf cf, absl::string_view key,
+                                     absl::string_view what) const;
+  absl::Status RemoveOrphanSnapshots();
+
+  // Writer-side fold steps. All write into batch_ only.
+  void FoldMessage(const SourceMessage& m, BatchState* b, MessageResult* r);
+  void FoldPrediction(const SourceMessage& m, BatchState* b, MessageResult* r);
+  // Folds a registry-like event keyed by `state_key` (name@version): a repeat
+  // with equal body is a duplicate, with another body a conflict.
+  void FoldKeyedBody(const SourceMessage& m, const std::string& state_key,
+                     const google::protobuf::Message& body, BatchState* b, MessageResult* r);
+  void FoldEntityChange(const SourceMessage& m, BatchState* b, MessageResult* r);
+  // Starts a fresh, empty event_ on the reset arena.
+  void NewEvent() {
+    event_ = nullptr;
+    arena_->Reset();
+    event_ = google::protobuf::Arena::CreateMessage<predlog::v1::AuditEvent>(arena_.get());
+  }
+  // Appends a record for the event in `event_` whose bytes are `payload`.
+  uint64_t AppendRecord(absl::string_view payload, int64_t offset, BatchState* b, Digest* leaf);
+  // Keeps `m` in rejected; `source_seq` is the incarnation it came from.
+  void Reject(const SourceMessage& m, uint32_t source_seq, RejectKind kind,
+              std::optional<uint64_t> original, std::string reason, BatchState* b,
+              MessageResult* r);
+  // The incarnation named `name`, as this batch left it, or nullopt if new.
+  std::optional<std::pair<uint32_t, internal::Incarnation>> FindIncarnation(
+      absl::string_view name, const BatchState& b) const;
+  // The name of incarnation `seq`; reads meta when a concurrent batch has
+  // written it but not yet published it.
+  std::string IncarnationName(uint32_t seq) const;
+  // System records (written by the shard, not folded from the source): start
+  // one in event_ with the envelope filled in, then append it.
+  void StartSystemEvent(absl::string_view kind, const BatchState& b);
+  uint64_t AppendSystemEvent(BatchState* b, Digest* leaf);
+  // Records that m's offsets [gap_first_offset, offset] are gone from the source.
+  void WriteSourceGap(const SourceMessage& m, BatchState* b, MessageResult* r);
+  void WriteSourceReset(const std::string& previous, int64_t previous_offset,
+                        absl::string_view incarnation, int64_t first_offset, BatchState* b);
+  // Reads `key` from the batch's overlay, else RocksDB. nullopt if absent.
+  absl::StatusOr<std::optional<std::string>> ReadStateForWrite(const std::string& key);
+  void PutState(const std::string& key, std::string value);
+
+  ShardOptions options_;
+  std::string db_path_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
+  rocksdb::WriteOptions write_options_;
+
+  mutable absl::Mutex mu_;
+  internal::HeadState head_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, internal::Incarnation> incarnations_ ABSL_GUARDED_BY(mu_);
+
+  // Writer-only scratch, reused across batches so the hot path does not allocate.
+  rocksdb::WriteBatch batch_;
+  // The message being folded is parsed into arena_, which is reset before
+  // each message: parsing allocates from one reused block instead of malloc.
+  std::unique_ptr<char[]> arena_block_;
+  std::unique_ptr<google::protobuf::Arena> arena_;
+  predlog::v1::AuditEvent* event_ = nullptr;  // owned by arena_, valid for one message
+  predlog::v1::AuditEvent original_;
+  std::string key_;
+  std::string header_;
+  std::string original_payload_;  // a stored record a new message is compared with
+  absl::Status batch_error_;      // first RocksDB read error inside a batch
+  absl::flat_hash_map<std::string, internal::PendingRecord> batch_predictions_;
+  absl::flat_hash_map<std::string, std::string> state_overlay_;
+  absl::Time batch_time_;
+};
+
+}  // namespace predlog::storage
+
+#endif  // PREDLOG_STORAGE_SHARD_STORE_IMPL_H_
