@@ -1,0 +1,319 @@
+// predlog case and demo: the case file for a disputed decision, and the credit demo.
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "predlog/v1/audit.grpc.pb.h"
+#include "predlog/v1/registry.grpc.pb.h"
+#include "predlog/v1/replay.grpc.pb.h"
+#include "predlog/v1/service.grpc.pb.h"
+#include "services/cli/cli_format.h"
+#include "services/cli/cli_internal.h"
+#include "services/cli/credit_demo.h"
+#include "services/export/trail_export.h"
+#include "storage/timestamps.h"
+
+namespace predlog::services::cli_internal {
+
+// ---------------------------------------------------------------- case, demo
+
+namespace {
+
+std::string PrettyJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+absl::Status WriteFile(const std::string& path, absl::string_view content) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file.write(content.data(), static_cast<std::streamsize>(content.size()));
+  file.close();
+  if (!file) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int Cli::Case() {
+  if (!args_.Has("out")) return Usage("--out is required");
+  int window_days = 30;
+  if (args_.Has("window-days") &&
+      (!absl::SimpleAtoi(args_.Get("window-days"), &window_days) || window_days <= 0)) {
+    return Usage("--window-days must be a positive integer");
+  }
+  v1::ModelRef against;
+  if (args_.Has("against")) {
+    absl::StatusOr<std::pair<std::string, std::string>> ref =
+        ParseModelRef(args_.Get("against"), "--against");
+    if (!ref.ok()) return Usage(std::string(ref.status().message()));
+    against.set_name(ref->first);
+    against.set_version(ref->second);
+  }
+  const std::string dir = args_.Get("out");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Usage(absl::StrCat("--out: cannot create ", dir, ": ", ec.message()));
+  const std::string entity_type = args_.Get("entity-type", "customer");
+  std::vector<std::string> problems;  // what could not be established
+  auto file = [&](const std::string& name, absl::string_view content) {
+    if (absl::Status s = WriteFile(dir + "/" + name, content); !s.ok()) {
+      problems.push_back(std::string(s.message()));
+    }
+  };
+
+  // 1. The event.
+  auto log = v1::PredictionLog::NewStub(Channel());
+  v1::GetPredictionRequest get;
+  get.set_prediction_id(args_.positional[0]);
+  v1::PredictionRecord record;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status = log->GetPrediction(&context, get, &record);
+    if (!status.ok()) return CallFailed(status);
+  }
+  const v1::PredictionLogged& p = record.event().prediction_logged();
+  file("event.json", PrettyJson(record));
+
+  // 2. Lineage: model -> artifact -> datasets, commit, hyperparameters.
+  auto registry = v1::Registry::NewStub(Channel());
+  v1::GetModelRequest get_model;
+  get_model.set_name(p.model().name());
+  get_model.set_version(p.model().version());
+  v1::ModelRecord model;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status = registry->GetModel(&context, get_model, &model);
+    if (status.ok()) {
+      file("lineage.json", PrettyJson(model));
+    } else {
+      problems.push_back(absl::StrCat("lineage: ", status.error_message()));
+    }
+  }
+
+  // 3. The re-run, explained, with the counterfactual when asked.
+  auto replay = v1::Replay::NewStub(Channel());
+  v1::RerunRequest rerun;
+  rerun.set_prediction_id(p.prediction_id());
+  rerun.set_subject_id(p.subject_id());
+  rerun.set_explain(true);
+  *rerun.mutable_against() = against;
+  v1::RerunReport report;
+  bool reran = false;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status = replay->Rerun(&context, rerun, &report);
+    if (status.ok()) {
+      reran = true;
+      file("rerun.json", PrettyJson(report));
+    } else {
+      problems.push_back(absl::StrCat("re-run: ", status.error_message()));
+    }
+  }
+
+  // 4. The customer record as it was at decision time, and now.
+  auto entity_at = [&](bool at_decision, v1::EntityAtResponse* response) {
+    v1::GetEntityAtRequest request;
+    request.set_entity_type(entity_type);
+    request.set_entity_id(p.subject_id());
+    if (at_decision) *request.mutable_as_of()->mutable_time() = p.served_at();
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status = replay->GetEntityAt(&context, request, response);
+    if (!status.ok()) problems.push_back(absl::StrCat("entity: ", status.error_message()));
+    return status.ok();
+  };
+  v1::EntityAtResponse then, now;
+  if (entity_at(true, &then)) file("record_at_decision.json", PrettyJson(then));
+  if (entity_at(false, &now)) file("record_now.json", PrettyJson(now));
+
+  // 5. The customer's trail around the decision.
+  v1::ListPredictionsRequest trail_request;
+  trail_request.set_subject_id(p.subject_id());
+  const absl::Time served = storage::TimeFromProto(p.served_at());
+  storage::TimeToProto(served - absl::Hours(24) * window_days, trail_request.mutable_served_from());
+  storage::TimeToProto(served + absl::Hours(24) * window_days, trail_request.mutable_served_to());
+  trail_request.set_page_size(1000);
+  std::vector<v1::PredictionRecord> trail;
+  do {
+    v1::ListPredictionsResponse page;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status = log->ListPredictions(&context, trail_request, &page);
+    if (!status.ok()) {
+      problems.push_back(absl::StrCat("trail: ", status.error_message()));
+      break;
+    }
+    for (const auto& r : page.records()) trail.push_back(r);
+    trail_request.set_page_token(page.next_page_token());
+  } while (!trail_request.page_token().empty());
+  {
+    std::string lines;
+    for (const auto& r : trail) absl::StrAppend(&lines, ToJson(r), "\n");
+    file("trail.jsonl", lines);
+  }
+
+  // 6. The customer's full trail as a verifiable export.
+  v1::ExportTrailRequest export_request;
+  export_request.set_subject_id(p.subject_id());
+  const std::string export_path = dir + "/export.jsonl";
+  absl::StatusOr<v1::ExportManifest> exported =
+      ExportTo(export_request, export_path, ExportFormat::kJsonl, false);
+  std::string verification;
+  if (!exported.ok()) {
+    problems.push_back(absl::StrCat("export: ", exported.status().message()));
+  } else {
+    absl::StatusOr<ExportVerification> verified =
+        VerifyExport(export_path, export_path + ".manifest.json");
+    verification = !verified.ok() ? std::string(verified.status().message())
+                   : verified->ok
+                       ? absl::StrCat("OK, ", verified->records_checked, " records verified")
+                       : absl::StrCat("FAILED: ", verified->failure);
+    if (!verified.ok() || !verified->ok) problems.push_back("export verification: " + verification);
+  }
+
+  // 7. summary.md, for a person to read first.
+  std::ostringstream md;
+  md << "# Case file: prediction " << p.prediction_id() << "\n\n";
+  md << "| | |\n|---|---|\n";
+  md << "| Subject | " << p.subject_id() << " |\n";
+  md << "| Decision | " << OutputText(p.output()) << " |\n";
+  md << "| Served at | " << IsoTime(p.served_at()) << " by " << p.service() << " |\n";
+  md << "| Model | " << p.model().name() << "@" << p.model().version() << " |\n";
+  md << "| Recorded at | " << record.position().shard() << "#" << record.position().index()
+     << ", leaf sha256 `" << record.leaf_sha256() << "` |\n";
+  md << "| Case built | " << IsoTime(absl::Now()) << " from " << server_ << " |\n\n";
+  md << "## Lineage\n\n";
+  if (model.has_registration()) {
+    const v1::ModelRegistered& r = model.registration();
+    md << "- Model " << r.model().name() << "@" << r.model().version() << " (" << r.framework()
+       << "), artifact sha256 `" << r.model().artifact_sha256() << "` (" << r.artifact_size_bytes()
+       << " bytes)\n";
+    for (const auto& d : r.provenance().datasets()) {
+      md << "- Trained on dataset " << d.name() << "@" << d.version() << ", digest `" << d.digest()
+         << "`\n";
+    }
+    md << "- Code commit `" << r.provenance().code_commit() << "`, feature pipeline "
+       << r.provenance().pipeline().name() << "@" << r.provenance().pipeline().version() << "\n";
+    std::map<std::string, std::string> hp(r.provenance().hyperparameters().begin(),
+                                          r.provenance().hyperparameters().end());
+    for (const auto& [k, v] : hp) md << "- Hyperparameter " << k << " = " << v << "\n";
+    std::map<std::string, std::string> libs(r.provenance().library_versions().begin(),
+                                            r.provenance().library_versions().end());
+    for (const auto& [k, v] : libs) md << "- Trained with " << k << " " << v << "\n";
+  } else {
+    md << "The model is not registered: no lineage.\n";
+  }
+  md << "\n## Re-run\n\n";
+  if (reran) {
+    md << "- Recorded output: " << OutputText(report.recorded_output()) << "\n";
+    md << "- Reproduced output: " << OutputText(report.reproduced_output()) << " — "
+       << (report.exact_match()
+               ? "**exact match, bit for bit**"
+               : absl::StrCat("**does not match** (max abs diff ", report.max_abs_diff(), ")"))
+       << "\n";
+    md << "- Artifact " << (report.artifact_verified() ? "verified" : "NOT verified")
+       << " against its digest; pipeline skew: " << (report.pipeline_skew() ? "yes" : "no")
+       << "; runtime " << report.framework() << " " << report.runtime_version()
+       << (report.runtime_version_skew() ? " (differs from training)" : "") << "\n";
+    for (const auto& f : report.findings()) md << "- Finding: " << f << "\n";
+    md << "\n### Why: contributions to the model's margin (largest first)\n\n";
+    md << "| Input | Value | Contribution |\n|---|---|---|\n";
+    for (const auto& c : report.explanation().contributions()) {
+      md << "| " << c.feature().name() << " | " << FeatureValue(c.feature()) << " | "
+         << absl::StrFormat("%+.4f", c.contribution()) << " |\n";
+    }
+    md << "\nBase value " << report.explanation().bias() << ", margin "
+       << report.explanation().margin() << ".\n";
+    if (report.has_counterfactual()) {
+      md << "\n### Counterfactual\n\n"
+         << report.counterfactual().model().name() << "@"
+         << report.counterfactual().model().version() << " would have said "
+         << OutputText(report.counterfactual().output()) << ".\n";
+    }
+  } else {
+    md << "The prediction could not be re-run (see Problems).\n";
+  }
+  md << "\n## The " << entity_type << " record at decision time\n\n";
+  if (then.exists()) {
+    md << "As of " << IsoTime(p.served_at()) << " (" << then.cut().shard() << " after "
+       << then.cut().index() << " records):\n\n| Field | Then | Now |\n|---|---|---|\n";
+    std::map<std::string, std::string> fields;
+    for (const auto& [k, v] : then.state().fields()) fields[k] = ValueText(v);
+    for (const auto& [k, v] : now.state().fields()) fields.emplace(k, "-");
+    for (const auto& [k, v] : fields) {
+      auto it = now.state().fields().find(k);
+      md << "| " << k << " | " << v << " | "
+         << (it == now.state().fields().end() ? std::string("-") : ValueText(it->second)) << " |\n";
+    }
+  } else {
+    md << "No " << entity_type << "/" << p.subject_id() << " record existed at decision time.\n";
+  }
+  md << "\n## Trail (±" << window_days << " days)\n\n| Served at | Prediction | Model | Output |\n"
+     << "|---|---|---|---|\n";
+  for (const auto& r : trail) {
+    const auto& t = r.event().prediction_logged();
+    md << "| " << IsoTime(t.served_at()) << " | " << t.prediction_id()
+       << (t.prediction_id() == p.prediction_id() ? " **(this one)**" : "") << " | "
+       << t.model().name() << "@" << t.model().version() << " | " << OutputText(t.output())
+       << " |\n";
+  }
+  md << "\n## Verifiable export\n\n`export.jsonl` with `export.jsonl.manifest.json`: the "
+     << "subject's whole trail with leaf hashes and chain values. Check it offline with\n\n"
+     << "    predlog verify export.jsonl export.jsonl.manifest.json\n\nResult when the case "
+     << "was built: " << (verification.empty() ? "not exported" : verification) << "\n";
+  if (!problems.empty()) {
+    md << "\n## Problems\n\n";
+    for (const auto& problem : problems) md << "- " << problem << "\n";
+  }
+  file("summary.md", md.str());
+  if (json_) {
+    out_ << ToJson(report) << "\n";
+  } else {
+    out_ << "case file for " << p.prediction_id() << " in " << dir << "/ (summary.md first)\n";
+    for (const auto& problem : problems) out_ << "  problem: " << problem << "\n";
+  }
+  return problems.empty() && reran && report.exact_match() ? kExitOk : kExitFailed;
+}
+
+int Cli::Demo() {
+  if (args_.positional[0] != "credit") {
+    return Usage(absl::StrCat("unknown demo '", args_.positional[0], "' (want credit)"));
+  }
+  CreditDemoOptions options;
+  if (args_.Has("customers") && !absl::SimpleAtoi(args_.Get("customers"), &options.customers)) {
+    return Usage("--customers must be an integer");
+  }
+  if (args_.Has("predictions") &&
+      !absl::SimpleAtoi(args_.Get("predictions"), &options.predictions)) {
+    return Usage("--predictions must be an integer");
+  }
+  if (args_.Has("seed") && !absl::SimpleAtoi(args_.Get("seed"), &options.seed)) {
+    return Usage("--seed must be an integer");
+  }
+  if (args_.Has("server")) options.server_flag = "--server=" + server_;
+  absl::StatusOr<CreditDemoResult> result = RunCreditDemo(Channel(), options, out_, err_);
+  if (!result.ok()) {
+    if (absl::IsInvalidArgument(result.status()))
+      return Usage(std::string(result.status().message()));
+    return CallFailed(grpc::Status(static_cast<grpc::StatusCode>(result.status().code()),
+                                   std::string(result.status().message())));
+  }
+  return kExitOk;
+}
+
+}  // namespace predlog::services::cli_internal

@@ -1,0 +1,169 @@
+// Internal to services/cli/: the Cli class whose methods are the predlog
+// subcommands, one group of subcommands per file (cli_*.cc), and the parsed
+// command line they read. cli.h is the public entry point.
+//
+// Single-threaded: one Cli serves one command line.
+#ifndef PREDLOG_SERVICES_CLI_CLI_INTERNAL_H_
+#define PREDLOG_SERVICES_CLI_CLI_INTERNAL_H_
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "predlog/v1/audit.grpc.pb.h"
+#include "predlog/v1/replay.grpc.pb.h"
+#include "services/cli/cli.h"
+#include "services/cli/cli_format.h"
+#include "services/export/trail_export.h"
+
+namespace predlog::services::cli_internal {
+
+namespace v1 = ::predlog::v1;
+
+// Flags every subcommand takes.
+inline const std::set<std::string> kGlobalFlags = {"server", "json", "timeout_seconds"};
+// Flags without a value.
+inline const std::set<std::string> kBoolFlags = {"json", "explain", "all"};
+
+// A subcommand's parsed command line.
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::vector<std::string>> flags;
+
+  bool Has(const std::string& name) const { return flags.count(name) > 0; }
+  std::string Get(const std::string& name, const std::string& fallback = "") const {
+    auto it = flags.find(name);
+    return it == flags.end() || it->second.empty() ? fallback : it->second.back();
+  }
+  const std::vector<std::string>& All(const std::string& name) const {
+    static const std::vector<std::string> kNone;
+    auto it = flags.find(name);
+    return it == flags.end() ? kNone : it->second;
+  }
+};
+
+// One call's context: the server, output mode and streams.
+class Cli {
+ public:
+  Cli(Args args, std::istream& in, std::ostream& out, std::ostream& err)
+      : args_(std::move(args)), in_(in), out_(out), err_(err) {
+    server_ = args_.Get("server");
+    if (server_.empty()) {
+      const char* env = std::getenv("PREDLOG_SERVER");
+      server_ = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
+    }
+    json_ = args_.Has("json");
+    int timeout = 30;
+    if (args_.Has("timeout_seconds") &&
+        (!absl::SimpleAtoi(args_.Get("timeout_seconds"), &timeout) || timeout <= 0)) {
+      bad_timeout_ = true;
+    }
+    timeout_ = std::chrono::seconds(timeout);
+  }
+
+  int Run(const std::string& command);
+  // Every flag of every subcommand, and the global ones.
+  static std::set<std::string> KnownFlags() {
+    std::set<std::string> flags = kGlobalFlags;
+    for (const auto& [name, command] : Commands())
+      flags.insert(command.flags.begin(), command.flags.end());
+    return flags;
+  }
+
+ private:
+  struct Command {
+    std::string usage;
+    std::set<std::string> flags;
+    size_t min_positional, max_positional;
+    int (Cli::*run)();
+  };
+  static const std::map<std::string, Command>& Commands();
+
+  std::shared_ptr<grpc::Channel> Channel() {
+    if (channel_ == nullptr) {
+      grpc::ChannelArguments channel_args;
+      channel_args.SetMaxReceiveMessageSize(64 << 20);
+      channel_ =
+          grpc::CreateCustomChannel(server_, grpc::InsecureChannelCredentials(), channel_args);
+    }
+    return channel_;
+  }
+  void SetDeadline(grpc::ClientContext* context) const {
+    context->set_deadline(std::chrono::system_clock::now() + timeout_);
+  }
+  // Reports a failed call; exit 1.
+  int CallFailed(const grpc::Status& status) {
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      err_ << "predlog " << command_ << ": cannot reach predlogd at " << server_ << ": "
+           << status.error_message() << "\n";
+    } else {
+      err_ << "predlog " << command_ << ": " << status.error_message() << "\n";
+    }
+    return kExitFailed;
+  }
+  int Usage(const std::string& message) {
+    err_ << "predlog " << command_ << ": " << message << "\n";
+    return kExitUsage;
+  }
+  // Parses --name as a time; nullopt (and a usage message) when bad.
+  std::optional<absl::Time> TimeFlag(const std::string& name, bool* bad) {
+    if (!args_.Has(name)) return std::nullopt;
+    absl::StatusOr<absl::Time> t = ParseTime(args_.Get(name));
+    if (!t.ok()) {
+      Usage(absl::StrCat("--", name, ": ", t.status().message()));
+      *bad = true;
+      return std::nullopt;
+    }
+    return *t;
+  }
+  void PrintJson(const google::protobuf::Message& message) { out_ << ToJson(message) << "\n"; }
+
+  int Log();
+  int Get();
+  int Trail();
+  int Replay();
+  int Trace();
+  int State();
+  int Models();
+  int Model();
+  int ModelRegister();
+  int ModelDeploy();
+  int Export();
+  int Verify();
+  int Status();
+  int Case();
+  int Demo();
+  // Streams `request`'s export into `path` and its manifest beside it;
+  // returns the manifest, or an error message.
+  absl::StatusOr<v1::ExportManifest> ExportTo(const v1::ExportTrailRequest& request,
+                                              const std::string& path, ExportFormat format,
+                                              bool show_progress);
+
+  void PrintRerun(const v1::RerunReport& report);
+
+  Args args_;
+  std::istream& in_;
+  std::ostream& out_;
+  std::ostream& err_;
+  std::string server_;
+  std::string command_;
+  bool json_ = false;
+  bool bad_timeout_ = false;
+  std::chrono::seconds timeout_{30};
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+}  // namespace predlog::services::cli_internal
+
+#endif  // PREDLOG_SERVICES_CLI_CLI_INTERNAL_H_

@@ -1,0 +1,196 @@
+// predlog log, get and trail: writing predictions and reading them back.
+
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/grpcpp.h"
+#include "predlog/v1/audit.grpc.pb.h"
+#include "predlog/v1/service.grpc.pb.h"
+#include "services/cli/cli_format.h"
+#include "services/cli/cli_internal.h"
+#include "storage/timestamps.h"
+
+namespace predlog::services::cli_internal {
+
+// ---------------------------------------------------------------- log, get
+
+int Cli::Log() {
+  auto stub = v1::PredictionLog::NewStub(Channel());
+  grpc::ClientContext context;
+  auto stream = stub->LogStream(&context);
+  int failed = 0, line_number = 0, sent = 0;
+  std::string line;
+  while (std::getline(in_, line)) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    v1::LogRequest request;
+    google::protobuf::util::JsonParseOptions options;
+    // A line is a LogRequest, or (for convenience) a bare PredictionLogged.
+    bool parsed = google::protobuf::util::JsonStringToMessage(line, &request, options).ok() &&
+                  request.has_prediction();
+    if (!parsed) {
+      request.Clear();
+      const auto status =
+          google::protobuf::util::JsonStringToMessage(line, request.mutable_prediction(), options);
+      if (!status.ok()) {
+        err_ << "predlog log: line " << line_number
+             << ": not a LogRequest or PredictionLogged in JSON: " << status.message() << "\n";
+        ++failed;
+        continue;
+      }
+    }
+    if (!stream->Write(request)) break;
+    ++sent;
+  }
+  stream->WritesDone();
+  v1::LogReceipt receipt;
+  int received = 0;
+  Table table({"OUTCOME", "PREDICTION", "POSITION", "LEAF", "REASON"});
+  while (stream->Read(&receipt)) {
+    ++received;
+    if (receipt.error_code() != 0) ++failed;
+    if (json_) {
+      PrintJson(receipt);
+      continue;
+    }
+    const std::string outcome = receipt.error_code() != 0
+                                    ? absl::StrCat("ERROR(", receipt.error_code(), ")")
+                                    : v1::LogReceipt::Outcome_Name(receipt.outcome());
+    table.AddRow({outcome, receipt.prediction_id(),
+                  receipt.position().shard().empty()
+                      ? receipt.shard()
+                      : absl::StrCat(receipt.position().shard(), "#", receipt.position().index()),
+                  receipt.leaf_sha256().substr(0, 16), receipt.reason()});
+  }
+  if (!json_ && table.rows() > 0) table.Print(out_);
+  const grpc::Status status = stream->Finish();
+  if (!status.ok()) return CallFailed(status);
+  if (received != sent) {
+    err_ << "predlog log: " << sent - received << " requests got no receipt\n";
+    return kExitFailed;
+  }
+  return failed == 0 ? kExitOk : kExitFailed;
+}
+
+int Cli::Get() {
+  auto stub = v1::PredictionLog::NewStub(Channel());
+  v1::GetPredictionRequest request;
+  request.set_prediction_id(args_.positional[0]);
+  v1::PredictionRecord record;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  const grpc::Status status = stub->GetPrediction(&context, request, &record);
+  if (!status.ok()) return CallFailed(status);
+  if (json_) {
+    PrintJson(record);
+    return kExitOk;
+  }
+  const v1::AuditEvent& e = record.event();
+  const v1::PredictionLogged& p = e.prediction_logged();
+  Table fields({"FIELD", "VALUE"});
+  fields.AddRow({"prediction", p.prediction_id()});
+  fields.AddRow({"subject", p.subject_id()});
+  fields.AddRow({"served_at", IsoTime(p.served_at())});
+  fields.AddRow({"recorded_at", IsoTime(e.recorded_at())});
+  fields.AddRow({"actor", e.actor()});
+  fields.AddRow({"service", p.service()});
+  fields.AddRow({"model", absl::StrCat(p.model().name(), "@", p.model().version())});
+  if (!p.model().artifact_sha256().empty())
+    fields.AddRow({"artifact", p.model().artifact_sha256()});
+  if (!p.pipeline().name().empty()) {
+    fields.AddRow({"pipeline", absl::StrCat(p.pipeline().name(), "@", p.pipeline().version())});
+  }
+  fields.AddRow({"output", OutputText(p.output())});
+  if (!p.trace_id().empty()) fields.AddRow({"trace", p.trace_id()});
+  if (p.parent_prediction_ids_size() > 0) {
+    fields.AddRow({"parents", absl::StrJoin(p.parent_prediction_ids(), ", ")});
+  }
+  for (const auto& [k, v] : p.context()) fields.AddRow({absl::StrCat("context.", k), v});
+  fields.AddRow(
+      {"position", absl::StrCat(record.position().shard(), "#", record.position().index())});
+  fields.AddRow(
+      {"source", absl::StrCat(record.source().incarnation(), " partition ",
+                              record.source().partition(), " offset ", record.source().offset())});
+  fields.AddRow({"leaf_sha256", record.leaf_sha256()});
+  fields.Print(out_);
+  out_ << "\n";
+  Table inputs({"INPUT", "VALUE"});
+  for (const v1::Feature& f : p.inputs()) inputs.AddRow({f.name(), FeatureValue(f)});
+  inputs.Print(out_);
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------- trail
+
+int Cli::Trail() {
+  if (!args_.Has("subject") && !args_.Has("model")) {
+    return Usage("--subject (or --model name@version) is required");
+  }
+  bool bad = false;
+  std::optional<absl::Time> from = TimeFlag("from", &bad), to = TimeFlag("to", &bad);
+  if (bad) return kExitUsage;
+  std::optional<std::pair<std::string, std::string>> model;
+  if (args_.Has("model")) {
+    absl::StatusOr<std::pair<std::string, std::string>> parsed =
+        ParseModelRef(args_.Get("model"), "--model");
+    if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
+    model = *parsed;
+  }
+  int limit = 0;
+  if (args_.Has("limit") && (!absl::SimpleAtoi(args_.Get("limit"), &limit) || limit <= 0)) {
+    return Usage("--limit must be a positive integer");
+  }
+  auto stub = v1::PredictionLog::NewStub(Channel());
+  v1::ListPredictionsRequest request;
+  if (args_.Has("subject")) {
+    request.set_subject_id(args_.Get("subject"));
+  } else {
+    request.mutable_model()->set_name(model->first);
+    request.mutable_model()->set_version(model->second);
+  }
+  if (from) storage::TimeToProto(*from, request.mutable_served_from());
+  if (to) storage::TimeToProto(*to, request.mutable_served_to());
+  request.set_page_size(1000);
+  Table table({"SERVED_AT", "PREDICTION", "SUBJECT", "MODEL", "OUTPUT", "POSITION"});
+  int shown = 0;
+  do {
+    v1::ListPredictionsResponse page;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status = stub->ListPredictions(&context, request, &page);
+    if (!status.ok()) return CallFailed(status);
+    for (const v1::PredictionRecord& record : page.records()) {
+      const v1::PredictionLogged& p = record.event().prediction_logged();
+      // With both --subject and --model, the model narrows the subject's trail.
+      if (model && args_.Has("subject") &&
+          (p.model().name() != model->first || p.model().version() != model->second)) {
+        continue;
+      }
+      if (limit > 0 && shown >= limit) break;
+      ++shown;
+      if (json_) {
+        PrintJson(record);
+        continue;
+      }
+      table.AddRow({IsoTime(p.served_at()), p.prediction_id(), p.subject_id(),
+                    absl::StrCat(p.model().name(), "@", p.model().version()),
+                    OutputText(p.output()),
+                    absl::StrCat(record.position().shard(), "#", record.position().index())});
+    }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty() && (limit == 0 || shown < limit));
+  if (!json_) {
+    if (table.rows() == 0) {
+      err_ << "predlog trail: no predictions match\n";
+      return kExitFailed;
+    }
+    table.Print(out_);
+  }
+  return shown > 0 ? kExitOk : kExitFailed;
+}
+
+}  // namespace predlog::services::cli_internal
