@@ -1,0 +1,414 @@
+// The offline verifier: VerifyExport reads a manifest and the file it names,
+// and the Verifier checks the manifest's own consistency, then every record
+// (re-rendered from its event_bytes and compared byte for byte, digests, chain,
+// log order, the manifest's ranges and anchors) and the file's size and
+// SHA-256. The formats are the grammar at the top of trail_export.cc.
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/arena.h"
+#include "google/protobuf/util/json_util.h"
+#include "services/export/trail_export.h"
+#include "services/export/trail_internal.h"
+#include "services/export/trail_json.h"
+#include "storage/sha256.h"
+#include "storage/status_macros.h"
+
+namespace predlog::services {
+
+namespace {
+
+using ::predlog::services::export_internal::AppendCsvHeader;
+using ::predlog::services::export_internal::AppendCsvRow;
+using ::predlog::services::export_internal::ClaimedRecord;
+using ::predlog::services::export_internal::CsvColumns;
+using ::predlog::services::export_internal::DirName;
+using ::predlog::services::export_internal::HexDigest;
+using ::predlog::services::export_internal::kCsvFixedColumns;
+using ::predlog::services::export_internal::kCsvFixedCount;
+using ::predlog::services::export_internal::kInputPrefix;
+using ::predlog::services::export_internal::ReadCsvRow;
+using ::predlog::services::export_internal::ReadJsonLine;
+using ::predlog::services::export_internal::ReadWholeFile;
+using ::predlog::services::export_internal::RecordArena;
+using ::predlog::services::export_internal::RecordName;
+using ::predlog::services::export_internal::RecordReader;
+using ::predlog::services::export_internal::RowKey;
+using ::predlog::services::export_internal::SplitCsv;
+using ::predlog::storage::Digest;
+using ::predlog::v1::AuditEvent;
+using ::predlog::v1::ExportManifest;
+
+size_t FirstDifference(absl::string_view a, absl::string_view b) {
+  const size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return i;
+  }
+  return n;
+}
+
+// The manifest flattened to runs in file order.
+struct Run {
+  size_t shard;  // index into the manifest's shards
+  uint64_t first;
+  uint64_t last;
+  const ExportManifest::Range* range;
+};
+
+class Verifier {
+ public:
+  Verifier(const ExportManifest& manifest, ExportFormat format)
+      : manifest_(manifest), format_(format) {}
+
+  // Checks the manifest's own consistency.
+  bool CheckManifest() {
+    uint64_t total = 0;
+    absl::flat_hash_set<std::string> names;
+    for (size_t s = 0; s < static_cast<size_t>(manifest_.shards_size()); ++s) {
+      const auto& shard = manifest_.shards(static_cast<int>(s));
+      if (!names.insert(shard.shard()).second) {
+        return Fail(absl::StrCat("manifest: shard ", shard.shard(), " is listed twice"));
+      }
+      uint64_t records = 0;
+      for (const auto& range : shard.ranges()) {
+        if (range.first_index() > range.last_index() ||
+            (!runs_.empty() && runs_.back().shard == s &&
+             range.first_index() <= runs_.back().last)) {
+          return Fail(absl::StrCat("manifest: the ranges of shard ", shard.shard(),
+                                   " are not increasing at ", range.first_index()));
+        }
+        if (!storage::DigestFromHex(range.prev_chain_sha256()) ||
+            !storage::DigestFromHex(range.chain_sha256())) {
+          return Fail(absl::StrCat("manifest: a chain anchor of shard ", shard.shard(),
+                                   " is not 64 hex digits"));
+        }
+        runs_.push_back(Run{s, range.first_index(), range.last_index(), &range});
+        records += range.last_index() - range.first_index() + 1;
+      }
+      if (records != shard.records()) {
+        return Fail(absl::StrCat("manifest: shard ", shard.shard(), " says ", shard.records(),
+                                 " records but its ranges hold ", records));
+      }
+      total += records;
+    }
+    if (total != manifest_.record_count()) {
+      return Fail(absl::StrCat("manifest: record_count is ", manifest_.record_count(),
+                               " but its shards hold ", total));
+    }
+    if (!runs_.empty()) expected_ = runs_[0].first;
+    return true;
+  }
+
+  // One record of the file; false once verification failed.
+  bool Record(absl::string_view bytes, uint64_t line) {
+    if (format_ == ExportFormat::kCsv && !header_seen_) return Header(bytes, line);
+    line_ = line;
+    ClaimedRecord claim;
+    std::optional<std::string> error;
+    std::vector<std::string> cells;
+    if (format_ == ExportFormat::kJsonl) {
+      error = ReadJsonLine(bytes, &claim);
+    } else {
+      error = ReadCsvRow(bytes, columns_, &cells, &claim);
+    }
+    name_ = RecordName(claim.shard, claim.index);
+    if (error) {
+      return claim.named ? FailLine(*error) : Fail(absl::StrCat("line ", line, ": ", *error));
+    }
+    ++records_checked_;
+
+    const bool same_shard = have_previous_ && claim.shard == previous_shard_;
+    // A record that skipped manifest entries: either they come next (the
+    // lines were reordered) or they are missing.
+    if (pending_missing_) {
+      if (!(same_shard && claim.index <= previous_index_)) {
+        return Fail(absl::StrCat(*pending_missing_,
+                                 " is listed in the manifest but missing from the file"));
+      }
+    }
+
+    const std::optional<Digest> leaf = storage::DigestFromHex(claim.leaf_hex);
+    const std::optional<Digest> prev = storage::DigestFromHex(claim.prev_hex);
+    const std::optional<Digest> chain = storage::DigestFromHex(claim.chain_hex);
+    if (!leaf) return FailLine("leaf_sha256 is not 64 hex digits");
+    if (!prev) return FailLine("prev_chain_sha256 is not 64 hex digits");
+    if (!chain) return FailLine("chain_sha256 is not 64 hex digits");
+    if (storage::Sha256(claim.event_bytes) != *leaf) {
+      return FailLine("leaf_sha256 does not match the event bytes");
+    }
+
+    arena_.Reset();
+    AuditEvent* const event = google::protobuf::Arena::CreateMessage<AuditEvent>(arena_.get());
+    if (!event->ParseFromString(claim.event_bytes)) {
+      return FailLine("event_bytes are not a predlog.v1.AuditEvent");
+    }
+    const HexDigest leaf_hex(*leaf), prev_hex(*prev), chain_hex(*chain);
+    canonical_.clear();
+    if (format_ == ExportFormat::kJsonl) {
+      TrailLineFields fields;
+      fields.shard = claim.shard;
+      fields.index = claim.index;
+      fields.event = event;
+      fields.leaf_sha256 = leaf_hex.view();
+      fields.prev_chain_sha256 = prev_hex.view();
+      fields.chain_sha256 = chain_hex.view();
+      fields.event_bytes = claim.event_bytes;
+      AppendTrailLine(fields, &canonical_);
+    } else {
+      RowKey key;
+      key.shard = claim.shard;
+      key.index = claim.index;
+      key.leaf = leaf_hex.view();
+      key.prev_chain = prev_hex.view();
+      key.chain = chain_hex.view();
+      key.event_bytes = claim.event_bytes;
+      AppendCsvRow(columns_, key, *event, &canonical_);
+    }
+    if (canonical_ != bytes) {
+      return FailLine(
+          absl::StrCat(format_ == ExportFormat::kJsonl ? "the line" : "the row",
+                       " is not what its event_bytes decode to (first difference at byte ",
+                       FirstDifference(canonical_, bytes) + 1, ")"));
+    }
+    if (format_ == ExportFormat::kCsv && !prediction_seen_ && event->has_prediction_logged()) {
+      prediction_seen_ = true;
+      if (CsvColumns::For(event->prediction_logged()).names() != columns_.names()) {
+        return FailLine(
+            "the header's input columns are not the inputs of this, the first prediction");
+      }
+    }
+
+    if (storage::ChainNext(*prev, *leaf) != *chain) {
+      return FailLine("chain_sha256 is not SHA-256(prev_chain_sha256 || leaf_sha256)");
+    }
+
+    if (same_shard) {
+      if (claim.index <= previous_index_) {
+        return FailLine(absl::StrCat("out of log order after ",
+                                     RecordName(previous_shard_, previous_index_), " on line ",
+                                     previous_line_));
+      }
+      if (claim.index == previous_index_ + 1 && *prev != previous_chain_) {
+        return FailLine(absl::StrCat("prev_chain_sha256 does not continue the chain of ",
+                                     RecordName(previous_shard_, previous_index_), " on line ",
+                                     previous_line_));
+      }
+    } else if (finished_shards_.contains(claim.shard)) {
+      return FailLine(absl::StrCat("out of log order: shard ", claim.shard, " resumed after ",
+                                   previous_shard_));
+    }
+    if (have_previous_ && !same_shard) finished_shards_.insert(previous_shard_);
+    have_previous_ = true;
+    previous_shard_ = claim.shard;
+    previous_index_ = claim.index;
+    previous_chain_ = *chain;
+    previous_line_ = line;
+
+    return MatchManifest(claim, *prev, *chain);
+  }
+
+  bool End(uint64_t file_bytes, const Digest& file_sha256) {
+    if (format_ == ExportFormat::kCsv && !header_seen_) {
+      return Fail("line 1: the file has no CSV header");
+    }
+    if (pending_missing_) {
+      return Fail(
+          absl::StrCat(*pending_missing_, " is listed in the manifest but missing from the file"));
+    }
+    if (run_ < runs_.size()) {
+      return Fail(absl::StrCat(RecordName(ShardOf(runs_[run_]), expected_),
+                               " is listed in the manifest but missing from the file"));
+    }
+    if (format_ == ExportFormat::kCsv && !prediction_seen_ && !columns_.names().empty()) {
+      return Fail("line 1: the header has input columns but the export holds no prediction");
+    }
+    if (records_checked_ != manifest_.record_count()) {
+      return Fail(absl::StrCat("the file has ", records_checked_, " records, the manifest says ",
+                               manifest_.record_count()));
+    }
+    if (file_bytes != manifest_.file_bytes() ||
+        storage::ToHex(file_sha256) != manifest_.file_sha256()) {
+      return Fail(absl::StrCat("the file (", file_bytes, " bytes, SHA-256 ",
+                               storage::ToHex(file_sha256), ") is not the one exported (",
+                               manifest_.file_bytes(), " bytes, SHA-256 ", manifest_.file_sha256(),
+                               ")"));
+    }
+    return true;
+  }
+
+  ExportVerification result() const {
+    ExportVerification v;
+    v.records_checked = records_checked_;
+    v.ok = failure_.empty();
+    v.failure = failure_;
+    return v;
+  }
+
+ private:
+  bool Fail(std::string failure) {
+    failure_ = std::move(failure);
+    return false;
+  }
+  bool FailLine(absl::string_view what) {
+    return Fail(absl::StrCat("line ", line_, " (", name_, "): ", what));
+  }
+
+  const std::string& ShardOf(const Run& run) const {
+    return manifest_.shards(static_cast<int>(run.shard)).shard();
+  }
+
+  bool Header(absl::string_view bytes, uint64_t line) {
+    header_seen_ = true;
+    std::vector<std::string> cells;
+    if (std::optional<std::string> error = SplitCsv(bytes, &cells)) {
+      return Fail(absl::StrCat("line ", line, ": the CSV header does not parse: ", *error));
+    }
+    const auto bad = [line](absl::string_view why) {
+      return absl::StrCat("line ", line, ": not an export header: ", why);
+    };
+    if (cells.size() < kCsvFixedCount + 2) return Fail(bad("too few columns"));
+    for (size_t i = 0; i < kCsvFixedCount; ++i) {
+      if (cells[i] != kCsvFixedColumns[i]) {
+        return Fail(bad(absl::StrCat("column ", i + 1, " is \"", cells[i], "\", want \"",
+                                     kCsvFixedColumns[i], "\"")));
+      }
+    }
+    for (size_t i = kCsvFixedCount; i + 2 < cells.size(); ++i) {
+      const absl::string_view cell = cells[i];
+      if (cell.substr(0, kInputPrefix.size()) != kInputPrefix ||
+          !columns_.Add(std::string(cell.substr(kInputPrefix.size())))) {
+        return Fail(
+            bad(absl::StrCat("column ", i + 1, " \"", cell, "\" is not a distinct input column")));
+      }
+    }
+    if (cells[cells.size() - 2] != "extra_inputs" || cells.back() != "event_bytes_base64") {
+      return Fail(bad("the last columns are not extra_inputs,event_bytes_base64"));
+    }
+    std::string canonical;
+    AppendCsvHeader(columns_, &canonical);
+    if (canonical != bytes) {
+      return Fail(bad(absl::StrCat("it differs from the canonical header at byte ",
+                                   FirstDifference(canonical, bytes) + 1)));
+    }
+    return true;
+  }
+
+  // The record must be the next one the manifest lists.
+  bool MatchManifest(const ClaimedRecord& claim, const Digest& prev, const Digest& chain) {
+    const auto is_at = [&](size_t r, uint64_t from) {
+      return ShardOf(runs_[r]) == claim.shard && claim.index >= std::max(runs_[r].first, from) &&
+             claim.index <= runs_[r].last;
+    };
+    if (run_ >= runs_.size()) return FailLine("is not listed in the manifest");
+    const std::string expected = RecordName(ShardOf(runs_[run_]), expected_);
+    if (!is_at(run_, expected_) || claim.index != expected_) {
+      size_t r = run_;
+      while (r < runs_.size() && !is_at(r, r == run_ ? expected_ : 0)) ++r;
+      if (r == runs_.size()) {
+        return FailLine(
+            absl::StrCat("is not listed in the manifest (it lists ", expected, " next)"));
+      }
+      // Entries were skipped: the next record tells a reordering from a loss.
+      pending_missing_ = expected;
+      run_ = r;
+    } else {
+      pending_missing_.reset();
+    }
+    const Run& run = runs_[run_];
+    // CheckManifest made sure the anchors parse.
+    if (claim.index == run.first &&
+        *storage::DigestFromHex(run.range->prev_chain_sha256()) != prev) {
+      return FailLine("prev_chain_sha256 is not the manifest's anchor for its range");
+    }
+    if (claim.index == run.last && *storage::DigestFromHex(run.range->chain_sha256()) != chain) {
+      return FailLine("chain_sha256 is not the manifest's anchor for its range");
+    }
+    if (claim.index == run.last) {
+      ++run_;
+      if (run_ < runs_.size()) expected_ = runs_[run_].first;
+    } else {
+      expected_ = claim.index + 1;
+    }
+    return true;
+  }
+
+  const ExportManifest& manifest_;
+  const ExportFormat format_;
+  std::vector<Run> runs_;
+  size_t run_ = 0;         // the run holding the next expected record
+  uint64_t expected_ = 0;  // its index
+  std::optional<std::string> pending_missing_;
+
+  uint64_t records_checked_ = 0;
+  std::string failure_;
+  uint64_t line_ = 0;
+  std::string name_;
+
+  bool have_previous_ = false;
+  std::string previous_shard_;
+  uint64_t previous_index_ = 0;
+  Digest previous_chain_{};
+  uint64_t previous_line_ = 0;
+  absl::flat_hash_set<std::string> finished_shards_;
+
+  bool header_seen_ = false;
+  bool prediction_seen_ = false;
+  CsvColumns columns_;
+
+  RecordArena arena_;  // holds the record being checked
+  std::string canonical_;
+};
+
+}  // namespace
+
+absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
+                                                const std::string& manifest_path) {
+  ASSIGN_OR_RETURN(const std::string manifest_json, ReadWholeFile(manifest_path));
+  ExportManifest manifest;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(manifest_json, &manifest);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest ", manifest_path,
+                     " does not parse as a predlog.v1.ExportManifest: ", parsed.ToString()));
+  }
+  if (manifest.format_version() != 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("manifest ", manifest_path, " has format_version ", manifest.format_version(),
+                     "; this build reads version 1"));
+  }
+  absl::StatusOr<ExportFormat> format = ParseExportFormat(manifest.file_format());
+  if (!format.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest ", manifest_path, ": ", format.status().message()));
+  }
+  std::string path = file_path;
+  if (path.empty()) {
+    if (manifest.file_name().empty() || manifest.file_name().find('/') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest ", manifest_path, " names no file in its directory (file_name \"",
+                       manifest.file_name(), "\")"));
+    }
+    path = absl::StrCat(DirName(manifest_path), "/", manifest.file_name());
+  }
+
+  Verifier verifier(manifest, *format);
+  if (!verifier.CheckManifest()) return verifier.result();
+  ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader,
+                   RecordReader::Open(path, *format == ExportFormat::kCsv));
+  absl::string_view record;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool more, reader->Next(&record));
+    if (!more) break;
+    if (!verifier.Record(record, reader->line())) return verifier.result();
+  }
+  verifier.End(reader->bytes(), reader->sha256());
+  return verifier.result();
+}
+
+}  // namespace predlog::services
