@@ -70,8 +70,18 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
   result.messages.resize(messages.size());
   const uint64_t resets_before = b.h.head.counters.source_resets;
   for (size_t i = 0; i < messages.size(); ++i) {
-    const SourceMessage& m = messages[i];
     MessageResult& r = result.messages[i];
+    if (messages[i].direct) {
+      // Numbered among the direct appends; no redelivery check, and the
+      // Kafka source position stays as it is.
+      SourceMessage m = messages[i];
+      m.offset = static_cast<int64_t>(b.h.head.direct_appends++);
+      b.source_seq = 0;
+      FoldMessage(m, &b, &r);
+      if (!batch_error_.ok()) return batch_error_;
+      continue;
+    }
+    const SourceMessage& m = messages[i];
     std::optional<SourcePosition>& last = b.h.head.last_source;
     if (!last.has_value() || last->incarnation != m.incarnation) {
       // A source this shard has moved on from: what it folded from there is a
@@ -110,6 +120,7 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
       batch_.Put(cfs_[kMetaCf], IncarnationKey(seq), EncodeIncarnation(current));
       b.incarnation_updates.emplace_back(seq, current);
       b.h.incarnation_seq = seq;
+      b.source_seq = seq;
       last = SourcePosition{current.name, -1};
       if (reset) WriteSourceReset(previous.name, previous.last_offset, m.incarnation, m.offset, &b);
     }
@@ -119,6 +130,7 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
       continue;
     }
     last->offset = m.offset;
+    b.source_seq = b.h.incarnation_seq;
     if (m.gap_first_offset.has_value()) {
       WriteSourceGap(m, &b, &r);
     } else {
@@ -142,39 +154,42 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
 
 void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, MessageResult* r) {
   if (m.payload.empty()) {
-    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt, "empty message", b,
-                  r);
+    return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt, "empty message", b, r);
   }
   if (m.payload.size() > options_.max_message_bytes) {
-    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt,
+    return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt,
                   absl::StrCat("message is ", m.payload.size(), " bytes; the limit is ",
                                options_.max_message_bytes),
                   b, r);
   }
   NewEvent();
-  if (!event_->ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size()))) {
-    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt,
-                  "not a serialized predlog.v1.AuditEvent (protobuf parse failed)", b, r);
+  if (m.event != nullptr) {
+    folded_ = m.event;  // parsed and validated by the caller: not again
+  } else {
+    if (!event_->ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size()))) {
+      return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt,
+                    "not a serialized predlog.v1.AuditEvent (protobuf parse failed)", b, r);
+    }
+    if (absl::Status valid = ValidateEvent(*event_, options_.limits); !valid.ok()) {
+      return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt,
+                    std::string(valid.message()), b, r);
+    }
   }
-  if (absl::Status valid = ValidateEvent(*event_, options_.limits); !valid.ok()) {
-    return Reject(m, b->h.incarnation_seq, RejectKind::kRejected, std::nullopt,
-                  std::string(valid.message()), b, r);
-  }
-  switch (event_->body_case()) {
+  switch (folded_->body_case()) {
     case AuditEvent::kPredictionLogged:
       return FoldPrediction(m, b, r);
     case AuditEvent::kModelRegistered: {
-      const auto& model = event_->model_registered().model();
+      const auto& model = folded_->model_registered().model();
       return FoldKeyedBody(m, StateKey2(kModelTag, model.name(), model.version()),
-                           event_->model_registered(), b, r);
+                           folded_->model_registered(), b, r);
     }
     case AuditEvent::kDatasetRegistered: {
-      const auto& dataset = event_->dataset_registered().dataset();
+      const auto& dataset = folded_->dataset_registered().dataset();
       return FoldKeyedBody(m, StateKey2(kDatasetTag, dataset.name(), dataset.version()),
-                           event_->dataset_registered(), b, r);
+                           folded_->dataset_registered(), b, r);
     }
     case AuditEvent::kModelDeployed: {
-      const auto& deploy = event_->model_deployed();
+      const auto& deploy = folded_->model_deployed();
       r->outcome = FoldOutcome::kApplied;
       r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
       std::string key = StateKey2(kDeploymentTag, deploy.route(), deploy.model().name());
@@ -188,11 +203,11 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
     case AuditEvent::BODY_NOT_SET:
       break;  // ValidateEvent rejected these.
   }
-  PREDLOG_CHECK(false) << "validated event with unhandled body " << event_->body_case();
+  PREDLOG_CHECK(false) << "validated event with unhandled body " << folded_->body_case();
 }
 
 void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, MessageResult* r) {
-  const auto& p = event_->prediction_logged();
+  const auto& p = folded_->prediction_logged();
   const std::string& id = p.prediction_id();
 
   // Is the id taken, by this batch or by the log?
@@ -236,7 +251,7 @@ void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, Mes
       ++b->h.head.counters.duplicates;
       return;
     }
-    return Reject(m, b->h.incarnation_seq, RejectKind::kConflict, original->index,
+    return Reject(m, b->source_seq, RejectKind::kConflict, original->index,
                   absl::StrCat("prediction_id ", id, " is already recorded at index ",
                                original->index, " with different content"),
                   b, r);
@@ -295,7 +310,7 @@ void ShardStore::Impl::FoldKeyedBody(const SourceMessage& m, const std::string& 
       ++b->h.head.counters.duplicates;
       return;
     }
-    return Reject(m, b->h.incarnation_seq, RejectKind::kConflict, index,
+    return Reject(m, b->source_seq, RejectKind::kConflict, index,
                   absl::StrCat(body.GetDescriptor()->name(), " for this name and version is ",
                                "already recorded at index ", index, " with different content"),
                   b, r);
@@ -306,7 +321,7 @@ void ShardStore::Impl::FoldKeyedBody(const SourceMessage& m, const std::string& 
 }
 
 void ShardStore::Impl::FoldEntityChange(const SourceMessage& m, BatchState* b, MessageResult* r) {
-  const auto& change = event_->entity_changed();
+  const auto& change = folded_->entity_changed();
   const std::string key = StateKey2(kEntityTag, change.entity_type(), change.entity_id());
   absl::StatusOr<std::optional<std::string>> existing = ReadStateForWrite(key);
   if (!existing.ok()) {
@@ -339,7 +354,7 @@ uint64_t ShardStore::Impl::AppendRecord(absl::string_view payload, int64_t offse
   AppendU8(&header_, kRecordFormat);
   header_.append(leaf->begin(), leaf->end());
   header_.append(h.chain_head.begin(), h.chain_head.end());
-  AppendU32(&header_, b->h.incarnation_seq);
+  AppendU32(&header_, b->source_seq);
   AppendI64(&header_, offset);
   const rocksdb::Slice key_slice = ToSlice(index_key);
   const rocksdb::Slice value_parts[2] = {ToSlice(header_), ToSlice(payload)};
@@ -347,7 +362,8 @@ uint64_t ShardStore::Impl::AppendRecord(absl::string_view payload, int64_t offse
              rocksdb::SliceParts(value_parts, 2));
 
   key_.clear();
-  AppendTime(&key_, event_->has_recorded_at() ? TimeFromProto(event_->recorded_at()) : batch_time_);
+  AppendTime(&key_,
+             folded_->has_recorded_at() ? TimeFromProto(folded_->recorded_at()) : batch_time_);
   key_.append(index_key);
   batch_.Put(cfs_[kByTimeCf], key_, rocksdb::Slice());
   return index;

@@ -46,6 +46,7 @@ absl::StatusOr<AuditEvent> StoredRecord::Event() const {
 }
 
 std::string ShardStore::Impl::IncarnationName(uint32_t seq) const {
+  if (seq == 0) return std::string(kDirectSource);
   {
     absl::MutexLock lock(&mu_);
     if (auto it = incarnations_.find(seq); it != incarnations_.end()) return it->second.name;

@@ -67,6 +67,10 @@ struct SourcePosition {
   int64_t offset = -1;
 };
 
+// The name records appended straight to the shard (the gateway's direct path,
+// not read from Kafka) show as their source incarnation.
+inline constexpr absl::string_view kDirectSource = "direct";
+
 // One message to fold. Borrowed: the views must stay valid during ApplyBatch.
 struct SourceMessage {
   absl::string_view incarnation;
@@ -76,6 +80,16 @@ struct SourceMessage {
   // from the source; `payload` is the reason. The shard writes a SourceGap
   // record and moves its source position past the gap.
   std::optional<int64_t> gap_first_offset;
+  // A direct append, not a Kafka message: `incarnation` and `offset` are
+  // ignored; the record's source is (kDirectSource, ShardHead::direct_appends
+  // before it). Direct appends have no redelivery (a client retries by
+  // prediction_id), and they never touch the Kafka source position, so
+  // neither source makes the other look restarted or redelivered.
+  bool direct = false;
+  // When set: `payload` parsed and validated by the caller (the gateway
+  // serialized exactly this message), so the fold neither parses nor
+  // validates it again. Borrowed like the views.
+  const predlog::v1::AuditEvent* event = nullptr;
 };
 
 enum class FoldOutcome {
@@ -144,7 +158,8 @@ struct ShardHead {
   uint64_t next_index = 0;     // records in the log
   uint64_t next_rejected = 0;  // records in rejected
   Digest chain_head = kChainGenesis;
-  std::optional<SourcePosition> last_source;  // none before the first message
+  std::optional<SourcePosition> last_source;  // Kafka source; none before its first message
+  uint64_t direct_appends = 0;                // messages folded as direct appends
   ShardCounters counters;
 };
 

@@ -46,7 +46,9 @@
 //                 "snapshot/" index:u64       value: created_at:time
 //
 // Incarnations are numbered from 1 in the order the shard first saw them;
-// records store the number, the name lives once in meta.
+// records store the number, the name lives once in meta. Number 0 is the
+// direct source (kDirectSource: the gateway's appends), whose position is the
+// head's direct_appends.
 #ifndef PREDLOG_STORAGE_SHARD_STORE_IMPL_H_
 #define PREDLOG_STORAGE_SHARD_STORE_IMPL_H_
 
@@ -82,7 +84,8 @@ namespace internal {
 // Value formats of records, the head and rejected records. The shard's own
 // format (kShardFormat, meta "format") is checked by OpenDb in shard_store.cc.
 inline constexpr uint8_t kRecordFormat = 1;
-inline constexpr uint8_t kHeadFormat = 1;
+// Head format 1 had no direct_appends (read as 0); 2 appends it.
+inline constexpr uint8_t kHeadFormat = 2;
 inline constexpr uint8_t kRejectedFormat = 1;
 inline constexpr size_t kRecordHeaderBytes = 1 + 32 + 32 + 4 + 8;
 
@@ -117,6 +120,7 @@ inline absl::Status FromRocks(const rocksdb::Status& s, absl::string_view contex
   const std::string message = absl::StrCat(context, ": ", s.ToString());
   if (s.IsNotFound()) return absl::NotFoundError(message);
   if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(message);
   if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) return absl::UnavailableError(message);
   return absl::InternalError(message);
 }
@@ -128,7 +132,7 @@ inline absl::string_view ToView(const rocksdb::Slice& s) {
 
 // head := format:u8 next_index:u64 next_rejected:u64 chain:32 incarnation:u32
 //         last_offset:i64 applied:u64 duplicates:u64 conflicts:u64 rejected:u64
-//         redelivered:u64 source_resets:u64 gaps:u64
+//         redelivered:u64 source_resets:u64 gaps:u64 direct_appends:u64 (format 2)
 struct HeadState {
   ShardHead head;
   uint32_t incarnation_seq = 0;  // 0: no message folded yet
@@ -143,8 +147,8 @@ inline void EncodeHead(const HeadState& h, std::string* out) {
   AppendU32(out, h.incarnation_seq);
   AppendI64(out, h.head.last_source ? h.head.last_source->offset : -1);
   const ShardCounters& c = h.head.counters;
-  for (uint64_t v :
-       {c.applied, c.duplicates, c.conflicts, c.rejected, c.redelivered, c.source_resets, c.gaps}) {
+  for (uint64_t v : {c.applied, c.duplicates, c.conflicts, c.rejected, c.redelivered,
+                     c.source_resets, c.gaps, h.head.direct_appends}) {
     AppendU64(out, v);
   }
 }
@@ -160,12 +164,14 @@ inline bool ReadDigest(absl::string_view* in, Digest* d) {
 inline bool DecodeHead(absl::string_view in, HeadState* h, int64_t* last_offset) {
   uint8_t format;
   ShardCounters& c = h->head.counters;
-  return ReadU8(&in, &format) && format == kHeadFormat && ReadU64(&in, &h->head.next_index) &&
-         ReadU64(&in, &h->head.next_rejected) && ReadDigest(&in, &h->head.chain_head) &&
-         ReadU32(&in, &h->incarnation_seq) && ReadI64(&in, last_offset) &&
-         ReadU64(&in, &c.applied) && ReadU64(&in, &c.duplicates) && ReadU64(&in, &c.conflicts) &&
-         ReadU64(&in, &c.rejected) && ReadU64(&in, &c.redelivered) &&
-         ReadU64(&in, &c.source_resets) && ReadU64(&in, &c.gaps) && in.empty();
+  h->head.direct_appends = 0;
+  return ReadU8(&in, &format) && (format == 1 || format == kHeadFormat) &&
+         ReadU64(&in, &h->head.next_index) && ReadU64(&in, &h->head.next_rejected) &&
+         ReadDigest(&in, &h->head.chain_head) && ReadU32(&in, &h->incarnation_seq) &&
+         ReadI64(&in, last_offset) && ReadU64(&in, &c.applied) && ReadU64(&in, &c.duplicates) &&
+         ReadU64(&in, &c.conflicts) && ReadU64(&in, &c.rejected) && ReadU64(&in, &c.redelivered) &&
+         ReadU64(&in, &c.source_resets) && ReadU64(&in, &c.gaps) &&
+         (format == 1 || ReadU64(&in, &h->head.direct_appends)) && in.empty();
 }
 
 inline std::string IncarnationKey(uint32_t seq) {
@@ -254,6 +260,9 @@ class ShardStore::Impl {
     // Incarnations registered or superseded by this batch, published after the write.
     std::vector<std::pair<uint32_t, internal::Incarnation>> incarnation_updates;
     uint32_t new_incarnations = 0;
+    // The source of the message being folded: 0 (kDirectSource) for a direct
+    // append, else the current Kafka incarnation.
+    uint32_t source_seq = 0;
   };
 
   absl::StatusOr<StoredRecord> DecodeRecord(uint64_t index, absl::string_view value) const;
@@ -274,6 +283,7 @@ class ShardStore::Impl {
     event_ = nullptr;
     arena_->Reset();
     event_ = google::protobuf::Arena::CreateMessage<predlog::v1::AuditEvent>(arena_.get());
+    folded_ = event_;
   }
   // Appends a record for the event in `event_` whose bytes are `payload`.
   uint64_t AppendRecord(absl::string_view payload, int64_t offset, BatchState* b, Digest* leaf);
@@ -316,6 +326,8 @@ class ShardStore::Impl {
   std::unique_ptr<char[]> arena_block_;
   std::unique_ptr<google::protobuf::Arena> arena_;
   predlog::v1::AuditEvent* event_ = nullptr;  // owned by arena_, valid for one message
+  // The event being folded: event_, or a direct append's own parsed event.
+  const predlog::v1::AuditEvent* folded_ = nullptr;
   predlog::v1::AuditEvent original_;
   std::string key_;
   std::string header_;

@@ -41,13 +41,17 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     storage::ShardOptions shard_options;
     shard_options.name = absl::StrCat(source.topic, "-", source.partition);
     shard_options.dir = absl::StrCat(options.data_dir, "/shards/", shard_options.name);
+    shard_options.sync_writes = options.sync_writes;
     ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardStore> shard,
                      storage::ShardStore::Open(shard_options));
-    ASSIGN_OR_RETURN(std::vector<storage::SnapshotInfo> snapshots, shard->ListSnapshots());
-    ingest->last_snapshot_.emplace_back(
-        snapshots.empty() ? 0 : snapshots.back().index,
-        snapshots.empty() ? absl::Now() : snapshots.back().created_at);
-    ingest->shards_.push_back(std::move(shard));
+    storage::ShardWriterOptions writer_options;
+    writer_options.snapshot_every_events = options.snapshot_every_events;
+    writer_options.snapshot_every = options.snapshot_every;
+    writer_options.snapshot_retention = options.snapshot_retention;
+    ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardWriter> writer,
+                     storage::ShardWriter::Start(std::move(shard), writer_options));
+    ingest->shards_.push_back(&writer->shard());
+    ingest->writers_.push_back(std::move(writer));
   }
   ingest->pending_.resize(shard_count);
   ingest->assigned_.assign(shard_count, false);
@@ -77,12 +81,11 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
   };
   const bool embedded = absl::StartsWith(options.incarnation, kEmbeddedIncarnationPrefix);
   if (embedded) {
-    // The embedded broker (librdkafka's mock) answers a fetch with no data
-    // only after the whole fetch.wait.max.ms, even when data arrives
-    // meanwhile: every ms of it is a ms of every ack. A real broker answers
-    // as soon as data arrives, so there the default long poll costs no
-    // latency and spares the cluster a thousand empty fetches a second.
-    settings.emplace_back("fetch.wait.max.ms", "1");
+    // A real broker answers a fetch as soon as data arrives, so there the
+    // default long poll costs no latency; the mock does not (see
+    // IngestOptions::embedded_fetch_wait).
+    settings.emplace_back("fetch.wait.max.ms",
+                          absl::StrCat(absl::ToInt64Milliseconds(options.embedded_fetch_wait)));
   }
   // The registry consumer (group mode) and the only consumer (no group) are
   // assigned their partitions by hand: the group id only names the client.
@@ -342,7 +345,7 @@ bool Ingest::RecordGapAndResume(int shard_id) {
   // Reassigning a partition this instance no longer owns would fetch behind
   // the new owner's back; a later assignment seeks it anew anyway.
   if (!assigned_[shard_id]) return true;
-  storage::ShardStore& shard = *shards_[shard_id];
+  const storage::ShardStore& shard = *shards_[shard_id];
   const ShardSource& source = sources_[shard_id];
   int64_t low = -1, high = -1;
   rd_kafka_t* consumer = ConsumerOf(shard_id);
@@ -369,7 +372,7 @@ bool Ingest::RecordGapAndResume(int shard_id) {
         absl::StrCat("offsets ", next, "..", low - 1, " of ", shard.name(),
                      " were no longer in Kafka (low watermark ", low, ") when the ingest asked");
     storage::SourceMessage gap{options_.incarnation, low - 1, reason, next};
-    absl::StatusOr<storage::BatchResult> result = shard.ApplyBatch({&gap, 1});
+    absl::StatusOr<storage::BatchResult> result = writers_[shard_id]->ApplyBatch({&gap, 1});
     if (!result.ok()) {
       PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": record gap: " << result.status();
       return false;
@@ -416,8 +419,8 @@ bool Ingest::FoldShard(int shard_id, std::vector<rd_kafka_message_t*>& messages)
         storage::SourceMessage{options_.incarnation, m->offset,
                                absl::string_view(static_cast<const char*>(m->payload), m->len)});
   }
-  storage::ShardStore& shard = *shards_[shard_id];
-  absl::StatusOr<storage::BatchResult> result = shard.ApplyBatch(batch);
+  const storage::ShardStore& shard = *shards_[shard_id];
+  absl::StatusOr<storage::BatchResult> result = writers_[shard_id]->ApplyBatch(batch);
   if (!result.ok()) {
     PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": " << result.status();
   } else {
@@ -444,34 +447,7 @@ bool Ingest::FoldShard(int shard_id, std::vector<rd_kafka_message_t*>& messages)
   }
   for (rd_kafka_message_t* m : messages) rd_kafka_message_destroy(m);
   messages.clear();
-  if (!result.ok()) return false;
-  MaybeSnapshot(shard_id);
-  return true;
-}
-
-void Ingest::MaybeSnapshot(int shard_id) {
-  storage::ShardStore& shard = *shards_[shard_id];
-  auto& [last_index, last_time] = last_snapshot_[shard_id];
-  const uint64_t next_index = shard.Head().next_index;
-  if (next_index == last_index) return;
-  const absl::Time now = absl::Now();
-  const bool by_count = options_.snapshot_every_events > 0 &&
-                        next_index - last_index >= options_.snapshot_every_events;
-  const bool by_time =
-      options_.snapshot_every > absl::ZeroDuration() && now - last_time >= options_.snapshot_every;
-  if (!by_count && !by_time) return;
-  absl::StatusOr<storage::SnapshotInfo> snapshot = shard.CreateSnapshot(now);
-  if (!snapshot.ok()) {
-    PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": snapshot: " << snapshot.status();
-    last_time = now;  // retry on the next schedule, not on every batch
-    return;
-  }
-  last_index = snapshot->index;
-  last_time = now;
-  absl::StatusOr<int> pruned = shard.PruneSnapshots(options_.snapshot_retention, now);
-  if (!pruned.ok()) {
-    PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": prune snapshots: " << pruned.status();
-  }
+  return result.ok();
 }
 
 void Ingest::AwaitFold(absl::string_view topic, int32_t partition, int64_t offset,

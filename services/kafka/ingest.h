@@ -1,8 +1,10 @@
 // Ingest: consumes predlog.events and predlog.registry and folds each
-// partition into its shard (data_dir/shards/<topic>-<p>/), one
-// ShardStore::ApplyBatch per partition per poll batch. The shard, not Kafka's committed offset, is
-// the truth about where to resume: each partition is assigned at the offset just after its shard's
-// stored source position (or at the beginning when the source is a new incarnation).
+// partition into its shard (data_dir/shards/<topic>-<p>/), one batch per
+// partition per poll, through the shard's one ShardWriter (which the
+// gateway's direct appends share, so each group is one WriteBatch). The shard, not Kafka's
+// committed offset, is the truth about where to resume: each partition is assigned at the offset
+// just after its shard's stored source position (or at the beginning when the source is a new
+// incarnation).
 //
 // Ownership. With a group id the ingest joins that Kafka consumer group
 // (cooperative-sticky), and the instances of the group split the partitions
@@ -44,6 +46,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "storage/shard_store.h"
+#include "storage/shard_writer.h"
 
 namespace predlog::services {
 
@@ -67,6 +70,15 @@ struct IngestOptions {
   absl::Duration snapshot_every = absl::Hours(1);
   // What pruning after each snapshot keeps.
   storage::RetentionPolicy snapshot_retention;
+  // Against the embedded broker only: how long a fetch waits for data
+  // (fetch.wait.max.ms). librdkafka's mock answers an empty fetch only after
+  // all of it, even when data arrives meanwhile, so this bounds how long an
+  // event produced to it waits to be folded, and sets the idle cost (one
+  // empty fetch per wait). 1 ms where acks wait for folds through Kafka.
+  absl::Duration embedded_fetch_wait = absl::Milliseconds(100);
+  // fsync the shards' WAL on every group commit (ShardOptions::sync_writes):
+  // an answered write survives a power loss, not only a killed process.
+  bool sync_writes = true;
 };
 
 // What became of one Kafka message.
@@ -131,6 +143,11 @@ class Ingest {
   // Borrowed; valid for the Ingest's lifetime.
   const storage::ShardStore& shard(int partition) const { return *shards_[partition]; }
   const storage::ShardStore& registry() const { return *shards_.back(); }
+  // The one writer of a predlog.events partition's shard, and of the
+  // registry's: the gateway's direct appends go through them, beside the
+  // ingest's own folds. Borrowed; valid for the Ingest's lifetime.
+  storage::ShardWriter& writer(int partition) { return *writers_[partition]; }
+  storage::ShardWriter& registry_writer() { return *writers_.back(); }
 
  private:
   // Shards are numbered: predlog.events partitions 0..N-1, then the registry.
@@ -191,15 +208,14 @@ class Ingest {
   // The offsets to commit for `shards` (their positions in this
   // incarnation), or nullptr when none has one. Caller destroys the list.
   rd_kafka_topic_partition_list_t* CommitList(const std::vector<int>& shards);
-  // Takes and prunes snapshots of `shard` when its schedule says so.
-  void MaybeSnapshot(int shard);
   void FailWaiters(const absl::Status& status);
 
   const IngestOptions options_;
   std::vector<ShardSource> sources_;
-  std::vector<std::unique_ptr<storage::ShardStore>> shards_;
-  // Ingest thread only: per shard, the index and time of its last snapshot.
-  std::vector<std::pair<uint64_t, absl::Time>> last_snapshot_;
+  // Per shard, its one writer (which owns the ShardStore and takes its
+  // snapshots), and the store as readers see it.
+  std::vector<std::unique_ptr<storage::ShardWriter>> writers_;
+  std::vector<const storage::ShardStore*> shards_;
   // Ingest thread only: per shard, messages polled and not yet folded (the
   // revoke callback folds a revoked shard's before giving it up).
   std::vector<std::vector<rd_kafka_message_t*>> pending_;

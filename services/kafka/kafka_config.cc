@@ -4,6 +4,11 @@
 
 namespace predlog::services {
 
+int32_t PartitionForKey(absl::string_view key, int partitions) {
+  return rd_kafka_msg_partitioner_murmur2(nullptr, key.data(), key.size(), partitions, nullptr,
+                                          nullptr);
+}
+
 absl::StatusOr<rd_kafka_conf_t*> NewKafkaConf(const KafkaSettings& settings) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];

@@ -9,12 +9,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace predlog::services {
 
 // Topic names (DESIGN.md "Flow").
 inline constexpr char kEventsTopic[] = "predlog.events";
 inline constexpr char kRegistryTopic[] = "predlog.registry";
+
+// The partition in [0, partitions) that Kafka's murmur2 partitioner (Java's
+// default; librdkafka's `murmur2_random` for a non-empty key) picks for `key`:
+// where a subject's events live, whichever path wrote them.
+int32_t PartitionForKey(absl::string_view key, int partitions);
 
 using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
 

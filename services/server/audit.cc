@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "services/kafka/kafka_config.h"
 #include "services/server/prediction_log.h"
 #include "storage/status_macros.h"
 #include "storage/timestamps.h"
@@ -45,11 +46,11 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
   switch (request.filter_case()) {
     case predlog::v1::ExportTrailRequest::kSubjectId:
       if (request.subject_id().empty()) return absl::InvalidArgumentError("subject_id is empty");
-      RETURN_IF_ERROR(ingest_->CheckFoldedHere(
-          {PredictionLog::PartitionOf(request.subject_id(), ingest_->partitions())},
-          absl::StrCat("exporting subject ", request.subject_id())));
-      plan.push_back({&ingest_->shard(
-          PredictionLog::PartitionOf(request.subject_id(), ingest_->partitions()))});
+      RETURN_IF_ERROR(
+          ingest_->CheckFoldedHere({PartitionForKey(request.subject_id(), ingest_->partitions())},
+                                   absl::StrCat("exporting subject ", request.subject_id())));
+      plan.push_back(
+          {&ingest_->shard(PartitionForKey(request.subject_id(), ingest_->partitions()))});
       plan.back().end_index = plan.back().shard->Head().next_index;
       break;
     case predlog::v1::ExportTrailRequest::kModel:

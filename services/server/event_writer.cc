@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "services/kafka/kafka_config.h"
 #include "storage/event_validation.h"
 #include "storage/sha256.h"
 #include "storage/timestamps.h"
@@ -30,6 +31,18 @@ LogReceipt::Outcome ToReceiptOutcome(storage::FoldOutcome outcome) {
   return LogReceipt::OUTCOME_UNSPECIFIED;
 }
 
+void SetFoldResult(const std::string& shard, const storage::MessageResult& result,
+                   LogReceipt* receipt) {
+  receipt->set_outcome(ToReceiptOutcome(result.outcome));
+  receipt->set_reason(result.reason);
+  receipt->mutable_position()->set_shard(shard);
+  receipt->mutable_position()->set_index(result.index);
+  if (result.outcome == storage::FoldOutcome::kApplied ||
+      result.outcome == storage::FoldOutcome::kDuplicate) {
+    receipt->set_leaf_sha256(storage::ToHex(result.leaf));
+  }
+}
+
 void EventWriter::StampEnvelope(absl::string_view actor, predlog::v1::AuditEvent* event) {
   thread_local std::mt19937_64 rng(std::random_device{}());
   event->set_event_id(absl::StrFormat("%016x%016x", rng(), rng()));
@@ -48,9 +61,9 @@ absl::Status EventWriter::RenameFieldPath(const absl::Status& status, absl::stri
 }
 
 void EventWriter::Write(absl::string_view topic, absl::string_view key,
-                        const predlog::v1::AuditEvent& event, bool wait_durable,
-                        absl::string_view what, ReceiptCallback done) {
-  const std::string bytes = event.SerializeAsString();
+                        predlog::v1::AuditEvent event, bool wait_durable, absl::string_view what,
+                        ReceiptCallback done) {
+  std::string bytes = event.SerializeAsString();
   if (bytes.size() > options_.max_event_bytes) {
     done(absl::InvalidArgumentError(absl::StrCat(
         what, " is ", bytes.size(), " bytes serialized; the limit is ", options_.max_event_bytes)));
@@ -69,6 +82,10 @@ void EventWriter::Write(absl::string_view topic, absl::string_view key,
     in_flight_bytes_.fetch_sub(size);
     inner(std::move(r));
   };
+  if (options_.direct) {
+    Append(topic, key, std::move(event), std::move(bytes), std::move(done));
+    return;
+  }
   const bool durable = options_.always_wait_durable || wait_durable;
   if (durable && ingest_ == nullptr) {
     done(absl::FailedPreconditionError(
@@ -77,43 +94,61 @@ void EventWriter::Write(absl::string_view topic, absl::string_view key,
     return;
   }
   Ingest* ingest = ingest_;
-  absl::Status produced = producer_->Produce(
-      topic, key, bytes,
-      [topic = std::string(topic), durable, ingest,
-       done](absl::StatusOr<Delivery> delivery) mutable {
-        if (!delivery.ok()) {
-          done(delivery.status());
-          return;
-        }
-        LogReceipt receipt;
-        receipt.set_shard(absl::StrCat(topic, "-", delivery->partition));
-        receipt.mutable_source()->set_partition(delivery->partition);
-        receipt.mutable_source()->set_offset(delivery->offset);
-        if (!durable) {
-          receipt.set_outcome(LogReceipt::ACCEPTED);
-          done(std::move(receipt));
-          return;
-        }
-        ingest->AwaitFold(topic, delivery->partition, delivery->offset,
-                          [receipt = std::move(receipt),
-                           done = std::move(done)](absl::StatusOr<FoldReceipt> fold) mutable {
-                            if (!fold.ok()) {
-                              done(fold.status());
-                              return;
-                            }
-                            receipt.set_outcome(ToReceiptOutcome(fold->result.outcome));
-                            receipt.set_reason(fold->result.reason);
-                            receipt.mutable_position()->set_shard(fold->shard);
-                            receipt.mutable_position()->set_index(fold->result.index);
-                            if (fold->result.outcome == storage::FoldOutcome::kApplied ||
-                                fold->result.outcome == storage::FoldOutcome::kDuplicate) {
-                              receipt.set_leaf_sha256(storage::ToHex(fold->result.leaf));
-                            }
-                            done(std::move(receipt));
-                          });
-      });
+  absl::Status produced =
+      producer_->Produce(topic, key, bytes,
+                         [topic = std::string(topic), durable, ingest,
+                          done](absl::StatusOr<Delivery> delivery) mutable {
+                           if (!delivery.ok()) {
+                             done(delivery.status());
+                             return;
+                           }
+                           LogReceipt receipt;
+                           receipt.set_shard(absl::StrCat(topic, "-", delivery->partition));
+                           receipt.mutable_source()->set_partition(delivery->partition);
+                           receipt.mutable_source()->set_offset(delivery->offset);
+                           if (!durable) {
+                             receipt.set_outcome(LogReceipt::ACCEPTED);
+                             done(std::move(receipt));
+                             return;
+                           }
+                           ingest->AwaitFold(topic, delivery->partition, delivery->offset,
+                                             [receipt = std::move(receipt), done = std::move(done)](
+                                                 absl::StatusOr<FoldReceipt> fold) mutable {
+                                               if (!fold.ok()) {
+                                                 done(fold.status());
+                                                 return;
+                                               }
+                                               SetFoldResult(fold->shard, fold->result, &receipt);
+                                               done(std::move(receipt));
+                                             });
+                         });
   // On failure Produce did not take the callback, so `done` is still ours.
   if (!produced.ok()) done(produced);
+}
+
+void EventWriter::Append(absl::string_view topic, absl::string_view key,
+                         predlog::v1::AuditEvent event, std::string bytes, ReceiptCallback done) {
+  if (ingest_ == nullptr) {
+    done(absl::FailedPreconditionError("direct appends need the shards of this process"));
+    return;
+  }
+  const bool registry = topic == kRegistryTopic;
+  const int32_t partition = registry ? 0 : PartitionForKey(key, ingest_->partitions());
+  storage::ShardWriter& writer = registry ? ingest_->registry_writer() : ingest_->writer(partition);
+  LogReceipt receipt;
+  receipt.set_shard(writer.shard().name());
+  receipt.mutable_source()->set_incarnation(std::string(storage::kDirectSource));
+  receipt.mutable_source()->set_partition(partition);
+  writer.Append(std::move(event), std::move(bytes),
+                [receipt = std::move(receipt), shard = writer.shard().name(),
+                 done = std::move(done)](absl::StatusOr<storage::MessageResult> result) mutable {
+                  if (!result.ok()) {
+                    done(result.status());
+                    return;
+                  }
+                  SetFoldResult(shard, *result, &receipt);
+                  done(std::move(receipt));
+                });
 }
 
 }  // namespace predlog::services

@@ -28,6 +28,11 @@ struct EventWriterOptions {
   // the shard's RocksDB WAL, which survives kill -9 of any process. The WAL
   // is not fsync'd per batch, so an OS crash can lose the newest acks.
   bool always_wait_durable = false;
+  // Append straight into the ingest's shard writers (group commit, WAL synced
+  // as the shards are configured) instead of producing to Kafka: the
+  // single-machine default, with the broker in this process. Every answer is
+  // then a fold's outcome. Needs the ingest.
+  bool direct = false;
   // Largest serialized event accepted.
   size_t max_event_bytes = 1 << 20;
   // Event bytes produced but not yet answered (in Kafka, not yet folded).
@@ -55,15 +60,22 @@ class EventWriter {
   static absl::Status RenameFieldPath(const absl::Status& status, absl::string_view body_field,
                                       absl::string_view request_field);
 
-  // Produces the (stamped, validated) `event` to (topic, key) and calls `done`
-  // exactly once, possibly before returning: with an ACCEPTED receipt once
-  // Kafka has it, or, when durable, with the fold's outcome and position.
-  // INVALID_ARGUMENT ("<what> is N bytes ...") for an oversize event;
-  // RESOURCE_EXHAUSTED / UNAVAILABLE mean retry later.
-  void Write(absl::string_view topic, absl::string_view key, const predlog::v1::AuditEvent& event,
+  // Writes the (stamped, validated) `event` for (topic, key) and calls `done`
+  // exactly once, possibly before returning. Direct: appended to the shard
+  // Kafka's partitioner picks for `key`, answered with the fold's outcome and
+  // position once the group commit is written. Otherwise produced to Kafka:
+  // an ACCEPTED receipt once Kafka has it, or, when durable, the fold's
+  // outcome and position. INVALID_ARGUMENT ("<what> is N bytes ...") for an
+  // oversize event; RESOURCE_EXHAUSTED / UNAVAILABLE mean retry later
+  // (RESOURCE_EXHAUSTED also when the shard's disk is full, naming it).
+  void Write(absl::string_view topic, absl::string_view key, predlog::v1::AuditEvent event,
              bool wait_durable, absl::string_view what, ReceiptCallback done);
 
  private:
+  // The direct path of Write.
+  void Append(absl::string_view topic, absl::string_view key, predlog::v1::AuditEvent event,
+              std::string bytes, ReceiptCallback done);
+
   Producer* const producer_;
   Ingest* const ingest_;
   const EventWriterOptions options_;
@@ -72,6 +84,10 @@ class EventWriter {
 
 // The receipt outcome of a fold outcome (kRedelivered has none).
 predlog::v1::LogReceipt::Outcome ToReceiptOutcome(storage::FoldOutcome outcome);
+// Fills `receipt`'s outcome, reason, position and leaf from a fold's result
+// in shard `shard`.
+void SetFoldResult(const std::string& shard, const storage::MessageResult& result,
+                   predlog::v1::LogReceipt* receipt);
 
 }  // namespace predlog::services
 

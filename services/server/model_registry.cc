@@ -158,7 +158,7 @@ void ModelRegistry::WriteEvent(const predlog::v1::AuditEvent& event, absl::strin
                                absl::string_view what,
                                std::function<void(absl::StatusOr<RegistryReceipt>)> done) {
   // Durable so that a Rerun or a deploy right after sees the registration.
-  writer_.Write(kRegistryTopic, key, event, /*wait_durable=*/true, what,
+  writer_.Write(kRegistryTopic, key, std::move(event), /*wait_durable=*/true, what,
                 [done = std::move(done)](absl::StatusOr<LogReceipt> receipt) {
                   if (!receipt.ok()) {
                     done(receipt.status());

@@ -18,7 +18,7 @@ PredictionLog::PredictionLog(Producer* producer, Ingest* ingest, PredictionLogOp
   for (int p = 0; p < ingest_->partitions(); ++p) shards_.events.push_back(&ingest_->shard(p));
   shards_.registry = &ingest_->registry();
   shards_.partition_of = [partitions = ingest_->partitions()](absl::string_view key) {
-    return PartitionOf(key, partitions);
+    return PartitionForKey(key, partitions);
   };
   shards_.check_folded = [ingest = ingest_](const std::vector<int>& partitions,
                                             absl::string_view what) {
@@ -52,8 +52,8 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user
     done(EventWriter::RenameFieldPath(valid, "prediction_logged", "prediction"));
     return;
   }
-  writer_.Write(kEventsTopic, request.prediction().subject_id(), event, request.wait_durable(),
-                "prediction",
+  writer_.Write(kEventsTopic, request.prediction().subject_id(), std::move(event),
+                request.wait_durable(), "prediction",
                 [prediction_id = request.prediction().prediction_id(),
                  done = std::move(done)](absl::StatusOr<predlog::v1::LogReceipt> receipt) {
                   if (receipt.ok()) receipt->set_prediction_id(prediction_id);
@@ -74,14 +74,8 @@ void PredictionLog::ChangeEntity(const predlog::v1::ChangeEntityRequest& request
     done(EventWriter::RenameFieldPath(valid, "entity_changed", "change"));
     return;
   }
-  writer_.Write(kEventsTopic, request.change().entity_id(), event, request.wait_durable(), "change",
-                std::move(done));
-}
-
-int32_t PredictionLog::PartitionOf(absl::string_view subject_id, int partitions) {
-  // librdkafka's own murmur2 (Java-compatible): the producer's partitioner.
-  return rd_kafka_msg_partitioner_murmur2(nullptr, subject_id.data(), subject_id.size(), partitions,
-                                          nullptr, nullptr);
+  writer_.Write(kEventsTopic, request.change().entity_id(), std::move(event),
+                request.wait_durable(), "change", std::move(done));
 }
 
 absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::ToRecord(
@@ -146,7 +140,7 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
   switch (request.filter_case()) {
     case predlog::v1::ListPredictionsRequest::kSubjectId:
       if (request.subject_id().empty()) return absl::InvalidArgumentError("subject_id is empty");
-      partition = last_partition = PartitionOf(request.subject_id(), ingest_->partitions());
+      partition = last_partition = PartitionForKey(request.subject_id(), ingest_->partitions());
       break;
     case predlog::v1::ListPredictionsRequest::kModel:
       if (request.model().name().empty() || request.model().version().empty()) {

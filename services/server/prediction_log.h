@@ -53,9 +53,7 @@ class PredictionLog {
 
   const GatewayMetrics& metrics() const { return metrics_; }
 
-  // The partition (= shard) Kafka's murmur2 partitioner picks for a subject.
-  static int32_t PartitionOf(absl::string_view subject_id, int partitions);
-  // The ingest's shards as reads see them (partition_of is PartitionOf,
+  // The ingest's shards as reads see them (partition_of is PartitionForKey,
   // check_folded is Ingest::CheckFoldedHere); empty without an ingest. The
   // replay engine reads the same set.
   const storage::ShardSet& shards() const { return shards_; }

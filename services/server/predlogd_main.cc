@@ -28,6 +28,10 @@ ABSL_FLAG(int64_t, snapshot_every_seconds, 3600,
           "Snapshot a shard with new records after this many seconds (0: never by time).");
 ABSL_FLAG(int, worker_threads, 4,
           "Threads for queries, replays and exports (kept apart from Log calls), >= 1.");
+ABSL_FLAG(bool, sync, true,
+          "fsync each shard's WAL before a group commit's writes are acknowledged. "
+          "--sync=false acknowledges before the fsync: a killed process still loses nothing, "
+          "but a power loss or OS crash can lose the newest acknowledged events.");
 ABSL_FLAG(std::string, roles, "all",
           "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
 
@@ -59,6 +63,7 @@ int main(int argc, char** argv) {
   options.snapshot_every_events = absl::GetFlag(FLAGS_snapshot_every_events);
   options.snapshot_every_seconds = absl::GetFlag(FLAGS_snapshot_every_seconds);
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.sync = absl::GetFlag(FLAGS_sync);
   const absl::Status status = predlog::services::RunUntilSignalled(options);
   if (!status.ok()) {
     std::cerr << "predlogd: " << status << "\n";

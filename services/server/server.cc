@@ -254,6 +254,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     }
     ingest_options.snapshot_every_events = options.snapshot_every_events;
     ingest_options.snapshot_every = absl::Seconds(options.snapshot_every_seconds);
+    ingest_options.sync_writes = options.sync;
+    // A gateway here whose acks wait for folds through an embedded broker in
+    // another process needs the mock's fetches answered at once. With the
+    // broker here too, the gateway appends directly and only Kafka clients'
+    // events wait for a fetch: the default keeps idle fetches few.
+    if (embedded_source && roles.gateway && !roles.broker) {
+      ingest_options.embedded_fetch_wait = absl::Milliseconds(1);
+    }
     ASSIGN_OR_RETURN(parts->ingest, Ingest::Start(ingest_options));
   }
   if (!roles.gateway) {
@@ -267,6 +275,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   PredictionLogOptions log_options;
   // The embedded broker holds messages in memory only: an ack must mean folded.
   log_options.writer.always_wait_durable = embedded_source;
+  // Everything on one machine (the embedded default): the gateway writes
+  // straight into its shards, no broker hop; the embedded broker stays for
+  // Kafka clients, whose events fold through the same shard writers.
+  const bool direct = roles.broker && roles.ingest;
+  log_options.writer.direct = direct;
   parts->log =
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
   parts->workers = std::make_unique<WorkerPool>(options.worker_threads);
@@ -274,6 +287,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   ASSIGN_OR_RETURN(parts->artifacts, storage::ArtifactStore::Open(options.data_dir + "/artifacts"));
   ModelRegistryOptions registry_options;
   registry_options.writer.always_wait_durable = embedded_source;
+  registry_options.writer.direct = direct;
   parts->registry = std::make_unique<ModelRegistry>(parts->producer.get(), parts->ingest.get(),
                                                     parts->artifacts.get(), registry_options);
   parts->registry_service =

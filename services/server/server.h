@@ -50,6 +50,8 @@ struct ServerOptions {
   // Threads for reads (queries, replays, exports), kept off gRPC's own
   // threads so that a slow read never delays a Log ack. >= 1.
   int worker_threads = 4;
+  // fsync the shards' WAL in every group commit before its acks (--sync).
+  bool sync = true;
 };
 
 // A running predlogd. Thread-safe.

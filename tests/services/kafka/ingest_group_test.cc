@@ -275,7 +275,7 @@ TEST_F(IngestGroupTest, ReadsOfPartitionsFoldedElsewhereSaySoInsteadOfNotFound) 
   ASSERT_TRUE(WaitUntil([&] { return FoldedThrough(a->shard(event->partition), {*event}); }));
   const std::string subject =
       absl::StrCat("customer-", std::stoi(event->prediction_id.substr(6)) % 50);
-  ASSERT_EQ(PredictionLog::PartitionOf(subject, kPartitions), event->partition);
+  ASSERT_EQ(PartitionForKey(subject, kPartitions), event->partition);
   const std::string shard_name = absl::StrCat("predlog.events-", event->partition);
 
   PredictionLog on_a(kafka_.producer.get(), a.get(), {});

@@ -1,0 +1,149 @@
+#include "storage/shard_writer.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "storage/logging.h"
+#include "storage/status_macros.h"
+
+namespace predlog::storage {
+
+absl::StatusOr<std::unique_ptr<ShardWriter>> ShardWriter::Start(std::unique_ptr<ShardStore> shard,
+                                                                ShardWriterOptions options) {
+  if (shard == nullptr) return absl::InvalidArgumentError("ShardWriter needs a shard");
+  if (options.max_group_messages < 1) {
+    return absl::InvalidArgumentError("ShardWriterOptions.max_group_messages must be >= 1");
+  }
+  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> snapshots, shard->ListSnapshots());
+  std::unique_ptr<ShardWriter> writer(new ShardWriter(std::move(shard), std::move(options)));
+  writer->last_snapshot_index_ = snapshots.empty() ? 0 : snapshots.back().index;
+  writer->last_snapshot_time_ = snapshots.empty() ? absl::Now() : snapshots.back().created_at;
+  writer->thread_ = std::thread([raw = writer.get()] { raw->Run(); });
+  return writer;
+}
+
+ShardWriter::ShardWriter(std::unique_ptr<ShardStore> shard, ShardWriterOptions options)
+    : shard_(std::move(shard)), options_(std::move(options)) {}
+
+ShardWriter::~ShardWriter() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ShardWriter::Append(predlog::v1::AuditEvent event, std::string payload, AppendCallback done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      appends_.push_back(DirectAppend{std::move(event), std::move(payload), std::move(done)});
+      return;
+    }
+  }
+  done(absl::UnavailableError(absl::StrCat(shard_->name(), " is closing; nothing was written")));
+}
+
+absl::StatusOr<BatchResult> ShardWriter::ApplyBatch(absl::Span<const SourceMessage> messages) {
+  KafkaBatch batch{messages, absl::UnknownError("not written"), false};
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return absl::UnavailableError(absl::StrCat(shard_->name(), " is closing"));
+  batches_.push_back(&batch);
+  mu_.Await(absl::Condition(&batch.done));
+  return std::move(batch.result);
+}
+
+size_t ShardWriter::queued() const {
+  absl::MutexLock lock(&mu_);
+  return appends_.size();
+}
+
+void ShardWriter::Run() {
+  std::vector<DirectAppend> appends;
+  for (;;) {
+    KafkaBatch* kafka = nullptr;
+    appends.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](ShardWriter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return w->stopping_ || !w->appends_.empty() || !w->batches_.empty();
+          },
+          this));
+      if (appends_.empty() && batches_.empty()) return;  // stopping, nothing left
+      if (!batches_.empty()) {
+        kafka = batches_.front();
+        batches_.pop_front();
+      }
+      while (!appends_.empty() && appends.size() < options_.max_group_messages) {
+        appends.push_back(std::move(appends_.front()));
+        appends_.pop_front();
+      }
+    }
+    WriteGroup(appends, kafka);
+    MaybeSnapshot();
+  }
+}
+
+void ShardWriter::WriteGroup(std::vector<DirectAppend>& appends, KafkaBatch* kafka) {
+  std::vector<SourceMessage> group;
+  group.reserve(appends.size() + (kafka != nullptr ? kafka->messages.size() : 0));
+  // The Kafka batch first: its results are the group's first ones.
+  if (kafka != nullptr) group.insert(group.end(), kafka->messages.begin(), kafka->messages.end());
+  for (const DirectAppend& a : appends) {
+    SourceMessage m;
+    m.direct = true;
+    m.payload = a.payload;
+    m.event = &a.event;
+    group.push_back(m);
+  }
+  absl::StatusOr<BatchResult> result = shard_->ApplyBatch(group);
+  groups_written_.fetch_add(1, std::memory_order_relaxed);
+  if (!result.ok()) {
+    PREDLOG_LOG(ERROR) << "shard writer: " << result.status();
+  }
+  const size_t kafka_count = kafka != nullptr ? kafka->messages.size() : 0;
+  for (size_t i = 0; i < appends.size(); ++i) {
+    if (result.ok()) {
+      appends[i].done(std::move(result->messages[kafka_count + i]));
+    } else {
+      appends[i].done(result.status());
+    }
+  }
+  if (kafka != nullptr) {
+    absl::MutexLock lock(&mu_);
+    if (result.ok()) {
+      result->messages.resize(kafka_count);
+      kafka->result = std::move(*result);
+    } else {
+      kafka->result = result.status();
+    }
+    kafka->done = true;
+  }
+}
+
+void ShardWriter::MaybeSnapshot() {
+  const uint64_t next_index = shard_->Head().next_index;
+  if (next_index == last_snapshot_index_) return;
+  const absl::Time now = absl::Now();
+  const bool by_count = options_.snapshot_every_events > 0 &&
+                        next_index - last_snapshot_index_ >= options_.snapshot_every_events;
+  const bool by_time = options_.snapshot_every > absl::ZeroDuration() &&
+                       now - last_snapshot_time_ >= options_.snapshot_every;
+  if (!by_count && !by_time) return;
+  absl::StatusOr<SnapshotInfo> snapshot = shard_->CreateSnapshot(now);
+  last_snapshot_time_ = now;  // on failure: retry on the next schedule, not every group
+  if (!snapshot.ok()) {
+    PREDLOG_LOG(ERROR) << "shard writer: " << shard_->name() << ": snapshot: " << snapshot.status();
+    return;
+  }
+  last_snapshot_index_ = snapshot->index;
+  absl::StatusOr<int> pruned = shard_->PruneSnapshots(options_.snapshot_retention, now);
+  if (!pruned.ok()) {
+    PREDLOG_LOG(ERROR) << "shard writer: " << shard_->name()
+                       << ": prune snapshots: " << pruned.status();
+  }
+}
+
+}  // namespace predlog::storage
