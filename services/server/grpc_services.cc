@@ -45,6 +45,18 @@ grpc::ServerUnaryReactor* PredictionLogService::Log(grpc::CallbackServerContext*
   return reactor;
 }
 
+grpc::ServerUnaryReactor* PredictionLogService::LogBatch(
+    grpc::CallbackServerContext* context, const predlog::v1::LogBatchRequest* request,
+    predlog::v1::LogBatchResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  log_->LogBatch(*request,
+                 [reactor, response](absl::StatusOr<predlog::v1::LogBatchResponse> result) {
+                   if (result.ok()) *response = std::move(*result);
+                   reactor->Finish(ToGrpcStatus(result.status()));
+                 });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(
     grpc::CallbackServerContext* context, const predlog::v1::ChangeEntityRequest* request,
     predlog::v1::LogReceipt* receipt) {
@@ -91,15 +103,8 @@ class LogStreamReactor final
       ++in_flight_;
     }
     log_->Log(request_, [this, prediction_id](absl::StatusOr<predlog::v1::LogReceipt> result) {
-      predlog::v1::LogReceipt receipt;
-      if (result.ok()) {
-        receipt = std::move(*result);
-      } else {
-        receipt.set_prediction_id(prediction_id);
-        receipt.set_error_code(static_cast<int32_t>(result.status().code()));
-        receipt.set_reason(std::string(result.status().message()));
-      }
-      Complete(std::move(receipt));
+      Complete(result.ok() ? std::move(*result)
+                           : PredictionLog::ErrorReceipt(prediction_id, result.status()));
     });
     bool read_more;
     {

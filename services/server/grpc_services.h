@@ -32,6 +32,9 @@ class PredictionLogService final : public predlog::v1::PredictionLog::CallbackSe
   grpc::ServerUnaryReactor* Log(grpc::CallbackServerContext* context,
                                 const predlog::v1::LogRequest* request,
                                 predlog::v1::LogReceipt* receipt) override;
+  grpc::ServerUnaryReactor* LogBatch(grpc::CallbackServerContext* context,
+                                     const predlog::v1::LogBatchRequest* request,
+                                     predlog::v1::LogBatchResponse* response) override;
   grpc::ServerUnaryReactor* GetPrediction(grpc::CallbackServerContext* context,
                                           const predlog::v1::GetPredictionRequest* request,
                                           predlog::v1::PredictionRecord* record) override;

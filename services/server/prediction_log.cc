@@ -1,9 +1,12 @@
 #include "services/server/prediction_log.h"
 
+#include <memory>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "services/kafka/kafka_config.h"
 #include "storage/sha256.h"
@@ -59,6 +62,55 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user
                   if (receipt.ok()) receipt->set_prediction_id(prediction_id);
                   done(std::move(receipt));
                 });
+}
+
+void PredictionLog::LogBatch(
+    const predlog::v1::LogBatchRequest& request,
+    std::function<void(absl::StatusOr<predlog::v1::LogBatchResponse>)> done) {
+  const int n = request.requests_size();
+  if (n == 0) {
+    done(absl::InvalidArgumentError("requests is empty"));
+    return;
+  }
+  if (n > kMaxLogBatch) {
+    done(absl::InvalidArgumentError(
+        absl::StrCat("requests has ", n, " entries; the limit is ", kMaxLogBatch)));
+    return;
+  }
+  // Shared by the n answers; the last one to arrive sends the response.
+  struct Pending {
+    absl::Mutex mu;
+    predlog::v1::LogBatchResponse response;
+    int outstanding;
+    std::function<void(absl::StatusOr<predlog::v1::LogBatchResponse>)> done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->outstanding = n;
+  pending->done = std::move(done);
+  for (int i = 0; i < n; ++i) pending->response.add_receipts();
+  for (int i = 0; i < n; ++i) {
+    const predlog::v1::LogRequest& one = request.requests(i);
+    Log(one, [pending, i, prediction_id = one.prediction().prediction_id()](
+                 absl::StatusOr<predlog::v1::LogReceipt> result) {
+      bool last;
+      {
+        absl::MutexLock lock(&pending->mu);
+        *pending->response.mutable_receipts(i) =
+            result.ok() ? std::move(*result) : ErrorReceipt(prediction_id, result.status());
+        last = --pending->outstanding == 0;
+      }
+      if (last) pending->done(std::move(pending->response));
+    });
+  }
+}
+
+predlog::v1::LogReceipt PredictionLog::ErrorReceipt(absl::string_view prediction_id,
+                                                    const absl::Status& status) {
+  predlog::v1::LogReceipt receipt;
+  receipt.set_prediction_id(std::string(prediction_id));
+  receipt.set_error_code(static_cast<int32_t>(status.code()));
+  receipt.set_reason(std::string(status.message()));
+  return receipt;
 }
 
 void PredictionLog::ChangeEntity(const predlog::v1::ChangeEntityRequest& request,

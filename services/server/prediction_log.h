@@ -36,6 +36,17 @@ class PredictionLog {
   // Calls `done` exactly once (possibly before returning). INVALID_ARGUMENT
   // names the field; RESOURCE_EXHAUSTED / UNAVAILABLE mean retry later.
   void Log(const predlog::v1::LogRequest& request, LogCallback done);
+  // Logs each request of `request` as Log does and calls `done` once, when
+  // every one is answered, with a receipt per request in request order (a
+  // failed one as ErrorReceipt). INVALID_ARGUMENT only for an empty batch or
+  // one of more than kMaxLogBatch requests.
+  static constexpr int kMaxLogBatch = 10'000;
+  void LogBatch(const predlog::v1::LogBatchRequest& request,
+                std::function<void(absl::StatusOr<predlog::v1::LogBatchResponse>)> done);
+  // The receipt of a request that failed: its prediction_id, the status code
+  // as error_code and the message as reason (LogStream, LogBatch).
+  static predlog::v1::LogReceipt ErrorReceipt(absl::string_view prediction_id,
+                                              const absl::Status& status);
   // Records an EntityChanged, keyed by entity_id; as Log (the receipt has no
   // prediction_id).
   void ChangeEntity(const predlog::v1::ChangeEntityRequest& request, LogCallback done);

@@ -8,6 +8,8 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/kafka/kafka_config.h"
+#include "services/server/event_writer.h"
 #include "tests/testing/events.h"
 #include "tests/testing/kafka_pipeline.h"
 #include "tests/testing/status_matchers.h"
@@ -78,6 +80,54 @@ TEST(PredictionLogBackpressure, AboveTheInFlightBoundLogIsResourceExhaustedAndNo
     after.Notify();
   });
   EXPECT_TRUE(after.WaitForNotificationWithTimeout(absl::Seconds(30)));
+}
+
+TEST(EventWriterPaths, ADirectAppendStoresTheSameBytesAsTheKafkaPath) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(KafkaPipeline direct_side, KafkaPipeline::Start(2));
+  ASSERT_OK(direct_side.StartIngest(dir.Sub("direct")));
+  ASSERT_OK_AND_ASSIGN(KafkaPipeline kafka_side, KafkaPipeline::Start(2));
+  ASSERT_OK(kafka_side.StartIngest(dir.Sub("kafka")));
+  EventWriterOptions direct_options;
+  direct_options.direct = true;
+  EventWriter direct(direct_side.producer.get(), direct_side.ingest.get(), direct_options);
+  EventWriter through_kafka(kafka_side.producer.get(), kafka_side.ingest.get(), {});
+
+  // One stamped event, written once down each path.
+  predlog::v1::AuditEvent event = MakePrediction(PredictionSpec{});
+  EventWriter::StampEnvelope("limits-api", &event);
+  auto write = [&](EventWriter& writer) {
+    absl::Notification done;
+    absl::StatusOr<predlog::v1::LogReceipt> receipt;
+    writer.Write(kEventsTopic, event.prediction_logged().subject_id(), event,
+                 /*wait_durable=*/true, "prediction",
+                 [&](absl::StatusOr<predlog::v1::LogReceipt> r) {
+                   receipt = std::move(r);
+                   done.Notify();
+                 });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    return receipt;
+  };
+  ASSERT_OK_AND_ASSIGN(predlog::v1::LogReceipt direct_receipt, write(direct));
+  ASSERT_OK_AND_ASSIGN(predlog::v1::LogReceipt kafka_receipt, write(through_kafka));
+  ASSERT_EQ(direct_receipt.outcome(), predlog::v1::LogReceipt::APPLIED);
+  ASSERT_EQ(kafka_receipt.outcome(), predlog::v1::LogReceipt::APPLIED);
+  EXPECT_EQ(direct_receipt.shard(), kafka_receipt.shard());
+  EXPECT_EQ(direct_receipt.leaf_sha256(), kafka_receipt.leaf_sha256());
+  EXPECT_EQ(direct_receipt.source().incarnation(), storage::kDirectSource);
+  EXPECT_EQ(kafka_receipt.source().incarnation(), "");  // a Kafka receipt names the offset
+
+  const int partition = PartitionForKey(event.prediction_logged().subject_id(), 2);
+  ASSERT_OK_AND_ASSIGN(storage::StoredRecord a,
+                       direct_side.ingest->shard(partition).Get(direct_receipt.position().index()));
+  ASSERT_OK_AND_ASSIGN(storage::StoredRecord b,
+                       kafka_side.ingest->shard(partition).Get(kafka_receipt.position().index()));
+  EXPECT_EQ(a.payload, b.payload);
+  EXPECT_EQ(a.payload, event.SerializeAsString());
+  EXPECT_EQ(a.leaf, b.leaf);
+  EXPECT_EQ(a.chain, b.chain);  // both the first record of a fresh shard
+  EXPECT_EQ(a.source.incarnation, storage::kDirectSource);
+  EXPECT_EQ(b.source.incarnation, kafka_side.broker->incarnation());
 }
 
 }  // namespace
