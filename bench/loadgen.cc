@@ -44,6 +44,8 @@ ABSL_FLAG(int64_t, events, 100000, "Events to log in total.");
 ABSL_FLAG(int64_t, rate, 0, "Target events/s over all clients; 0 = as fast as possible.");
 ABSL_FLAG(int, event_bytes, 1024, "Approximate serialized event size.");
 ABSL_FLAG(int, partitions, 4, "Partitions of the in-process predlogd.");
+ABSL_FLAG(bool, sync, true,
+          "In-process predlogd: fsync the shards' WAL in every group commit (predlogd --sync).");
 ABSL_FLAG(bool, raw_baseline, true, "Also measure librdkafka alone on the same broker.");
 ABSL_FLAG(std::string, target, "",
           "gRPC address of a running predlogd; empty starts one in-process (embedded broker, "
@@ -304,6 +306,7 @@ int main(int argc, char** argv) {
   predlog::testing::TempDir dir;
   predlog::services::ServerOptions options;
   options.data_dir = dir.Sub("data");
+  options.sync = absl::GetFlag(FLAGS_sync);
   options.grpc_listen = "127.0.0.1:0";
   options.http_listen = "";
   options.partitions = absl::GetFlag(FLAGS_partitions);
