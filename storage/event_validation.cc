@@ -116,6 +116,8 @@ absl::Status ValidateEvent(const AuditEvent& event, const EventLimits& limits) {
       return absl::InvalidArgumentError("source_reset is written by predlog only");
     case AuditEvent::kSourceGap:
       return absl::InvalidArgumentError("source_gap is written by predlog only");
+    case AuditEvent::kRecordsLost:
+      return absl::InvalidArgumentError("records_lost is written by predlog only");
     case AuditEvent::BODY_NOT_SET:
       break;
   }

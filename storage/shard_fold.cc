@@ -55,6 +55,7 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", options_.name, " is open read-only"));
   }
+  if (lost_.has_value()) return LostError();
   BatchState b;
   {
     absl::MutexLock lock(&mu_);
@@ -146,6 +147,15 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
   RETURN_IF_ERROR(FromRocks(
       db_->Write(write_options_, &batch_),
       absl::StrCat("shard ", options_.name, ": write batch of ", messages.size(), " messages")));
+  // The WAL is synced (with sync_writes): now the mark may say so. A failed
+  // mark write loses no data, only the detection of a later loss; the next
+  // write retries it.
+  if (mark_ != nullptr && b.h.head.next_index != Head().next_index) {
+    if (absl::Status marked = mark_->Write({b.h.head.next_index, b.h.head.chain_head});
+        !marked.ok()) {
+      PREDLOG_LOG(ERROR) << "shard " << options_.name << ": " << marked;
+    }
+  }
   absl::MutexLock lock(&mu_);
   head_ = std::move(b.h);
   for (auto& [seq, inc] : b.incarnation_updates) incarnations_[seq] = std::move(inc);
@@ -200,6 +210,7 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
       return FoldEntityChange(m, b, r);
     case AuditEvent::kSourceReset:
     case AuditEvent::kSourceGap:
+    case AuditEvent::kRecordsLost:
     case AuditEvent::BODY_NOT_SET:
       break;  // ValidateEvent rejected these.
   }
@@ -424,6 +435,47 @@ void ShardStore::Impl::WriteSourceGap(const SourceMessage& m, BatchState* b, Mes
   r->outcome = FoldOutcome::kApplied;
   r->index = AppendSystemEvent(b, &r->leaf);
   ++b->h.head.counters.gaps;
+}
+
+absl::Status ShardStore::Impl::AcceptLoss() {
+  const LostRecords lost = *lost_;
+  BatchState b;
+  {
+    absl::MutexLock lock(&mu_);
+    b.h = head_;
+  }
+  batch_.Clear();
+  batch_time_ = absl::Now();
+  // The lost indexes are never given to another record: the loss takes the
+  // index after them, and the chain goes on from the last intact record.
+  b.h.head.next_index = lost.end_index;
+  b.source_seq = b.h.incarnation_seq;
+  StartSystemEvent("records-lost", b);
+  auto* l = event_->mutable_records_lost();
+  l->set_first_lost_index(lost.first_index);
+  l->set_last_lost_index(lost.end_index - 1);
+  l->set_intact_chain_sha256(ToHex(b.h.head.chain_head));
+  l->set_acked_chain_sha256(ToHex(lost.acked_chain_head));
+  l->set_reason(std::string(LostError().message()));
+  Digest leaf;
+  const uint64_t index = AppendSystemEvent(&b, &leaf);
+  std::string head_value;
+  EncodeHead(b.h, &head_value);
+  batch_.Put(cfs_[kMetaCf], ToSlice(kHeadKey), head_value);
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  RETURN_IF_ERROR(FromRocks(db_->Write(synced, &batch_),
+                            absl::StrCat("shard ", options_.name, ": record the loss")));
+  RETURN_IF_ERROR(mark_->Write({b.h.head.next_index, b.h.head.chain_head}));
+  PREDLOG_LOG(WARNING) << "shard " << options_.name << ": the loss of records " << lost.first_index
+                       << ".." << lost.end_index - 1 << " was accepted and recorded at index "
+                       << index;
+  {
+    absl::MutexLock lock(&mu_);
+    head_ = std::move(b.h);
+  }
+  lost_.reset();
+  return absl::OkStatus();
 }
 
 void ShardStore::Impl::WriteSourceReset(const std::string& previous, int64_t previous_offset,

@@ -275,7 +275,7 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
   uint64_t expected = 0;
   for (it->SeekToFirst(); it->Valid() && !report.first_bad_index; it->Next(), ++expected) {
     uint64_t index;
-    if (!DecodeIndexKey(ToView(it->key()), &index) || index != expected) {
+    if (!DecodeIndexKey(ToView(it->key()), &index) || index < expected) {
       report.first_bad_index = expected;
       report.problem = absl::StrCat("record ", expected, " is missing");
       break;
@@ -285,6 +285,19 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
       report.first_bad_index = index;
       report.problem = std::string(rec.status().message());
       break;
+    }
+    if (index != expected) {
+      // Only an accepted loss may leave a hole, and its record comes right
+      // after it and names it.
+      absl::StatusOr<predlog::v1::AuditEvent> event = rec->Event();
+      if (!event.ok() || !event->has_records_lost() ||
+          event->records_lost().first_lost_index() != expected ||
+          event->records_lost().last_lost_index() + 1 != index) {
+        report.first_bad_index = expected;
+        report.problem = absl::StrCat("record ", expected, " is missing");
+        break;
+      }
+      expected = index;
     }
     if (Sha256(rec->payload) != rec->leaf) {
       report.first_bad_index = index;
@@ -303,11 +316,13 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
   it.reset();
   db_->ReleaseSnapshot(snapshot);
   RETURN_IF_ERROR(status);
-  if (!report.first_bad_index && report.records_checked < head.next_index) {
-    report.first_bad_index = report.records_checked;
-    report.problem = absl::StrCat("record ", report.records_checked, " is missing (head says ",
-                                  head.next_index, " records)");
-  } else if (!report.first_bad_index && report.records_checked > head.next_index) {
+  // `expected` is one past the last record's index (records_checked, but for
+  // the holes of accepted losses).
+  if (!report.first_bad_index && expected < head.next_index) {
+    report.first_bad_index = expected;
+    report.problem =
+        absl::StrCat("record ", expected, " is missing (head says ", head.next_index, " records)");
+  } else if (!report.first_bad_index && expected > head.next_index) {
     report.first_bad_index = head.next_index;
     report.problem = absl::StrCat("record ", head.next_index, " exists beyond the head (",
                                   head.next_index, " records)");

@@ -20,6 +20,7 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
 #include "storage/key_codec.h"
+#include "storage/logging.h"
 #include "storage/shard_store_impl.h"
 #include "storage/status_macros.h"
 
@@ -158,10 +159,45 @@ absl::Status ShardStore::Impl::OpenDb() {
     head_ = std::move(head);
     incarnations_ = std::move(names);
   }
-  if (!options_.read_only && db_path_ == (fs::path(options_.dir) / "db").string()) {
-    RETURN_IF_ERROR(RemoveOrphanSnapshots());
+  if (db_path_ == (fs::path(options_.dir) / "db").string()) {
+    if (!options_.read_only) RETURN_IF_ERROR(RemoveOrphanSnapshots());
+    RETURN_IF_ERROR(CheckAckedMark());
   }
   return absl::OkStatus();
+}
+
+absl::Status ShardStore::Impl::CheckAckedMark() {
+  const std::string path = (fs::path(options_.dir) / "acked").string();
+  std::optional<AckedMark::Value> acked;
+  if (options_.read_only) {
+    ASSIGN_OR_RETURN(acked, AckedMark::Read(path));
+  } else {
+    ASSIGN_OR_RETURN(mark_, AckedMark::Open(path, options_.sync_writes));
+    acked = mark_->at_open();
+  }
+  const ShardHead head = Head();
+  if (acked.has_value() && acked->next_index > head.next_index) {
+    lost_ = LostRecords{head.next_index, acked->next_index, acked->chain_head};
+    PREDLOG_LOG(ERROR) << LostError().message();
+    if (options_.accept_data_loss && !options_.read_only) RETURN_IF_ERROR(AcceptLoss());
+    return absl::OkStatus();
+  }
+  // A new shard, or one from before marks: the mark starts at what is here.
+  if (mark_ != nullptr && !acked.has_value()) {
+    RETURN_IF_ERROR(mark_->Write({head.next_index, head.chain_head}));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ShardStore::Impl::LostError() const {
+  const LostRecords& l = *lost_;
+  return absl::DataLossError(absl::StrCat(
+      "shard ", options_.name, " lost acknowledged records ", l.first_index, "..", l.end_index - 1,
+      ": its acknowledgement mark says the log reached ", l.end_index,
+      " records but RocksDB recovered ", l.first_index,
+      l.first_index == 0 ? "" : absl::StrCat(" (the last intact index is ", l.first_index - 1, ")"),
+      "; the WAL was truncated or damaged. Nothing is written to it until an operator accepts "
+      "the loss (predlogd --accept_data_loss), which records it in the shard's log"));
 }
 
 // ---------------------------------------------------------------------------
@@ -183,6 +219,10 @@ absl::StatusOr<BatchResult> ShardStore::ApplyBatch(absl::Span<const SourceMessag
 }
 ShardHead ShardStore::Head() const { return impl_->Head(); }
 const std::string& ShardStore::name() const { return impl_->options().name; }
+const std::optional<LostRecords>& ShardStore::lost() const { return impl_->lost(); }
+absl::Status ShardStore::CheckNotLost() const {
+  return impl_->lost().has_value() ? impl_->LostError() : absl::OkStatus();
+}
 
 absl::StatusOr<StoredRecord> ShardStore::Get(uint64_t index) const { return impl_->Get(index); }
 absl::StatusOr<StoredRecord> ShardStore::GetByPredictionId(absl::string_view id) const {

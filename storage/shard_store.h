@@ -56,6 +56,11 @@ struct ShardOptions {
   // kept in rejected, so the Kafka consumer's fetch limit bounds them). Must be > 0.
   size_t max_message_bytes = 4 << 20;
   EventLimits limits;
+  // What to do when the shard lost records it had acknowledged (see
+  // ShardStore::lost()): false refuses every write until an operator says
+  // otherwise; true records the loss as a RecordsLost record in the shard's
+  // log on open (the lost indexes stay unused) and goes on.
+  bool accept_data_loss = false;
   // RocksDB block cache shared by the shard's column families. Must be > 0.
   size_t block_cache_bytes = 64 << 20;
 };
@@ -163,6 +168,15 @@ struct ShardHead {
   ShardCounters counters;
 };
 
+// Acknowledged records a shard no longer has: its synced acknowledgement mark
+// (storage/acked_mark.h) says the log reached end_index, but the recovered
+// log ends at first_index. [first_index, end_index) are lost.
+struct LostRecords {
+  uint64_t first_index = 0;
+  uint64_t end_index = 0;
+  Digest acked_chain_head{};  // the chain value after end_index - 1, from the mark
+};
+
 // [from, to): served_at or recorded_at bounds.
 struct TimeRange {
   absl::Time from = absl::InfinitePast();
@@ -187,7 +201,9 @@ class ShardStore {
  public:
   // Opens or creates the shard. INVALID_ARGUMENT for bad options,
   // FAILED_PRECONDITION when a read-only open finds no shard, INTERNAL for
-  // RocksDB errors (with the directory in the message).
+  // RocksDB errors (with the directory in the message). A shard that lost
+  // acknowledged records opens (so status and metrics can say so), with
+  // lost() set, unless accept_data_loss recorded the loss.
   static absl::StatusOr<std::unique_ptr<ShardStore>> Open(const ShardOptions& options);
   ~ShardStore();
   ShardStore(const ShardStore&) = delete;
@@ -195,11 +211,19 @@ class ShardStore {
 
   // Folds `messages` (offsets increasing within one incarnation) as one
   // atomic write. Per-message problems are outcomes, not errors; an error
-  // status means nothing of the batch was written and it may be retried.
+  // status means nothing of the batch was written and it may be retried:
+  // RESOURCE_EXHAUSTED when the disk is full, DATA_LOSS while lost() is set.
   absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
 
   ShardHead Head() const;
   const std::string& name() const;
+  // Set when the shard lost acknowledged records and the loss was not
+  // accepted: ApplyBatch then fails with DATA_LOSS naming the range, and
+  // callers should refuse reads too. Constant after Open.
+  const std::optional<LostRecords>& lost() const;
+  // OK, or while lost() is set the DATA_LOSS status writes get: it names the
+  // shard, the lost range, the last intact index and how to accept the loss.
+  absl::Status CheckNotLost() const;
 
   // Reads. NOT_FOUND names what was looked up.
   absl::StatusOr<StoredRecord> Get(uint64_t index) const;

@@ -74,6 +74,7 @@
 #include "google/protobuf/message.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "storage/acked_mark.h"
 #include "storage/key_codec.h"
 #include "storage/sha256.h"
 #include "storage/shard_store.h"
@@ -225,6 +226,9 @@ class ShardStore::Impl {
 
   absl::Status OpenDb();
   absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
+  const std::optional<LostRecords>& lost() const { return lost_; }
+  // The DATA_LOSS status of a write while lost_ is set.
+  absl::Status LostError() const;
 
   ShardHead Head() const {
     absl::MutexLock lock(&mu_);
@@ -269,6 +273,11 @@ class ShardStore::Impl {
   absl::StatusOr<std::string> GetRaw(internal::Cf cf, absl::string_view key,
                                      absl::string_view what) const;
   absl::Status RemoveOrphanSnapshots();
+  // Opens the acked mark of the main shard and compares it with the
+  // recovered head (setting lost_), or accepts the loss.
+  absl::Status CheckAckedMark();
+  // Writes the RecordsLost record for lost_ and clears it.
+  absl::Status AcceptLoss();
 
   // Writer-side fold steps. All write into batch_ only.
   void FoldMessage(const SourceMessage& m, BatchState* b, MessageResult* r);
@@ -314,6 +323,10 @@ class ShardStore::Impl {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs_;
   rocksdb::WriteOptions write_options_;
+  // The synced acknowledgement mark (main shard, writable); null otherwise.
+  std::unique_ptr<AckedMark> mark_;
+  // Set by OpenDb when acknowledged records are missing; constant after.
+  std::optional<LostRecords> lost_;
 
   mutable absl::Mutex mu_;
   internal::HeadState head_ ABSL_GUARDED_BY(mu_);

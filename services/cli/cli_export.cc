@@ -162,7 +162,13 @@ int Cli::Status() {
                   s.chain_head_sha256().substr(0, 16)});
   }
   table.Print(out_);
-  return kExitOk;
+  int lost = 0;
+  for (const v1::ShardStatus& s : response.shards()) {
+    if (s.lost_records().empty()) continue;
+    out_ << "LOST: " << s.lost_records() << "\n";
+    ++lost;
+  }
+  return lost == 0 ? kExitOk : kExitFailed;
 }
 
 }  // namespace predlog::services::cli_internal

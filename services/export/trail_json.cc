@@ -366,6 +366,15 @@ bool EmitSourceGap(const predlog::v1::SourceGap& g, std::string* out) {
   return w.String("\"reason\":", g.reason());
 }
 
+bool EmitRecordsLost(const predlog::v1::RecordsLost& l, std::string* out) {
+  ObjectWriter w(out);
+  w.QuotedInt("\"firstLostIndex\":", l.first_lost_index());
+  w.QuotedInt("\"lastLostIndex\":", l.last_lost_index());
+  return w.String("\"intactChainSha256\":", l.intact_chain_sha256()) &&
+         w.String("\"ackedChainSha256\":", l.acked_chain_sha256()) &&
+         w.String("\"reason\":", l.reason());
+}
+
 bool EmitEvent(const predlog::v1::AuditEvent& e, std::string* out) {
   using E = predlog::v1::AuditEvent;
   ObjectWriter w(out);
@@ -390,6 +399,8 @@ bool EmitEvent(const predlog::v1::AuditEvent& e, std::string* out) {
       return EmitSourceReset(e.source_reset(), w.Key("\"sourceReset\":"));
     case E::kSourceGap:
       return EmitSourceGap(e.source_gap(), w.Key("\"sourceGap\":"));
+    case E::kRecordsLost:
+      return EmitRecordsLost(e.records_lost(), w.Key("\"recordsLost\":"));
     case E::BODY_NOT_SET:
       return true;
   }
@@ -458,7 +469,8 @@ bool FastTrailJsonCoversSchema() {
           {13, "entityChanged"},
           {14, "datasetRegistered"},
           {20, "sourceReset"},
-          {21, "sourceGap"}}},
+          {21, "sourceGap"},
+          {22, "recordsLost"}}},
         {v1::ModelRef::descriptor(), {{1, "name"}, {2, "version"}, {3, "artifactSha256"}}},
         {v1::PipelineRef::descriptor(), {{1, "name"}, {2, "version"}, {3, "codeDigest"}}},
         {v1::Value::descriptor(),
@@ -523,6 +535,12 @@ bool FastTrailJsonCoversSchema() {
           {4, "newFirstOffset"}}},
         {v1::SourceGap::descriptor(),
          {{1, "incarnation"}, {2, "firstMissingOffset"}, {3, "lastMissingOffset"}, {4, "reason"}}},
+        {v1::RecordsLost::descriptor(),
+         {{1, "firstLostIndex"},
+          {2, "lastLostIndex"},
+          {3, "intactChainSha256"},
+          {4, "ackedChainSha256"},
+          {5, "reason"}}},
     };
     return std::all_of(known.begin(), known.end(), Covers);
   }();

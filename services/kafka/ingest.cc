@@ -42,6 +42,7 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     shard_options.name = absl::StrCat(source.topic, "-", source.partition);
     shard_options.dir = absl::StrCat(options.data_dir, "/shards/", shard_options.name);
     shard_options.sync_writes = options.sync_writes;
+    shard_options.accept_data_loss = options.accept_data_loss;
     ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardStore> shard,
                      storage::ShardStore::Open(shard_options));
     storage::ShardWriterOptions writer_options;
@@ -494,7 +495,8 @@ std::vector<PartitionStatus> Ingest::Status() const {
   }
   std::vector<PartitionStatus> out;
   for (size_t i = 0; i < shards_.size(); ++i) {
-    PartitionStatus status{shards_[i]->name(), shards_[i]->Head(), -1, owned[i]};
+    PartitionStatus status{shards_[i]->name(), shards_[i]->Head(), -1, owned[i],
+                           std::string(shards_[i]->CheckNotLost().message())};
     int64_t low = -1, high = -1;
     if (rd_kafka_get_watermark_offsets(ConsumerOf(static_cast<int>(i)), sources_[i].topic.c_str(),
                                        sources_[i].partition, &low,

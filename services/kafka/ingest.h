@@ -76,6 +76,9 @@ struct IngestOptions {
   // event produced to it waits to be folded, and sets the idle cost (one
   // empty fetch per wait). 1 ms where acks wait for folds through Kafka.
   absl::Duration embedded_fetch_wait = absl::Milliseconds(100);
+  // Shards that lost acknowledged records record the loss and go on
+  // (ShardOptions::accept_data_loss); otherwise they refuse writes and reads.
+  bool accept_data_loss = false;
   // fsync the shards' WAL on every group commit (ShardOptions::sync_writes):
   // an answered write survives a power loss, not only a killed process.
   bool sync_writes = true;
@@ -96,6 +99,9 @@ struct PartitionStatus {
   // Whether this instance folds the partition now (the consumer group
   // assigned it here). A shard not owned keeps what it folded while it was.
   bool owned = false;
+  // Non-empty when the shard lost acknowledged records and no operator
+  // accepted it yet (ShardStore::CheckNotLost's message, naming the range).
+  std::string lost;
 
   // Messages in Kafka not yet folded: high_watermark - (last folded offset +
   // 1); -1 while the watermark is unknown or the partition is not owned here
@@ -130,9 +136,11 @@ class Ingest {
   // Every shard: predlog.events partitions in order, then the registry.
   std::vector<PartitionStatus> Status() const;
   // OK when this instance folds every predlog.events partition in
-  // `partitions` (always, without a group). Otherwise FAILED_PRECONDITION
-  // naming those another instance of the group folds: a read of them here
-  // would miss what that instance folded. `what` names the read.
+  // `partitions` (always, without a group) and none of their shards lost
+  // acknowledged records. Otherwise FAILED_PRECONDITION naming those another
+  // instance of the group folds (a read of them here would miss what that
+  // instance folded), or DATA_LOSS naming a shard's lost range. `what` names
+  // the read.
   absl::Status CheckFoldedHere(const std::vector<int>& partitions, absl::string_view what) const;
   // The same for every predlog.events partition.
   absl::Status CheckAllFoldedHere(absl::string_view what) const;

@@ -301,6 +301,11 @@ bool Ingest::AssignmentKnown() const {
 
 absl::Status Ingest::CheckFoldedHere(const std::vector<int>& partitions,
                                      absl::string_view what) const {
+  for (int p : partitions) {
+    if (absl::Status intact = shards_[p]->CheckNotLost(); !intact.ok()) {
+      return absl::DataLossError(absl::StrCat(what, ": ", intact.message()));
+    }
+  }
   std::vector<std::string> elsewhere;
   {
     absl::MutexLock lock(&mu_);

@@ -200,6 +200,7 @@ absl::StatusOr<predlog::v1::StatusResponse> Audit::Status() const {
     }
     out->set_consumer_lag(p.consumer_lag());
     out->set_folded_elsewhere(!p.owned);
+    out->set_lost_records(p.lost);
     out->set_rejected(p.head.counters.rejected);
     out->set_conflicts(p.head.counters.conflicts);
     out->set_duplicates(p.head.counters.duplicates);

@@ -98,6 +98,15 @@ void RenderShardMetrics(const std::vector<PartitionStatus>& partitions, std::str
     absl::StrAppend(out, "predlog_shard_assigned{shard=\"", p.shard, "\"} ", p.owned ? 1 : 0, "\n");
   }
   absl::StrAppend(out,
+                  "# HELP predlog_shard_lost_records 1 when the shard lost acknowledged records "
+                  "and refuses writes and reads until an operator accepts the loss "
+                  "(predlogd --accept_data_loss), else 0.\n",
+                  "# TYPE predlog_shard_lost_records gauge\n");
+  for (const PartitionStatus& p : partitions) {
+    absl::StrAppend(out, "predlog_shard_lost_records{shard=\"", p.shard, "\"} ",
+                    p.lost.empty() ? 0 : 1, "\n");
+  }
+  absl::StrAppend(out,
                   "# HELP predlog_consumer_lag Messages in Kafka not yet folded (-1: unknown, "
                   "or the partition is folded by another instance).\n",
                   "# TYPE predlog_consumer_lag gauge\n");

@@ -32,6 +32,11 @@ ABSL_FLAG(bool, sync, true,
           "fsync each shard's WAL before a group commit's writes are acknowledged. "
           "--sync=false acknowledges before the fsync: a killed process still loses nothing, "
           "but a power loss or OS crash can lose the newest acknowledged events.");
+ABSL_FLAG(bool, accept_data_loss, false,
+          "A shard whose recovered log ends before what it had acknowledged (a truncated or "
+          "damaged WAL) refuses writes and reads, naming the lost range. Restarting with this "
+          "flag records the loss as a RecordsLost record in that shard's log (the lost indexes "
+          "are never reused) and goes on.");
 ABSL_FLAG(std::string, roles, "all",
           "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
 
@@ -64,6 +69,7 @@ int main(int argc, char** argv) {
   options.snapshot_every_seconds = absl::GetFlag(FLAGS_snapshot_every_seconds);
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.sync = absl::GetFlag(FLAGS_sync);
+  options.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
   const absl::Status status = predlog::services::RunUntilSignalled(options);
   if (!status.ok()) {
     std::cerr << "predlogd: " << status << "\n";

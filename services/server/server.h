@@ -52,6 +52,9 @@ struct ServerOptions {
   int worker_threads = 4;
   // fsync the shards' WAL in every group commit before its acks (--sync).
   bool sync = true;
+  // Shards that lost acknowledged records record the loss in their log and
+  // go on (--accept_data_loss); otherwise they refuse writes and reads.
+  bool accept_data_loss = false;
 };
 
 // A running predlogd. Thread-safe.

@@ -1,0 +1,83 @@
+#include "storage/acked_mark.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "storage/key_codec.h"
+
+namespace predlog::storage {
+namespace {
+
+constexpr uint8_t kMarkFormat = 1;
+constexpr size_t kMarkBytes = 1 + 8 + 32;
+
+absl::Status ErrnoError(int err, absl::string_view what, const std::string& path) {
+  const std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(message);
+  return absl::InternalError(message);
+}
+
+// nullopt for an empty file (created, never written).
+absl::StatusOr<std::optional<AckedMark::Value>> ReadFd(int fd, const std::string& path) {
+  char buffer[kMarkBytes + 1];
+  const ssize_t n = pread(fd, buffer, sizeof(buffer), 0);
+  if (n < 0) return ErrnoError(errno, "read acked mark", path);
+  if (n == 0) return std::nullopt;
+  absl::string_view in(buffer, static_cast<size_t>(n));
+  uint8_t format;
+  AckedMark::Value value;
+  absl::string_view chain;
+  if (static_cast<size_t>(n) != kMarkBytes || !ReadU8(&in, &format) || format != kMarkFormat ||
+      !ReadU64(&in, &value.next_index) || !ReadBytes(&in, 32, &chain)) {
+    return absl::DataLossError(
+        absl::StrCat("acked mark ", path, " is not a predlog mark (", n, " bytes)"));
+  }
+  std::copy(chain.begin(), chain.end(), value.chain_head.begin());
+  return value;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AckedMark>> AckedMark::Open(const std::string& path, bool sync) {
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError(errno, "open acked mark", path);
+  std::unique_ptr<AckedMark> mark(new AckedMark(path, fd, sync));
+  absl::StatusOr<std::optional<Value>> value = ReadFd(fd, path);
+  if (!value.ok()) return value.status();
+  mark->at_open_ = *value;
+  return mark;
+}
+
+absl::StatusOr<std::optional<AckedMark::Value>> AckedMark::Read(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    return ErrnoError(errno, "open acked mark", path);
+  }
+  absl::StatusOr<std::optional<Value>> value = ReadFd(fd, path);
+  close(fd);
+  return value;
+}
+
+AckedMark::~AckedMark() { close(fd_); }
+
+absl::Status AckedMark::Write(const Value& value) {
+  std::string bytes;
+  AppendU8(&bytes, kMarkFormat);
+  AppendU64(&bytes, value.next_index);
+  bytes.append(value.chain_head.begin(), value.chain_head.end());
+  const ssize_t n = pwrite(fd_, bytes.data(), bytes.size(), 0);
+  if (n < 0) return ErrnoError(errno, "write acked mark", path_);
+  if (static_cast<size_t>(n) != bytes.size()) {
+    return absl::InternalError(absl::StrCat("write acked mark ", path_, ": short write"));
+  }
+  if (sync_ && fdatasync(fd_) != 0) return ErrnoError(errno, "sync acked mark", path_);
+  return absl::OkStatus();
+}
+
+}  // namespace predlog::storage
