@@ -2,6 +2,8 @@
 // RocksDB WriteBatch (records, indexes, state, rejected records, incarnations
 // and the head), and the fold of each kind of message. The formats written
 // here are the grammar at the top of shard_store_impl.h.
+#include <sys/statvfs.h>
+
 #include <optional>
 #include <string>
 #include <utility>
@@ -56,6 +58,7 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
         absl::StrCat("shard ", options_.name, " is open read-only"));
   }
   if (lost_.has_value()) return LostError();
+  RETURN_IF_ERROR(CheckFreeSpace(messages));
   BatchState b;
   {
     absl::MutexLock lock(&mu_);
@@ -435,6 +438,20 @@ void ShardStore::Impl::WriteSourceGap(const SourceMessage& m, BatchState* b, Mes
   r->outcome = FoldOutcome::kApplied;
   r->index = AppendSystemEvent(b, &r->leaf);
   ++b->h.head.counters.gaps;
+}
+
+absl::Status ShardStore::Impl::CheckFreeSpace(absl::Span<const SourceMessage> messages) const {
+  if (options_.min_free_bytes == 0) return absl::OkStatus();
+  struct statvfs fs;
+  if (statvfs(db_path_.c_str(), &fs) != 0) return absl::OkStatus();  // RocksDB will say why
+  uint64_t incoming = 0;
+  for (const SourceMessage& m : messages) incoming += m.payload.size();
+  const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (free_bytes >= options_.min_free_bytes + incoming) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "shard ", options_.name, ": the disk of ", options_.dir, " has ", free_bytes,
+      " bytes free, below the reserve of ", options_.min_free_bytes,
+      " bytes; nothing was written, and writing resumes by itself once space is freed"));
 }
 
 absl::Status ShardStore::Impl::AcceptLoss() {

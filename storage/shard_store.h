@@ -61,6 +61,13 @@ struct ShardOptions {
   // otherwise; true records the loss as a RecordsLost record in the shard's
   // log on open (the lost indexes stay unused) and goes on.
   bool accept_data_loss = false;
+  // Writes are refused with RESOURCE_EXHAUSTED while the shard's filesystem
+  // has less than this many bytes free, and go on by themselves once it has
+  // more. RocksDB must never meet ENOSPC itself: after a failed WAL write the
+  // Debian build (assertions on) aborts the process at the next write
+  // (WritableFileWriter's "sync_without_flush_called_"). The reserve also
+  // leaves room for memtable flushes and compactions. 0 turns the check off.
+  uint64_t min_free_bytes = uint64_t{256} << 20;
   // RocksDB block cache shared by the shard's column families. Must be > 0.
   size_t block_cache_bytes = 64 << 20;
 };

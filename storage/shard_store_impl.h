@@ -276,6 +276,9 @@ class ShardStore::Impl {
   // Opens the acked mark of the main shard and compares it with the
   // recovered head (setting lost_), or accepts the loss.
   absl::Status CheckAckedMark();
+  // RESOURCE_EXHAUSTED when writing `messages` would leave less than
+  // options_.min_free_bytes free on the shard's filesystem.
+  absl::Status CheckFreeSpace(absl::Span<const SourceMessage> messages) const;
   // Writes the RecordsLost record for lost_ and clears it.
   absl::Status AcceptLoss();
 

@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     shard_options.dir = absl::StrCat(options.data_dir, "/shards/", shard_options.name);
     shard_options.sync_writes = options.sync_writes;
     shard_options.accept_data_loss = options.accept_data_loss;
+    shard_options.min_free_bytes = options.min_free_bytes;
     ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardStore> shard,
                      storage::ShardStore::Open(shard_options));
     storage::ShardWriterOptions writer_options;

@@ -79,6 +79,9 @@ struct IngestOptions {
   // Shards that lost acknowledged records record the loss and go on
   // (ShardOptions::accept_data_loss); otherwise they refuse writes and reads.
   bool accept_data_loss = false;
+  // Writes are refused (RESOURCE_EXHAUSTED) while a shard's filesystem has
+  // less free (ShardOptions::min_free_bytes).
+  uint64_t min_free_bytes = uint64_t{256} << 20;
   // fsync the shards' WAL on every group commit (ShardOptions::sync_writes):
   // an answered write survives a power loss, not only a killed process.
   bool sync_writes = true;

@@ -37,6 +37,10 @@ ABSL_FLAG(bool, accept_data_loss, false,
           "damaged WAL) refuses writes and reads, naming the lost range. Restarting with this "
           "flag records the loss as a RecordsLost record in that shard's log (the lost indexes "
           "are never reused) and goes on.");
+ABSL_FLAG(uint64_t, min_free_mb, 256,
+          "Writes get RESOURCE_EXHAUSTED (naming the data directory) while its filesystem has "
+          "less than this many MiB free, and resume by themselves once there is more; the "
+          "reserve keeps RocksDB from ever meeting a full disk. 0 turns the check off.");
 ABSL_FLAG(std::string, roles, "all",
           "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
 
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.sync = absl::GetFlag(FLAGS_sync);
   options.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
+  options.min_free_bytes = absl::GetFlag(FLAGS_min_free_mb) << 20;
   const absl::Status status = predlog::services::RunUntilSignalled(options);
   if (!status.ok()) {
     std::cerr << "predlogd: " << status << "\n";

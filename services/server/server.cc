@@ -256,6 +256,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     ingest_options.snapshot_every = absl::Seconds(options.snapshot_every_seconds);
     ingest_options.sync_writes = options.sync;
     ingest_options.accept_data_loss = options.accept_data_loss;
+    ingest_options.min_free_bytes = options.min_free_bytes;
     // A gateway here whose acks wait for folds through an embedded broker in
     // another process needs the mock's fetches answered at once. With the
     // broker here too, the gateway appends directly and only Kafka clients'

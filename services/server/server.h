@@ -55,6 +55,8 @@ struct ServerOptions {
   // Shards that lost acknowledged records record the loss in their log and
   // go on (--accept_data_loss); otherwise they refuse writes and reads.
   bool accept_data_loss = false;
+  // Free bytes below which the shards refuse writes (--min_free_mb).
+  uint64_t min_free_bytes = uint64_t{256} << 20;
 };
 
 // A running predlogd. Thread-safe.

@@ -2,8 +2,15 @@
 // (group commit) while the embedded Kafka listener folds what Kafka clients
 // produce into the same shards through the same writer. Real gRPC on
 // loopback, the embedded broker, RocksDB in a temp dir.
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/kafka/kafka_config.h"
 #include "services/kafka/producer.h"
@@ -36,9 +44,11 @@ constexpr int kPartitions = 3;
 
 class DirectPathTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    ServerOptions options;
-    options.data_dir = dir_.Sub("data");
+  void SetUp() override { StartServer(); }
+
+  void StartServer() {
+    ServerOptions options = options_;
+    if (options.data_dir == ServerOptions().data_dir) options.data_dir = dir_.Sub("data");
     options.grpc_listen = "127.0.0.1:0";
     options.http_listen = "";
     options.partitions = kPartitions;
@@ -93,7 +103,14 @@ class DirectPathTest : public ::testing::Test {
     return shard.ok() ? std::move(*shard) : nullptr;
   }
 
+  grpc::Status Log(int i, LogReceipt* receipt) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return stub_->Log(&context, Request(Spec(i)), receipt);
+  }
+
   TempDir dir_;
+  ServerOptions options_;  // StartServer fills in the data dir (unless set) and ports
   std::unique_ptr<Server> server_;
   std::unique_ptr<predlog::v1::PredictionLog::Stub> stub_;
 };
@@ -208,7 +225,7 @@ TEST_F(DirectPathTest, RestartKeepsTheLogAndBothSourcesGoOn) {
     ASSERT_TRUE(stub_->Log(&context, Request(Spec(1)), &first).ok());
   }
   server_.reset();
-  SetUp();  // a new predlogd on the same data dir; its embedded broker is new and empty
+  StartServer();  // a new predlogd on the same data dir; its embedded broker is new and empty
   LogReceipt again, second;
   {
     grpc::ClientContext context;
@@ -222,6 +239,112 @@ TEST_F(DirectPathTest, RestartKeepsTheLogAndBothSourcesGoOn) {
   EXPECT_EQ(again.position().index(), first.position().index());
   EXPECT_EQ(second.outcome(), LogReceipt::APPLIED);
   EXPECT_EQ(second.position().index(), first.position().index() + 1);
+}
+
+TEST_F(DirectPathTest, AShardThatLostAcknowledgedRecordsRefusesUntilTheLossIsAccepted) {
+  // Spec(i) with i % 5 == 2 all belong to customer-2, so to one shard.
+  LogReceipt receipt;
+  for (int i = 2; i < 200; i += 5) ASSERT_TRUE(Log(i, &receipt).ok());
+  const std::string shard = receipt.shard();
+  const uint64_t acked_end = receipt.position().index() + 1;
+  server_.reset();
+  // What a power loss can leave: the newest WAL cut short.
+  std::filesystem::path newest;
+  for (const auto& e :
+       std::filesystem::directory_iterator(dir_.Sub("data/shards/" + shard + "/db"))) {
+    if (e.path().extension() == ".log" && e.path() > newest) newest = e.path();
+  }
+  ASSERT_FALSE(newest.empty());
+  std::filesystem::resize_file(newest, std::filesystem::file_size(newest) / 2);
+
+  StartServer();
+  grpc::Status status = Log(1002, &receipt);  // customer-2 again
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_THAT(status.error_message(), HasSubstr(shard + " lost acknowledged records"));
+  predlog::v1::GetPredictionRequest get;
+  get.set_prediction_id(Spec(2).prediction_id);
+  get.set_subject_id(Spec(2).subject_id);
+  predlog::v1::PredictionRecord record;
+  {
+    grpc::ClientContext context;
+    status = stub_->GetPrediction(&context, get, &record);
+  }
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  auto audit = predlog::v1::Audit::NewStub(
+      grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials()));
+  predlog::v1::StatusResponse shards;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(audit->GetStatus(&context, {}, &shards).ok());
+  }
+  int flagged = 0;
+  for (const auto& s : shards.shards()) {
+    if (s.shard() == shard) {
+      EXPECT_THAT(s.lost_records(), HasSubstr(absl::StrCat("..", acked_end - 1)));
+      ++flagged;
+    } else {
+      EXPECT_EQ(s.lost_records(), "") << s.shard();
+    }
+  }
+  EXPECT_EQ(flagged, 1);
+  // Other shards go on meanwhile.
+  EXPECT_TRUE(Log(1000, &receipt).ok());  // customer-0
+
+  // The operator accepts the loss: recorded at the index after the lost
+  // ones, and writing goes on after it.
+  server_.reset();
+  options_.accept_data_loss = true;
+  StartServer();
+  ASSERT_TRUE(Log(1002, &receipt).ok());
+  EXPECT_EQ(receipt.shard(), shard);
+  EXPECT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+  EXPECT_EQ(receipt.position().index(), acked_end + 1) << "a lost index was given again";
+}
+
+TEST_F(DirectPathTest, AFullDiskIsResourceExhaustedAndLoggingResumesOnceSpaceIsFreed) {
+  server_.reset();
+  const std::string small = dir_.Sub("small");
+  std::filesystem::create_directories(small);
+  if (mount("tmpfs", small.c_str(), "tmpfs", 0, "size=24m") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs here (" << std::strerror(errno)
+                 << "); this test needs root";
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{small};
+  options_.data_dir = small + "/data";
+  options_.min_free_bytes = 4 << 20;
+  StartServer();
+  LogReceipt receipt;
+  ASSERT_TRUE(Log(1, &receipt).ok());
+  // Fill the filesystem to just above the reserve, then log until refused.
+  const std::string ballast = small + "/ballast";
+  {
+    struct statvfs fs;
+    ASSERT_EQ(statvfs(small.c_str(), &fs), 0);
+    const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    std::ofstream out(ballast, std::ios::binary);
+    const std::string chunk(1 << 16, 'x');
+    for (uint64_t n = 0; n + (5 << 20) < free_bytes; n += chunk.size()) out << chunk;
+  }
+  grpc::Status status;
+  int i = 2;
+  for (; i < 5000; ++i) {
+    status = Log(i, &receipt);
+    if (!status.ok()) break;
+  }
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr(small + "/data"));
+  const int refused = i;
+  // The process stays up and answers; once space is freed, logging resumes.
+  std::filesystem::remove(ballast);
+  ASSERT_TRUE(Log(refused, &receipt).ok());
+  EXPECT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+  // Nothing acknowledged was lost.
+  const auto counts = CountInTrails();
+  EXPECT_EQ(counts.size(), static_cast<size_t>(refused));
+  EXPECT_EQ(counts.count(Spec(refused).prediction_id), 1u);
 }
 
 }  // namespace
