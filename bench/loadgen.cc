@@ -46,6 +46,9 @@ ABSL_FLAG(int, event_bytes, 1024, "Approximate serialized event size.");
 ABSL_FLAG(int, partitions, 4, "Partitions of the in-process predlogd.");
 ABSL_FLAG(bool, sync, true,
           "In-process predlogd: fsync the shards' WAL in every group commit (predlogd --sync).");
+ABSL_FLAG(bool, direct, true,
+          "In-process predlogd: the gateway appends straight into its shards; false sends "
+          "its writes through the embedded broker and the ingest (the Kafka path).");
 ABSL_FLAG(bool, raw_baseline, true, "Also measure librdkafka alone on the same broker.");
 ABSL_FLAG(std::string, target, "",
           "gRPC address of a running predlogd; empty starts one in-process (embedded broker, "
@@ -307,6 +310,7 @@ int main(int argc, char** argv) {
   predlog::services::ServerOptions options;
   options.data_dir = dir.Sub("data");
   options.sync = absl::GetFlag(FLAGS_sync);
+  options.direct_writes = absl::GetFlag(FLAGS_direct);
   options.grpc_listen = "127.0.0.1:0";
   options.http_listen = "";
   options.partitions = absl::GetFlag(FLAGS_partitions);

@@ -261,7 +261,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     // another process needs the mock's fetches answered at once. With the
     // broker here too, the gateway appends directly and only Kafka clients'
     // events wait for a fetch: the default keeps idle fetches few.
-    if (embedded_source && roles.gateway && !roles.broker) {
+    if (embedded_source && roles.gateway && (!roles.broker || !options.direct_writes)) {
       ingest_options.embedded_fetch_wait = absl::Milliseconds(1);
     }
     ASSIGN_OR_RETURN(parts->ingest, Ingest::Start(ingest_options));
@@ -280,7 +280,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // Everything on one machine (the embedded default): the gateway writes
   // straight into its shards, no broker hop; the embedded broker stays for
   // Kafka clients, whose events fold through the same shard writers.
-  const bool direct = roles.broker && roles.ingest;
+  const bool direct = options.direct_writes && roles.broker && roles.ingest;
   log_options.writer.direct = direct;
   parts->log =
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);

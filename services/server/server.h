@@ -50,6 +50,11 @@ struct ServerOptions {
   // Threads for reads (queries, replays, exports), kept off gRPC's own
   // threads so that a slow read never delays a Log ack. >= 1.
   int worker_threads = 4;
+  // With the broker and the ingest in this process (the embedded default),
+  // the gateway appends straight into its shards. False sends its writes
+  // through the embedded broker and the ingest instead, as a Kafka
+  // deployment does (tests and benchmarks compare the two paths).
+  bool direct_writes = true;
   // fsync the shards' WAL in every group commit before its acks (--sync).
   bool sync = true;
   // Shards that lost acknowledged records record the loss in their log and

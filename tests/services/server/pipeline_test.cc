@@ -39,7 +39,10 @@ using ::predlog::testing::TempDir;
 using ::predlog::v1::LogReceipt;
 using ::testing::HasSubstr;
 
-class PipelineTest : public ::testing::Test {
+// Every PipelineTest runs down both write paths of the embedded default: the
+// gateway's direct appends (the default) and produce-to-the-embedded-broker
+// then fold (what a Kafka deployment does).
+class PipelineTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override { StartServer(); }
 
@@ -49,6 +52,7 @@ class PipelineTest : public ::testing::Test {
     options.grpc_listen = "127.0.0.1:0";
     options.http_listen = "127.0.0.1:0";
     options.partitions = 3;
+    options.direct_writes = GetParam();
     ASSERT_OK_AND_ASSIGN(server_, Server::Start(options));
     stub_ = predlog::v1::PredictionLog::NewStub(
         grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials()));
@@ -96,7 +100,7 @@ class PipelineTest : public ::testing::Test {
   std::unique_ptr<predlog::v1::PredictionLog::Stub> stub_;
 };
 
-TEST_F(PipelineTest, LoggedPredictionsAreFoldedBeforeTheAckAndReadable) {
+TEST_P(PipelineTest, LoggedPredictionsAreFoldedBeforeTheAckAndReadable) {
   // 10k unary Log calls from 8 concurrent clients.
   constexpr int kPredictions = 10'000;
   constexpr int kClients = 8;
@@ -130,7 +134,7 @@ TEST_F(PipelineTest, LoggedPredictionsAreFoldedBeforeTheAckAndReadable) {
   }
 }
 
-TEST_F(PipelineTest, LogStream_EveryRequestGetsOneReceiptAndIsReadableInItsTrail) {
+TEST_P(PipelineTest, LogStream_EveryRequestGetsOneReceiptAndIsReadableInItsTrail) {
   constexpr int kPredictions = 100'000;
   constexpr int kInvalid = 777;  // this one has no subject
   grpc::ClientContext context;
@@ -185,7 +189,7 @@ TEST_F(PipelineTest, LogStream_EveryRequestGetsOneReceiptAndIsReadableInItsTrail
   }
 }
 
-TEST_F(PipelineTest, LogStream_ClientThatReadsLateStillGetsEveryReceipt) {
+TEST_P(PipelineTest, LogStream_ClientThatReadsLateStillGetsEveryReceipt) {
   // The client writes far more than the server keeps in flight before it
   // reads a single receipt: the server must pause reading (not buffer without
   // bound, not drop) and resume as receipts drain.
@@ -212,7 +216,7 @@ TEST_F(PipelineTest, LogStream_ClientThatReadsLateStillGetsEveryReceipt) {
   EXPECT_EQ(ids.size(), static_cast<size_t>(kRequests));
 }
 
-TEST_F(PipelineTest, OneSubjectAlwaysLandsInOneShard) {
+TEST_P(PipelineTest, OneSubjectAlwaysLandsInOneShard) {
   std::string shard;
   for (int i = 0; i < 20; ++i) {
     PredictionSpec spec = Spec(i);
@@ -224,7 +228,7 @@ TEST_F(PipelineTest, OneSubjectAlwaysLandsInOneShard) {
   }
 }
 
-TEST_F(PipelineTest, RetryIsDuplicateAndChangedContentIsConflict) {
+TEST_P(PipelineTest, RetryIsDuplicateAndChangedContentIsConflict) {
   LogReceipt first, retry, changed;
   ASSERT_TRUE(Log(Spec(1), &first).ok());
   ASSERT_TRUE(Log(Spec(1), &retry).ok());
@@ -241,7 +245,7 @@ TEST_F(PipelineTest, RetryIsDuplicateAndChangedContentIsConflict) {
   EXPECT_FLOAT_EQ(record.event().prediction_logged().output().float_scores(0), Spec(1).score);
 }
 
-TEST_F(PipelineTest, InvalidPredictionIsInvalidArgumentNamingTheField) {
+TEST_P(PipelineTest, InvalidPredictionIsInvalidArgumentNamingTheField) {
   PredictionSpec no_subject = Spec(1);
   no_subject.subject_id.clear();
   LogReceipt receipt;
@@ -262,7 +266,7 @@ TEST_F(PipelineTest, InvalidPredictionIsInvalidArgumentNamingTheField) {
   EXPECT_THAT(status.error_message(), HasSubstr("prediction is missing"));
 }
 
-TEST_F(PipelineTest, ListPredictions_SubjectTrailPagesInServedOrder) {
+TEST_P(PipelineTest, ListPredictions_SubjectTrailPagesInServedOrder) {
   for (int i = 0; i < 25; ++i) {
     PredictionSpec spec = Spec(i);
     spec.subject_id = "customer-trail";
@@ -304,7 +308,7 @@ TEST_F(PipelineTest, ListPredictions_SubjectTrailPagesInServedOrder) {
   EXPECT_EQ(response.records_size(), 25);
 }
 
-TEST_F(PipelineTest, ListPredictions_BadRequestsAreInvalidArgument) {
+TEST_P(PipelineTest, ListPredictions_BadRequestsAreInvalidArgument) {
   predlog::v1::ListPredictionsResponse response;
   {
     predlog::v1::ListPredictionsRequest request;
@@ -333,7 +337,7 @@ TEST_F(PipelineTest, ListPredictions_BadRequestsAreInvalidArgument) {
   }
 }
 
-TEST_F(PipelineTest, GetPrediction_WithSubjectLooksInTheProducersPartition) {
+TEST_P(PipelineTest, GetPrediction_WithSubjectLooksInTheProducersPartition) {
   // The query side computes the subject's shard itself; it must be the one the
   // producer's murmur2 partitioner chose.
   for (int i = 0; i < 20; ++i) {
@@ -350,7 +354,7 @@ TEST_F(PipelineTest, GetPrediction_WithSubjectLooksInTheProducersPartition) {
   }
 }
 
-TEST_F(PipelineTest, DirectKafkaProducersAreFoldedAndGarbageIsRejected) {
+TEST_P(PipelineTest, DirectKafkaProducersAreFoldedAndGarbageIsRejected) {
   // Any Kafka client may produce AuditEvents straight to predlog.events: here
   // kcat sends one garbage message and one valid event (one message per file).
   const std::string garbage = dir_.Sub("garbage.bin");
@@ -398,7 +402,7 @@ double MetricValue(const std::string& metrics, const std::string& series) {
   return -1;
 }
 
-TEST_F(PipelineTest, MetricsCountEveryOutcome) {
+TEST_P(PipelineTest, MetricsCountEveryOutcome) {
   for (int i = 0; i < 30; ++i) {
     LogReceipt receipt;
     ASSERT_TRUE(Log(Spec(i), &receipt).ok());
@@ -435,7 +439,7 @@ TEST_F(PipelineTest, MetricsCountEveryOutcome) {
   EXPECT_EQ(MetricValue(m, "predlog_worker_queue_depth"), 0);
 }
 
-TEST_F(PipelineTest, ShardsAreSnapshottedOnTheirSchedule) {
+TEST_P(PipelineTest, ShardsAreSnapshottedOnTheirSchedule) {
   server_.reset();
   options_.snapshot_every_events = 20;
   options_.snapshot_every_seconds = 0;
@@ -560,7 +564,7 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-TEST_F(PipelineTest, EmbeddedBrokerAnswersOnAFixedAddress) {
+TEST_P(PipelineTest, EmbeddedBrokerAnswersOnAFixedAddress) {
   server_.reset();
   options_.embedded_kafka_listen = "127.0.0.1:" + std::to_string(FreePort());
   StartServer();
@@ -646,14 +650,14 @@ TEST(PipelineSplitTest, GatewayWithoutIngestInFrontOfTheEmbeddedBrokerIsRefused)
                                 HasSubstr("needs the ingest role in the same process")));
 }
 
-TEST_F(PipelineTest, UnknownPredictionIsNotFound) {
+TEST_P(PipelineTest, UnknownPredictionIsNotFound) {
   predlog::v1::PredictionRecord record;
   grpc::Status status = Get("never-logged", &record);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(status.error_message(), HasSubstr("never-logged"));
 }
 
-TEST_F(PipelineTest, RestartWithFreshEmbeddedBrokerContinuesTheLog) {
+TEST_P(PipelineTest, RestartWithFreshEmbeddedBrokerContinuesTheLog) {
   // The embedded broker starts empty on every start: offsets restart at 0,
   // the shards' logs must continue without collision or loss.
   std::vector<LogReceipt> before(30);
@@ -678,6 +682,11 @@ TEST_F(PipelineTest, RestartWithFreshEmbeddedBrokerContinuesTheLog) {
   EXPECT_EQ(retry.outcome(), LogReceipt::DUPLICATE);
   EXPECT_EQ(retry.position().index(), before[3].position().index());
 }
+
+INSTANTIATE_TEST_SUITE_P(WritePaths, PipelineTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Direct" : "ThroughKafka";
+                         });
 
 }  // namespace
 }  // namespace predlog::services
