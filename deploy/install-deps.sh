@@ -9,6 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc
   librocksdb-dev librdkafka-dev libssl-dev
   libxgboost-dev libcpp-httplib-dev
+  libjemalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   kcat
 )
