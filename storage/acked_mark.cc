@@ -13,8 +13,8 @@
 namespace predlog::storage {
 namespace {
 
-constexpr uint8_t kMarkFormat = 1;
-constexpr size_t kMarkBytes = 1 + 8 + 32;
+constexpr uint8_t kMarkFormat = 2;
+constexpr size_t kMarkBytes = 1 + 1 + 8 + 32;
 
 absl::Status ErrnoError(int err, absl::string_view what, const std::string& path) {
   const std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(err));
@@ -29,15 +29,16 @@ absl::StatusOr<std::optional<AckedMark::Value>> ReadFd(int fd, const std::string
   if (n < 0) return ErrnoError(errno, "read acked mark", path);
   if (n == 0) return std::nullopt;
   absl::string_view in(buffer, static_cast<size_t>(n));
-  uint8_t format;
+  uint8_t format, synced;
   AckedMark::Value value;
   absl::string_view chain;
   if (static_cast<size_t>(n) != kMarkBytes || !ReadU8(&in, &format) || format != kMarkFormat ||
-      !ReadU64(&in, &value.next_index) || !ReadBytes(&in, 32, &chain)) {
+      !ReadU8(&in, &synced) || !ReadU64(&in, &value.next_index) || !ReadBytes(&in, 32, &chain)) {
     return absl::DataLossError(
         absl::StrCat("acked mark ", path, " is not a predlog mark (", n, " bytes)"));
   }
   std::copy(chain.begin(), chain.end(), value.chain_head.begin());
+  value.synced = synced != 0;
   return value;
 }
 
@@ -69,6 +70,7 @@ AckedMark::~AckedMark() { close(fd_); }
 absl::Status AckedMark::Write(const Value& value) {
   std::string bytes;
   AppendU8(&bytes, kMarkFormat);
+  AppendU8(&bytes, sync_ ? 1 : 0);
   AppendU64(&bytes, value.next_index);
   bytes.append(value.chain_head.begin(), value.chain_head.end());
   const ssize_t n = pwrite(fd_, bytes.data(), bytes.size(), 0);

@@ -7,9 +7,14 @@
 // acknowledged records: a truncated or damaged WAL, which RocksDB's
 // point-in-time recovery would otherwise replay up to silently.
 //
-// File format (41 bytes, written with one pwrite at offset 0, well inside
+// Without sync the mark is written but not synced, and says so: after a
+// power loss such a mark may have reached the disk while the WAL tail did
+// not, which loses only what --sync=false accepted to lose, so a mismatch
+// against an unsynced mark is a warning, not a refusal.
+//
+// File format (42 bytes, written with one pwrite at offset 0, well inside
 // one disk sector):
-//   mark := format:u8 (1) next_index:u64 chain_head:32
+//   mark := format:u8 (2) synced:u8 (0|1) next_index:u64 chain_head:32
 //
 // Thread-compatible: one writer (the shard's), externally synchronized.
 #ifndef PREDLOG_STORAGE_ACKED_MARK_H_
@@ -30,6 +35,9 @@ class AckedMark {
   struct Value {
     uint64_t next_index = 0;
     Digest chain_head{};
+    // Whether the writer fdatasynced the mark (and so the WAL before it).
+    // Set by Write from the mark's `sync`; ignored on input.
+    bool synced = false;
   };
 
   // Opens (creating when missing) the mark at `path`; `sync` fdatasyncs

@@ -176,14 +176,26 @@ absl::Status ShardStore::Impl::CheckAckedMark() {
     acked = mark_->at_open();
   }
   const ShardHead head = Head();
+  if (acked.has_value() && acked->next_index > head.next_index && !acked->synced) {
+    // Written without sync: only what --sync=false accepted to lose is gone
+    // (the Kafka path refolds it from its source). Say so; do not refuse.
+    PREDLOG_LOG(WARNING) << "shard " << options_.name << ": records " << head.next_index << ".."
+                         << acked->next_index - 1
+                         << " were acknowledged without a WAL sync and did not survive; "
+                            "going on from "
+                         << head.next_index;
+    acked.reset();
+  }
   if (acked.has_value() && acked->next_index > head.next_index) {
     lost_ = LostRecords{head.next_index, acked->next_index, acked->chain_head};
+    const std::string range = absl::StrCat(lost_->first_index, "..", lost_->end_index - 1);
+    if (!options_.read_only && options_.accept_lost_range == range) return AcceptLoss();
     PREDLOG_LOG(ERROR) << LostError().message();
-    if (options_.accept_data_loss && !options_.read_only) RETURN_IF_ERROR(AcceptLoss());
     return absl::OkStatus();
   }
-  // A new shard, or one from before marks: the mark starts at what is here.
-  if (mark_ != nullptr && !acked.has_value()) {
+  // A new shard, one from before marks, or an unsynced mark behind a loss:
+  // the mark starts at what is here.
+  if (mark_ != nullptr && (!acked.has_value() || acked->next_index != head.next_index)) {
     RETURN_IF_ERROR(mark_->Write({head.next_index, head.chain_head}));
   }
   return absl::OkStatus();
@@ -197,7 +209,9 @@ absl::Status ShardStore::Impl::LostError() const {
       " records but RocksDB recovered ", l.first_index,
       l.first_index == 0 ? "" : absl::StrCat(" (the last intact index is ", l.first_index - 1, ")"),
       "; the WAL was truncated or damaged. Nothing is written to it until an operator accepts "
-      "the loss (predlogd --accept_data_loss), which records it in the shard's log"));
+      "the loss with predlogd --accept_data_loss=",
+      options_.name, ":", l.first_index, "..", l.end_index - 1,
+      ", which records it in the shard's log"));
 }
 
 // ---------------------------------------------------------------------------

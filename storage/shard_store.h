@@ -48,19 +48,22 @@ struct ShardOptions {
   // Open without write access (snapshots, inspection). ApplyBatch then fails
   // with FAILED_PRECONDITION.
   bool read_only = false;
-  // fsync the WAL on every batch. Off by default: a killed process loses
-  // nothing (the WAL is in the OS page cache); an OS crash may lose the tail,
-  // which the consumer then re-reads from Kafka.
+  // fsync the WAL on every batch (and the acked mark after it), before
+  // ApplyBatch returns. Off: a killed process still loses nothing (the WAL
+  // is in the OS page cache), but an OS crash or power loss may lose the
+  // newest batches; a Kafka source refolds them, direct appends are gone
+  // (the shard warns on open; see storage/acked_mark.h).
   bool sync_writes = false;
   // Largest message folded; larger ones are rejected (their bytes are still
   // kept in rejected, so the Kafka consumer's fetch limit bounds them). Must be > 0.
   size_t max_message_bytes = 4 << 20;
   EventLimits limits;
-  // What to do when the shard lost records it had acknowledged (see
-  // ShardStore::lost()): false refuses every write until an operator says
-  // otherwise; true records the loss as a RecordsLost record in the shard's
-  // log on open (the lost indexes stay unused) and goes on.
-  bool accept_data_loss = false;
+  // An operator's acceptance of a loss of acknowledged records (see
+  // ShardStore::lost()): the range "first..last" the shard reported. When
+  // the shard finds exactly that range lost, it records the loss as a
+  // RecordsLost record in its log on open (the lost indexes stay unused) and
+  // goes on; any other loss is still refused. Empty: accept none.
+  std::string accept_lost_range;
   // Writes are refused with RESOURCE_EXHAUSTED while the shard's filesystem
   // has less than this many bytes free, and go on by themselves once it has
   // more. RocksDB must never meet ENOSPC itself: after a failed WAL write the

@@ -2,7 +2,8 @@
 // messages here: the gateway's direct appends (Append) and the Kafka ingest's
 // poll batches (ApplyBatch). A thread of its own folds whatever is queued when
 // it is free as ONE ShardStore::ApplyBatch, a group commit: one WriteBatch,
-// and with ShardOptions::sync_writes one WAL fsync, for the whole group, so
+// and with ShardOptions::sync_writes one WAL fsync (plus the 42-byte acked
+// mark's fdatasync, storage/acked_mark.h), for the whole group, so
 // the cost of a sync is shared by every request that arrived during the
 // previous one. Callers are answered only after their group's write returned:
 // an answered append is as durable as the shard's options make it.
@@ -66,6 +67,8 @@ class ShardWriter {
   // Queues a direct append of `event`, whose serialization is `payload`
   // (validated by the caller: the fold does not parse it again). `done` runs
   // once, on the writer thread, after the group's write; it must not block.
+  // Once the writer is closing, `done` runs at once on the caller's thread
+  // with UNAVAILABLE (nothing written).
   void Append(predlog::v1::AuditEvent event, std::string payload, AppendCallback done);
 
   // Folds `messages` (Kafka messages of one partition, offsets increasing) in

@@ -42,7 +42,11 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     shard_options.name = absl::StrCat(source.topic, "-", source.partition);
     shard_options.dir = absl::StrCat(options.data_dir, "/shards/", shard_options.name);
     shard_options.sync_writes = options.sync_writes;
-    shard_options.accept_data_loss = options.accept_data_loss;
+    for (const std::string& accepted : options.accept_data_loss) {
+      if (absl::StartsWith(accepted, shard_options.name + ":")) {
+        shard_options.accept_lost_range = accepted.substr(shard_options.name.size() + 1);
+      }
+    }
     shard_options.min_free_bytes = options.min_free_bytes;
     ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardStore> shard,
                      storage::ShardStore::Open(shard_options));
@@ -303,6 +307,17 @@ void Ingest::FoldPending() {
     if (pending_[i].empty()) continue;
     const int64_t first = pending_[i].front()->offset;
     if (!FoldShard(static_cast<int>(i), pending_[i])) {
+      if (shards_[i]->lost().has_value()) {
+        // Refused until an operator accepts the loss (a restart): stop
+        // fetching this partition rather than stall the others.
+        rd_kafka_topic_partition_list_t* pause = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pause, sources_[i].topic.c_str(), sources_[i].partition);
+        rd_kafka_pause_partitions(ConsumerOf(static_cast<int>(i)), pause);
+        rd_kafka_topic_partition_list_destroy(pause);
+        PREDLOG_LOG(ERROR) << "ingest: " << shards_[i]->name()
+                           << ": paused until the loss is accepted";
+        continue;
+      }
       // A failed write is retried from Kafka: seek back to the batch's first
       // offset, after a pause so a persistent failure (disk full) does not spin.
       absl::SleepFor(absl::Milliseconds(200));
@@ -425,6 +440,21 @@ bool Ingest::FoldShard(int shard_id, std::vector<rd_kafka_message_t*>& messages)
   absl::StatusOr<storage::BatchResult> result = writers_[shard_id]->ApplyBatch(batch);
   if (!result.ok()) {
     PREDLOG_LOG(ERROR) << "ingest: " << shard.name() << ": " << result.status();
+    // Callers waiting on these offsets get the write's status now (retry
+    // later, or the shard's loss) instead of waiting out their deadline; the
+    // batch itself is fetched again and folded once the shard can write.
+    std::vector<FoldCallback> failed;
+    {
+      absl::MutexLock lock(&mu_);
+      PartitionWaiters& w = waiters_[shard_id];
+      for (rd_kafka_message_t* m : messages) {
+        if (auto it = w.waiting.find(m->offset); it != w.waiting.end()) {
+          for (auto& done : it->second) failed.push_back(std::move(done));
+          w.waiting.erase(it);
+        }
+      }
+    }
+    for (auto& done : failed) done(result.status());
   } else {
     std::vector<std::pair<FoldCallback, FoldReceipt>> ready;
     {

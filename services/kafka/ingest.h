@@ -76,9 +76,11 @@ struct IngestOptions {
   // event produced to it waits to be folded, and sets the idle cost (one
   // empty fetch per wait). 1 ms where acks wait for folds through Kafka.
   absl::Duration embedded_fetch_wait = absl::Milliseconds(100);
-  // Shards that lost acknowledged records record the loss and go on
-  // (ShardOptions::accept_data_loss); otherwise they refuse writes and reads.
-  bool accept_data_loss = false;
+  // Losses of acknowledged records an operator accepted, each
+  // "<shard>:<first>..<last>" as the shard reported it: that shard records
+  // exactly that loss and goes on (ShardOptions::accept_lost_range). Other
+  // shards that lost records refuse writes and reads.
+  std::vector<std::string> accept_data_loss;
   // Writes are refused (RESOURCE_EXHAUSTED) while a shard's filesystem has
   // less free (ShardOptions::min_free_bytes).
   uint64_t min_free_bytes = uint64_t{256} << 20;

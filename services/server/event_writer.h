@@ -1,8 +1,9 @@
-// EventWriter: the one path by which predlogd writes an AuditEvent — produce
-// it to Kafka and, when durability is asked for, answer only once the ingest
-// has folded it. The gateway's Log and ChangeEntity and the registry's calls
-// all go through it, so every event gets the same envelope, size check,
-// in-flight bound and receipt.
+// EventWriter: the one path by which predlogd writes an AuditEvent: a direct
+// append to its shard's writer (the single-machine default: answered after
+// the group commit), or produced to Kafka and, when durability is asked for,
+// answered only once the ingest has folded it. The gateway's Log and
+// ChangeEntity and the registry's calls all go through it, so every event
+// gets the same envelope, size check, in-flight bound and receipt.
 //
 // Thread-safe. Borrows the producer and the ingest (may be null: then only
 // non-durable writes work), which must outlive it.
@@ -23,10 +24,9 @@
 namespace predlog::services {
 
 struct EventWriterOptions {
-  // Acknowledge every write only once folded. The embedded broker keeps
-  // messages in memory only, so there an ack must mean "folded": written to
-  // the shard's RocksDB WAL, which survives kill -9 of any process. The WAL
-  // is not fsync'd per batch, so an OS crash can lose the newest acks.
+  // Acknowledge every write only once folded (Kafka path). The embedded
+  // broker keeps messages in memory only, so there an ack must mean
+  // "folded": written to the shard's WAL (synced with --sync).
   bool always_wait_durable = false;
   // Append straight into the ingest's shard writers (group commit, WAL synced
   // as the shards are configured) instead of producing to Kafka: the

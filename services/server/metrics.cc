@@ -99,7 +99,7 @@ void RenderShardMetrics(const std::vector<PartitionStatus>& partitions, std::str
   }
   absl::StrAppend(out,
                   "# HELP predlog_shard_lost_records 1 when the shard lost acknowledged records "
-                  "and refuses writes and reads until an operator accepts the loss "
+                  "and refuses writes and reads of its records until an operator accepts the loss "
                   "(predlogd --accept_data_loss), else 0.\n",
                   "# TYPE predlog_shard_lost_records gauge\n");
   for (const PartitionStatus& p : partitions) {

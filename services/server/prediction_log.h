@@ -34,7 +34,9 @@ class PredictionLog {
   PredictionLog(Producer* producer, Ingest* ingest, PredictionLogOptions options);
 
   // Calls `done` exactly once (possibly before returning). INVALID_ARGUMENT
-  // names the field; RESOURCE_EXHAUSTED / UNAVAILABLE mean retry later.
+  // names the field; RESOURCE_EXHAUSTED (too much in flight, or the disk
+  // below its free-space reserve) and UNAVAILABLE mean retry later; DATA_LOSS
+  // when the subject's shard lost acknowledged records and refuses writes.
   void Log(const predlog::v1::LogRequest& request, LogCallback done);
   // Logs each request of `request` as Log does and calls `done` once, when
   // every one is answered, with a receipt per request in request order (a

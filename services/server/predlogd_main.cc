@@ -1,6 +1,8 @@
 // predlogd: the predlog service. Parses flags, runs, maps the status to an exit code.
 #include <csignal>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -32,11 +34,12 @@ ABSL_FLAG(bool, sync, true,
           "fsync each shard's WAL before a group commit's writes are acknowledged. "
           "--sync=false acknowledges before the fsync: a killed process still loses nothing, "
           "but a power loss or OS crash can lose the newest acknowledged events.");
-ABSL_FLAG(bool, accept_data_loss, false,
+ABSL_FLAG(std::vector<std::string>, accept_data_loss, {},
           "A shard whose recovered log ends before what it had acknowledged (a truncated or "
-          "damaged WAL) refuses writes and reads, naming the lost range. Restarting with this "
-          "flag records the loss as a RecordsLost record in that shard's log (the lost indexes "
-          "are never reused) and goes on.");
+          "damaged WAL) refuses writes and reads, naming the lost range. Restarting with "
+          "--accept_data_loss=<shard>:<first>..<last> (as the refusal names it; comma-separated "
+          "for several) records exactly that loss as a RecordsLost record in that shard's log "
+          "(the lost indexes are never reused) and goes on; any other loss is still refused.");
 ABSL_FLAG(uint64_t, min_free_mb, 256,
           "Writes get RESOURCE_EXHAUSTED (naming the data directory) while its filesystem has "
           "less than this many MiB free, and resume by themselves once there is more; the "

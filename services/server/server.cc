@@ -282,6 +282,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   // Kafka clients, whose events fold through the same shard writers.
   const bool direct = options.direct_writes && roles.broker && roles.ingest;
   log_options.writer.direct = direct;
+  if (direct) {
+    // The bound protects the embedded broker's ~5 MB per partition; direct
+    // appends wait in memory only, one group commit at a time, so a whole
+    // LogBatch of 10,000 1 KB events fits.
+    log_options.writer.max_in_flight_bytes = 64 << 20;
+  }
   parts->log =
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
   parts->workers = std::make_unique<WorkerPool>(options.worker_threads);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -57,9 +58,9 @@ struct ServerOptions {
   bool direct_writes = true;
   // fsync the shards' WAL in every group commit before its acks (--sync).
   bool sync = true;
-  // Shards that lost acknowledged records record the loss in their log and
-  // go on (--accept_data_loss); otherwise they refuse writes and reads.
-  bool accept_data_loss = false;
+  // Accepted losses of acknowledged records, "<shard>:<first>..<last>"
+  // each (--accept_data_loss; IngestOptions::accept_data_loss).
+  std::vector<std::string> accept_data_loss;
   // Free bytes below which the shards refuse writes (--min_free_mb).
   uint64_t min_free_bytes = uint64_t{256} << 20;
 };

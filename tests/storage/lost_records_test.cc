@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
@@ -29,12 +30,13 @@ using ::testing::HasSubstr;
 
 class LostRecordsTest : public ::testing::Test {
  protected:
-  absl::StatusOr<std::unique_ptr<ShardStore>> Open(bool accept = false, bool read_only = false) {
+  absl::StatusOr<std::unique_ptr<ShardStore>> Open(const std::string& accept = "",
+                                                   bool read_only = false, bool sync = true) {
     ShardOptions options;
     options.dir = dir_.Sub("shard");
     options.name = "predlog.events-2";
-    options.sync_writes = true;
-    options.accept_data_loss = accept;
+    options.sync_writes = sync;
+    options.accept_lost_range = accept;
     options.read_only = read_only;
     return ShardStore::Open(options);
   }
@@ -106,7 +108,7 @@ TEST_F(LostRecordsTest, TruncatedWalIsRefusedNamingTheLostRange) {
   EXPECT_EQ(shard->Head().next_index, intact);
   // A read-only open (an inspection) sees the same.
   shard.reset();
-  ASSERT_OK_AND_ASSIGN(auto inspected, Open(/*accept=*/false, /*read_only=*/true));
+  ASSERT_OK_AND_ASSIGN(auto inspected, Open(/*accept=*/"", /*read_only=*/true));
   EXPECT_TRUE(inspected->lost().has_value());
 }
 
@@ -123,7 +125,12 @@ TEST_F(LostRecordsTest, AcceptedLossIsRecordedAndLostIndexesAreNeverReused) {
     ASSERT_OK_AND_ASSIGN(auto shard, Open());
     intact = shard->Head().next_index;
   }
-  ASSERT_OK_AND_ASSIGN(auto shard, Open(/*accept=*/true));
+  {
+    // Accepting another range than the one lost accepts nothing.
+    ASSERT_OK_AND_ASSIGN(auto other, Open(absl::StrCat(intact + 1, "..39")));
+    EXPECT_TRUE(other->lost().has_value());
+  }
+  ASSERT_OK_AND_ASSIGN(auto shard, Open(absl::StrCat(intact, "..39")));
   EXPECT_FALSE(shard->lost().has_value());
   EXPECT_EQ(shard->Head().next_index, 41u);  // the loss record takes index 40
   ASSERT_OK_AND_ASSIGN(StoredRecord record, shard->Get(40));
@@ -145,6 +152,22 @@ TEST_F(LostRecordsTest, AcceptedLossIsRecordedAndLostIndexesAreNeverReused) {
   shard.reset();
   ASSERT_OK_AND_ASSIGN(auto again, Open());
   EXPECT_FALSE(again->lost().has_value());
+}
+
+TEST_F(LostRecordsTest, WithoutSyncALostTailIsAWarningNotARefusal) {
+  // --sync=false accepted losing the newest acks on a power loss: the mark
+  // says it was not synced, so the shard goes on from what survived.
+  {
+    ASSERT_OK_AND_ASSIGN(auto shard, Open("", false, /*sync=*/false));
+    Fold(*shard, 0, 40);
+  }
+  TruncateNewestWal(0.5);
+  ASSERT_OK_AND_ASSIGN(auto shard, Open("", false, /*sync=*/true));
+  EXPECT_FALSE(shard->lost().has_value());
+  const uint64_t survived = shard->Head().next_index;
+  EXPECT_LT(survived, 40u);
+  Fold(*shard, 200, 1);
+  EXPECT_EQ(shard->Head().next_index, survived + 1);
 }
 
 TEST_F(LostRecordsTest, AHoleWithoutItsLossRecordFailsVerify) {

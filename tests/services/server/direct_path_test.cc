@@ -293,7 +293,18 @@ TEST_F(DirectPathTest, AShardThatLostAcknowledgedRecordsRefusesUntilTheLossIsAcc
   // The operator accepts the loss: recorded at the index after the lost
   // ones, and writing goes on after it.
   server_.reset();
-  options_.accept_data_loss = true;
+  options_.accept_data_loss = {"predlog.events-0:0..0"};  // another shard's: no effect here
+  StartServer();
+  EXPECT_EQ(Log(1007, &receipt).error_code(), grpc::StatusCode::DATA_LOSS);
+  const std::string refusal = Log(1007, &receipt).error_message();
+  const std::string flag = "--accept_data_loss=";
+  ASSERT_NE(refusal.find(flag), std::string::npos) << refusal;
+  const std::string accepted =
+      refusal.substr(refusal.find(flag) + flag.size(),
+                     refusal.find(',', refusal.find(flag)) - refusal.find(flag) - flag.size());
+  EXPECT_THAT(accepted, HasSubstr(shard + ":"));
+  server_.reset();
+  options_.accept_data_loss = {accepted};  // exactly what the refusal named
   StartServer();
   ASSERT_TRUE(Log(1002, &receipt).ok());
   EXPECT_EQ(receipt.shard(), shard);
