@@ -12,9 +12,12 @@
 // not, which loses only what --sync=false accepted to lose, so a mismatch
 // against an unsynced mark is a warning, not a refusal.
 //
-// File format (42 bytes, written with one pwrite at offset 0, well inside
-// one disk sector):
+// The mark names the RocksDB database it describes (its DB identity), so a
+// db/ deleted or replaced behind the mark's back is told apart from a loss.
+//
+// File format (at most 298 bytes, written with one pwrite at offset 0):
 //   mark := format:u8 (2) synced:u8 (0|1) next_index:u64 chain_head:32
+//           identity_length:u8 identity
 //
 // Thread-compatible: one writer (the shard's), externally synchronized.
 #ifndef PREDLOG_STORAGE_ACKED_MARK_H_
@@ -38,6 +41,8 @@ class AckedMark {
     // Whether the writer fdatasynced the mark (and so the WAL before it).
     // Set by Write from the mark's `sync`; ignored on input.
     bool synced = false;
+    // The RocksDB DB identity (rocksdb::DB::GetDbIdentity), at most 255 bytes.
+    std::string db_identity;
   };
 
   // Opens (creating when missing) the mark at `path`; `sync` fdatasyncs
@@ -64,6 +69,7 @@ class AckedMark {
   const int fd_;
   const bool sync_;
   std::optional<Value> at_open_;
+  size_t file_size_ = 0;  // bytes in the file now
 };
 
 }  // namespace predlog::storage

@@ -82,6 +82,7 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
       m.offset = static_cast<int64_t>(b.h.head.direct_appends++);
       b.source_seq = 0;
       FoldMessage(m, &b, &r);
+      r.direct_offset = m.offset;
       if (!batch_error_.ok()) return batch_error_;
       continue;
     }
@@ -154,7 +155,8 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
   // mark write loses no data, only the detection of a later loss; the next
   // write retries it.
   if (mark_ != nullptr && b.h.head.next_index != Head().next_index) {
-    if (absl::Status marked = mark_->Write({b.h.head.next_index, b.h.head.chain_head});
+    if (absl::Status marked =
+            mark_->Write({b.h.head.next_index, b.h.head.chain_head, false, mark_identity_});
         !marked.ok()) {
       PREDLOG_LOG(ERROR) << "shard " << options_.name << ": " << marked;
     }
@@ -483,7 +485,7 @@ absl::Status ShardStore::Impl::AcceptLoss() {
   synced.sync = true;
   RETURN_IF_ERROR(FromRocks(db_->Write(synced, &batch_),
                             absl::StrCat("shard ", options_.name, ": record the loss")));
-  RETURN_IF_ERROR(mark_->Write({b.h.head.next_index, b.h.head.chain_head}));
+  RETURN_IF_ERROR(mark_->Write({b.h.head.next_index, b.h.head.chain_head, false, mark_identity_}));
   PREDLOG_LOG(WARNING) << "shard " << options_.name << ": the loss of records " << lost.first_index
                        << ".." << lost.end_index - 1 << " was accepted and recorded at index "
                        << index;

@@ -292,7 +292,8 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
       absl::StatusOr<predlog::v1::AuditEvent> event = rec->Event();
       if (!event.ok() || !event->has_records_lost() ||
           event->records_lost().first_lost_index() != expected ||
-          event->records_lost().last_lost_index() + 1 != index) {
+          event->records_lost().last_lost_index() + 1 != index ||
+          event->records_lost().intact_chain_sha256() != ToHex(chain)) {
         report.first_bad_index = expected;
         report.problem = absl::StrCat("record ", expected, " is missing");
         break;

@@ -19,11 +19,22 @@ absl::StatusOr<LocatedRecord> FindPrediction(const ShardSet& shards,
     first = last = shards.partition_of(subject_id);
     RETURN_IF_ERROR(shards.CheckFolded({first}, absl::StrCat("subject ", subject_id)));
   }
+  absl::Status lost = absl::OkStatus();
   for (int p = first; p <= last; ++p) {
+    // A shard that lost acknowledged records serves nothing until the loss
+    // is accepted; the id may be in it, so not finding it elsewhere says so.
+    if (absl::Status intact = shards.events[p]->CheckNotLost(); !intact.ok()) {
+      lost = intact;
+      continue;
+    }
     absl::StatusOr<StoredRecord> record = shards.events[p]->GetByPredictionId(prediction_id);
     if (absl::IsNotFound(record.status())) continue;
     RETURN_IF_ERROR(record.status());
     return LocatedRecord{p, shards.events[p], std::move(*record)};
+  }
+  if (!lost.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("prediction_id ", prediction_id, " may be in a shard that ", lost.message()));
   }
   // Not here; it may be in a shard another instance folds.
   std::vector<int> all(shards.events.size());

@@ -47,7 +47,9 @@ struct LocatedRecord {
 // partition order. INVALID_ARGUMENT for an empty id; NOT_FOUND "prediction_id
 // <id> is not recorded"; FAILED_PRECONDITION from check_folded when a shard it
 // would have to search is folded by another instance (never a false
-// NOT_FOUND); a shard's read error as it is.
+// NOT_FOUND); DATA_LOSS when it is not found and a shard it would have to
+// search lost acknowledged records (ShardStore::lost()); a shard's read error
+// as it is.
 absl::StatusOr<LocatedRecord> FindPrediction(const ShardSet& shards,
                                              absl::string_view prediction_id,
                                              absl::string_view subject_id);

@@ -168,35 +168,49 @@ absl::Status ShardStore::Impl::OpenDb() {
 
 absl::Status ShardStore::Impl::CheckAckedMark() {
   const std::string path = (fs::path(options_.dir) / "acked").string();
-  std::optional<AckedMark::Value> acked;
+  std::optional<AckedMark::Value> read;
   if (options_.read_only) {
-    ASSIGN_OR_RETURN(acked, AckedMark::Read(path));
+    ASSIGN_OR_RETURN(read, AckedMark::Read(path));
   } else {
     ASSIGN_OR_RETURN(mark_, AckedMark::Open(path, options_.sync_writes));
-    acked = mark_->at_open();
+    read = mark_->at_open();
   }
   const ShardHead head = Head();
-  if (acked.has_value() && acked->next_index > head.next_index && !acked->synced) {
+  RETURN_IF_ERROR(FromRocks(db_->GetDbIdentity(mark_identity_),
+                            absl::StrCat("shard ", options_.name, ": read DB identity")));
+  // What the mark says, when it says something about this database.
+  AckedMark::Value acked;
+  bool usable = read.has_value();
+  if (usable) acked = *read;
+  if (usable && acked.db_identity != mark_identity_) {
+    // db/ was deleted or replaced (an operator re-ingesting, a restored
+    // copy): the mark describes another database, not a loss of this one.
+    PREDLOG_LOG(WARNING) << "shard " << options_.name << ": the acknowledgement mark names "
+                         << "another database (" << acked.db_identity << ", not " << mark_identity_
+                         << "); starting it anew at " << head.next_index << " records";
+    usable = false;
+  }
+  if (usable && acked.next_index > head.next_index && !acked.synced) {
     // Written without sync: only what --sync=false accepted to lose is gone
     // (the Kafka path refolds it from its source). Say so; do not refuse.
     PREDLOG_LOG(WARNING) << "shard " << options_.name << ": records " << head.next_index << ".."
-                         << acked->next_index - 1
+                         << acked.next_index - 1
                          << " were acknowledged without a WAL sync and did not survive; "
                             "going on from "
                          << head.next_index;
-    acked.reset();
+    usable = false;
   }
-  if (acked.has_value() && acked->next_index > head.next_index) {
-    lost_ = LostRecords{head.next_index, acked->next_index, acked->chain_head};
+  if (usable && acked.next_index > head.next_index) {
+    lost_ = LostRecords{head.next_index, acked.next_index, acked.chain_head};
     const std::string range = absl::StrCat(lost_->first_index, "..", lost_->end_index - 1);
     if (!options_.read_only && options_.accept_lost_range == range) return AcceptLoss();
     PREDLOG_LOG(ERROR) << LostError().message();
     return absl::OkStatus();
   }
-  // A new shard, one from before marks, or an unsynced mark behind a loss:
-  // the mark starts at what is here.
-  if (mark_ != nullptr && (!acked.has_value() || acked->next_index != head.next_index)) {
-    RETURN_IF_ERROR(mark_->Write({head.next_index, head.chain_head}));
+  // A new shard, one from before marks, a mark of another database, or an
+  // unsynced mark past a loss: the mark starts at what is here.
+  if (mark_ != nullptr && (!usable || acked.next_index != head.next_index)) {
+    RETURN_IF_ERROR(mark_->Write({head.next_index, head.chain_head, false, mark_identity_}));
   }
   return absl::OkStatus();
 }

@@ -123,6 +123,9 @@ struct MessageResult {
   Digest leaf{};
   // kRejected/kConflict: why, naming the field.
   std::string reason;
+  // A direct append's own source offset (its number among the shard's
+  // direct appends); -1 for Kafka messages, whose offset the caller knows.
+  int64_t direct_offset = -1;
 };
 
 struct BatchResult {

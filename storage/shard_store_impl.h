@@ -328,6 +328,7 @@ class ShardStore::Impl {
   rocksdb::WriteOptions write_options_;
   // The synced acknowledgement mark (main shard, writable); null otherwise.
   std::unique_ptr<AckedMark> mark_;
+  std::string mark_identity_;  // this database's identity, written into the mark
   // Set by OpenDb when acknowledged records are missing; constant after.
   std::optional<LostRecords> lost_;
 

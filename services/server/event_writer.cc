@@ -146,6 +146,7 @@ void EventWriter::Append(absl::string_view topic, absl::string_view key,
                     done(result.status());
                     return;
                   }
+                  receipt.mutable_source()->set_offset(result->direct_offset);
                   SetFoldResult(shard, *result, &receipt);
                   done(std::move(receipt));
                 });

@@ -170,6 +170,20 @@ TEST_F(LostRecordsTest, WithoutSyncALostTailIsAWarningNotARefusal) {
   EXPECT_EQ(shard->Head().next_index, survived + 1);
 }
 
+TEST_F(LostRecordsTest, ADatabaseReplacedBehindItsMarkIsNotALoss) {
+  // An operator deletes db/ to re-ingest from Kafka and leaves the mark.
+  {
+    ASSERT_OK_AND_ASSIGN(auto shard, Open());
+    Fold(*shard, 0, 10);
+  }
+  fs::remove_all(dir_.Sub("shard/db"));
+  ASSERT_OK_AND_ASSIGN(auto shard, Open());
+  EXPECT_FALSE(shard->lost().has_value());
+  EXPECT_EQ(shard->Head().next_index, 0u);
+  Fold(*shard, 0, 1);
+  EXPECT_EQ(shard->Head().next_index, 1u);
+}
+
 TEST_F(LostRecordsTest, AHoleWithoutItsLossRecordFailsVerify) {
   // Verify accepts a hole only where a RecordsLost record names it: a record
   // deleted behind the shard's back is still found.

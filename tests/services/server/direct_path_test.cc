@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -133,6 +134,15 @@ TEST_F(DirectPathTest, LogBatch_EachRequestGetsItsOwnReceiptInRequestOrder) {
     EXPECT_EQ(response.receipts(i).source().incarnation(), storage::kDirectSource);
     EXPECT_EQ(response.receipts(i).shard(),
               absl::StrCat("predlog.events-", PartitionForKey(Spec(i).subject_id, kPartitions)));
+  }
+  // Each shard numbers its direct appends from 0.
+  std::map<std::string, std::vector<int64_t>> offsets;
+  for (int i = 0; i < 20; ++i) {
+    offsets[response.receipts(i).shard()].push_back(response.receipts(i).source().offset());
+  }
+  for (auto& [shard, seen] : offsets) {
+    std::sort(seen.begin(), seen.end());
+    for (size_t k = 0; k < seen.size(); ++k) EXPECT_EQ(seen[k], static_cast<int64_t>(k)) << shard;
   }
   EXPECT_EQ(response.receipts(20).outcome(), LogReceipt::DUPLICATE);
   EXPECT_EQ(response.receipts(20).position().index(), response.receipts(3).position().index());
