@@ -9,7 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc
   librocksdb-dev librdkafka-dev libssl-dev
   libxgboost-dev libcpp-httplib-dev
-  libjemalloc-dev
+  libjemalloc-dev libpq-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   kcat
 )
