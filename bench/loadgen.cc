@@ -43,6 +43,7 @@ ABSL_FLAG(int, clients, 4, "Concurrent clients (streams or unary callers).");
 ABSL_FLAG(int64_t, events, 100000, "Events to log in total.");
 ABSL_FLAG(int64_t, rate, 0, "Target events/s over all clients; 0 = as fast as possible.");
 ABSL_FLAG(int, event_bytes, 1024, "Approximate serialized event size.");
+ABSL_FLAG(int64_t, subjects, 10000, "Distinct subjects the events are spread over.");
 ABSL_FLAG(int, partitions, 4, "Partitions of the in-process predlogd.");
 ABSL_FLAG(bool, sync, true,
           "In-process predlogd: fsync the shards' WAL in every group commit (predlogd --sync).");
@@ -83,7 +84,8 @@ LogRequest MakeRequest(int64_t n, int event_bytes) {
   LogRequest request;
   predlog::v1::AuditEvent event;
   event.ParseFromString(predlog::testing::MakeSizedPredictionPayload(
-      static_cast<uint64_t>(n), static_cast<size_t>(event_bytes), 10'000));
+      static_cast<uint64_t>(n), static_cast<size_t>(event_bytes),
+      static_cast<uint64_t>(absl::GetFlag(FLAGS_subjects))));
   *request.mutable_prediction() = event.prediction_logged();
   request.set_actor("loadgen");
   return request;

@@ -6,14 +6,17 @@
 //
 // Prints one line: mode, events, seconds, events/s, and the CPU the server
 // backend spent per event (µs, from /proc/<backend pid>/stat; PostgreSQL's
-// WAL writer and checkpointer are not counted).
+// WAL writer and checkpointer are not counted). --mode=reads measures reads
+// instead, as bench/compare/grpc_reads.cc does for predlog.
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -29,7 +32,11 @@
 #include "tests/testing/events.h"
 
 ABSL_FLAG(std::string, conninfo, "", "libpq connection string (required).");
-ABSL_FLAG(std::string, mode, "copy", "copy, or insert (multi-row INSERT per batch).");
+ABSL_FLAG(std::string, mode, "copy",
+          "copy, insert (multi-row INSERT per batch), or reads: one client, one query at a "
+          "time, against the table a previous run loaded: get by prediction_id and a "
+          "subject's trail (prepared statements), p50/p99 in µs.");
+ABSL_FLAG(int, queries, 20000, "reads: queries of each kind.");
 ABSL_FLAG(int64_t, events, 100000, "Rows to load.");
 ABSL_FLAG(int, batch, 500, "Rows per transaction.");
 ABSL_FLAG(int, event_bytes, 1024, "Approximate serialized event size (as loadgen).");
@@ -71,6 +78,52 @@ std::string TextField(const std::string& s) {
   return absl::StrReplaceAll(s, {{"\\", "\\\\"}, {"\t", "\\t"}, {"\n", "\\n"}, {"\r", "\\r"}});
 }
 
+double Percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
+// Same ids and subjects as grpc_reads, the same random sequence.
+int Reads(PGconn* conn) {
+  const int64_t events = absl::GetFlag(FLAGS_events);
+  const int64_t subjects = std::min(events, absl::GetFlag(FLAGS_subjects));
+  for (const char* sql :
+       {"PREPARE get(text) AS SELECT payload FROM predictions WHERE prediction_id = $1",
+        "PREPARE trail(text) AS SELECT payload FROM predictions WHERE subject_id = $1 "
+        "ORDER BY served_at LIMIT 100"}) {
+    if (!Exec(conn, sql)) return 1;
+  }
+  std::mt19937_64 rng(42);
+  std::vector<double> get_us, trail_us;
+  size_t trail_rows = 0;
+  for (int q = 0; q < absl::GetFlag(FLAGS_queries); ++q) {
+    const int64_t n = static_cast<int64_t>(rng() % static_cast<uint64_t>(events));
+    const std::string id = absl::StrCat("p", n), subject = absl::StrCat("s", n % subjects);
+    for (int kind = 0; kind < 2; ++kind) {
+      const char* value = kind == 0 ? id.c_str() : subject.c_str();
+      const auto start = std::chrono::steady_clock::now();
+      PGresult* r =
+          PQexecPrepared(conn, kind == 0 ? "get" : "trail", 1, &value, nullptr, nullptr, 0);
+      const double us =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+              .count();
+      if (PQresultStatus(r) != PGRES_TUPLES_OK || (kind == 0 && PQntuples(r) != 1)) {
+        std::cerr << "pg_ingest: reads: " << value << ": " << PQerrorMessage(conn);
+        return 1;
+      }
+      if (kind == 1) trail_rows += static_cast<size_t>(PQntuples(r));
+      PQclear(r);
+      (kind == 0 ? get_us : trail_us).push_back(us);
+    }
+  }
+  std::printf(
+      "get_p50_us=%.0f get_p99_us=%.0f trail_p50_us=%.0f trail_p99_us=%.0f rows_per_trail=%.1f\n",
+      Percentile(get_us, 0.5), Percentile(get_us, 0.99), Percentile(trail_us, 0.5),
+      Percentile(trail_us, 0.99),
+      static_cast<double>(trail_rows) / static_cast<double>(trail_us.size()));
+  return 0;
+}
+
 double BackendCpuSeconds(int pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
@@ -90,14 +143,19 @@ double BackendCpuSeconds(int pid) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode != "copy" && mode != "insert") {
-    std::cerr << "pg_ingest: --mode must be copy or insert\n";
+  if (mode != "copy" && mode != "insert" && mode != "reads") {
+    std::cerr << "pg_ingest: --mode must be copy, insert or reads\n";
     return 2;
   }
   PGconn* conn = PQconnectdb(absl::GetFlag(FLAGS_conninfo).c_str());
   if (PQstatus(conn) != CONNECTION_OK) {
     std::cerr << "pg_ingest: --conninfo: " << PQerrorMessage(conn);
     return 1;
+  }
+  if (mode == "reads") {
+    const int status = Reads(conn);
+    PQfinish(conn);
+    return status;
   }
   if (!Exec(conn, "SET synchronous_commit = on") ||
       !Exec(conn, "DROP TABLE IF EXISTS predictions") ||

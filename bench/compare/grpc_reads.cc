@@ -1,0 +1,79 @@
+// The predlog side of bench/compare's reads: one client, one call at a time
+// (as a support tool or a Python script would ask), against a predlogd on
+// loopback already filled by loadgen (predictions "p<n>" of subjects
+// "s<n % subjects>"). Prints the p50/p99 latency (µs) of GetPrediction by id
+// and of ListPredictions for a subject's trail.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "predlog/v1/service.grpc.pb.h"
+
+ABSL_FLAG(std::string, target, "", "predlogd's gRPC address (required).");
+ABSL_FLAG(int64_t, events, 100000, "Predictions loaded (ids p0 .. p<events-1>).");
+ABSL_FLAG(int64_t, subjects, 50000, "Subjects they were spread over.");
+ABSL_FLAG(int, queries, 20000, "Queries of each kind.");
+
+namespace {
+
+double Percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  auto stub = predlog::v1::PredictionLog::NewStub(
+      grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials()));
+  const int64_t events = absl::GetFlag(FLAGS_events);
+  const int64_t subjects = std::min(events, absl::GetFlag(FLAGS_subjects));
+  std::mt19937_64 rng(42);
+  std::vector<double> get_us, trail_us;
+  size_t trail_rows = 0;
+  for (int q = 0; q < absl::GetFlag(FLAGS_queries); ++q) {
+    const int64_t n = static_cast<int64_t>(rng() % static_cast<uint64_t>(events));
+    predlog::v1::GetPredictionRequest get;
+    get.set_prediction_id(absl::StrCat("p", n));
+    predlog::v1::PredictionRecord record;
+    auto start = std::chrono::steady_clock::now();
+    grpc::ClientContext get_context;
+    grpc::Status status = stub->GetPrediction(&get_context, get, &record);
+    get_us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count());
+    if (!status.ok()) {
+      std::cerr << "grpc_reads: get p" << n << ": " << status.error_message() << "\n";
+      return 1;
+    }
+    predlog::v1::ListPredictionsRequest list;
+    list.set_subject_id(absl::StrCat("s", n % subjects));
+    predlog::v1::ListPredictionsResponse trail;
+    start = std::chrono::steady_clock::now();
+    grpc::ClientContext list_context;
+    status = stub->ListPredictions(&list_context, list, &trail);
+    trail_us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count());
+    if (!status.ok()) {
+      std::cerr << "grpc_reads: trail s" << n % subjects << ": " << status.error_message() << "\n";
+      return 1;
+    }
+    trail_rows += static_cast<size_t>(trail.records_size());
+  }
+  std::printf(
+      "get_p50_us=%.0f get_p99_us=%.0f trail_p50_us=%.0f trail_p99_us=%.0f rows_per_trail=%.1f\n",
+      Percentile(get_us, 0.5), Percentile(get_us, 0.99), Percentile(trail_us, 0.5),
+      Percentile(trail_us, 0.99),
+      static_cast<double>(trail_rows) / static_cast<double>(trail_us.size()));
+  return 0;
+}
