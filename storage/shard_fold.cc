@@ -73,6 +73,7 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
   BatchResult result;
   result.messages.resize(messages.size());
   const uint64_t resets_before = b.h.head.counters.source_resets;
+  const uint64_t next_index_before = b.h.head.next_index;
   for (size_t i = 0; i < messages.size(); ++i) {
     MessageResult& r = result.messages[i];
     if (messages[i].direct) {
@@ -154,7 +155,7 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
   // The WAL is synced (with sync_writes): now the mark may say so. A failed
   // mark write loses no data, only the detection of a later loss; the next
   // write retries it.
-  if (mark_ != nullptr && b.h.head.next_index != Head().next_index) {
+  if (mark_ != nullptr && b.h.head.next_index != next_index_before) {
     if (absl::Status marked =
             mark_->Write({b.h.head.next_index, b.h.head.chain_head, false, mark_identity_});
         !marked.ok()) {

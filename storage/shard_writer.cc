@@ -54,11 +54,6 @@ absl::StatusOr<BatchResult> ShardWriter::ApplyBatch(absl::Span<const SourceMessa
   return std::move(batch.result);
 }
 
-size_t ShardWriter::queued() const {
-  absl::MutexLock lock(&mu_);
-  return appends_.size();
-}
-
 void ShardWriter::Run() {
   std::vector<DirectAppend> appends;
   for (;;) {

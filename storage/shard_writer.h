@@ -2,7 +2,7 @@
 // messages here: the gateway's direct appends (Append) and the Kafka ingest's
 // poll batches (ApplyBatch). A thread of its own folds whatever is queued when
 // it is free as ONE ShardStore::ApplyBatch, a group commit: one WriteBatch,
-// and with ShardOptions::sync_writes one WAL fsync (plus the 42-byte acked
+// and with ShardOptions::sync_writes one WAL fsync (plus the small acked
 // mark's fdatasync, storage/acked_mark.h), for the whole group, so
 // the cost of a sync is shared by every request that arrived during the
 // previous one. Callers are answered only after their group's write returned:
@@ -77,8 +77,6 @@ class ShardWriter {
   absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
 
   const ShardStore& shard() const { return *shard_; }
-  // Direct appends queued and not yet answered.
-  size_t queued() const;
   // Group commits written so far (each one WriteBatch, one sync).
   uint64_t groups_written() const { return groups_written_.load(std::memory_order_relaxed); }
 
