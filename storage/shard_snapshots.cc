@@ -145,4 +145,18 @@ absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::OpenSnapshot(
   return std::unique_ptr<ShardStore>(new ShardStore(std::move(impl)));
 }
 
+absl::Status ShardStore::Impl::Compact() {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", options_.name, " is open read-only"));
+  }
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (rocksdb::ColumnFamilyHandle* cf : cfs_) {
+    RETURN_IF_ERROR(FromRocks(db_->CompactRange(compact, cf, nullptr, nullptr),
+                              absl::StrCat("shard ", options_.name, ": compact ", cf->GetName())));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace predlog::storage

@@ -277,5 +277,6 @@ absl::StatusOr<std::vector<SnapshotInfo>> ShardStore::ListSnapshots() const {
 absl::StatusOr<int> ShardStore::PruneSnapshots(const RetentionPolicy& policy, absl::Time now) {
   return impl_->PruneSnapshots(policy, now);
 }
+absl::Status ShardStore::Compact() { return impl_->Compact(); }
 
 }  // namespace predlog::storage

@@ -283,6 +283,13 @@ class ShardStore {
   // Deletes the snapshots `policy` does not keep; returns how many.
   absl::StatusOr<int> PruneSnapshots(const RetentionPolicy& policy, absl::Time now = absl::Now());
 
+  // Compacts every column family into its bottommost level (RocksDB
+  // DB::CompactRange over the whole key range): each key once, nothing
+  // obsolete, what the shard's disk use settles to. Blocks until done (seconds
+  // per GB; readers and writers go on meanwhile). FAILED_PRECONDITION when
+  // open read-only; RocksDB's errors otherwise.
+  absl::Status Compact();
+
  private:
   class Impl;
   explicit ShardStore(std::unique_ptr<Impl> impl);

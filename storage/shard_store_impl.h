@@ -251,6 +251,7 @@ class ShardStore::Impl {
   absl::StatusOr<SnapshotInfo> CreateSnapshot(absl::Time now);
   absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots() const;
   absl::StatusOr<int> PruneSnapshots(const RetentionPolicy& policy, absl::Time now);
+  absl::Status Compact();
 
   const ShardOptions& options() const { return options_; }
   std::string SnapshotDir() const {

@@ -526,8 +526,12 @@ std::vector<PartitionStatus> Ingest::Status() const {
   }
   std::vector<PartitionStatus> out;
   for (size_t i = 0; i < shards_.size(); ++i) {
-    PartitionStatus status{shards_[i]->name(), shards_[i]->Head(), -1, owned[i],
-                           std::string(shards_[i]->CheckNotLost().message())};
+    PartitionStatus status{shards_[i]->name(),
+                           shards_[i]->Head(),
+                           -1,
+                           owned[i],
+                           std::string(shards_[i]->CheckNotLost().message()),
+                           writers_[i]->groups_written()};
     int64_t low = -1, high = -1;
     if (rd_kafka_get_watermark_offsets(ConsumerOf(static_cast<int>(i)), sources_[i].topic.c_str(),
                                        sources_[i].partition, &low,

@@ -107,6 +107,10 @@ struct PartitionStatus {
   // Non-empty when the shard lost acknowledged records and no operator
   // accepted it yet (ShardStore::CheckNotLost's message, naming the range).
   std::string lost;
+  // Group commits the shard's writer made since this process started (one
+  // WriteBatch and, with sync, one WAL fsync each): records / group commits
+  // is how well group commit batches.
+  uint64_t group_commits = 0;
 
   // Messages in Kafka not yet folded: high_watermark - (last folded offset +
   // 1); -1 while the watermark is unknown or the partition is not owned here

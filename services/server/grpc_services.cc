@@ -32,6 +32,18 @@ grpc::ServerUnaryReactor* FinishOnPool(WorkerPool* workers, grpc::CallbackServer
   return reactor;
 }
 
+// Answers a unary call with what `read` returns, computed right here on gRPC's
+// callback thread. Only for bounded reads (see PredictionLogService).
+template <typename Response, typename Read>
+grpc::ServerUnaryReactor* FinishInline(grpc::CallbackServerContext* context, Response* response,
+                                       Read read) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<Response> result = read();
+  if (result.ok()) *response = std::move(*result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* PredictionLogService::Log(grpc::CallbackServerContext* context,
@@ -71,8 +83,7 @@ grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(
 grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(
     grpc::CallbackServerContext* context, const predlog::v1::GetPredictionRequest* request,
     predlog::v1::PredictionRecord* record) {
-  return FinishOnPool(workers_, context, record,
-                      [this, request] { return log_->GetPrediction(*request); });
+  return FinishInline(context, record, [this, request] { return log_->GetPrediction(*request); });
 }
 
 namespace {
@@ -227,8 +238,11 @@ PredictionLogService::LogStream(grpc::CallbackServerContext* context) {
 grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
     grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
     predlog::v1::ListPredictionsResponse* response) {
-  return FinishOnPool(workers_, context, response,
-                      [this, request] { return log_->ListPredictions(*request); });
+  auto list = [this, request] { return log_->ListPredictions(*request); };
+  if (request->page_size() <= PredictionLog::kDefaultPageSize) {  // 0 is the default page
+    return FinishInline(context, response, list);
+  }
+  return FinishOnPool(workers_, context, response, list);
 }
 
 namespace {

@@ -24,9 +24,17 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 inline constexpr int kMaxStreamInFlight = 500;
 
 // predlog.v1.PredictionLog. Borrows `log`, which must outlive the server.
+//
+//
+// Writes hand their events to the shard writers (or the producer) and finish
+// from their callbacks. Small reads, GetPrediction and a ListPredictions page
+// of at most PredictionLog::kDefaultPageSize records (tens of µs from memory,
+// a few ms at worst from a cold disk), run inline on gRPC's thread: a hand-off
+// to the pool and back costs two thread wake-ups, more than the read itself
+// (bench/RESULTS.md, issue 11). Larger pages run on the pool.
 class PredictionLogService final : public predlog::v1::PredictionLog::CallbackService {
  public:
-  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
+  // Large pages run on `workers` (borrowed; it must outlive the gRPC server).
   PredictionLogService(PredictionLog* log, WorkerPool* workers) : log_(log), workers_(workers) {}
 
   grpc::ServerUnaryReactor* Log(grpc::CallbackServerContext* context,

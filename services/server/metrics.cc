@@ -84,6 +84,14 @@ void RenderShardMetrics(const std::vector<PartitionStatus>& partitions, std::str
     absl::StrAppend(out, "predlog_shard_records{shard=\"", p.shard, "\"} ", p.head.next_index,
                     "\n");
   }
+  absl::StrAppend(out,
+                  "# HELP predlog_shard_group_commits_total Group commits of the shard's "
+                  "writer (one WriteBatch and, with --sync, one WAL fsync each).\n",
+                  "# TYPE predlog_shard_group_commits_total counter\n");
+  for (const PartitionStatus& p : partitions) {
+    absl::StrAppend(out, "predlog_shard_group_commits_total{shard=\"", p.shard, "\"} ",
+                    p.group_commits, "\n");
+  }
   absl::StrAppend(out, "# HELP predlog_shard_last_offset Last Kafka offset folded.\n",
                   "# TYPE predlog_shard_last_offset gauge\n");
   for (const PartitionStatus& p : partitions) {

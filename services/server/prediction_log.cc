@@ -157,8 +157,6 @@ absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::GetPrediction(
 
 absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredictions(
     const predlog::v1::ListPredictionsRequest& request) const {
-  constexpr uint32_t kDefaultPageSize = 100;
-  constexpr uint32_t kMaxPageSize = 1000;
   if (ingest_ == nullptr) return absl::UnavailableError("this process has no shards to read");
   if (request.page_size() > kMaxPageSize) {
     return absl::InvalidArgumentError(

@@ -58,9 +58,14 @@ class PredictionLog {
   absl::StatusOr<predlog::v1::PredictionRecord> GetPrediction(
       const predlog::v1::GetPredictionRequest& request) const;
 
+  // Records a ListPredictions page holds when page_size is 0, and at most.
+  static constexpr uint32_t kDefaultPageSize = 100;
+  static constexpr uint32_t kMaxPageSize = 1000;
+
   // A subject's trail (from its one shard, in served order), or a model
   // version's predictions (shard by shard, each in served order), one page at
-  // a time. INVALID_ARGUMENT for a missing filter or a foreign page token.
+  // a time. INVALID_ARGUMENT for a missing filter, a foreign page token or
+  // page_size above kMaxPageSize.
   absl::StatusOr<predlog::v1::ListPredictionsResponse> ListPredictions(
       const predlog::v1::ListPredictionsRequest& request) const;
 

@@ -421,11 +421,12 @@ TEST_P(PipelineTest, MetricsCountEveryOutcome) {
   EXPECT_EQ(MetricValue(m, "predlog_log_acked_total"), 31);
   EXPECT_EQ(MetricValue(m, "predlog_log_failed_total{code=\"INVALID_ARGUMENT\"}"), 1);
   EXPECT_EQ(MetricValue(m, "predlog_ack_latency_seconds_count"), 31);
-  double folded = 0, duplicates = 0;
+  double folded = 0, duplicates = 0, group_commits = 0;
   for (int p = 0; p < 3; ++p) {
     const std::string shard = "{shard=\"predlog.events-" + std::to_string(p) + "\"}";
     folded += MetricValue(m, "predlog_events_folded_total" + shard);
     duplicates += MetricValue(m, "predlog_events_duplicate_total" + shard);
+    group_commits += MetricValue(m, "predlog_shard_group_commits_total" + shard);
     // Nothing went through Kafka (the gateway appends directly): no lag, or
     // none known before the listener's first fetch answered.
     const double lag = MetricValue(m, "predlog_consumer_lag" + shard);
@@ -435,6 +436,9 @@ TEST_P(PipelineTest, MetricsCountEveryOutcome) {
   }
   EXPECT_EQ(folded, 30);
   EXPECT_EQ(duplicates, 1);
+  // Each of the 31 events was written in some group commit, at most one each.
+  EXPECT_GE(group_commits, 1);
+  EXPECT_LE(group_commits, 31);
   EXPECT_EQ(MetricValue(m, "predlog_worker_threads"), options_.worker_threads);
   EXPECT_EQ(MetricValue(m, "predlog_worker_queue_depth"), 0);
 }

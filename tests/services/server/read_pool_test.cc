@@ -1,5 +1,7 @@
-// Reads run on their own worker pool, so a read that takes long never holds
-// up a Log ack: real gRPC on loopback, the embedded broker, a real ingest.
+// Large reads run on their own worker pool, so a read that takes long never
+// holds up a Log ack, and small reads (a point lookup, a default page) are
+// answered inline, even while the pool is busy: real gRPC on loopback, the
+// embedded broker, a real ingest.
 #include <memory>
 #include <string>
 
@@ -81,36 +83,59 @@ class ReadPoolTest : public ::testing::Test {
   std::unique_ptr<predlog::v1::PredictionLog::Stub> stub_;
 };
 
-TEST_F(ReadPoolTest, ALogCallIsAckedWhileEveryReadThreadIsBusy) {
+TEST_F(ReadPoolTest, LogAcksAndSmallReadsAreAnsweredWhileEveryPoolThreadIsBusy) {
   ASSERT_TRUE(Log("pool-1").ok());
 
-  // The only read thread is busy (as with a long state-at fold or export).
+  // The only pool thread is busy (as with a long state-at fold or export).
   absl::Notification release;
   workers_->Submit([&] { release.WaitForNotification(); });
 
-  // A read arrives and waits for it ...
-  grpc::ClientContext read_context;
-  read_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  predlog::v1::GetPredictionRequest get;
-  get.set_prediction_id("pool-1");
-  predlog::v1::PredictionRecord record;
-  grpc::Status read_status;
-  absl::Notification read_answered;
-  stub_->async()->GetPrediction(&read_context, &get, &record, [&](grpc::Status status) {
-    read_status = std::move(status);
-    read_answered.Notify();
+  // A large page arrives and waits for it ...
+  grpc::ClientContext large_context;
+  large_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  predlog::v1::ListPredictionsRequest large;
+  large.set_subject_id(PredictionSpec{}.subject_id);
+  large.set_page_size(PredictionLog::kDefaultPageSize + 1);
+  predlog::v1::ListPredictionsResponse large_page;
+  grpc::Status large_status;
+  absl::Notification large_answered;
+  stub_->async()->ListPredictions(&large_context, &large, &large_page, [&](grpc::Status status) {
+    large_status = std::move(status);
+    large_answered.Notify();
   });
 
-  // ... while a Log call, produced, folded and acked on gRPC's threads, is not.
+  // ... while a Log call, produced, folded and acked on gRPC's threads, is not,
   const grpc::Status logged = Log("pool-2");
   EXPECT_TRUE(logged.ok()) << logged.error_message();
-  EXPECT_FALSE(read_answered.HasBeenNotified())
-      << "the read ran on a gRPC thread, not on the read pool";
+  // nor are a point read and a default page.
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    predlog::v1::GetPredictionRequest get;
+    get.set_prediction_id("pool-2");
+    predlog::v1::PredictionRecord record;
+    const grpc::Status status = stub_->GetPrediction(&context, get, &record);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(record.event().prediction_logged().prediction_id(), "pool-2");
+  }
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    predlog::v1::ListPredictionsRequest small = large;
+    small.clear_page_size();
+    predlog::v1::ListPredictionsResponse page;
+    const grpc::Status status = stub_->ListPredictions(&context, small, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(page.records_size(), 2);
+  }
+  EXPECT_FALSE(large_answered.HasBeenNotified())
+      << "the large page ran on a gRPC thread, not on the pool";
 
   release.Notify();
-  ASSERT_TRUE(read_answered.WaitForNotificationWithTimeout(absl::Seconds(60)));
-  EXPECT_TRUE(read_status.ok()) << read_status.error_message();
-  EXPECT_EQ(record.event().prediction_logged().prediction_id(), "pool-1");
+  ASSERT_TRUE(large_answered.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  EXPECT_TRUE(large_status.ok()) << large_status.error_message();
+  ASSERT_EQ(large_page.records_size(), 2);
+  EXPECT_EQ(large_page.records(0).event().prediction_logged().prediction_id(), "pool-1");
 }
 
 }  // namespace

@@ -6,8 +6,11 @@
 //
 // Prints one line: mode, events, seconds, events/s, and the CPU the server
 // backend spent per event (µs, from /proc/<backend pid>/stat; PostgreSQL's
-// WAL writer and checkpointer are not counted). --mode=reads measures reads
-// instead, as bench/compare/grpc_reads.cc does for predlog.
+// WAL writer and checkpointer are not counted). Against the table a load left:
+// --mode=reads measures reads, as bench/compare/grpc_reads.cc does for
+// predlog; --mode=size VACUUMs it and prints its bytes on disk (heap, TOAST
+// and indexes); --mode=export writes every payload as JSON lines to --out
+// (COPY ... TO STDOUT through libpq, then fsync), as `predlog export` does.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -33,10 +36,12 @@
 
 ABSL_FLAG(std::string, conninfo, "", "libpq connection string (required).");
 ABSL_FLAG(std::string, mode, "copy",
-          "copy, insert (multi-row INSERT per batch), or reads: one client, one query at a "
-          "time, against the table a previous run loaded: get by prediction_id and a "
-          "subject's trail (prepared statements), p50/p99 in µs.");
+          "copy or insert (multi-row INSERT per batch) load the table; against a loaded "
+          "table, reads (one client, one query at a time: get by prediction_id and a "
+          "subject's trail, prepared statements, p50/p99 in µs), size (bytes on disk after "
+          "VACUUM) or export (every payload as JSON lines to --out).");
 ABSL_FLAG(int, queries, 20000, "reads: queries of each kind.");
+ABSL_FLAG(std::string, out, "", "export: the JSON lines file to write.");
 ABSL_FLAG(int64_t, events, 100000, "Rows to load.");
 ABSL_FLAG(int, batch, 500, "Rows per transaction.");
 ABSL_FLAG(int, event_bytes, 1024, "Approximate serialized event size (as loadgen).");
@@ -67,7 +72,7 @@ Row MakeRow(int64_t n, int bytes, int64_t subjects) {
 bool Exec(PGconn* conn, const std::string& sql) {
   PGresult* r = PQexec(conn, sql.c_str());
   const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-  if (!ok) std::cerr << "pg_ingest: " << sql.substr(0, 80) << ": " << PQerrorMessage(conn);
+  if (!ok) std::cerr << "pg_audit: " << sql.substr(0, 80) << ": " << PQerrorMessage(conn);
   PQclear(r);
   return ok;
 }
@@ -108,7 +113,7 @@ int Reads(PGconn* conn) {
           std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
               .count();
       if (PQresultStatus(r) != PGRES_TUPLES_OK || (kind == 0 && PQntuples(r) != 1)) {
-        std::cerr << "pg_ingest: reads: " << value << ": " << PQerrorMessage(conn);
+        std::cerr << "pg_audit: reads: " << value << ": " << PQerrorMessage(conn);
         return 1;
       }
       if (kind == 1) trail_rows += static_cast<size_t>(PQntuples(r));
@@ -121,6 +126,67 @@ int Reads(PGconn* conn) {
       Percentile(get_us, 0.5), Percentile(get_us, 0.99), Percentile(trail_us, 0.5),
       Percentile(trail_us, 0.99),
       static_cast<double>(trail_rows) / static_cast<double>(trail_us.size()));
+  return 0;
+}
+
+// VACUUM (nothing to reclaim in an append-only table, but it sets the
+// visibility map and statistics as autovacuum eventually would), then the
+// table's whole size on disk.
+int Size(PGconn* conn) {
+  if (!Exec(conn, "VACUUM ANALYZE predictions")) return 1;
+  PGresult* r = PQexec(conn,
+                       "SELECT pg_total_relation_size('predictions'), "
+                       "pg_indexes_size('predictions'), count(*) FROM predictions");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    std::cerr << "pg_audit: size: " << PQerrorMessage(conn);
+    return 1;
+  }
+  const double total = std::stod(PQgetvalue(r, 0, 0));
+  const double indexes = std::stod(PQgetvalue(r, 0, 1));
+  const double rows = std::stod(PQgetvalue(r, 0, 2));
+  PQclear(r);
+  std::printf("rows=%.0f bytes=%.0f index_bytes=%.0f bytes_per_event=%.0f\n", rows, total, indexes,
+              total / rows);
+  return 0;
+}
+
+// Every payload, in the primary key's order, one JSON line each.
+int Export(PGconn* conn) {
+  const std::string path = absl::GetFlag(FLAGS_out);
+  FILE* out = std::fopen(path.c_str(), "w");
+  if (out == nullptr) {
+    std::cerr << "pg_audit: --out: cannot open " << path << "\n";
+    return 1;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  PGresult* r = PQexec(conn, "COPY (SELECT payload FROM predictions) TO STDOUT");
+  if (PQresultStatus(r) != PGRES_COPY_OUT) {
+    std::cerr << "pg_audit: export: " << PQerrorMessage(conn);
+    return 1;
+  }
+  PQclear(r);
+  int64_t rows = 0;
+  char* line = nullptr;
+  int n = 0;
+  while ((n = PQgetCopyData(conn, &line, 0)) > 0) {
+    std::fwrite(line, 1, static_cast<size_t>(n), out);
+    PQfreemem(line);
+    ++rows;
+  }
+  r = PQgetResult(conn);
+  if (n != -1 || PQresultStatus(r) != PGRES_COMMAND_OK) {
+    std::cerr << "pg_audit: export: " << PQerrorMessage(conn);
+    return 1;
+  }
+  PQclear(r);
+  if (std::fflush(out) != 0 || fsync(fileno(out)) != 0 || std::fclose(out) != 0) {
+    std::cerr << "pg_audit: --out: write " << path << " failed\n";
+    return 1;
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("mode=export events=%lld seconds=%.2f events_per_s=%.0f\n",
+              static_cast<long long>(rows), seconds, static_cast<double>(rows) / seconds);
   return 0;
 }
 
@@ -143,17 +209,17 @@ double BackendCpuSeconds(int pid) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode != "copy" && mode != "insert" && mode != "reads") {
-    std::cerr << "pg_ingest: --mode must be copy, insert or reads\n";
+  if (mode != "copy" && mode != "insert" && mode != "reads" && mode != "size" && mode != "export") {
+    std::cerr << "pg_audit: --mode must be copy, insert, reads, size or export\n";
     return 2;
   }
   PGconn* conn = PQconnectdb(absl::GetFlag(FLAGS_conninfo).c_str());
   if (PQstatus(conn) != CONNECTION_OK) {
-    std::cerr << "pg_ingest: --conninfo: " << PQerrorMessage(conn);
+    std::cerr << "pg_audit: --conninfo: " << PQerrorMessage(conn);
     return 1;
   }
-  if (mode == "reads") {
-    const int status = Reads(conn);
+  if (mode == "reads" || mode == "size" || mode == "export") {
+    const int status = mode == "reads" ? Reads(conn) : mode == "size" ? Size(conn) : Export(conn);
     PQfinish(conn);
     return status;
   }
@@ -185,7 +251,7 @@ int main(int argc, char** argv) {
     if (mode == "copy") {
       PGresult* r = PQexec(conn, "COPY predictions FROM STDIN");
       if (PQresultStatus(r) != PGRES_COPY_IN) {
-        std::cerr << "pg_ingest: COPY: " << PQerrorMessage(conn);
+        std::cerr << "pg_audit: COPY: " << PQerrorMessage(conn);
         return 1;
       }
       PQclear(r);
@@ -198,12 +264,12 @@ int main(int argc, char** argv) {
       }
       if (PQputCopyData(conn, data.data(), static_cast<int>(data.size())) != 1 ||
           PQputCopyEnd(conn, nullptr) != 1) {
-        std::cerr << "pg_ingest: COPY data: " << PQerrorMessage(conn);
+        std::cerr << "pg_audit: COPY data: " << PQerrorMessage(conn);
         return 1;
       }
       r = PQgetResult(conn);
       if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        std::cerr << "pg_ingest: COPY end: " << PQerrorMessage(conn);
+        std::cerr << "pg_audit: COPY end: " << PQerrorMessage(conn);
         return 1;
       }
       PQclear(r);
@@ -224,7 +290,7 @@ int main(int argc, char** argv) {
       PGresult* r = PQexecParams(conn, sql.c_str(), static_cast<int>(params.size()), nullptr,
                                  params.data(), nullptr, nullptr, 0);
       if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        std::cerr << "pg_ingest: INSERT: " << PQerrorMessage(conn);
+        std::cerr << "pg_audit: INSERT: " << PQerrorMessage(conn);
         return 1;
       }
       PQclear(r);
