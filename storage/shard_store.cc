@@ -76,6 +76,10 @@ absl::Status ShardStore::Impl::OpenDb() {
     // Point lookups of prediction ids are mostly misses (new ids): a bloom
     // filter answers those without touching data blocks.
     if (i == kByPredictionCf) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    // What has settled (the bottommost level) is compressed with zstd, the
+    // rest with RocksDB's default (Snappy, cheaper on the write path).
+    cf_options.bottommost_compression = rocksdb::kZSTD;
+    if (i == kEventsCf) table.block_size = 16 * 1024;
     cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     descriptors.emplace_back(kCfNames[i], cf_options);
   }

@@ -151,6 +151,7 @@ echo "| read | predlog p50 / p99 µs | PostgreSQL p50 / p99 µs | p99 predlog / 
 echo "|---|---:|---:|---:|"
 echo "| get by prediction id | $(field get_p50_us "$predlog_reads") / $(field get_p99_us "$predlog_reads") | $(field get_p50_us "$pg_reads") / $(field get_p99_us "$pg_reads") | $(ratio "$(field get_p99_us "$predlog_reads")" "$(field get_p99_us "$pg_reads")") |"
 echo "| subject trail | $(field trail_p50_us "$predlog_reads") / $(field trail_p99_us "$predlog_reads") | $(field trail_p50_us "$pg_reads") / $(field trail_p99_us "$pg_reads") | $(ratio "$(field trail_p99_us "$predlog_reads")" "$(field trail_p99_us "$pg_reads")") |"
+echo "| the floor: gRPC's health check (no work behind it), same client | $(field health_p50_us "$predlog_reads") / $(field health_p99_us "$predlog_reads") | | $(ratio "$(field health_p99_us "$predlog_reads")" "$(field get_p99_us "$pg_reads")") |"
 echo
 echo "| | predlog | PostgreSQL | predlog / PostgreSQL |"
 echo "|---|---:|---:|---:|"

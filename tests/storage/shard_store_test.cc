@@ -558,6 +558,45 @@ TEST_F(ShardStoreTest, ApplyBatch_OnReadOnlyStoreIsFailedPrecondition) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("read-only")));
 }
 
+// SST files under the shard's db/ directory.
+int SstFiles(const std::string& shard_dir) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(shard_dir + "/db")) {
+    if (entry.path().extension() == ".sst") ++n;
+  }
+  return n;
+}
+
+TEST_F(ShardStoreTest, Compact_MovesEverythingIntoTablesAndKeepsRecordsIndexesAndChain) {
+  std::vector<std::string> batch;
+  for (int i = 0; i < 200; ++i) batch.push_back(Pred(absl::StrCat("c", i), "subject-7", i));
+  Apply(batch);
+  ASSERT_EQ(SstFiles(dir_.Sub("shard")), 0) << "200 small records should still be in the memtable";
+
+  ASSERT_OK(store_->Compact());
+  EXPECT_GT(SstFiles(dir_.Sub("shard")), 0);
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(VerifyReport report, store_->Verify());
+  EXPECT_FALSE(report.first_bad_index.has_value()) << report.problem;
+  EXPECT_EQ(report.records_checked, 200u);
+  ASSERT_OK_AND_ASSIGN(StoredRecord record, store_->GetByPredictionId("c123"));
+  EXPECT_EQ(record.index, 123u);
+  ASSERT_OK_AND_ASSIGN(ScanPage page, store_->ScanSubject("subject-7", TimeRange{}, "", 1000));
+  EXPECT_EQ(page.records.size(), 200u);
+  Apply({Pred("after-compaction")});
+  EXPECT_EQ(store_->Head().next_index, 201u);
+}
+
+TEST_F(ShardStoreTest, Compact_OnReadOnlyStoreIsFailedPrecondition) {
+  Apply({Pred("a")});
+  ShardOptions options;
+  options.dir = dir_.Sub("shard");
+  options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto ro, ShardStore::Open(options));
+  EXPECT_THAT(ro->Compact(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("read-only")));
+}
+
 TEST(ShardStoreOpen, BadOptionsAreInvalidArgumentNamingTheField) {
   EXPECT_THAT(ShardStore::Open(ShardOptions{}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ShardOptions.dir")));

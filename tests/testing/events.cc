@@ -1,5 +1,7 @@
 #include "tests/testing/events.h"
 
+#include <random>
+
 #include "absl/strings/str_cat.h"
 #include "storage/event_validation.h"
 #include "storage/sha256.h"
@@ -23,12 +25,21 @@ predlog::v1::AuditEvent MakePrediction(const PredictionSpec& spec) {
   p->mutable_model()->set_artifact_sha256(storage::ToHex(storage::Sha256(spec.model_version)));
   p->mutable_pipeline()->set_name("credit-features");
   p->mutable_pipeline()->set_version("2024.11");
+  std::mt19937_64 rng(std::hash<std::string>()(spec.prediction_id));
   for (int i = 0; i < spec.features; ++i) {
     auto* f = p->add_inputs();
     f->set_name(absl::StrCat("feature_", i));
-    f->set_double_value(i * 1.5 + spec.score);
+    f->set_double_value(spec.random_content
+                            ? std::uniform_real_distribution<double>(0, 1e5)(rng)
+                            : i * 1.5 + spec.score);
   }
-  if (spec.raw_request_bytes > 0) p->set_raw_request(std::string(spec.raw_request_bytes, 'r'));
+  if (spec.raw_request_bytes > 0) {
+    std::string raw(spec.raw_request_bytes, 'r');
+    if (spec.random_content) {
+      for (char& c : raw) c = static_cast<char>(rng());
+    }
+    p->set_raw_request(std::move(raw));
+  }
   p->mutable_output()->add_float_scores(spec.score);
   p->mutable_output()->set_label(spec.score > 0.5f ? "deny" : "approve");
   p->mutable_output()->set_score_kind("probability");
@@ -49,6 +60,7 @@ std::string MakeSizedPredictionPayload(uint64_t n, size_t target_bytes, uint64_t
   spec.served_at = absl::FromUnixSeconds(1'700'000'000) + absl::Milliseconds(n);
   spec.recorded_at = spec.served_at;
   spec.score = static_cast<float>(n % 1000) / 1000.0f;
+  spec.random_content = true;
   const size_t base = MakePrediction(spec).ByteSizeLong();
   spec.raw_request_bytes = target_bytes > base + 4 ? target_bytes - base - 4 : 0;
   return MakePredictionPayload(spec);

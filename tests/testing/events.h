@@ -23,13 +23,17 @@ struct PredictionSpec {
   float score = 0.25f;
   // Bytes of raw_request padding, to size events (0: none).
   size_t raw_request_bytes = 0;
+  // Input values and raw_request bytes drawn from a PRNG seeded by
+  // prediction_id (as real traffic compresses), instead of fixed patterns.
+  bool random_content = false;
 };
 
 predlog::v1::AuditEvent MakePrediction(const PredictionSpec& spec);
 std::string MakePredictionPayload(const PredictionSpec& spec);
 
-// A ~`target_bytes` prediction event (30 features plus padding), the shape
-// benchmarks use: prediction "p<n>" for subject "s<n % subjects>".
+// A ~`target_bytes` prediction event (30 features plus raw_request bytes,
+// random_content), the shape benchmarks use: prediction "p<n>" for subject
+// "s<n % subjects>". The same n gives the same bytes.
 std::string MakeSizedPredictionPayload(uint64_t n, size_t target_bytes, uint64_t subjects);
 
 predlog::v1::AuditEvent MakeEntityChange(const std::string& type, const std::string& id,
