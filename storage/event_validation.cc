@@ -1,6 +1,7 @@
 #include "storage/event_validation.h"
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 #include "storage/sha256.h"
 
 namespace predlog::storage {
@@ -13,6 +14,24 @@ absl::Status CheckId(absl::string_view field, absl::string_view value, const Eve
   if (value.size() > limits.max_id_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, " is ", value.size(), " bytes; the limit is ", limits.max_id_bytes));
+  }
+  return absl::OkStatus();
+}
+
+// The range google/protobuf/timestamp.proto allows: 0001-01-01T00:00:00Z to
+// 9999-12-31T23:59:59.999999999Z, nanos in [0, 1e9). Outside it, protobuf's
+// JSON mapping (and so a JSON export) cannot render the time.
+absl::Status CheckTimestamp(absl::string_view field, const google::protobuf::Timestamp& ts) {
+  using google::protobuf::util::TimeUtil;
+  if (ts.seconds() < TimeUtil::kTimestampMinSeconds ||
+      ts.seconds() > TimeUtil::kTimestampMaxSeconds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".seconds is ", ts.seconds(), "; a Timestamp lies in years 1 to 9999 (seconds ",
+        TimeUtil::kTimestampMinSeconds, " to ", TimeUtil::kTimestampMaxSeconds, ")"));
+  }
+  if (ts.nanos() < 0 || ts.nanos() > 999'999'999) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".nanos is ", ts.nanos(), "; it must be in [0, 999999999]"));
   }
   return absl::OkStatus();
 }
@@ -47,6 +66,7 @@ absl::Status ValidatePrediction(const predlog::v1::PredictionLogged& p, const Ev
   if (!p.has_served_at()) {
     return absl::InvalidArgumentError("prediction_logged.served_at is missing");
   }
+  if (auto s = CheckTimestamp("prediction_logged.served_at", p.served_at()); !s.ok()) return s;
   if (!p.has_model()) return absl::InvalidArgumentError("prediction_logged.model is missing");
   if (auto s = CheckModelRef("prediction_logged.model", p.model(), false, limits); !s.ok()) {
     return s;
@@ -73,6 +93,9 @@ absl::Status ValidateEvent(const AuditEvent& event, const EventLimits& limits) {
     return absl::InvalidArgumentError(absl::StrCat("schema_version ", event.schema_version(),
                                                    " is newer than this build understands (",
                                                    kSchemaVersion, ")"));
+  }
+  if (event.has_recorded_at()) {
+    if (auto s = CheckTimestamp("recorded_at", event.recorded_at()); !s.ok()) return s;
   }
   switch (event.body_case()) {
     case AuditEvent::kPredictionLogged:

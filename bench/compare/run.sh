@@ -106,7 +106,7 @@ predlog_reads=$(build/bench/grpc_reads --target="$TARGET" --events=$EVENTS --sub
 start=$(date +%s.%N)
 build/services/predlog --server="$TARGET" export --all --format jsonl --out="$WORK/predlog.jsonl" >/dev/null
 predlog_export=$(awk -v s="$start" -v e="$(date +%s.%N)" -v n=$EVENTS 'BEGIN { printf "%.0f", n / (e - s) }')
-rm -f "$WORK/predlog.jsonl"
+rm -f "$WORK"/predlog.jsonl*
 stop_predlogd
 predlog_disk=$(build/bench/shard_disk --data_dir="$WORK/stream")
 rm -rf "$WORK/stream"

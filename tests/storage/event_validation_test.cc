@@ -65,6 +65,50 @@ TEST(ValidateEvent, EachMissingPredictionFieldIsNamed) {
   }
 }
 
+TEST(ValidateEvent, TimestampsOutsideProtobufsRangeAreNamed) {
+  struct Case {
+    void (*mutate)(predlog::v1::AuditEvent*);
+    const char* message;
+  };
+  const Case cases[] = {
+      // Year 1 minus a second, and year 10000.
+      {[](auto* e) {
+         e->mutable_prediction_logged()->mutable_served_at()->set_seconds(-62135596801);
+       },
+       "prediction_logged.served_at.seconds is -62135596801"},
+      {[](auto* e) {
+         e->mutable_prediction_logged()->mutable_served_at()->set_seconds(253402300800);
+       },
+       "prediction_logged.served_at.seconds is 253402300800"},
+      {[](auto* e) { e->mutable_prediction_logged()->mutable_served_at()->set_nanos(-1); },
+       "prediction_logged.served_at.nanos is -1"},
+      {[](auto* e) {
+         e->mutable_prediction_logged()->mutable_served_at()->set_nanos(1'000'000'000);
+       },
+       "prediction_logged.served_at.nanos is 1000000000"},
+      {[](auto* e) { e->mutable_recorded_at()->set_seconds(253402300800); },
+       "recorded_at.seconds is 253402300800"},
+      {[](auto* e) { e->mutable_recorded_at()->set_nanos(-5); }, "recorded_at.nanos is -5"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_THAT(ValidatePrediction(c.mutate),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.message;
+  }
+  // The bounds themselves are valid: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z.
+  EXPECT_THAT(ValidatePrediction([](auto* e) {
+                e->mutable_prediction_logged()->mutable_served_at()->set_seconds(-62135596800);
+                e->mutable_recorded_at()->set_seconds(-62135596800);
+              }),
+              IsOk());
+  EXPECT_THAT(ValidatePrediction([](auto* e) {
+                auto* at = e->mutable_prediction_logged()->mutable_served_at();
+                at->set_seconds(253402300799);
+                at->set_nanos(999'999'999);
+              }),
+              IsOk());
+}
+
 TEST(ValidateEvent, LimitsAreEnforcedWithTheLimitInTheMessage) {
   PredictionSpec spec;
   spec.features = 11;

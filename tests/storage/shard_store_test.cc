@@ -196,6 +196,23 @@ TEST_F(ShardStoreTest, ApplyBatch_GarbageIsRejectedAndNeighboursAreFolded) {
   EXPECT_EQ(store_->Head().last_source->offset, 4);
 }
 
+TEST_F(ShardStoreTest, ApplyBatch_TimestampOutOfRangeIsRejectedNamingTheFieldAndNeighboursFold) {
+  predlog::v1::AuditEvent year_one = MakePrediction(PredictionSpec{});
+  year_one.mutable_prediction_logged()->set_prediction_id("year-one");
+  year_one.mutable_prediction_logged()->mutable_served_at()->set_seconds(-62135596801);
+  predlog::v1::AuditEvent bad_nanos = MakePrediction(PredictionSpec{});
+  bad_nanos.mutable_prediction_logged()->set_prediction_id("bad-nanos");
+  bad_nanos.mutable_recorded_at()->set_nanos(1'000'000'000);
+  BatchResult r = Apply({year_one.SerializeAsString(), bad_nanos.SerializeAsString(), Pred("b")});
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(r.messages[0].reason,
+              HasSubstr("prediction_logged.served_at.seconds is -62135596801"));
+  EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(r.messages[1].reason, HasSubstr("recorded_at.nanos is 1000000000"));
+  EXPECT_EQ(r.messages[2].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[2].index, 0u);
+}
+
 TEST_F(ShardStoreTest, ApplyBatch_OversizedMessageIsRejectedWithTheLimit) {
   store_.reset();
   ShardOptions options;

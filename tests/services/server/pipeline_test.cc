@@ -259,6 +259,12 @@ TEST_P(PipelineTest, InvalidPredictionIsInvalidArgumentNamingTheField) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("prediction.inputs is empty"));
 
+  PredictionSpec year_10000 = Spec(3);
+  year_10000.served_at = absl::FromUnixSeconds(253402300800);
+  status = Log(year_10000, &receipt);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("prediction.served_at.seconds is 253402300800"));
+
   predlog::v1::LogRequest empty;
   grpc::ClientContext context;
   status = stub_->Log(&context, empty, &receipt);
