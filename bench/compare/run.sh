@@ -22,6 +22,10 @@ if [ "${1:-}" = "--quick" ]; then EVENTS=100000; fi
 SUBJECTS=50000
 UNARY_RATES=(1000 5000)
 UNARY_SECONDS=20
+# The same memory for caching to both: PostgreSQL's shared_buffers, and
+# predlog's block caches (4 event shards and the registry's).
+PG_BUFFERS_MB=1024
+SHARD_CACHE_MB=$((PG_BUFFERS_MB / 5))
 
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
   SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -46,13 +50,13 @@ cleanup() {
 trap cleanup EXIT
 "${AS[@]}" "$PG/initdb" -D "$WORK/pg" -A trust -U postgres >/dev/null
 "${AS[@]}" "$PG/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/log" -w \
-  -o "-c listen_addresses='' -k $WORK/pg -c shared_buffers=1GB -c max_wal_size=4GB" start >/dev/null
+  -o "-c listen_addresses='' -k $WORK/pg -c shared_buffers=${PG_BUFFERS_MB}MB -c max_wal_size=4GB" start >/dev/null
 CONN="host=$WORK/pg user=postgres dbname=postgres"
 
 # predlogd in the embedded default (--sync is on by default), on an empty
 # data directory under $WORK/$1; sets PREDLOGD (pid), TARGET and HTTP.
 start_predlogd() {
-  build/services/predlogd --data_dir="$WORK/$1" --grpc_listen=127.0.0.1:0 \
+  build/services/predlogd --data_dir="$WORK/$1" --grpc_listen=127.0.0.1:0 --shard_cache_mb=$SHARD_CACHE_MB \
     --http_listen=127.0.0.1:0 >"$WORK/$1.out" 2>"$WORK/$1.err" &
   PREDLOGD=$!
   for _ in $(seq 200); do grep -q "predlogd listening" "$WORK/$1.out" && break; sleep 0.1; done

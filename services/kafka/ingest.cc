@@ -48,6 +48,7 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
       }
     }
     shard_options.min_free_bytes = options.min_free_bytes;
+    shard_options.block_cache_bytes = options.shard_block_cache_bytes;
     ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardStore> shard,
                      storage::ShardStore::Open(shard_options));
     storage::ShardWriterOptions writer_options;

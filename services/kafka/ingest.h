@@ -84,6 +84,8 @@ struct IngestOptions {
   // Writes are refused (RESOURCE_EXHAUSTED) while a shard's filesystem has
   // less free (ShardOptions::min_free_bytes).
   uint64_t min_free_bytes = uint64_t{256} << 20;
+  // Each shard's RocksDB block cache (ShardOptions::block_cache_bytes).
+  size_t shard_block_cache_bytes = size_t{64} << 20;
   // fsync the shards' WAL on every group commit (ShardOptions::sync_writes):
   // an answered write survives a power loss, not only a killed process.
   bool sync_writes = true;

@@ -44,6 +44,10 @@ ABSL_FLAG(uint64_t, min_free_mb, 256,
           "Writes get RESOURCE_EXHAUSTED (naming the data directory) while its filesystem has "
           "less than this many MiB free, and resume by themselves once there is more; the "
           "reserve keeps RocksDB from ever meeting a full disk. 0 turns the check off.");
+ABSL_FLAG(uint64_t, shard_cache_mb, 64,
+          "Each shard's RocksDB block cache, in MiB (one shard per partition plus the "
+          "registry's): decompressed record and index blocks kept for reads. The OS page "
+          "cache holds the compressed files besides.");
 ABSL_FLAG(std::string, roles, "all",
           "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
 
@@ -78,6 +82,7 @@ int main(int argc, char** argv) {
   options.sync = absl::GetFlag(FLAGS_sync);
   options.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
   options.min_free_bytes = absl::GetFlag(FLAGS_min_free_mb) << 20;
+  options.shard_block_cache_bytes = absl::GetFlag(FLAGS_shard_cache_mb) << 20;
   const absl::Status status = predlog::services::RunUntilSignalled(options);
   if (!status.ok()) {
     std::cerr << "predlogd: " << status << "\n";

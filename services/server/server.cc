@@ -192,6 +192,9 @@ absl::StatusOr<Roles> ParseRoles(absl::string_view roles) {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   if (options.partitions < 1) return absl::InvalidArgumentError("--partitions must be >= 1");
+  if (options.shard_block_cache_bytes == 0) {
+    return absl::InvalidArgumentError("--shard_cache_mb must be >= 1");
+  }
   if (options.snapshot_every_seconds < 0) {
     return absl::InvalidArgumentError("--snapshot_every_seconds must be >= 0");
   }
@@ -257,6 +260,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     ingest_options.sync_writes = options.sync;
     ingest_options.accept_data_loss = options.accept_data_loss;
     ingest_options.min_free_bytes = options.min_free_bytes;
+    ingest_options.shard_block_cache_bytes = options.shard_block_cache_bytes;
     // A gateway here whose acks wait for folds through an embedded broker in
     // another process needs the mock's fetches answered at once. With the
     // broker here too, the gateway appends directly and only Kafka clients'

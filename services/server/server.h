@@ -63,6 +63,9 @@ struct ServerOptions {
   std::vector<std::string> accept_data_loss;
   // Free bytes below which the shards refuse writes (--min_free_mb).
   uint64_t min_free_bytes = uint64_t{256} << 20;
+  // Each shard's block cache (--shard_cache_mb): decompressed blocks of
+  // records and indexes kept for reads. Must be > 0.
+  size_t shard_block_cache_bytes = size_t{64} << 20;
 };
 
 // A running predlogd. Thread-safe.

@@ -339,6 +339,15 @@ TEST(PredlogdFlags, ZeroWorkerThreadsIsAUsageErrorNamingTheFlag) {
   EXPECT_THAT(output, ::testing::HasSubstr("--worker_threads must be >= 1, not 0"));
 }
 
+TEST(PredlogdFlags, ZeroShardCacheIsAUsageErrorNamingTheFlag) {
+  TempDir dir;
+  const auto [code, output] =
+      testing::RunCommand(std::string(PREDLOGD_BINARY) +
+                          " --shard_cache_mb=0 --http_listen= --data_dir=" + dir.Sub("data"));
+  EXPECT_EQ(code, 2) << output;
+  EXPECT_THAT(output, ::testing::HasSubstr("--shard_cache_mb must be >= 1"));
+}
+
 TEST(PredlogdFlags, BadRolesAreAUsageErrorNamingTheFlag) {
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
