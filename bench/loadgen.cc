@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/measure.h"
 #include "grpcpp/grpcpp.h"
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/kafka/producer.h"
@@ -33,6 +34,9 @@
 #include "storage/logging.h"
 #include "tests/testing/events.h"
 #include "tests/testing/temp_dir.h"
+
+using ::predlog::bench::Percentile;
+using ::predlog::bench::ProcessCpuSeconds;
 
 ABSL_FLAG(std::string, mode, "stream",
           "unary (asynchronous calls at the paced rate: open loop, up to --window in flight per "
@@ -298,20 +302,6 @@ Result RunBatch(predlog::v1::PredictionLog::Stub* stub, int clients, int64_t eve
   for (auto& t : threads) t.join();
   result.elapsed = absl::Now() - start;
   return result;
-}
-
-// User plus system CPU of this whole process so far.
-double ProcessCpuSeconds() {
-  rusage usage;
-  getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
-
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
 // librdkafka alone: the same bytes, the same broker, acks=all, idempotent.

@@ -26,16 +26,6 @@ namespace {
 
 using ::predlog::v1::AuditEvent;
 
-// The state value of registry-like bodies: index:u64 leaf:32 body.
-std::string IndexedState(uint64_t index, const Digest& leaf,
-                         const google::protobuf::Message& body) {
-  std::string value;
-  AppendU64(&value, index);
-  value.append(leaf.begin(), leaf.end());
-  body.AppendToString(&value);
-  return value;
-}
-
 // Whether two bodies carry the same content: equal deterministic
 // serializations (map entries sorted). Byte equality, not field equality, so a
 // retry with a NaN input is a duplicate and -0.0 vs 0.0 is a difference.
@@ -206,6 +196,37 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
     }
     case AuditEvent::kModelDeployed: {
       const auto& deploy = folded_->model_deployed();
+      // A deploy names a version this shard's registry holds (registered in
+      // an earlier record or earlier in this batch), with its digest if given.
+      absl::StatusOr<std::optional<std::string>> model =
+          ReadStateForWrite(StateKey2(kModelTag, deploy.model().name(), deploy.model().version()));
+      if (!model.ok()) {
+        batch_error_ = model.status();
+        return;
+      }
+      const std::string named = absl::StrCat(deploy.model().name(), "@", deploy.model().version());
+      if (!model->has_value()) {
+        return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt,
+                      absl::StrCat("model_deployed.model ", named, " is not registered"), b, r);
+      }
+      if (!deploy.model().artifact_sha256().empty()) {
+        uint64_t index = 0;
+        Digest leaf;
+        predlog::v1::ModelRegistered registered;
+        if (!ParseIndexedState(**model, &index, &leaf, &registered)) {
+          batch_error_ = absl::DataLossError(
+              absl::StrCat("shard ", options_.name, ": corrupt state of model ", named));
+          return;
+        }
+        if (registered.model().artifact_sha256() != deploy.model().artifact_sha256()) {
+          return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt,
+                        absl::StrCat("model_deployed.model.artifact_sha256 is ",
+                                     deploy.model().artifact_sha256(), " but ", named,
+                                     " was registered at index ", index, " with ",
+                                     registered.model().artifact_sha256()),
+                        b, r);
+        }
+      }
       r->outcome = FoldOutcome::kApplied;
       r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
       std::string key = StateKey2(kDeploymentTag, deploy.route(), deploy.model().name());
@@ -310,12 +331,10 @@ void ShardStore::Impl::FoldKeyedBody(const SourceMessage& m, const std::string& 
     return;
   }
   if (existing->has_value()) {
-    absl::string_view in = **existing;
     uint64_t index = 0;
     Digest leaf;
     std::unique_ptr<google::protobuf::Message> stored(body.New());
-    if (!ReadU64(&in, &index) || !ReadDigest(&in, &leaf) ||
-        !stored->ParseFromArray(in.data(), static_cast<int>(in.size()))) {
+    if (!ParseIndexedState(**existing, &index, &leaf, stored.get())) {
       batch_error_ = absl::DataLossError(absl::StrCat(
           "shard ", options_.name, ": corrupt state of ", body.GetDescriptor()->name()));
       return;

@@ -24,12 +24,11 @@ namespace {
 using ::predlog::v1::AuditEvent;
 
 template <typename T>
-absl::StatusOr<T> ParseIndexedState(absl::string_view value, absl::string_view what) {
+absl::StatusOr<T> ParseIndexedBody(absl::string_view value, absl::string_view what) {
   uint64_t index;
   Digest leaf;
   T body;
-  if (!ReadU64(&value, &index) || !ReadDigest(&value, &leaf) ||
-      !body.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+  if (!ParseIndexedState(value, &index, &leaf, &body)) {
     return absl::DataLossError(absl::StrCat("corrupt state of ", what));
   }
   return body;
@@ -376,22 +375,16 @@ absl::StatusOr<RegistryState> ShardStore::GetRegistry() const {
   auto add = [&](char tag, absl::string_view value) -> absl::Status {
     uint64_t index;
     Digest leaf;
-    if (!ReadU64(&value, &index) || !ReadDigest(&value, &leaf)) {
-      return absl::DataLossError(absl::StrCat("shard ", name(), ": corrupt registry state"));
-    }
     predlog::v1::AuditEvent event;
-    bool parsed = false;
+    google::protobuf::Message* body = nullptr;
     if (tag == kModelTag) {
-      parsed = event.mutable_model_registered()->ParseFromArray(value.data(),
-                                                                static_cast<int>(value.size()));
+      body = event.mutable_model_registered();
     } else if (tag == kDatasetTag) {
-      parsed = event.mutable_dataset_registered()->ParseFromArray(value.data(),
-                                                                  static_cast<int>(value.size()));
+      body = event.mutable_dataset_registered();
     } else {
-      parsed = event.mutable_model_deployed()->ParseFromArray(value.data(),
-                                                              static_cast<int>(value.size()));
+      body = event.mutable_model_deployed();
     }
-    if (!parsed) {
+    if (!ParseIndexedState(value, &index, &leaf, body)) {
       return absl::DataLossError(absl::StrCat("shard ", name(), ": corrupt registry state"));
     }
     ApplyRegistryRecord(event, index, leaf, &registry);
@@ -408,7 +401,7 @@ absl::StatusOr<predlog::v1::ModelRegistered> ShardStore::GetModel(absl::string_v
                                                                   absl::string_view version) const {
   const std::string what = absl::StrCat("model ", name, "@", version);
   ASSIGN_OR_RETURN(std::string value, impl_->GetState(StateKey2(kModelTag, name, version), what));
-  return ParseIndexedState<predlog::v1::ModelRegistered>(value, what);
+  return ParseIndexedBody<predlog::v1::ModelRegistered>(value, what);
 }
 
 }  // namespace predlog::storage

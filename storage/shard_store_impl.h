@@ -161,6 +161,24 @@ inline bool ReadDigest(absl::string_view* in, Digest* d) {
   return true;
 }
 
+// The state value of registry-like bodies (models, datasets, deployments):
+// index:u64 leaf:32 body, the record that set it and the body itself.
+inline std::string IndexedState(uint64_t index, const Digest& leaf,
+                                const google::protobuf::Message& body) {
+  std::string value;
+  AppendU64(&value, index);
+  value.append(leaf.begin(), leaf.end());
+  body.AppendToString(&value);
+  return value;
+}
+
+// The inverse of IndexedState; false when `value` does not decode.
+inline bool ParseIndexedState(absl::string_view value, uint64_t* index, Digest* leaf,
+                              google::protobuf::Message* body) {
+  return ReadU64(&value, index) && ReadDigest(&value, leaf) &&
+         body->ParseFromArray(value.data(), static_cast<int>(value.size()));
+}
+
 // Decodes everything but the incarnation name, which the caller resolves.
 inline bool DecodeHead(absl::string_view in, HeadState* h, int64_t* last_offset) {
   uint8_t format;

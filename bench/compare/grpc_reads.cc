@@ -16,23 +16,17 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "bench/measure.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "predlog/v1/service.grpc.pb.h"
+
+using ::predlog::bench::Percentile;
 
 ABSL_FLAG(std::string, target, "", "predlogd's gRPC address (required).");
 ABSL_FLAG(int64_t, events, 100000, "Predictions loaded (ids p0 .. p<events-1>).");
 ABSL_FLAG(int64_t, subjects, 50000, "Subjects they were spread over.");
 ABSL_FLAG(int, queries, 20000, "Queries of each kind.");
-
-namespace {
-
-double Percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);

@@ -28,11 +28,14 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "bench/measure.h"
 #include "google/protobuf/util/json_util.h"
 #include "libpq-fe.h"
 #include "predlog/v1/events.pb.h"
 #include "storage/timestamps.h"
 #include "tests/testing/events.h"
+
+using ::predlog::bench::Percentile;
 
 ABSL_FLAG(std::string, conninfo, "", "libpq connection string (required).");
 ABSL_FLAG(std::string, mode, "copy",
@@ -81,11 +84,6 @@ bool Exec(PGconn* conn, const std::string& sql) {
 // escaped (PostgreSQL 15 docs, COPY, "Text Format").
 std::string TextField(const std::string& s) {
   return absl::StrReplaceAll(s, {{"\\", "\\\\"}, {"\t", "\\t"}, {"\n", "\\n"}, {"\r", "\\r"}});
-}
-
-double Percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
 }
 
 // Same ids and subjects as grpc_reads, the same random sequence.

@@ -21,9 +21,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "bench/measure.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "tests/testing/events.h"
+
+using ::predlog::bench::ProcessCpuSeconds;
 
 ABSL_FLAG(std::string, dir, "", "An empty directory for the databases (required).");
 ABSL_FLAG(int64_t, events, 100000, "Events to write in total.");
@@ -33,13 +36,6 @@ ABSL_FLAG(int, event_bytes, 1024, "Approximate serialized event size (as loadgen
 ABSL_FLAG(int64_t, subjects, 50000, "Distinct subjects (as loadgen).");
 
 namespace {
-
-double ProcessCpuSeconds() {
-  rusage usage;
-  getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
 
 std::string BigEndianKey(uint64_t index) {
   std::string key(8, '\0');

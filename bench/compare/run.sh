@@ -66,6 +66,16 @@ start_predlogd() {
 stop_predlogd() { kill "$PREDLOGD"; wait "$PREDLOGD" || true; PREDLOGD=""; }
 # CPU seconds (user + system) the process $1 has used so far.
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+# Waits (at most 3 minutes) until process $1 used under 5% of a core over 2 s:
+# reads are measured against a settled store, not beside the load's
+# compactions.
+wait_idle() {
+  local a b
+  for _ in $(seq 90); do
+    a=$(cpu_seconds "$1"); sleep 2; b=$(cpu_seconds "$1")
+    if awk -v a="$a" -v b="$b" 'BEGIN { exit !(b - a < 0.1) }'; then return; fi
+  done
+}
 # The value of key=$1 in the line $2.
 field() { sed -E "s/.*(^| )$1=([0-9.]+).*/\2/" <<<"$2"; }
 # Sum over the event shards of the /metrics series $1.
@@ -106,6 +116,7 @@ start_predlogd stream
 read -r stream_rate stream_cpu _ <<<"$(run_loadgen --mode=stream --events=$EVENTS)"
 group=$(awk -v e="$(metric_sum predlog_events_folded_total)" \
   -v g="$(metric_sum predlog_shard_group_commits_total)" 'BEGIN { printf "%.0f", e / g }')
+wait_idle "$PREDLOGD"
 predlog_reads=$(build/bench/grpc_reads --target="$TARGET" --events=$EVENTS --subjects=$SUBJECTS)
 start=$(date +%s.%N)
 build/services/predlog --server="$TARGET" export --all --format jsonl --out="$WORK/predlog.jsonl" >/dev/null
@@ -122,6 +133,7 @@ rm -rf "$WORK/raw"
 # --- PostgreSQL: INSERT, then COPY (whose table the reads, size and export use).
 pg_insert=$(build/bench/pg_audit --conninfo="$CONN" --mode=insert --events=$EVENTS --subjects=$SUBJECTS)
 pg_copy=$(build/bench/pg_audit --conninfo="$CONN" --mode=copy --events=$EVENTS --subjects=$SUBJECTS)
+"$PG/psql" "$CONN" -qc CHECKPOINT
 pg_reads=$(build/bench/pg_audit --conninfo="$CONN" --mode=reads --events=$EVENTS --subjects=$SUBJECTS)
 pg_export=$(build/bench/pg_audit --conninfo="$CONN" --mode=export --out="$WORK/pg.jsonl")
 rm -f "$WORK/pg.jsonl"
@@ -149,7 +161,7 @@ echo "| unary Log (predlog) | acked | p50 ms | p99 ms | p999 ms |"
 echo "|---|---:|---:|---:|---:|"
 printf '%s\n' "${unary_rows[@]}"
 echo
-echo "Reads, one client, one call at a time, $(field rows_per_trail "$predlog_reads") rows per trail (gRPC for predlog, libpq prepared statements for PostgreSQL):"
+echo "Reads, one client, one call at a time, $(field rows_per_trail "$predlog_reads") rows per trail (gRPC for predlog, libpq prepared statements for PostgreSQL), each store settled (predlogd idle after its compactions, PostgreSQL after a CHECKPOINT):"
 echo
 echo "| read | predlog p50 / p99 µs | PostgreSQL p50 / p99 µs | p99 predlog / PostgreSQL |"
 echo "|---|---:|---:|---:|"

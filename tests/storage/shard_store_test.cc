@@ -463,6 +463,42 @@ TEST_F(ShardStoreTest, ScanTrace_ReturnsTheChainInServedOrderAndOnlyIt) {
   EXPECT_TRUE(none.records.empty());
 }
 
+TEST_F(ShardStoreTest, ModelDeployed_OfAnUnregisteredVersionOrAnotherDigestIsRejected) {
+  const std::string digest = ToHex(Sha256("a1"));
+  auto deploy = [](const std::string& version, const std::string& artifact_sha256) {
+    predlog::v1::AuditEvent event;
+    auto* d = event.mutable_model_deployed();
+    d->set_route("credit-limit");
+    d->mutable_model()->set_name("credit");
+    d->mutable_model()->set_version(version);
+    d->mutable_model()->set_artifact_sha256(artifact_sha256);
+    d->set_traffic_fraction(1.0);
+    return event.SerializeAsString();
+  };
+  BatchResult r = Apply({deploy("v1", ""),  // before its registration
+                         MakeModelRegistered("credit", "v1", digest).SerializeAsString(),
+                         deploy("v1", digest),                  // registered in this batch
+                         deploy("v1", ToHex(Sha256("other"))),  // another artifact
+                         deploy("v9", ""),                      // never registered
+                         Pred("neighbour")});
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(r.messages[0].reason, HasSubstr("model_deployed.model credit@v1 is not registered"));
+  EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[2].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[3].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(r.messages[3].reason,
+              HasSubstr("but credit@v1 was registered at index 0 with " + digest));
+  EXPECT_EQ(r.messages[4].outcome, FoldOutcome::kRejected);
+  EXPECT_THAT(r.messages[4].reason, HasSubstr("model_deployed.model credit@v9 is not registered"));
+  EXPECT_EQ(r.messages[5].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[5].index, 2u);
+
+  ASSERT_OK_AND_ASSIGN(RegistryState registry, store_->GetRegistry());
+  ASSERT_EQ(registry.deployments.size(), 1u);
+  EXPECT_EQ((registry.deployments.at({"credit-limit", "credit@v1"}).index), 1u);
+  EXPECT_EQ(store_->Head().counters.rejected, 3u);
+}
+
 TEST_F(ShardStoreTest, GetRegistry_EqualsAFoldOfTheLogIncludingCanaryDeploys) {
   auto deploy = [](const std::string& version, double fraction) {
     predlog::v1::AuditEvent event;
