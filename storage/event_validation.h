@@ -15,6 +15,12 @@ namespace predlog::storage {
 // The AuditEvent.schema_version this build writes and the newest it folds.
 inline constexpr uint32_t kSchemaVersion = 1;
 
+// The one size limit: the largest serialized AuditEvent predlog accepts, in
+// bytes (1 MiB). The gateway refuses larger events (INVALID_ARGUMENT), the
+// fold keeps larger Kafka messages as rejected records, and the producer and
+// consumer are configured to carry any event up to it.
+inline constexpr size_t kMaxEventBytes = size_t{1} << 20;
+
 struct EventLimits {
   // Longest id (prediction, subject, entity, model name/version, route).
   size_t max_id_bytes = 512;

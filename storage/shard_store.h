@@ -56,7 +56,7 @@ struct ShardOptions {
   bool sync_writes = false;
   // Largest message folded; larger ones are rejected (their bytes are still
   // kept in rejected, so the Kafka consumer's fetch limit bounds them). Must be > 0.
-  size_t max_message_bytes = 4 << 20;
+  size_t max_message_bytes = kMaxEventBytes;
   EventLimits limits;
   // An operator's acceptance of a loss of acknowledged records (see
   // ShardStore::lost()): the range "first..last" the shard reported. When

@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
       {"auto.offset.reset", "error"},
       {"enable.partition.eof", "false"},
       {"fetch.error.backoff.ms", "10"},
+      {"max.partition.fetch.bytes", absl::StrCat(kMaxMessageBytes)},
       // Small requests go out at once instead of waiting behind an unacknowledged
       // one for the broker's delayed ACK (up to 40 ms).
       {"socket.nagle.disable", "true"},

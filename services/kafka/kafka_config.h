@@ -4,18 +4,28 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <cstddef>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "storage/event_validation.h"
 
 namespace predlog::services {
 
 // Topic names (DESIGN.md "Flow").
 inline constexpr char kEventsTopic[] = "predlog.events";
 inline constexpr char kRegistryTopic[] = "predlog.registry";
+
+// The largest Kafka message predlog produces and must be able to fetch, in
+// bytes: one event at storage::kMaxEventBytes plus the record batch's framing
+// (v2 format: a 61-byte batch header, the record's header and its key), with
+// room to spare. The producer's message.max.bytes and the consumer's
+// max.partition.fetch.bytes are set to it; librdkafka's defaults (1,000,000
+// and 1 MiB) are below it.
+inline constexpr size_t kMaxMessageBytes = storage::kMaxEventBytes + (64 << 10);
 
 // The partition in [0, partitions) that Kafka's murmur2 partitioner (Java's
 // default; librdkafka's `murmur2_random` for a non-empty key) picks for `key`:

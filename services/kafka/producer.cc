@@ -24,6 +24,7 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Open(const ProducerOptions& 
           // one for the broker's delayed ACK (up to 40 ms).
           {"socket.nagle.disable", "true"},
           {"partitioner", "murmur2_random"},
+          {"message.max.bytes", absl::StrCat(kMaxMessageBytes)},
           {"linger.ms", absl::StrCat(absl::ToDoubleMilliseconds(options.linger))},
           {"message.timeout.ms", absl::StrCat(absl::ToInt64Milliseconds(options.delivery_timeout))},
           {"queue.buffering.max.messages", absl::StrCat(options.max_queued_messages)},

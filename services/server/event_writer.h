@@ -20,6 +20,7 @@
 #include "predlog/v1/service.pb.h"
 #include "services/kafka/ingest.h"
 #include "services/kafka/producer.h"
+#include "storage/event_validation.h"
 
 namespace predlog::services {
 
@@ -34,7 +35,7 @@ struct EventWriterOptions {
   // then a fold's outcome. Needs the ingest.
   bool direct = false;
   // Largest serialized event accepted.
-  size_t max_event_bytes = 1 << 20;
+  size_t max_event_bytes = storage::kMaxEventBytes;
   // Event bytes produced but not yet answered (in Kafka, not yet folded).
   // Above it a write answers RESOURCE_EXHAUSTED: backpressure instead of
   // letting the embedded broker (which keeps ~5 MB per partition) drop

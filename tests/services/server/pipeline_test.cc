@@ -24,6 +24,7 @@
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/kafka/producer.h"
 #include "services/server/server.h"
+#include "storage/event_validation.h"
 #include "storage/sha256.h"
 #include "storage/shard_store.h"
 #include "tests/testing/events.h"
@@ -270,6 +271,38 @@ TEST_P(PipelineTest, InvalidPredictionIsInvalidArgumentNamingTheField) {
   status = stub_->Log(&context, empty, &receipt);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("prediction is missing"));
+}
+
+// One size limit (storage::kMaxEventBytes, 1 MiB) on both paths: an event
+// between librdkafka's default message.max.bytes (1,000,000) and the limit is
+// folded, one byte over the limit is INVALID_ARGUMENT naming it, and nothing
+// around either is lost.
+TEST_P(PipelineTest, EventsUpToTheOneSizeLimitAreFoldedAndLargerOnesAreInvalidArgument) {
+  auto sized = [](int i, size_t serialized_bytes) {
+    PredictionSpec spec = Spec(i);
+    const size_t base = MakePrediction(spec).ByteSizeLong();
+    // raw_request's own tag and 3-byte length take 4 bytes.
+    spec.raw_request_bytes = serialized_bytes - base - 4;
+    return spec;
+  };
+  LogReceipt receipt;
+  const PredictionSpec under = sized(1, 1'040'000);
+  ASSERT_GT(MakePrediction(under).ByteSizeLong(), 1'000'000u);
+  grpc::Status status = Log(under, &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+
+  const PredictionSpec over = sized(2, storage::kMaxEventBytes + 1);
+  status = Log(over, &receipt);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("the limit is 1048576"));
+
+  ASSERT_TRUE(Log(Spec(3), &receipt).ok());
+  EXPECT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+  predlog::v1::PredictionRecord record;
+  ASSERT_TRUE(Get(under.prediction_id, &record).ok());
+  EXPECT_EQ(record.event().prediction_logged().raw_request().size(), under.raw_request_bytes);
+  EXPECT_FALSE(Get(over.prediction_id, &record).ok());
 }
 
 TEST_P(PipelineTest, ListPredictions_SubjectTrailPagesInServedOrder) {
