@@ -29,9 +29,8 @@ predlog::v1::AuditEvent MakePrediction(const PredictionSpec& spec) {
   for (int i = 0; i < spec.features; ++i) {
     auto* f = p->add_inputs();
     f->set_name(absl::StrCat("feature_", i));
-    f->set_double_value(spec.random_content
-                            ? std::uniform_real_distribution<double>(0, 1e5)(rng)
-                            : i * 1.5 + spec.score);
+    f->set_double_value(spec.random_content ? std::uniform_real_distribution<double>(0, 1e5)(rng)
+                                            : i * 1.5 + spec.score);
   }
   if (spec.raw_request_bytes > 0) {
     std::string raw(spec.raw_request_bytes, 'r');
