@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "storage/errno_status.h"
 #include "storage/key_codec.h"
 
 namespace predlog::storage {
@@ -17,17 +18,11 @@ constexpr uint8_t kMarkFormat = 2;
 constexpr size_t kFixedBytes = 1 + 1 + 8 + 32;
 constexpr size_t kMaxMarkBytes = kFixedBytes + 1 + 255;
 
-absl::Status ErrnoError(int err, absl::string_view what, const std::string& path) {
-  const std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(message);
-  return absl::InternalError(message);
-}
-
 // nullopt for an empty file (created, never written).
 absl::StatusOr<std::optional<AckedMark::Value>> ReadFd(int fd, const std::string& path) {
   char buffer[kMaxMarkBytes + 1];
   const ssize_t n = pread(fd, buffer, sizeof(buffer), 0);
-  if (n < 0) return ErrnoError(errno, "read acked mark", path);
+  if (n < 0) return ErrnoStatus(errno, "read acked mark", path);
   if (n == 0) return std::nullopt;
   absl::string_view in(buffer, static_cast<size_t>(n));
   uint8_t format, synced, identity_length;
@@ -50,7 +45,7 @@ absl::StatusOr<std::optional<AckedMark::Value>> ReadFd(int fd, const std::string
 
 absl::StatusOr<std::unique_ptr<AckedMark>> AckedMark::Open(const std::string& path, bool sync) {
   const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError(errno, "open acked mark", path);
+  if (fd < 0) return ErrnoStatus(errno, "open acked mark", path);
   std::unique_ptr<AckedMark> mark(new AckedMark(path, fd, sync));
   absl::StatusOr<std::optional<Value>> value = ReadFd(fd, path);
   if (!value.ok()) return value.status();
@@ -64,7 +59,7 @@ absl::StatusOr<std::optional<AckedMark::Value>> AckedMark::Read(const std::strin
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return std::nullopt;
-    return ErrnoError(errno, "open acked mark", path);
+    return ErrnoStatus(errno, "open acked mark", path);
   }
   absl::StatusOr<std::optional<Value>> value = ReadFd(fd, path);
   close(fd);
@@ -83,18 +78,18 @@ absl::Status AckedMark::Write(const Value& value) {
   AppendU8(&bytes, static_cast<uint8_t>(identity.size()));
   bytes.append(identity.data(), identity.size());
   const ssize_t n = pwrite(fd_, bytes.data(), bytes.size(), 0);
-  if (n < 0) return ErrnoError(errno, "write acked mark", path_);
+  if (n < 0) return ErrnoStatus(errno, "write acked mark", path_);
   if (static_cast<size_t>(n) != bytes.size()) {
     return absl::InternalError(absl::StrCat("write acked mark ", path_, ": short write"));
   }
   // A shorter mark than the file (another identity) must not keep its tail.
   if (bytes.size() != file_size_) {
     if (ftruncate(fd_, static_cast<off_t>(bytes.size())) != 0) {
-      return ErrnoError(errno, "truncate acked mark", path_);
+      return ErrnoStatus(errno, "truncate acked mark", path_);
     }
     file_size_ = bytes.size();
   }
-  if (sync_ && fdatasync(fd_) != 0) return ErrnoError(errno, "sync acked mark", path_);
+  if (sync_ && fdatasync(fd_) != 0) return ErrnoStatus(errno, "sync acked mark", path_);
   return absl::OkStatus();
 }
 

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "storage/errno_status.h"
 #include "storage/status_macros.h"
 
 // On-disk layout (all names relative to the store's directory):
@@ -49,10 +50,6 @@ constexpr mode_t kDirMode = 0755;
 constexpr mode_t kArtifactMode = 0444;
 constexpr char kTempPrefix[] = "upload-";
 
-absl::Status ErrnoError(absl::string_view op, absl::string_view path, int err) {
-  return absl::InternalError(absl::StrCat(op, " ", path, ": ", std::strerror(err)));
-}
-
 std::string ArtifactName(const std::string& dir, const Digest& digest) {
   const std::string hex = ToHex(digest);
   return absl::StrCat(dir, "/sha256/", hex.substr(0, 2), "/", hex);
@@ -73,7 +70,7 @@ auto RetryOnEintr(F call) {
 
 absl::Status MakeDir(const std::string& path) {
   if (::mkdir(path.c_str(), kDirMode) != 0 && errno != EEXIST) {
-    return ErrnoError("mkdir", path, errno);
+    return ErrnoStatus(errno, "mkdir", path);
   }
   return absl::OkStatus();
 }
@@ -82,18 +79,18 @@ absl::Status MakeDir(const std::string& path) {
 absl::Status SyncDir(const std::string& path) {
   const int fd =
       RetryOnEintr([&] { return ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); });
-  if (fd < 0) return ErrnoError("open", path, errno);
+  if (fd < 0) return ErrnoStatus(errno, "open", path);
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
-  if (rc != 0) return ErrnoError("fsync", path, err);
+  if (rc != 0) return ErrnoStatus(err, "fsync", path);
   return absl::OkStatus();
 }
 
 absl::Status WriteAll(int fd, absl::string_view bytes, const std::string& path) {
   while (!bytes.empty()) {
     const ssize_t n = RetryOnEintr([&] { return ::write(fd, bytes.data(), bytes.size()); });
-    if (n < 0) return ErrnoError("write", path, errno);
+    if (n < 0) return ErrnoStatus(errno, "write", path);
     bytes.remove_prefix(static_cast<size_t>(n));
   }
   return absl::OkStatus();
@@ -102,7 +99,7 @@ absl::Status WriteAll(int fd, absl::string_view bytes, const std::string& path) 
 // Removes the temp files in `tmp_dir` that no live upload holds locked.
 absl::Status RemoveStaleTempFiles(const std::string& tmp_dir) {
   DIR* d = ::opendir(tmp_dir.c_str());
-  if (d == nullptr) return ErrnoError("opendir", tmp_dir, errno);
+  if (d == nullptr) return ErrnoStatus(errno, "opendir", tmp_dir);
   absl::Status status;
   errno = 0;
   while (const dirent* entry = ::readdir(d)) {
@@ -113,7 +110,7 @@ absl::Status RemoveStaleTempFiles(const std::string& tmp_dir) {
         [&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK); });
     if (fd < 0) {
       // ENOENT: removed meanwhile. ELOOP: a symlink, not an upload of ours.
-      if (errno != ENOENT && errno != ELOOP) status.Update(ErrnoError("open", path, errno));
+      if (errno != ENOENT && errno != ELOOP) status.Update(ErrnoStatus(errno, "open", path));
       errno = 0;
       continue;
     }
@@ -123,13 +120,13 @@ absl::Status RemoveStaleTempFiles(const std::string& tmp_dir) {
       // Unlinked while locked, so a writer that created it and now waits for
       // the lock finds st_nlink == 0 and starts over.
       if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-        status.Update(ErrnoError("unlink", path, errno));
+        status.Update(ErrnoStatus(errno, "unlink", path));
       }
     }
     ::close(fd);
     errno = 0;
   }
-  if (errno != 0) status.Update(ErrnoError("readdir", tmp_dir, errno));
+  if (errno != 0) status.Update(ErrnoStatus(errno, "readdir", tmp_dir));
   ::closedir(d);
   return status;
 }
@@ -183,9 +180,9 @@ absl::StatusOr<ArtifactInfo> ArtifactWriter::Commit(const std::optional<Digest>&
 }
 
 absl::StatusOr<ArtifactInfo> ArtifactWriter::CommitInternal(const std::optional<Digest>& expected) {
-  if (::fsync(fd_) != 0) return ErrnoError("fsync", temp_path_, errno);
+  if (::fsync(fd_) != 0) return ErrnoStatus(errno, "fsync", temp_path_);
   // Read-only before it gets its final name, so it is never writable there.
-  if (::fchmod(fd_, kArtifactMode) != 0) return ErrnoError("chmod", temp_path_, errno);
+  if (::fchmod(fd_, kArtifactMode) != 0) return ErrnoStatus(errno, "chmod", temp_path_);
 
   const ArtifactInfo info{hasher_.Finish(), bytes_written_};
   const std::string hex = ToHex(info.digest);
@@ -206,13 +203,13 @@ absl::StatusOr<ArtifactInfo> ArtifactWriter::CommitInternal(const std::optional<
     return info;
   }
   if (errno != EEXIST) {
-    return ErrnoError("link", absl::StrCat(temp_path_, " -> ", path), errno);
+    return ErrnoStatus(errno, "link", absl::StrCat(temp_path_, " -> ", path));
   }
 
   // Already stored (write-once: the existing file stays). Equal digests mean
   // equal bytes, so a size difference can only be damage to the stored file.
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return ErrnoError("stat", path, errno);
+  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);
   if (static_cast<uint64_t>(st.st_size) != info.size_bytes) {
     return absl::DataLossError(absl::StrCat("artifact sha256:", hex, " is corrupt: its file ", path,
                                             " has ", st.st_size, " bytes, its content ",
@@ -254,19 +251,19 @@ absl::StatusOr<std::unique_ptr<ArtifactWriter>> ArtifactStore::NewWriter() {
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     std::string path = absl::StrCat(dir_, "/tmp/", kTempPrefix, "XXXXXX");
     const int fd = ::mkostemp(path.data(), O_CLOEXEC);
-    if (fd < 0) return ErrnoError("mkstemp", path, errno);
+    if (fd < 0) return ErrnoStatus(errno, "mkstemp", path);
     if (RetryOnEintr([&] { return ::flock(fd, LOCK_EX); }) != 0) {
       const int err = errno;
       ::unlink(path.c_str());
       ::close(fd);
-      return ErrnoError("flock", path, err);
+      return ErrnoStatus(err, "flock", path);
     }
     struct stat st;
     if (::fstat(fd, &st) != 0) {
       const int err = errno;
       ::unlink(path.c_str());
       ::close(fd);
-      return ErrnoError("stat", path, err);
+      return ErrnoStatus(err, "stat", path);
     }
     if (st.st_nlink == 0) {  // removed by a concurrent Open(); nothing to unlink
       ::close(fd);
@@ -290,13 +287,13 @@ absl::StatusOr<std::string> ArtifactStore::Read(const Digest& digest) const {
   const int fd = RetryOnEintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
   if (fd < 0) {
     if (errno == ENOENT) return NotStored(dir_, digest);
-    return ErrnoError("open", path, errno);
+    return ErrnoStatus(errno, "open", path);
   }
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return ErrnoError("stat", path, err);
+    return ErrnoStatus(err, "stat", path);
   }
   // Sized one past the expected length, so the read that sees EOF needs no
   // reallocation; reads until EOF rather than trusting st_size.
@@ -309,7 +306,7 @@ absl::StatusOr<std::string> ArtifactStore::Read(const Digest& digest) const {
     if (n < 0) {
       const int err = errno;
       ::close(fd);
-      return ErrnoError("read", path, err);
+      return ErrnoStatus(err, "read", path);
     }
     if (n == 0) break;
     got += static_cast<size_t>(n);
@@ -330,7 +327,7 @@ absl::StatusOr<ArtifactInfo> ArtifactStore::Stat(const Digest& digest) const {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return NotStored(dir_, digest);
-    return ErrnoError("stat", path, errno);
+    return ErrnoStatus(errno, "stat", path);
   }
   return ArtifactInfo{digest, static_cast<uint64_t>(st.st_size)};
 }

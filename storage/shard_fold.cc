@@ -168,10 +168,10 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
                                options_.max_message_bytes),
                   b, r);
   }
-  NewEvent();
   if (m.event != nullptr) {
     folded_ = m.event;  // parsed and validated by the caller: not again
   } else {
+    NewEvent();
     if (!event_->ParseFromArray(m.payload.data(), static_cast<int>(m.payload.size()))) {
       return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt,
                     "not a serialized predlog.v1.AuditEvent (protobuf parse failed)", b, r);

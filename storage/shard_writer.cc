@@ -94,8 +94,9 @@ void ShardWriter::WriteGroup(std::vector<DirectAppend>& appends, KafkaBatch* kaf
     group.push_back(m);
   }
   absl::StatusOr<BatchResult> result = shard_->ApplyBatch(group);
-  groups_written_.fetch_add(1, std::memory_order_relaxed);
-  if (!result.ok()) {
+  if (result.ok()) {
+    groups_written_.fetch_add(1, std::memory_order_relaxed);
+  } else {
     PREDLOG_LOG(ERROR) << "shard writer: " << result.status();
   }
   const size_t kafka_count = kafka != nullptr ? kafka->messages.size() : 0;

@@ -77,7 +77,7 @@ class ShardWriter {
   absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
 
   const ShardStore& shard() const { return *shard_; }
-  // Group commits written so far (each one WriteBatch, one sync).
+  // Group commits written successfully so far (each one WriteBatch, one sync).
   uint64_t groups_written() const { return groups_written_.load(std::memory_order_relaxed); }
 
  private:

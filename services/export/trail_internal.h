@@ -7,7 +7,7 @@
 // The file formats are written as a grammar at the top of trail_export.cc.
 // The export is implemented in:
 //   trail_export.cc  the file formats (grammar), ParseExportFormat, ExportFormatName
-//   trail_files.cc   ErrnoStatus, path names, FileSink, ReadWholeFile, WriteFileDurably
+//   trail_files.cc   path names, FileSink, ReadWholeFile, WriteFileDurably
 //   trail_csv.cc     the CSV header and rows, cells, the spreadsheet-injection rule
 //   trail_writer.cc  TrailWriter: Add, the AddBatch pipeline, CSV rows before the header,
 //                    Finish and the manifest
@@ -31,6 +31,7 @@
 #include "absl/strings/string_view.h"
 #include "google/protobuf/arena.h"
 #include "predlog/v1/events.pb.h"
+#include "storage/errno_status.h"
 #include "storage/sha256.h"
 
 namespace predlog::services::export_internal {
@@ -41,8 +42,7 @@ namespace predlog::services::export_internal {
 // Bytes buffered before a write(2).
 constexpr size_t kFlushBytes = 1 << 20;
 
-// NOT_FOUND, PERMISSION_DENIED or INTERNAL for `err`, naming what failed and `path`.
-absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view path);
+using ::predlog::storage::ErrnoStatus;
 
 inline std::string RecordName(absl::string_view shard, uint64_t index) {
   return absl::StrCat(shard, "#", index);

@@ -491,6 +491,12 @@ void Ingest::AwaitFold(absl::string_view topic, int32_t partition, int64_t offse
     done(absl::InternalError(absl::StrCat("no shard for ", topic, "-", partition)));
     return;
   }
+  // A shard that lost acknowledged records folds nothing until the loss is
+  // accepted (its partition is paused): nothing to wait for.
+  if (absl::Status intact = shards_[shard_id]->CheckNotLost(); !intact.ok()) {
+    done(std::move(intact));
+    return;
+  }
   std::optional<FoldReceipt> receipt;
   absl::Status elsewhere;
   {

@@ -110,6 +110,19 @@ class DirectPathTest : public ::testing::Test {
     return stub_->Log(&context, Request(Spec(i)), receipt);
   }
 
+  // Stops the server and cuts the newest WAL of `shard` in half: what a power
+  // loss can leave.
+  void StopAndTruncateNewestWal(const std::string& shard) {
+    server_.reset();
+    std::filesystem::path newest;
+    for (const auto& e :
+         std::filesystem::directory_iterator(dir_.Sub("data/shards/" + shard + "/db"))) {
+      if (e.path().extension() == ".log" && e.path() > newest) newest = e.path();
+    }
+    ASSERT_FALSE(newest.empty());
+    std::filesystem::resize_file(newest, std::filesystem::file_size(newest) / 2);
+  }
+
   TempDir dir_;
   ServerOptions options_;  // StartServer fills in the data dir (unless set) and ports
   std::unique_ptr<Server> server_;
@@ -251,21 +264,29 @@ TEST_F(DirectPathTest, RestartKeepsTheLogAndBothSourcesGoOn) {
   EXPECT_EQ(second.position().index(), first.position().index() + 1);
 }
 
+// Through Kafka, the first write after the restart fails its fold and pauses
+// the partition; later writes to it must hear DATA_LOSS at once too, not wait
+// for a fold that never comes until their deadline.
+TEST_F(DirectPathTest, ThroughKafkaEveryWriteToALostShardIsDataLossAtOnce) {
+  LogReceipt receipt;
+  for (int i = 2; i < 200; i += 5) ASSERT_TRUE(Log(i, &receipt).ok());
+  StopAndTruncateNewestWal(receipt.shard());
+  options_.direct_writes = false;
+  StartServer();
+  for (int i : {1002, 1007, 1012}) {  // customer-2, in the lost shard
+    const grpc::Status status = Log(i, &receipt);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS)
+        << i << ": " << status.error_message();
+  }
+}
+
 TEST_F(DirectPathTest, AShardThatLostAcknowledgedRecordsRefusesUntilTheLossIsAccepted) {
   // Spec(i) with i % 5 == 2 all belong to customer-2, so to one shard.
   LogReceipt receipt;
   for (int i = 2; i < 200; i += 5) ASSERT_TRUE(Log(i, &receipt).ok());
   const std::string shard = receipt.shard();
   const uint64_t acked_end = receipt.position().index() + 1;
-  server_.reset();
-  // What a power loss can leave: the newest WAL cut short.
-  std::filesystem::path newest;
-  for (const auto& e :
-       std::filesystem::directory_iterator(dir_.Sub("data/shards/" + shard + "/db"))) {
-    if (e.path().extension() == ".log" && e.path() > newest) newest = e.path();
-  }
-  ASSERT_FALSE(newest.empty());
-  std::filesystem::resize_file(newest, std::filesystem::file_size(newest) / 2);
+  StopAndTruncateNewestWal(shard);
 
   StartServer();
   grpc::Status status = Log(1002, &receipt);  // customer-2 again
