@@ -1,7 +1,7 @@
 // Shard store benchmarks: fold throughput against a raw RocksDB baseline, the
 // per-event cost breakdown, and read latency on a large shard.
 //
-//   build/bench/shard_bench --benchmark_filter='Fold|Raw|Cost'
+//   build/bench/shard_bench --benchmark_filter='Fold|Raw|Cost'   # FoldInGroup: cross-shard ids
 //   build/bench/shard_bench --benchmark_filter='Read'   # builds a 1M-event shard first
 //
 // PREDLOG_BENCH_READ_EVENTS overrides the size of the read benchmark's shard.
@@ -17,6 +17,7 @@
 #include "storage/key_codec.h"
 #include "storage/logging.h"
 #include "storage/sha256.h"
+#include "storage/shard_group.h"
 #include "storage/shard_store.h"
 #include "tests/testing/events.h"
 #include "tests/testing/temp_dir.h"
@@ -80,6 +81,63 @@ void BM_Fold(benchmark::State& state) {
   SetCounters(state, events);
 }
 BENCHMARK(BM_Fold)->Arg(1)->Arg(500)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3);
+
+// BM_Fold/500 for shard 0 of a group of `range(0)` shards (storage/shard_group.h):
+// every new prediction_id is also looked up in the other shards, which hold
+// kEventsPerRun other events each (flushed and in their memtables). The
+// difference to BM_Fold/500 is what one record per id across shards costs.
+void BM_FoldInGroup(benchmark::State& state) {
+  const int shards = static_cast<int>(state.range(0));
+  const auto& payloads = Payloads();
+  int64_t events = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    testing::TempDir dir;
+    ShardGroup group(shards, [](absl::string_view) { return 0; });
+    std::vector<std::unique_ptr<ShardStore>> stores;
+    std::vector<std::string> peer_payloads;
+    for (int p = 0; p < shards; ++p) {
+      ShardOptions options;
+      options.dir = dir.Sub("shard-" + std::to_string(p));
+      options.group = &group;
+      options.partition = p;
+      auto store = ShardStore::Open(options);
+      PREDLOG_CHECK(store.ok()) << store.status();
+      stores.push_back(std::move(*store));
+      if (p == 0) continue;
+      std::vector<SourceMessage> messages;
+      for (int64_t start = 0; start < kEventsPerRun; start += 500) {
+        peer_payloads.clear();
+        for (int64_t i = start; i < start + 500; ++i) {
+          peer_payloads.push_back(testing::MakeSizedPredictionPayload(
+              static_cast<uint64_t>(p) * 10'000'000 + static_cast<uint64_t>(i), kEventBytes,
+              kSubjects));
+        }
+        messages.clear();
+        for (int64_t i = 0; i < 500; ++i) {
+          messages.push_back(SourceMessage{"bench", start + i, peer_payloads[i]});
+        }
+        PREDLOG_CHECK(stores.back()->ApplyBatch(messages).ok());
+      }
+    }
+    std::vector<SourceMessage> messages;
+    state.ResumeTiming();
+    for (int64_t start = 0; start < kEventsPerRun; start += 500) {
+      messages.clear();
+      for (int64_t i = start; i < std::min<int64_t>(start + 500, kEventsPerRun); ++i) {
+        messages.push_back(SourceMessage{"bench", i, payloads[i]});
+      }
+      auto result = stores[0]->ApplyBatch(messages);
+      PREDLOG_CHECK(result.ok()) << result.status();
+    }
+    events += kEventsPerRun;
+    state.PauseTiming();
+    stores.clear();
+    state.ResumeTiming();
+  }
+  SetCounters(state, events);
+}
+BENCHMARK(BM_FoldInGroup)->Arg(4)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3);
 
 // The raw baseline: the same bytes Put once per event under an 8-byte key,
 // no indexes, no hashing, no parsing; same RocksDB version, WAL on, fsync off.

@@ -21,6 +21,15 @@ inline constexpr uint32_t kSchemaVersion = 1;
 // consumer are configured to carry any event up to it.
 inline constexpr size_t kMaxEventBytes = size_t{1} << 20;
 
+// The largest Kafka message predlog carries (services/kafka/kafka_config.h
+// kMaxMessageBytes): one event at the limit plus a record batch's framing,
+// with room to spare. A rejected message up to it is kept whole in the
+// shard's rejected records; a larger one (only a Kafka topic with a higher
+// max.message.bytes than predlog's lets one through) keeps its first
+// kRejectedPrefixBytes and, in the reason, its size and SHA-256.
+inline constexpr size_t kMaxRejectedKeptBytes = kMaxEventBytes + (64 << 10);
+inline constexpr size_t kRejectedPrefixBytes = 4096;
+
 struct EventLimits {
   // Longest id (prediction, subject, entity, model name/version, route).
   size_t max_id_bytes = 512;

@@ -9,11 +9,13 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "storage/artifact_store.h"
 #include "storage/deterministic_bytes.h"
 #include "storage/event_validation.h"
 #include "storage/key_codec.h"
 #include "storage/logging.h"
 #include "storage/sha256.h"
+#include "storage/shard_group.h"
 #include "storage/shard_store.h"
 #include "storage/shard_store_impl.h"
 #include "storage/state_fold.h"
@@ -43,6 +45,24 @@ std::string EncodeIncarnation(const Incarnation& inc) {
 }  // namespace
 
 absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const SourceMessage> messages) {
+  for (;;) {
+    blocked_on_.reset();
+    absl::StatusOr<BatchResult> result = TryApplyBatch(messages);
+    // Written or failed: the ids this batch held are free for other shards.
+    if (options_.group != nullptr) {
+      options_.group->Release(reserved_);
+      reserved_.clear();
+    }
+    if (!blocked_on_.has_value()) return result;
+    // Another shard is folding one of this batch's prediction_ids. Nothing of
+    // this attempt was written; fold again once that shard's write is done,
+    // so this copy is compared with its record (storage/shard_group.h).
+    options_.group->AwaitReleased(*blocked_on_);
+  }
+}
+
+absl::StatusOr<BatchResult> ShardStore::Impl::TryApplyBatch(
+    absl::Span<const SourceMessage> messages) {
   if (options_.read_only) {
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", options_.name, " is open read-only"));
@@ -163,10 +183,18 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
     return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt, "empty message", b, r);
   }
   if (m.payload.size() > options_.max_message_bytes) {
-    return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt,
-                  absl::StrCat("message is ", m.payload.size(), " bytes; the limit is ",
-                               options_.max_message_bytes),
-                  b, r);
+    std::string reason = absl::StrCat("message is ", m.payload.size(), " bytes; the limit is ",
+                                      options_.max_message_bytes);
+    if (m.payload.size() <= kMaxRejectedKeptBytes) {
+      return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt, std::move(reason), b, r);
+    }
+    // Too large to keep whole: its digest names it, a prefix shows what it was.
+    absl::StrAppend(&reason, "; kept: its first ", kRejectedPrefixBytes,
+                    " bytes; SHA-256 of all of it: ", ToHex(Sha256(m.payload)));
+    SourceMessage prefix = m;
+    prefix.payload = m.payload.substr(0, kRejectedPrefixBytes);
+    return Reject(prefix, b->source_seq, RejectKind::kRejected, std::nullopt, std::move(reason), b,
+                  r);
   }
   if (m.event != nullptr) {
     folded_ = m.event;  // parsed and validated by the caller: not again
@@ -181,13 +209,65 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
                     std::string(valid.message()), b, r);
     }
   }
+  if (options_.group != nullptr) {
+    const bool prediction = folded_->has_prediction_logged();
+    const bool entity = folded_->has_entity_changed();
+    const std::string* key = prediction ? &folded_->prediction_logged().subject_id()
+                             : entity   ? &folded_->entity_changed().entity_id()
+                                        : nullptr;
+    if (key != nullptr) {
+      const int32_t home = options_.group->PartitionOf(*key);
+      if (home != options_.partition) {
+        ++b->h.head.counters.misrouted;
+        // An entity's record is one fold in one order, in its key's shard:
+        // a change arriving elsewhere cannot be ordered into it.
+        if (entity) {
+          return Reject(
+              m, b->source_seq, RejectKind::kRejected, std::nullopt,
+              absl::StrCat("entity_changed.entity_id ", *key, " belongs to partition ", home,
+                           " (murmur2 of the key) but arrived on partition ", options_.partition,
+                           "; produce with key = entity_id and partitioner=murmur2_random"),
+              b, r);
+        }
+      }
+    }
+  }
   switch (folded_->body_case()) {
     case AuditEvent::kPredictionLogged:
       return FoldPrediction(m, b, r);
     case AuditEvent::kModelRegistered: {
-      const auto& model = folded_->model_registered().model();
-      return FoldKeyedBody(m, StateKey2(kModelTag, model.name(), model.version()),
-                           folded_->model_registered(), b, r);
+      const auto& registered = folded_->model_registered();
+      const auto& model = registered.model();
+      if (options_.artifacts != nullptr) {
+        // The gateway stores the artifact before it writes the event; an
+        // event produced straight to Kafka must name one that is stored too.
+        const std::optional<Digest> digest = DigestFromHex(model.artifact_sha256());
+        absl::StatusOr<ArtifactInfo> stored = options_.artifacts->Stat(*digest);
+        if (absl::IsNotFound(stored.status())) {
+          return Reject(
+              m, b->source_seq, RejectKind::kRejected, std::nullopt,
+              absl::StrCat("model_registered.model.artifact_sha256 ", model.artifact_sha256(),
+                           " is not in the artifact store ", options_.artifacts->dir(),
+                           "; register models with predlog model register (or the "
+                           "Registry/RegisterModel call), which uploads the artifact"),
+              b, r);
+        }
+        if (!stored.ok()) {
+          batch_error_ = stored.status();
+          return;
+        }
+        if (registered.artifact_size_bytes() != 0 &&
+            registered.artifact_size_bytes() != stored->size_bytes) {
+          return Reject(
+              m, b->source_seq, RejectKind::kRejected, std::nullopt,
+              absl::StrCat("model_registered.artifact_size_bytes is ",
+                           registered.artifact_size_bytes(), " but the stored artifact ",
+                           model.artifact_sha256(), " has ", stored->size_bytes, " bytes"),
+              b, r);
+        }
+      }
+      return FoldKeyedBody(m, StateKey2(kModelTag, model.name(), model.version()), registered, b,
+                           r);
     }
     case AuditEvent::kDatasetRegistered: {
       const auto& dataset = folded_->dataset_registered().dataset();
@@ -248,8 +328,9 @@ void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, Mes
   const auto& p = folded_->prediction_logged();
   const std::string& id = p.prediction_id();
 
-  // Is the id taken, by this batch or by the log?
+  // Is the id taken, by this batch, by this shard's log, or by another shard's?
   std::optional<PendingRecord> original;
+  std::string original_shard;  // empty: this shard
   if (auto it = batch_predictions_.find(id); it != batch_predictions_.end()) {
     original = it->second;
   } else {
@@ -273,6 +354,25 @@ void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, Mes
     } else if (!s.IsNotFound()) {
       batch_error_ = FromRocks(s, absl::StrCat("shard ", options_.name, ": lookup ", id));
       return;
+    } else if (options_.group != nullptr) {
+      if (!options_.group->TryReserve(id, options_.partition)) {
+        blocked_on_ = id;
+        batch_error_ = absl::AbortedError(
+            absl::StrCat("prediction_id ", id, " is being folded by another shard"));
+        return;
+      }
+      reserved_.push_back(id);
+      absl::StatusOr<std::optional<ShardGroup::Found>> found =
+          options_.group->FindElsewhere(id, options_.partition);
+      if (!found.ok()) {
+        batch_error_ = found.status();
+        return;
+      }
+      if (found->has_value()) {
+        original_payload_ = std::move((*found)->payload);
+        original = PendingRecord{(*found)->index, (*found)->leaf, original_payload_};
+        original_shard = std::move((*found)->shard);
+      }
     }
   }
   if (original.has_value()) {
@@ -286,13 +386,23 @@ void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, Mes
       r->outcome = FoldOutcome::kDuplicate;
       r->index = original->index;
       r->leaf = original->leaf;
+      r->original_shard = std::move(original_shard);
       ++b->h.head.counters.duplicates;
       return;
     }
-    return Reject(m, b->source_seq, RejectKind::kConflict, original->index,
-                  absl::StrCat("prediction_id ", id, " is already recorded at index ",
-                               original->index, " with different content"),
-                  b, r);
+    if (original_shard.empty()) {
+      return Reject(m, b->source_seq, RejectKind::kConflict, original->index,
+                    absl::StrCat("prediction_id ", id, " is already recorded at index ",
+                                 original->index, " with different content"),
+                    b, r);
+    }
+    Reject(m, b->source_seq, RejectKind::kConflict, std::nullopt,
+           absl::StrCat("prediction_id ", id, " is already recorded in ", original_shard,
+                        " at index ", original->index, " with different content"),
+           b, r);
+    r->index = original->index;
+    r->original_shard = std::move(original_shard);
+    return;
   }
 
   r->outcome = FoldOutcome::kApplied;
@@ -413,7 +523,7 @@ void ShardStore::Impl::Reject(const SourceMessage& m, uint32_t source_seq, Rejec
   if (kind == RejectKind::kConflict) {
     ++h.counters.conflicts;
     r->outcome = FoldOutcome::kConflict;
-    r->index = *original;
+    r->index = original.value_or(0);  // the caller sets another shard's index
   } else {
     ++h.counters.rejected;
     r->outcome = FoldOutcome::kRejected;

@@ -10,17 +10,34 @@ absl::Status ShardSet::CheckFolded(const std::vector<int>& partitions,
   return check_folded ? check_folded(partitions, what) : absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<int>> ShardSet::PartitionsOf(absl::string_view key,
+                                                        absl::string_view what) const {
+  const int home = partition_of(key);
+  RETURN_IF_ERROR(CheckFolded({home}, what));
+  std::vector<int> partitions;
+  for (int p = 0; p < static_cast<int>(events.size()); ++p) {
+    if (p == home) {
+      partitions.push_back(p);
+    } else if (events[p]->Head().counters.misrouted > 0 && CheckFolded({p}, what).ok()) {
+      partitions.push_back(p);
+    }
+  }
+  return partitions;
+}
+
 absl::StatusOr<LocatedRecord> FindPrediction(const ShardSet& shards,
                                              absl::string_view prediction_id,
                                              absl::string_view subject_id) {
   if (prediction_id.empty()) return absl::InvalidArgumentError("prediction_id is empty");
-  int first = 0, last = static_cast<int>(shards.events.size()) - 1;
+  std::vector<int> partitions;
   if (!subject_id.empty()) {
-    first = last = shards.partition_of(subject_id);
-    RETURN_IF_ERROR(shards.CheckFolded({first}, absl::StrCat("subject ", subject_id)));
+    ASSIGN_OR_RETURN(partitions,
+                     shards.PartitionsOf(subject_id, absl::StrCat("subject ", subject_id)));
+  } else {
+    for (int p = 0; p < static_cast<int>(shards.events.size()); ++p) partitions.push_back(p);
   }
   absl::Status lost = absl::OkStatus();
-  for (int p = first; p <= last; ++p) {
+  for (int p : partitions) {
     // A shard that lost acknowledged records serves nothing until the loss
     // is accepted; the id may be in it, so not finding it elsewhere says so.
     if (absl::Status intact = shards.events[p]->CheckNotLost(); !intact.ok()) {

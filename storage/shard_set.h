@@ -33,6 +33,15 @@ struct ShardSet {
 
   // check_folded, or OK when it is unset. `what` names the read for the message.
   absl::Status CheckFolded(const std::vector<int>& partitions, absl::string_view what) const;
+
+  // The partitions a key's events may be in, ascending: its own
+  // (partition_of), and every other whose shard counted misrouted arrivals
+  // (ShardCounters::misrouted: a producer with another partitioner put some
+  // key's events there) and is folded here. With well-keyed producers that is
+  // one shard, so the common case reads one. FAILED_PRECONDITION from
+  // check_folded when the key's own partition is folded by another instance.
+  absl::StatusOr<std::vector<int>> PartitionsOf(absl::string_view key,
+                                                absl::string_view what) const;
 };
 
 // A record and where it was found.
@@ -42,11 +51,11 @@ struct LocatedRecord {
   StoredRecord record;
 };
 
-// The record of `prediction_id`: in the shard of `subject_id` when it is
-// given (where the producer's partitioner put it), else in every shard in
-// partition order. INVALID_ARGUMENT for an empty id; NOT_FOUND "prediction_id
-// <id> is not recorded"; FAILED_PRECONDITION from check_folded when a shard it
-// would have to search is folded by another instance (never a false
+// The record of `prediction_id`: in the shards of `subject_id` when it is
+// given (PartitionsOf: where the producer's partitioner put it, and the
+// shards that hold misrouted events), else in every shard in partition order. INVALID_ARGUMENT for
+// an empty id; NOT_FOUND "prediction_id <id> is not recorded"; FAILED_PRECONDITION from
+// check_folded when a shard it would have to search is folded by another instance (never a false
 // NOT_FOUND); DATA_LOSS when it is not found and a shard it would have to
 // search lost acknowledged records (ShardStore::lost()); a shard's read error
 // as it is.

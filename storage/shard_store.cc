@@ -21,6 +21,7 @@
 #include "rocksdb/table.h"
 #include "storage/key_codec.h"
 #include "storage/logging.h"
+#include "storage/shard_group.h"
 #include "storage/shard_store_impl.h"
 #include "storage/status_macros.h"
 
@@ -45,6 +46,12 @@ absl::Status ShardStore::Impl::OpenDb() {
   }
   if (options_.block_cache_bytes == 0) {
     return absl::InvalidArgumentError("ShardOptions.block_cache_bytes must be > 0");
+  }
+  if (options_.group != nullptr &&
+      (options_.partition < 0 || options_.partition >= options_.group->partitions())) {
+    return absl::InvalidArgumentError(absl::StrCat("ShardOptions.partition ", options_.partition,
+                                                   " is outside [0, ", options_.group->partitions(),
+                                                   ")"));
   }
   if (options_.name.empty()) options_.name = fs::path(options_.dir).filename().string();
   if (options_.read_only) {
@@ -75,7 +82,13 @@ absl::Status ShardStore::Impl::OpenDb() {
     table.block_cache = cache;
     // Point lookups of prediction ids are mostly misses (new ids): a bloom
     // filter answers those without touching data blocks.
-    if (i == kByPredictionCf) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    // The fold also asks every other shard of its group for each new id
+    // (storage/shard_group.h), so misses must be cheap in the memtable too.
+    if (i == kByPredictionCf) {
+      table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+      cf_options.memtable_whole_key_filtering = true;
+      cf_options.memtable_prefix_bloom_size_ratio = 0.02;
+    }
     // What has settled (the bottommost level) is compressed with zstd, the
     // rest with RocksDB's default (Snappy, cheaper on the write path).
     cf_options.bottommost_compression = rocksdb::kZSTD;
@@ -240,11 +253,23 @@ absl::Status ShardStore::Impl::LostError() const {
 absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::Open(const ShardOptions& options) {
   auto impl = std::make_unique<Impl>(options, (fs::path(options.dir) / "db").string());
   RETURN_IF_ERROR(impl->OpenDb());
-  return std::unique_ptr<ShardStore>(new ShardStore(std::move(impl)));
+  std::unique_ptr<ShardStore> shard(new ShardStore(std::move(impl)));
+  shard->impl_->AttachToGroup(shard.get());
+  return shard;
 }
 
 ShardStore::ShardStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-ShardStore::~ShardStore() = default;
+ShardStore::~ShardStore() { impl_->DetachFromGroup(); }
+
+void ShardStore::Impl::AttachToGroup(const ShardStore* shard) {
+  if (options_.group != nullptr && !options_.read_only) {
+    options_.group->Attach(options_.partition, shard);
+  }
+}
+
+void ShardStore::Impl::DetachFromGroup() {
+  if (options_.group != nullptr && !options_.read_only) options_.group->Detach(options_.partition);
+}
 
 absl::StatusOr<BatchResult> ShardStore::ApplyBatch(absl::Span<const SourceMessage> messages) {
   return impl_->ApplyBatch(messages);

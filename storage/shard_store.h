@@ -39,6 +39,9 @@
 
 namespace predlog::storage {
 
+class ArtifactStore;
+class ShardGroup;
+
 struct ShardOptions {
   // Shard directory; holds db/ and snapshots/. Created if missing (writable).
   std::string dir;
@@ -73,6 +76,17 @@ struct ShardOptions {
   uint64_t min_free_bytes = uint64_t{256} << 20;
   // RocksDB block cache shared by the shard's column families. Must be > 0.
   size_t block_cache_bytes = 64 << 20;
+  // A predlog.events shard: its partition and the group of the process's
+  // events shards (storage/shard_group.h), which the fold uses to count
+  // misrouted arrivals and to keep one record per prediction_id across the
+  // shards. Borrowed; must outlive the shard. Null: a lone shard (the
+  // registry, snapshots, tools), which checks neither.
+  ShardGroup* group = nullptr;
+  int partition = -1;  // in [0, group->partitions()) when group is set
+  // The registry shard: the artifact store a ModelRegistered's artifact must
+  // be in (whichever path the event came by), else the event is rejected.
+  // Borrowed. Null: not checked.
+  const ArtifactStore* artifacts = nullptr;
 };
 
 // Where a message came from. `incarnation` names the source (broker
@@ -119,6 +133,9 @@ struct MessageResult {
   FoldOutcome outcome = FoldOutcome::kRejected;
   // kApplied: the new record's index; kDuplicate/kConflict: the original's.
   uint64_t index = 0;
+  // kDuplicate/kConflict of a record in another shard of the group (the id
+  // arrived on another partition before): that shard's name; else empty.
+  std::string original_shard;
   // kApplied/kDuplicate: the leaf of the record at `index`.
   Digest leaf{};
   // kRejected/kConflict: why, naming the field.
@@ -156,7 +173,9 @@ struct RejectedRecord {
   uint64_t seq = 0;  // gap-free number among the shard's rejected records
   RejectKind kind = RejectKind::kRejected;
   SourcePosition source;
-  std::optional<uint64_t> original_index;  // conflicts: the record it clashed with
+  // Conflicts: the record it clashed with, in this shard (a conflict with
+  // another shard's record names that shard and index in `reason`).
+  std::optional<uint64_t> original_index;
   std::string reason;
   std::string payload;
 };
@@ -169,6 +188,10 @@ struct ShardCounters {
   uint64_t redelivered = 0;
   uint64_t source_resets = 0;
   uint64_t gaps = 0;  // SourceGap records written
+  // Events whose key (subject_id, entity_id) belongs to another partition
+  // under the producer's partitioner (ShardOptions.group), whatever their
+  // outcome: a producer that does not key by subject_id with murmur2.
+  uint64_t misrouted = 0;
 };
 
 // The durable head of a shard: what the last batch left behind.

@@ -86,7 +86,7 @@ namespace internal {
 // format (kShardFormat, meta "format") is checked by OpenDb in shard_store.cc.
 inline constexpr uint8_t kRecordFormat = 1;
 // Head format 1 had no direct_appends (read as 0); 2 appends it.
-inline constexpr uint8_t kHeadFormat = 2;
+inline constexpr uint8_t kHeadFormat = 3;
 inline constexpr uint8_t kRejectedFormat = 1;
 inline constexpr size_t kRecordHeaderBytes = 1 + 32 + 32 + 4 + 8;
 
@@ -134,6 +134,7 @@ inline absl::string_view ToView(const rocksdb::Slice& s) {
 // head := format:u8 next_index:u64 next_rejected:u64 chain:32 incarnation:u32
 //         last_offset:i64 applied:u64 duplicates:u64 conflicts:u64 rejected:u64
 //         redelivered:u64 source_resets:u64 gaps:u64 direct_appends:u64 (format 2)
+//         misrouted:u64 (format 3)
 struct HeadState {
   ShardHead head;
   uint32_t incarnation_seq = 0;  // 0: no message folded yet
@@ -149,7 +150,7 @@ inline void EncodeHead(const HeadState& h, std::string* out) {
   AppendI64(out, h.head.last_source ? h.head.last_source->offset : -1);
   const ShardCounters& c = h.head.counters;
   for (uint64_t v : {c.applied, c.duplicates, c.conflicts, c.rejected, c.redelivered,
-                     c.source_resets, c.gaps, h.head.direct_appends}) {
+                     c.source_resets, c.gaps, h.head.direct_appends, c.misrouted}) {
     AppendU64(out, v);
   }
 }
@@ -184,13 +185,15 @@ inline bool DecodeHead(absl::string_view in, HeadState* h, int64_t* last_offset)
   uint8_t format;
   ShardCounters& c = h->head.counters;
   h->head.direct_appends = 0;
-  return ReadU8(&in, &format) && (format == 1 || format == kHeadFormat) &&
+  c.misrouted = 0;
+  return ReadU8(&in, &format) && format >= 1 && format <= kHeadFormat &&
          ReadU64(&in, &h->head.next_index) && ReadU64(&in, &h->head.next_rejected) &&
          ReadDigest(&in, &h->head.chain_head) && ReadU32(&in, &h->incarnation_seq) &&
          ReadI64(&in, last_offset) && ReadU64(&in, &c.applied) && ReadU64(&in, &c.duplicates) &&
          ReadU64(&in, &c.conflicts) && ReadU64(&in, &c.rejected) && ReadU64(&in, &c.redelivered) &&
          ReadU64(&in, &c.source_resets) && ReadU64(&in, &c.gaps) &&
-         (format == 1 || ReadU64(&in, &h->head.direct_appends)) && in.empty();
+         (format < 2 || ReadU64(&in, &h->head.direct_appends)) &&
+         (format < 3 || ReadU64(&in, &c.misrouted)) && in.empty();
 }
 
 inline std::string IncarnationKey(uint32_t seq) {
@@ -245,6 +248,9 @@ class ShardStore::Impl {
   absl::Status OpenDb();
   absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
   const std::optional<LostRecords>& lost() const { return lost_; }
+  // Called by ShardStore once it owns this Impl / before it goes.
+  void AttachToGroup(const ShardStore* shard);
+  void DetachFromGroup();
   // The DATA_LOSS status of a write while lost_ is set.
   absl::Status LostError() const;
 
@@ -298,6 +304,9 @@ class ShardStore::Impl {
   // RESOURCE_EXHAUSTED when writing `messages` would leave less than
   // options_.min_free_bytes free on the shard's filesystem.
   absl::Status CheckFreeSpace(absl::Span<const SourceMessage> messages) const;
+  // One attempt at ApplyBatch. Sets blocked_on_ (and returns no result) when
+  // another shard's fold holds a prediction_id this batch meets.
+  absl::StatusOr<BatchResult> TryApplyBatch(absl::Span<const SourceMessage> messages);
   // Writes the RecordsLost record for lost_ and clears it.
   absl::Status AcceptLoss();
 
@@ -372,6 +381,10 @@ class ShardStore::Impl {
   absl::flat_hash_map<std::string, internal::PendingRecord> batch_predictions_;
   absl::flat_hash_map<std::string, std::string> state_overlay_;
   absl::Time batch_time_;
+  // prediction_ids this batch reserved in options_.group, released after it.
+  std::vector<std::string> reserved_;
+  // The id another shard's fold holds, which stopped this attempt.
+  std::optional<std::string> blocked_on_;
 };
 
 }  // namespace predlog::storage

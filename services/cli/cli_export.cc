@@ -145,7 +145,7 @@ int Cli::Status() {
     return kExitOk;
   }
   Table table({"SHARD", "RECORDS", "LAST_OFFSET", "LAG", "SNAPSHOTS", "LATEST_SNAPSHOT", "REJECTED",
-               "CONFLICTS", "GAPS", "CHAIN_HEAD"});
+               "CONFLICTS", "GAPS", "MISROUTED", "CHAIN_HEAD"});
   for (const v1::ShardStatus& s : response.shards()) {
     const bool has_source = !s.last_source().incarnation().empty();
     table.AddRow({s.shard(), absl::StrCat(s.records()),
@@ -159,9 +159,17 @@ int Cli::Status() {
                       : absl::StrCat("#", s.snapshots().rbegin()->index(), " ",
                                      IsoTime(s.snapshots().rbegin()->created_at())),
                   absl::StrCat(s.rejected()), absl::StrCat(s.conflicts()), absl::StrCat(s.gaps()),
-                  s.chain_head_sha256().substr(0, 16)});
+                  absl::StrCat(s.misrouted()), s.chain_head_sha256().substr(0, 16)});
   }
   table.Print(out_);
+  uint64_t misrouted = 0;
+  for (const v1::ShardStatus& s : response.shards()) misrouted += s.misrouted();
+  if (misrouted > 0) {
+    out_ << "WARNING: " << misrouted
+         << " events arrived on another partition than their key's: a producer does not key "
+            "by subject_id with partitioner=murmur2_random (see README, \"Producing to Kafka\"). "
+            "Reads still find them, searching more shards.\n";
+  }
   int lost = 0;
   for (const v1::ShardStatus& s : response.shards()) {
     if (s.lost_records().empty()) continue;

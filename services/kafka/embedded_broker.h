@@ -1,6 +1,11 @@
 // The embedded Kafka-protocol broker: librdkafka's mock cluster, in-process.
 // It keeps messages in memory (about the last 5 MB per partition) and starts
 // empty on every start, so each start is a new source incarnation.
+// A ProduceSizeGuard (produce_size_guard.h) holds the advertised port, so every
+// client connection passes it: a Produce whose batch for a partition is larger
+// than kMaxMessageBytes fails with MESSAGE_TOO_LARGE, as on a real broker,
+// instead of evicting the partition's unconsumed messages; everything else
+// passes through unchanged, with Nagle off.
 //
 // Thread-safe after Start; the broker lives until destruction.
 #ifndef PREDLOG_SERVICES_KAFKA_EMBEDDED_BROKER_H_
@@ -14,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/kafka/produce_size_guard.h"
 
 namespace predlog::services {
 
@@ -42,6 +48,7 @@ class EmbeddedBroker {
   EmbeddedBroker() = default;
   rd_kafka_t* handle_ = nullptr;
   rd_kafka_mock_cluster_t* cluster_ = nullptr;
+  std::unique_ptr<ProduceSizeGuard> guard_;  // reset first by ~EmbeddedBroker
   std::string bootstraps_;
   std::string incarnation_;
 };

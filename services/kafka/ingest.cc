@@ -34,6 +34,10 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
   for (int p = 0; p < options.partitions; ++p) ingest->sources_.push_back({kEventsTopic, p});
   ingest->sources_.push_back({kRegistryTopic, 0});
   const int shard_count = static_cast<int>(ingest->sources_.size());
+  ingest->group_ = std::make_unique<storage::ShardGroup>(
+      options.partitions, [partitions = options.partitions](absl::string_view key) {
+        return PartitionForKey(key, partitions);
+      });
 
   // Every shard opens now and stays open, owned or not: readers keep
   // references, and a partition may be assigned here at any rebalance.
@@ -49,6 +53,12 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     }
     shard_options.min_free_bytes = options.min_free_bytes;
     shard_options.block_cache_bytes = options.shard_block_cache_bytes;
+    if (source.topic == kEventsTopic) {
+      shard_options.group = ingest->group_.get();
+      shard_options.partition = source.partition;
+    } else {
+      shard_options.artifacts = options.artifacts;
+    }
     ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardStore> shard,
                      storage::ShardStore::Open(shard_options));
     storage::ShardWriterOptions writer_options;
@@ -567,6 +577,19 @@ void Ingest::FailWaiters(const absl::Status& status) {
     }
   }
   for (auto& done : failed) done(status);
+}
+
+storage::ShardSet Ingest::Shards() const {
+  storage::ShardSet set;
+  for (int p = 0; p < partitions(); ++p) set.events.push_back(&shard(p));
+  set.registry = &registry();
+  set.partition_of = [partitions = partitions()](absl::string_view key) {
+    return PartitionForKey(key, partitions);
+  };
+  set.check_folded = [this](const std::vector<int>& partitions, absl::string_view what) {
+    return CheckFoldedHere(partitions, what);
+  };
+  return set;
 }
 
 }  // namespace predlog::services

@@ -45,6 +45,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "storage/artifact_store.h"
+#include "storage/shard_group.h"
+#include "storage/shard_set.h"
 #include "storage/shard_store.h"
 #include "storage/shard_writer.h"
 
@@ -86,6 +89,10 @@ struct IngestOptions {
   uint64_t min_free_bytes = uint64_t{256} << 20;
   // Each shard's RocksDB block cache (ShardOptions::block_cache_bytes).
   size_t shard_block_cache_bytes = size_t{64} << 20;
+  // The artifact store a ModelRegistered's artifact must be in before the
+  // registry shard folds it (ShardOptions::artifacts). Borrowed; must outlive
+  // the Ingest. Null: not checked.
+  const storage::ArtifactStore* artifacts = nullptr;
   // fsync the shards' WAL on every group commit (ShardOptions::sync_writes):
   // an answered write survives a power loss, not only a killed process.
   bool sync_writes = true;
@@ -162,6 +169,9 @@ class Ingest {
   // Borrowed; valid for the Ingest's lifetime.
   const storage::ShardStore& shard(int partition) const { return *shards_[partition]; }
   const storage::ShardStore& registry() const { return *shards_.back(); }
+  // The shards as reads see them: partition_of is PartitionForKey, and
+  // check_folded is CheckFoldedHere. Borrows this Ingest.
+  storage::ShardSet Shards() const;
   // The one writer of a predlog.events partition's shard, and of the
   // registry's: the gateway's direct appends go through them, beside the
   // ingest's own folds. Borrowed; valid for the Ingest's lifetime.
@@ -231,6 +241,9 @@ class Ingest {
 
   const IngestOptions options_;
   std::vector<ShardSource> sources_;
+  // The predlog.events shards' group (misrouted arrivals, one record per
+  // prediction_id across them); outlives the shards, which attach to it.
+  std::unique_ptr<storage::ShardGroup> group_;
   // Per shard, its one writer (which owns the ShardStore and takes its
   // snapshots), and the store as readers see it.
   std::vector<std::unique_ptr<storage::ShardWriter>> writers_;

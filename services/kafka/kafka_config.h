@@ -24,8 +24,9 @@ inline constexpr char kRegistryTopic[] = "predlog.registry";
 // (v2 format: a 61-byte batch header, the record's header and its key), with
 // room to spare. The producer's message.max.bytes and the consumer's
 // max.partition.fetch.bytes are set to it; librdkafka's defaults (1,000,000
-// and 1 MiB) are below it.
-inline constexpr size_t kMaxMessageBytes = storage::kMaxEventBytes + (64 << 10);
+// and 1 MiB) are below it. The embedded broker refuses larger batches
+// (produce_size_guard.h), and the fold keeps a rejected message up to it whole.
+inline constexpr size_t kMaxMessageBytes = storage::kMaxRejectedKeptBytes;
 
 // The partition in [0, partitions) that Kafka's murmur2 partitioner (Java's
 // default; librdkafka's `murmur2_random` for a non-empty key) picks for `key`:

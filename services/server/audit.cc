@@ -44,15 +44,18 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
   if (range.from > range.to) return absl::InvalidArgumentError("from is after to");
   std::vector<ExportCursor::ShardPlan> plan;
   switch (request.filter_case()) {
-    case predlog::v1::ExportTrailRequest::kSubjectId:
+    case predlog::v1::ExportTrailRequest::kSubjectId: {
       if (request.subject_id().empty()) return absl::InvalidArgumentError("subject_id is empty");
-      RETURN_IF_ERROR(
-          ingest_->CheckFoldedHere({PartitionForKey(request.subject_id(), ingest_->partitions())},
-                                   absl::StrCat("exporting subject ", request.subject_id())));
-      plan.push_back(
-          {&ingest_->shard(PartitionForKey(request.subject_id(), ingest_->partitions()))});
-      plan.back().end_index = plan.back().shard->Head().next_index;
+      ASSIGN_OR_RETURN(
+          std::vector<int> partitions,
+          ingest_->Shards().PartitionsOf(request.subject_id(),
+                                         absl::StrCat("exporting subject ", request.subject_id())));
+      for (int p : partitions) {
+        plan.push_back({&ingest_->shard(p)});
+        plan.back().end_index = plan.back().shard->Head().next_index;
+      }
       break;
+    }
     case predlog::v1::ExportTrailRequest::kModel:
       if (request.model().name().empty() || request.model().version().empty()) {
         return absl::InvalidArgumentError("model.name and model.version are both required");
@@ -205,6 +208,7 @@ absl::StatusOr<predlog::v1::StatusResponse> Audit::Status() const {
     out->set_conflicts(p.head.counters.conflicts);
     out->set_duplicates(p.head.counters.duplicates);
     out->set_gaps(p.head.counters.gaps);
+    out->set_misrouted(p.head.counters.misrouted);
     out->set_source_resets(p.head.counters.source_resets);
     out->set_chain_head_sha256(storage::ToHex(p.head.chain_head));
     ASSIGN_OR_RETURN(std::vector<storage::SnapshotInfo> snapshots, shard.ListSnapshots());

@@ -35,7 +35,9 @@ void SetFoldResult(const std::string& shard, const storage::MessageResult& resul
                    LogReceipt* receipt) {
   receipt->set_outcome(ToReceiptOutcome(result.outcome));
   receipt->set_reason(result.reason);
-  receipt->mutable_position()->set_shard(shard);
+  // A duplicate or conflict of a record in another shard points at that one.
+  receipt->mutable_position()->set_shard(result.original_shard.empty() ? shard
+                                                                       : result.original_shard);
   receipt->mutable_position()->set_index(result.index);
   if (result.outcome == storage::FoldOutcome::kApplied ||
       result.outcome == storage::FoldOutcome::kDuplicate) {

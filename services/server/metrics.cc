@@ -69,6 +69,10 @@ void RenderShardMetrics(const std::vector<PartitionStatus>& partitions, std::str
       {"predlog_source_gaps_total",
        "Ranges of source offsets lost before folding (recorded as SourceGap).",
        &storage::ShardCounters::gaps},
+      {"predlog_events_misrouted_total",
+       "Events whose key belongs to another partition under murmur2: a producer that does not "
+       "key by subject_id with partitioner=murmur2_random.",
+       &storage::ShardCounters::misrouted},
   };
   for (const Series& series : kSeries) {
     absl::StrAppend(out, "# HELP ", series.name, " ", series.help, "\n# TYPE ", series.name,

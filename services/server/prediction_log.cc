@@ -1,5 +1,6 @@
 #include "services/server/prediction_log.h"
 
+#include <algorithm>
 #include <memory>
 
 #include "absl/strings/escaping.h"
@@ -17,16 +18,7 @@ namespace predlog::services {
 
 PredictionLog::PredictionLog(Producer* producer, Ingest* ingest, PredictionLogOptions options)
     : ingest_(ingest), options_(std::move(options)), writer_(producer, ingest, options_.writer) {
-  if (ingest_ == nullptr) return;
-  for (int p = 0; p < ingest_->partitions(); ++p) shards_.events.push_back(&ingest_->shard(p));
-  shards_.registry = &ingest_->registry();
-  shards_.partition_of = [partitions = ingest_->partitions()](absl::string_view key) {
-    return PartitionForKey(key, partitions);
-  };
-  shards_.check_folded = [ingest = ingest_](const std::vector<int>& partitions,
-                                            absl::string_view what) {
-    return ingest->CheckFoldedHere(partitions, what);
-  };
+  if (ingest_ != nullptr) shards_ = ingest_->Shards();
 }
 
 void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user_done) {
@@ -186,28 +178,31 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
     partition = parsed;
     cursor = std::move(token);
   }
-  int last_partition = ingest_->partitions() - 1;
+  // The shards to read, ascending; the page token says where this page starts.
+  std::vector<int> partitions;
   switch (request.filter_case()) {
-    case predlog::v1::ListPredictionsRequest::kSubjectId:
+    case predlog::v1::ListPredictionsRequest::kSubjectId: {
       if (request.subject_id().empty()) return absl::InvalidArgumentError("subject_id is empty");
-      partition = last_partition = PartitionForKey(request.subject_id(), ingest_->partitions());
+      ASSIGN_OR_RETURN(partitions,
+                       shards_.PartitionsOf(request.subject_id(),
+                                            absl::StrCat("subject ", request.subject_id())));
       break;
+    }
     case predlog::v1::ListPredictionsRequest::kModel:
       if (request.model().name().empty() || request.model().version().empty()) {
         return absl::InvalidArgumentError("model.name and model.version are both required");
       }
+      RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("listing a model version"));
+      for (int p = 0; p < ingest_->partitions(); ++p) partitions.push_back(p);
       break;
     case predlog::v1::ListPredictionsRequest::FILTER_NOT_SET:
       return absl::InvalidArgumentError("filter is missing: set subject_id or model");
   }
-  if (request.has_model()) {
-    RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("listing a model version"));
-  } else {
-    RETURN_IF_ERROR(
-        ingest_->CheckFoldedHere({partition}, absl::StrCat("subject ", request.subject_id())));
-  }
   predlog::v1::ListPredictionsResponse response;
-  for (; partition <= last_partition; ++partition, cursor.clear()) {
+  auto it = std::lower_bound(partitions.begin(), partitions.end(), partition);
+  if (it == partitions.end() || *it != partition) cursor.clear();  // that shard is not read now
+  for (; it != partitions.end(); ++it, cursor.clear()) {
+    partition = *it;
     const size_t wanted = page_size - static_cast<size_t>(response.records_size());
     const storage::ShardStore& shard = ingest_->shard(partition);
     absl::StatusOr<storage::ScanPage> page =
@@ -230,8 +225,9 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
     }
     if (static_cast<size_t>(response.records_size()) == page_size) {
       // This shard is done; the next page starts at the next shard, if any.
-      if (partition < last_partition)
-        response.set_next_page_token(absl::StrCat(partition + 1, "/"));
+      if (std::next(it) != partitions.end()) {
+        response.set_next_page_token(absl::StrCat(*std::next(it), "/"));
+      }
       break;
     }
   }

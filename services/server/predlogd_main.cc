@@ -11,6 +11,9 @@
 #include "services/server/server.h"
 
 ABSL_FLAG(std::string, data_dir, "./data", "Directory for shards and snapshots.");
+ABSL_FLAG(std::string, artifact_dir, "",
+          "Model artifact store; empty: <data_dir>/artifacts. Instances of one deployment share "
+          "it: a registered model whose artifact is not in it is rejected.");
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051", "gRPC listen address (host:port).");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
           "Prometheus /metrics listen address (host:port); empty turns it off.");
@@ -70,6 +73,7 @@ int main(int argc, char** argv) {
   }
   options.roles = *roles;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.artifact_dir = absl::GetFlag(FLAGS_artifact_dir);
   options.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.kafka_brokers = absl::GetFlag(FLAGS_kafka_brokers);

@@ -33,11 +33,11 @@ namespace predlog::services {
 struct Server::Parts {
   std::unique_ptr<EmbeddedBroker> broker;
   std::unique_ptr<TcpForwarder> forwarder;
+  std::unique_ptr<storage::ArtifactStore> artifacts;  // the ingest's registry shard checks it
   std::unique_ptr<Ingest> ingest;
   std::unique_ptr<Producer> producer;
   std::unique_ptr<PredictionLog> log;
   std::unique_ptr<PredictionLogService> service;
-  std::unique_ptr<storage::ArtifactStore> artifacts;
   std::unique_ptr<ModelRegistry> registry;
   std::unique_ptr<RegistryService> registry_service;
   std::unique_ptr<replay::Replayer> replayer;
@@ -241,8 +241,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         "--roles: a gateway in front of the embedded broker needs the ingest role in the same "
         "process (its acks must wait until events are folded)");
   }
+  if (roles.ingest || roles.gateway) {
+    ASSIGN_OR_RETURN(
+        parts->artifacts,
+        storage::ArtifactStore::Open(options.artifact_dir.empty() ? options.data_dir + "/artifacts"
+                                                                  : options.artifact_dir));
+  }
   if (roles.ingest) {
     IngestOptions ingest_options;
+    ingest_options.artifacts = parts->artifacts.get();
     ingest_options.data_dir = options.data_dir;
     ingest_options.bootstrap_servers = parts->kafka_address;
     ingest_options.incarnation = incarnation;
@@ -296,7 +303,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
   parts->workers = std::make_unique<WorkerPool>(options.worker_threads);
   parts->service = std::make_unique<PredictionLogService>(parts->log.get(), parts->workers.get());
-  ASSIGN_OR_RETURN(parts->artifacts, storage::ArtifactStore::Open(options.data_dir + "/artifacts"));
   ModelRegistryOptions registry_options;
   registry_options.writer.always_wait_durable = embedded_source;
   registry_options.writer.direct = direct;

@@ -30,6 +30,11 @@ absl::StatusOr<Roles> ParseRoles(absl::string_view roles);
 struct ServerOptions {
   Roles roles;
   std::string data_dir = "./data";
+  // The model artifact store; empty: <data_dir>/artifacts. Every instance of
+  // one deployment must share it (a shared filesystem): the gateway that
+  // registers a model stores the artifact there, and every instance's
+  // registry fold rejects a ModelRegistered whose artifact it cannot find.
+  std::string artifact_dir;
   std::string grpc_listen = "127.0.0.1:50051";
   // Prometheus /metrics over HTTP; port 0 picks one; empty turns it off.
   std::string http_listen = "127.0.0.1:9464";

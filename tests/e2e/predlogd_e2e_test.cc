@@ -282,10 +282,10 @@ TEST(PredlogdGroup, AMemberKilledWithSigkillHasItsPartitionsFoldedByTheOther) {
                    "--http_listen=127.0.0.1:0"});
   ASSERT_FALSE(broker.kafka().empty()) << broker.startup_line();
   auto member = [&](const std::string& name) {
-    return std::make_unique<Predlogd>(
-        std::vector<std::string>{"--data_dir=" + dir.Sub(name), "--roles=ingest", "--partitions=3",
-                                 "--http_listen=127.0.0.1:0", "--ingest_group=e2e-group",
-                                 "--kafka_brokers=" + broker.kafka()});
+    return std::make_unique<Predlogd>(std::vector<std::string>{
+        "--data_dir=" + dir.Sub(name), "--roles=ingest", "--partitions=3",
+        "--artifact_dir=" + dir.Sub("artifacts"), "--http_listen=127.0.0.1:0",
+        "--ingest_group=e2e-group", "--kafka_brokers=" + broker.kafka()});
   };
   auto a = member("a");
   auto b = member("b");

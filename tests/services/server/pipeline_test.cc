@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -21,7 +22,9 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
+#include "services/kafka/kafka_config.h"
 #include "services/kafka/producer.h"
 #include "services/server/server.h"
 #include "storage/event_validation.h"
@@ -305,6 +308,66 @@ TEST_P(PipelineTest, EventsUpToTheOneSizeLimitAreFoldedAndLargerOnesAreInvalidAr
   EXPECT_FALSE(Get(over.prediction_id, &record).ok());
 }
 
+TEST_P(PipelineTest, OversizeKafkaMessagesNeverCostANeighbour) {
+  // Straight to the embedded broker with kcat (its own limit raised to 30 MB),
+  // one message per file, each large one followed by a valid neighbour:
+  // an event of exactly the limit (folded), one byte over (a rejected record,
+  // kept whole), and 6 MB and 20 MB messages, which the embedded broker
+  // refuses like a broker's max.message.bytes (the producer gets
+  // MSG_SIZE_TOO_LARGE), so they never evict anything from its ~5 MiB
+  // partition. Every neighbour is folded; no gap is recorded.
+  auto sized = [](int i, size_t serialized_bytes) {
+    PredictionSpec spec = Spec(i);
+    spec.raw_request_bytes = serialized_bytes - MakePrediction(spec).ByteSizeLong();
+    while (MakePrediction(spec).ByteSizeLong() > serialized_bytes) --spec.raw_request_bytes;
+    return spec;
+  };
+  const std::vector<PredictionSpec> specs = {sized(100, storage::kMaxEventBytes),
+                                             Spec(101),
+                                             sized(102, storage::kMaxEventBytes + 1),
+                                             Spec(103),
+                                             sized(104, 6'000'000),
+                                             Spec(105),
+                                             sized(106, 20'000'000),
+                                             Spec(107)};
+  ASSERT_EQ(MakePrediction(specs[0]).ByteSizeLong(), storage::kMaxEventBytes);
+  ASSERT_EQ(MakePrediction(specs[2]).ByteSizeLong(), storage::kMaxEventBytes + 1);
+  std::string files;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const std::string path = dir_.Sub("m" + std::to_string(i) + ".bin");
+    std::ofstream(path, std::ios::binary) << MakePrediction(specs[i]).SerializeAsString();
+    files += " " + path;
+  }
+  // kcat exits non-zero because two deliveries failed; what was kept is checked below.
+  const std::string command = "kcat -P -X message.max.bytes=30000000 -b " +
+                              server_->kafka_address() + " -t predlog.events -p 1" + files + " 2>" +
+                              dir_.Sub("kcat.err");
+  (void)std::system(command.c_str());
+  std::ifstream errors(dir_.Sub("kcat.err"));
+  const std::string kcat_errors((std::istreambuf_iterator<char>(errors)),
+                                std::istreambuf_iterator<char>());
+  EXPECT_THAT(kcat_errors, HasSubstr("too large"));
+
+  predlog::v1::PredictionRecord record;
+  for (int i : {0, 1, 3, 5, 7}) {
+    grpc::Status status = WaitUntilReadable(specs[static_cast<size_t>(i)].prediction_id, &record);
+    EXPECT_TRUE(status.ok()) << i << ": " << status.error_message();
+  }
+  EXPECT_FALSE(Get(specs[4].prediction_id, &record).ok());
+  EXPECT_FALSE(Get(specs[6].prediction_id, &record).ok());
+
+  server_.reset();
+  storage::ShardOptions options;
+  options.dir = dir_.Sub("data/shards/predlog.events-1");
+  options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto shard, storage::ShardStore::Open(options));
+  EXPECT_EQ(shard->Head().counters.gaps, 0u);
+  ASSERT_OK_AND_ASSIGN(auto rejected, shard->ListRejected(0, 10));
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_THAT(rejected[0].reason, HasSubstr("message is 1048577 bytes; the limit is 1048576"));
+  EXPECT_EQ(rejected[0].payload, MakePrediction(specs[2]).SerializeAsString());
+}
+
 TEST_P(PipelineTest, ListPredictions_SubjectTrailPagesInServedOrder) {
   for (int i = 0; i < 25; ++i) {
     PredictionSpec spec = Spec(i);
@@ -439,6 +502,248 @@ double MetricValue(const std::string& metrics, const std::string& series) {
   }
   ADD_FAILURE() << "no series " << series;
   return -1;
+}
+
+// Produces `events` straight to predlog.events with a librdkafka producer
+// configured with `partitioner` (empty: librdkafka's default,
+// consistent_random), keyed by subject_id or with no key; waits for every
+// delivery.
+void ProduceStraightToKafka(const std::string& kafka_address, const std::string& partitioner,
+                            bool keyed, const std::vector<predlog::v1::AuditEvent>& events) {
+  KafkaSettings settings = {{"bootstrap.servers", kafka_address}, {"log_level", "3"}};
+  if (!partitioner.empty()) settings.emplace_back("partitioner", partitioner);
+  ASSERT_OK_AND_ASSIGN(rd_kafka_t * producer, NewKafkaClient(RD_KAFKA_PRODUCER, settings));
+  for (const predlog::v1::AuditEvent& event : events) {
+    std::string bytes = event.SerializeAsString();
+    const std::string& key = event.prediction_logged().subject_id();
+    ASSERT_EQ(
+        rd_kafka_producev(
+            producer, RD_KAFKA_V_TOPIC("predlog.events"), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_VALUE(bytes.data(), bytes.size()),
+            RD_KAFKA_V_KEY(keyed ? key.data() : nullptr, keyed ? key.size() : 0), RD_KAFKA_V_END),
+        RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  EXPECT_EQ(rd_kafka_flush(producer, 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy(producer);
+}
+
+TEST_P(PipelineTest, EverySubjectsEventsAreFoundWhateverPartitionerTheProducerUsed) {
+  // librdkafka's default partitioner (CRC32), no key (random partition), and
+  // the one predlog documents (murmur2, Java's default): 40 events each, for
+  // 8 subjects.
+  struct Producer {
+    std::string name;
+    std::string partitioner;
+    bool keyed;
+  };
+  const std::vector<Producer> producers = {
+      {"default", "", true}, {"nokey", "", false}, {"murmur2", "murmur2_random", true}};
+  std::map<std::string, std::set<std::string>> by_subject;
+  for (const Producer& producer : producers) {
+    std::vector<predlog::v1::AuditEvent> events;
+    for (int i = 0; i < 40; ++i) {
+      PredictionSpec spec;
+      spec.prediction_id = producer.name + "-" + std::to_string(i);
+      spec.subject_id = "subject-" + std::to_string(i % 8);
+      spec.served_at = absl::FromUnixSeconds(1'700'000'000 + i);
+      events.push_back(MakePrediction(spec));
+      by_subject[spec.subject_id].insert(spec.prediction_id);
+    }
+    ProduceStraightToKafka(server_->kafka_address(), producer.partitioner, producer.keyed, events);
+  }
+  // Folded asynchronously: wait (bounded) until each is readable.
+  predlog::v1::PredictionRecord record;
+  for (const auto& [subject, ids] : by_subject) {
+    for (const std::string& id : ids) ASSERT_TRUE(WaitUntilReadable(id, &record).ok()) << id;
+  }
+
+  auto audit = predlog::v1::Audit::NewStub(
+      grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials()));
+  for (const auto& [subject, ids] : by_subject) {
+    // The trail, page by page.
+    std::set<std::string> listed;
+    predlog::v1::ListPredictionsRequest request;
+    request.set_subject_id(subject);
+    request.set_page_size(7);
+    do {
+      predlog::v1::ListPredictionsResponse page;
+      grpc::ClientContext context;
+      ASSERT_TRUE(stub_->ListPredictions(&context, request, &page).ok());
+      for (const auto& r : page.records()) {
+        EXPECT_EQ(r.event().prediction_logged().subject_id(), subject);
+        EXPECT_TRUE(listed.insert(r.event().prediction_logged().prediction_id()).second);
+      }
+      request.set_page_token(page.next_page_token());
+    } while (!request.page_token().empty());
+    EXPECT_EQ(listed, ids) << subject;
+
+    // Each one by id with its subject (what `predlog replay ID --subject S` asks).
+    for (const std::string& id : ids) {
+      predlog::v1::GetPredictionRequest get;
+      get.set_prediction_id(id);
+      get.set_subject_id(subject);
+      grpc::ClientContext context;
+      grpc::Status status = stub_->GetPrediction(&context, get, &record);
+      EXPECT_TRUE(status.ok()) << id << ": " << status.error_message();
+    }
+
+    // The subject's export.
+    predlog::v1::ExportTrailRequest export_request;
+    export_request.set_subject_id(subject);
+    grpc::ClientContext context;
+    auto stream = audit->ExportTrail(&context, export_request);
+    std::set<std::string> exported;
+    predlog::v1::ExportBatch batch;
+    while (stream->Read(&batch)) {
+      for (const auto& r : batch.records()) {
+        predlog::v1::AuditEvent event;
+        ASSERT_TRUE(event.ParseFromString(r.event_bytes()));
+        exported.insert(event.prediction_logged().prediction_id());
+      }
+    }
+    ASSERT_TRUE(stream->Finish().ok());
+    EXPECT_EQ(exported, ids) << subject;
+  }
+
+  // The operator sees the producers are misconfigured.
+  httplib::Client http(server_->http_address());
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  double misrouted = 0;
+  for (int p = 0; p < 3; ++p) {
+    misrouted +=
+        MetricValue(metrics->body, "predlog_events_misrouted_total{shard=\"predlog.events-" +
+                                       std::to_string(p) + "\"}");
+  }
+  EXPECT_GT(misrouted, 0);
+  EXPECT_LE(misrouted, 80);  // never the murmur2 producer's
+  predlog::v1::StatusResponse status;
+  grpc::ClientContext context;
+  ASSERT_TRUE(audit->GetStatus(&context, predlog::v1::GetStatusRequest(), &status).ok());
+  double reported = 0;
+  for (const auto& shard : status.shards()) reported += static_cast<double>(shard.misrouted());
+  EXPECT_EQ(reported, misrouted);
+}
+
+TEST_P(PipelineTest, RegistryEventsStraightToKafkaAreValidatedLikeTheGatewaysOwn) {
+  // Produced to predlog.registry past the gateway: a model whose artifact was
+  // never uploaded, a deploy of a model never registered, a deploy with a
+  // traffic fraction of 1.5. Each becomes a rejected record with its reason,
+  // and the registry lists none of them.
+  const std::string missing_digest = storage::ToHex(storage::Sha256("never uploaded"));
+  predlog::v1::AuditEvent unknown_artifact =
+      testing::MakeModelRegistered("credit", "v9", missing_digest);
+  predlog::v1::AuditEvent unknown_model;
+  unknown_model.set_event_id("deploy-1");
+  unknown_model.set_schema_version(storage::kSchemaVersion);
+  auto* deploy = unknown_model.mutable_model_deployed();
+  deploy->set_route("credit-limit");
+  deploy->mutable_model()->set_name("never");
+  deploy->mutable_model()->set_version("v1");
+  deploy->set_traffic_fraction(1.0);
+  predlog::v1::AuditEvent bad_fraction = unknown_model;
+  bad_fraction.set_event_id("deploy-2");
+  bad_fraction.mutable_model_deployed()->set_traffic_fraction(1.5);
+  std::string files;
+  int n = 0;
+  for (const auto* event : {&unknown_artifact, &unknown_model, &bad_fraction}) {
+    const std::string path = dir_.Sub("registry-" + std::to_string(n++) + ".bin");
+    std::ofstream(path, std::ios::binary) << event->SerializeAsString();
+    files += " " + path;
+  }
+  const std::string command =
+      "kcat -P -b " + server_->kafka_address() + " -t predlog.registry -p 0" + files;
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+  // Folded asynchronously: wait (bounded) until all three are rejected.
+  httplib::Client http(server_->http_address());
+  double rejected = 0;
+  for (int attempt = 0; attempt < 200 && rejected < 3; ++attempt) {
+    auto metrics = http.Get("/metrics");
+    ASSERT_TRUE(metrics);
+    rejected =
+        MetricValue(metrics->body, "predlog_events_rejected_total{shard=\"predlog.registry-0\"}");
+    if (rejected < 3) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(rejected, 3);
+
+  server_.reset();
+  storage::ShardOptions options;
+  options.dir = dir_.Sub("data/shards/predlog.registry-0");
+  options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(auto registry, storage::ShardStore::Open(options));
+  ASSERT_OK_AND_ASSIGN(auto records, registry->ListRejected(0, 10));
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_THAT(records[0].reason, HasSubstr("model_registered.model.artifact_sha256 " +
+                                           missing_digest + " is not in the artifact store"));
+  EXPECT_THAT(records[1].reason, HasSubstr("model_deployed.model never@v1 is not registered"));
+  EXPECT_THAT(records[2].reason, HasSubstr("model_deployed.traffic_fraction is outside [0, 1]"));
+  ASSERT_OK_AND_ASSIGN(storage::RegistryState state, registry->GetRegistry());
+  EXPECT_TRUE(state.models.empty());
+  EXPECT_TRUE(state.deployments.empty());
+}
+
+TEST_P(PipelineTest, OnePredictionIdIsOneRecordWhicheverPartitionsItsCopiesArriveOn) {
+  // Logged through the gateway for alice, then produced straight to Kafka
+  // for bob (another partition): a conflict, kept, never a second record.
+  // And a retry of alice's event that arrives on every partition is a duplicate.
+  PredictionSpec alice = Spec(1);
+  alice.prediction_id = "shared-id";
+  alice.subject_id = "alice";
+  LogReceipt receipt;
+  ASSERT_TRUE(Log(alice, &receipt).ok());
+  ASSERT_EQ(receipt.outcome(), LogReceipt::APPLIED);
+  const std::string home = receipt.position().shard();
+
+  PredictionSpec bob = alice;
+  bob.subject_id = "bob";
+  int bob_partition = 0;
+  while ("predlog.events-" + std::to_string(bob_partition) == home) ++bob_partition;
+  std::vector<std::string> files;
+  files.push_back(dir_.Sub("bob.bin"));
+  std::ofstream(files.back(), std::ios::binary) << MakePrediction(bob).SerializeAsString();
+  for (int p = 0; p < 3; ++p) {
+    files.push_back(dir_.Sub("retry-" + std::to_string(p) + ".bin"));
+    std::ofstream(files.back(), std::ios::binary) << MakePrediction(alice).SerializeAsString();
+  }
+  std::string command = "kcat -P -b " + server_->kafka_address() + " -t predlog.events -p " +
+                        std::to_string(bob_partition) + " " + files[0];
+  for (int p = 0; p < 3; ++p) {
+    command += " && kcat -P -b " + server_->kafka_address() + " -t predlog.events -p " +
+               std::to_string(p) + " " + files[static_cast<size_t>(p) + 1];
+  }
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+  // Wait (bounded) until all four copies are folded: 1 conflict + 3 duplicates.
+  httplib::Client http(server_->http_address());
+  double conflicts = 0, duplicates = 0, folded = 0;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    auto metrics = http.Get("/metrics");
+    ASSERT_TRUE(metrics);
+    conflicts = duplicates = folded = 0;
+    for (int p = 0; p < 3; ++p) {
+      const std::string shard = "{shard=\"predlog.events-" + std::to_string(p) + "\"}";
+      conflicts += MetricValue(metrics->body, "predlog_events_conflict_total" + shard);
+      duplicates += MetricValue(metrics->body, "predlog_events_duplicate_total" + shard);
+      folded += MetricValue(metrics->body, "predlog_events_folded_total" + shard);
+    }
+    if (conflicts + duplicates >= 4) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(conflicts, 1);
+  EXPECT_EQ(duplicates, 3);
+  EXPECT_EQ(folded, 1);
+
+  // get returns alice's, wherever it is asked for.
+  predlog::v1::PredictionRecord record;
+  ASSERT_TRUE(Get("shared-id", &record).ok());
+  EXPECT_EQ(record.event().prediction_logged().subject_id(), "alice");
+  EXPECT_EQ(record.position().shard(), home);
+
+  // A gateway retry through any path is a duplicate pointing at the record.
+  ASSERT_TRUE(Log(alice, &receipt).ok());
+  EXPECT_EQ(receipt.outcome(), LogReceipt::DUPLICATE);
+  EXPECT_EQ(receipt.position().shard(), home);
 }
 
 TEST_P(PipelineTest, MetricsCountEveryOutcome) {
