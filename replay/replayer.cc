@@ -231,16 +231,36 @@ absl::StatusOr<RerunReport> Replayer::RerunLocated(const Located& located, bool 
                      ModelName(p.model()), " takes ", loaded.num_features()));
   }
   // Names are the pipeline's contract: inputs in another order than the
-  // model was trained with reproduce a number, but not a meaningful one.
-  const auto& trained_names = model.registration.provenance().feature_names();
-  if (!trained_names.empty()) {
-    for (int i = 0; i < p.inputs_size() && i < trained_names.size(); ++i) {
-      if (p.inputs(i).name() != trained_names[i]) {
-        report.add_findings(absl::StrCat("input ", i, " is named ", p.inputs(i).name(),
-                                         " but the model was trained with ", trained_names[i],
-                                         " in that place"));
-        break;
+  // model was trained with reproduce a number, but not a meaningful one. The
+  // artifact's own names (the runtime reads them) are the truth; the
+  // registration's stand in when the artifact carries none.
+  std::vector<std::string> expected = loaded.feature_names();
+  const char* source = "the artifact";
+  if (expected.empty()) {
+    const auto& registered = model.registration.provenance().feature_names();
+    expected.assign(registered.begin(), registered.end());
+    source = "the registration";
+  }
+  if (!expected.empty()) {
+    std::string mismatch;
+    if (static_cast<size_t>(p.inputs_size()) != expected.size()) {
+      mismatch = absl::StrCat("the prediction logged ", p.inputs_size(), " inputs but ", source,
+                              " names ", expected.size(), " features");
+    } else {
+      for (int i = 0; i < p.inputs_size(); ++i) {
+        if (p.inputs(i).name() != expected[static_cast<size_t>(i)]) {
+          mismatch = absl::StrCat("input ", i, " is named ", p.inputs(i).name(), " but ", source,
+                                  " names feature ", i, " ", expected[static_cast<size_t>(i)]);
+          break;
+        }
       }
+    }
+    if (!mismatch.empty()) {
+      report.set_input_names_mismatch(true);
+      report.set_input_mismatch(mismatch);
+      report.add_findings(absl::StrCat("input names: ", mismatch,
+                                       "; the model computed on other columns than it was "
+                                       "trained with, whatever the match says"));
     }
   }
 
@@ -259,7 +279,12 @@ absl::StatusOr<RerunReport> Replayer::RerunLocated(const Located& located, bool 
   // Skews that explain a difference (and are worth knowing without one).
   const predlog::v1::PipelineRef& trained = model.registration.provenance().pipeline();
   *report.mutable_training_pipeline() = trained;
-  if (trained.name().empty() && trained.version().empty()) {
+  const bool prediction_pipeline_unrecorded =
+      p.pipeline().name().empty() && p.pipeline().version().empty();
+  report.set_prediction_pipeline_unrecorded(prediction_pipeline_unrecorded);
+  if (prediction_pipeline_unrecorded) {
+    report.add_findings("the prediction recorded no feature pipeline; pipeline skew unknown");
+  } else if (trained.name().empty() && trained.version().empty()) {
     report.add_findings("the model's training pipeline is not recorded; pipeline skew unknown");
   } else if (!SamePipeline(p.pipeline(), trained)) {
     report.set_pipeline_skew(true);

@@ -5,10 +5,12 @@
 #include <sys/statvfs.h>
 
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "storage/artifact_store.h"
 #include "storage/deterministic_bytes.h"
 #include "storage/event_validation.h"
@@ -58,6 +60,10 @@ absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const Source
     // this attempt was written; fold again once that shard's write is done,
     // so this copy is compared with its record (storage/shard_group.h).
     options_.group->AwaitReleased(*blocked_on_);
+    // Two shards that met each other's ids in opposite orders wake together;
+    // a random pause keeps them from colliding again and again.
+    thread_local std::mt19937 rng(std::random_device{}());
+    absl::SleepFor(absl::Microseconds(std::uniform_int_distribution<int>(0, 500)(rng)));
   }
 }
 

@@ -50,7 +50,12 @@ absl::StatusOr<std::optional<ShardGroup::Found>> ShardGroup::FindElsewhere(
     absl::string_view prediction_id, int partition) const {
   absl::ReaderMutexLock lock(&shards_mu_);
   for (size_t p = 0; p < shards_.size(); ++p) {
-    if (static_cast<int>(p) == partition || shards_[p] == nullptr) continue;
+    // A shard that lost acknowledged records serves no reads (and refuses
+    // writes) until the loss is accepted; it is not searched meanwhile.
+    if (static_cast<int>(p) == partition || shards_[p] == nullptr ||
+        shards_[p]->lost().has_value()) {
+      continue;
+    }
     absl::StatusOr<StoredRecord> record = shards_[p]->GetByPredictionId(prediction_id);
     if (absl::IsNotFound(record.status())) continue;
     if (!record.ok()) return record.status();

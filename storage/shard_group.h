@@ -20,8 +20,10 @@
 //
 // Scope: the shards open in this process. Shards that a consumer group
 // assigned to another instance are open here too (read-only in effect) and
-// are searched as far as they were folded here; a copy folded concurrently by
-// another instance is not seen (DESIGN.md, "Guarantees").
+// are searched as far as they were folded here; a copy folded by another
+// instance of a split group is not seen. DESIGN.md's "one record per
+// prediction_id across all shards" holds for one process; across instances it
+// needs a shared index (not built).
 //
 // Thread-safe. Shards attach when they open and detach when they close; the
 // group must outlive them.
@@ -72,8 +74,10 @@ class ShardGroup {
 
   // The record of `prediction_id` in an attached shard other than
   // `partition`'s, with that shard's name: nullopt when none has it. Reads
-  // what the shards have written (call after TryReserve). A shard's read
-  // error as it is.
+  // what the shards have written (call after TryReserve). Shards that lost
+  // acknowledged records (ShardStore::lost()) are skipped. Another shard's
+  // read error as it is: the fold fails its batch rather than risk a second
+  // record (a corrupt record stalls folds that meet its id).
   struct Found {
     std::string shard;
     uint64_t index = 0;

@@ -18,7 +18,10 @@ absl::StatusOr<std::vector<int>> ShardSet::PartitionsOf(absl::string_view key,
   for (int p = 0; p < static_cast<int>(events.size()); ++p) {
     if (p == home) {
       partitions.push_back(p);
-    } else if (events[p]->Head().counters.misrouted > 0 && CheckFolded({p}, what).ok()) {
+    } else if (events[p]->Head().counters.misrouted > 0) {
+      // Never a partial answer: misrouted events there are folded elsewhere.
+      RETURN_IF_ERROR(
+          CheckFolded({p}, absl::StrCat(what, " (its shard ", p, " holds misrouted events)")));
       partitions.push_back(p);
     }
   }

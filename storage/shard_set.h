@@ -37,9 +37,10 @@ struct ShardSet {
   // The partitions a key's events may be in, ascending: its own
   // (partition_of), and every other whose shard counted misrouted arrivals
   // (ShardCounters::misrouted: a producer with another partitioner put some
-  // key's events there) and is folded here. With well-keyed producers that is
-  // one shard, so the common case reads one. FAILED_PRECONDITION from
-  // check_folded when the key's own partition is folded by another instance.
+  // key's events there). With well-keyed producers that is one shard, so the
+  // common case reads one. FAILED_PRECONDITION from check_folded when one of
+  // them is folded by another instance (never a partial answer). In a split
+  // consumer group a shard's count here is what this instance folded of it.
   absl::StatusOr<std::vector<int>> PartitionsOf(absl::string_view key,
                                                 absl::string_view what) const;
 };

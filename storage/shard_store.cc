@@ -162,6 +162,12 @@ absl::Status ShardStore::Impl::OpenDb() {
     if (!DecodeHead(head_value, &head, &last_offset)) {
       return absl::DataLossError(absl::StrCat("shard ", options_.name, ": corrupt head"));
     }
+    if (static_cast<uint8_t>(head_value[0]) < 3 && options_.group != nullptr) {
+      // A head from before misrouted arrivals were counted: count them once
+      // from the subject index, so reads search this shard for its misrouted
+      // events (the next batch's head keeps the count).
+      ASSIGN_OR_RETURN(head.head.counters.misrouted, CountMisroutedSubjects());
+    }
     if (head.incarnation_seq != 0) {
       auto it = names.find(head.incarnation_seq);
       if (it == names.end()) {
@@ -181,6 +187,23 @@ absl::Status ShardStore::Impl::OpenDb() {
     RETURN_IF_ERROR(CheckAckedMark());
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> ShardStore::Impl::CountMisroutedSubjects() const {
+  uint64_t misrouted = 0;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cfs_[kBySubjectCf]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::string_view key = ToView(it->key());
+    absl::string_view subject;
+    if (!ReadLengthPrefixed(&key, &subject)) {
+      return absl::DataLossError(absl::StrCat("shard ", options_.name, ": corrupt by_subject key"));
+    }
+    if (options_.group->PartitionOf(subject) != options_.partition) ++misrouted;
+  }
+  RETURN_IF_ERROR(
+      FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": scan by_subject")));
+  return misrouted;
 }
 
 absl::Status ShardStore::Impl::CheckAckedMark() {

@@ -57,8 +57,9 @@ struct ShardOptions {
   // newest batches; a Kafka source refolds them, direct appends are gone
   // (the shard warns on open; see storage/acked_mark.h).
   bool sync_writes = false;
-  // Largest message folded; larger ones are rejected (their bytes are still
-  // kept in rejected, so the Kafka consumer's fetch limit bounds them). Must be > 0.
+  // Largest message folded; larger ones are rejected (their bytes kept in
+  // rejected up to kMaxRejectedKeptBytes, beyond it a prefix and their
+  // SHA-256). Must be > 0.
   size_t max_message_bytes = kMaxEventBytes;
   EventLimits limits;
   // An operator's acceptance of a loss of acknowledged records (see
@@ -248,7 +249,10 @@ class ShardStore {
   // Folds `messages` (offsets increasing within one incarnation) as one
   // atomic write. Per-message problems are outcomes, not errors; an error
   // status means nothing of the batch was written and it may be retried:
-  // RESOURCE_EXHAUSTED when the disk is full, DATA_LOSS while lost() is set.
+  // RESOURCE_EXHAUSTED when the disk is full, DATA_LOSS while lost() is set,
+  // or another shard's read error (ShardGroup::FindElsewhere). In a group,
+  // may block while another shard's fold holds one of the batch's
+  // prediction_ids (until that write is done; storage/shard_group.h).
   absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
 
   ShardHead Head() const;

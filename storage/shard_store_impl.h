@@ -304,6 +304,9 @@ class ShardStore::Impl {
   // RESOURCE_EXHAUSTED when writing `messages` would leave less than
   // options_.min_free_bytes free on the shard's filesystem.
   absl::Status CheckFreeSpace(absl::Span<const SourceMessage> messages) const;
+  // Predictions in by_subject whose subject belongs to another partition
+  // (options_.group): the misrouted count of a head written before format 3.
+  absl::StatusOr<uint64_t> CountMisroutedSubjects() const;
   // One attempt at ApplyBatch. Sets blocked_on_ (and returns no result) when
   // another shard's fold holds a prediction_id this batch meets.
   absl::StatusOr<BatchResult> TryApplyBatch(absl::Span<const SourceMessage> messages);

@@ -227,7 +227,10 @@ int Cli::Case() {
                : absl::StrCat("**does not match** (max abs diff ", report.max_abs_diff(), ")"))
        << "\n";
     md << "- Artifact " << (report.artifact_verified() ? "verified" : "NOT verified")
-       << " against its digest; pipeline skew: " << (report.pipeline_skew() ? "yes" : "no")
+       << " against its digest; pipeline skew: "
+       << (report.prediction_pipeline_unrecorded() ? "unknown (no pipeline recorded)"
+           : report.pipeline_skew()                ? "yes"
+                                                   : "no")
        << "; runtime " << report.framework() << " " << report.runtime_version()
        << (report.runtime_version_skew() ? " (differs from training)" : "") << "\n";
     for (const auto& f : report.findings()) md << "- Finding: " << f << "\n";
@@ -287,7 +290,9 @@ int Cli::Case() {
     out_ << "case file for " << p.prediction_id() << " in " << dir << "/ (summary.md first)\n";
     for (const auto& problem : problems) out_ << "  problem: " << problem << "\n";
   }
-  return problems.empty() && reran && report.exact_match() ? kExitOk : kExitFailed;
+  return problems.empty() && reran && report.exact_match() && !report.input_names_mismatch()
+             ? kExitOk
+             : kExitFailed;
 }
 
 int Cli::Demo() {

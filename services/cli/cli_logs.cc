@@ -1,5 +1,6 @@
 // predlog log, get and trail: writing predictions and reading them back.
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/status/statusor.h"
@@ -157,32 +158,53 @@ int Cli::Trail() {
   request.set_page_size(1000);
   Table table({"SERVED_AT", "PREDICTION", "SUBJECT", "MODEL", "OUTPUT", "POSITION"});
   int shown = 0;
+  auto show = [&](const v1::PredictionRecord& record) {
+    const v1::PredictionLogged& p = record.event().prediction_logged();
+    ++shown;
+    if (json_) {
+      PrintJson(record);
+      return;
+    }
+    table.AddRow({IsoTime(p.served_at()), p.prediction_id(), p.subject_id(),
+                  absl::StrCat(p.model().name(), "@", p.model().version()), OutputText(p.output()),
+                  absl::StrCat(record.position().shard(), "#", record.position().index())});
+  };
+  // Pages come shard by shard. A subject's trail is one shard unless a
+  // producer misrouted some of its events: it is gathered whole and put in
+  // served order before --limit applies. A model's listing streams.
+  const bool subject_trail = args_.Has("subject");
+  std::vector<v1::PredictionRecord> trail;
   do {
     v1::ListPredictionsResponse page;
     grpc::ClientContext context;
     SetDeadline(&context);
     const grpc::Status status = stub->ListPredictions(&context, request, &page);
     if (!status.ok()) return CallFailed(status);
-    for (const v1::PredictionRecord& record : page.records()) {
+    for (v1::PredictionRecord& record : *page.mutable_records()) {
       const v1::PredictionLogged& p = record.event().prediction_logged();
       // With both --subject and --model, the model narrows the subject's trail.
-      if (model && args_.Has("subject") &&
+      if (model && subject_trail &&
           (p.model().name() != model->first || p.model().version() != model->second)) {
         continue;
       }
-      if (limit > 0 && shown >= limit) break;
-      ++shown;
-      if (json_) {
-        PrintJson(record);
+      if (subject_trail) {
+        trail.push_back(std::move(record));
         continue;
       }
-      table.AddRow({IsoTime(p.served_at()), p.prediction_id(), p.subject_id(),
-                    absl::StrCat(p.model().name(), "@", p.model().version()),
-                    OutputText(p.output()),
-                    absl::StrCat(record.position().shard(), "#", record.position().index())});
+      if (limit > 0 && shown >= limit) break;
+      show(record);
     }
     request.set_page_token(page.next_page_token());
-  } while (!request.page_token().empty() && (limit == 0 || shown < limit));
+  } while (!request.page_token().empty() && (subject_trail || limit == 0 || shown < limit));
+  std::stable_sort(trail.begin(), trail.end(), [](const auto& a, const auto& b) {
+    const auto& x = a.event().prediction_logged().served_at();
+    const auto& y = b.event().prediction_logged().served_at();
+    return std::make_pair(x.seconds(), x.nanos()) < std::make_pair(y.seconds(), y.nanos());
+  });
+  for (const v1::PredictionRecord& record : trail) {
+    if (limit > 0 && shown >= limit) break;
+    show(record);
+  }
   if (!json_) {
     if (table.rows() == 0) {
       err_ << "predlog trail: no predictions match\n";

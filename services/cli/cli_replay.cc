@@ -34,10 +34,13 @@ void Cli::PrintRerun(const v1::RerunReport& r) {
        << (r.exact_match() ? "exact (bit for bit)"
                            : absl::StrCat("NO: max abs diff ", r.max_abs_diff()))
        << "\n";
-  out_ << "pipeline     " << r.prediction_pipeline().name() << "@"
-       << r.prediction_pipeline().version() << "  (trained with " << r.training_pipeline().name()
-       << "@" << r.training_pipeline().version() << ")" << (r.pipeline_skew() ? "  SKEW" : "")
-       << "\n";
+  if (r.input_names_mismatch()) out_ << "inputs       MISMATCH: " << r.input_mismatch() << "\n";
+  out_ << "pipeline     "
+       << (r.prediction_pipeline_unrecorded() ? std::string("not recorded")
+                                              : absl::StrCat(r.prediction_pipeline().name(), "@",
+                                                             r.prediction_pipeline().version()))
+       << "  (trained with " << r.training_pipeline().name() << "@"
+       << r.training_pipeline().version() << ")" << (r.pipeline_skew() ? "  SKEW" : "") << "\n";
   if (r.runtime_version_skew()) {
     out_ << "runtime      SKEW: trained with " << r.training_runtime_version() << ", re-run with "
          << r.runtime_version() << "\n";
@@ -92,8 +95,9 @@ int Cli::Replay() {
   } else {
     PrintRerun(report);
   }
-  // A rerun that does not reproduce is a failed verification.
-  return report.exact_match() ? kExitOk : kExitFailed;
+  // A rerun that does not reproduce, or reproduces on inputs named otherwise
+  // than the model's features, is a failed verification.
+  return report.exact_match() && !report.input_names_mismatch() ? kExitOk : kExitFailed;
 }
 
 int Cli::Trace() {

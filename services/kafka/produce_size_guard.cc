@@ -452,6 +452,31 @@ ProduceDecision InspectProduce(absl::string_view frame, size_t max_batch_bytes) 
       !reader.Int32(&timeout_ms) || !reader.Int32(&topic_count) || topic_count < 0) {
     return forward;
   }
+  // A first pass only looks for an oversize batch, so the common forwarded
+  // request allocates nothing (and a frame of millions of empty partitions
+  // costs memory only when it also carries an oversize batch).
+  {
+    Reader scan = reader;
+    bool any_oversize = false;
+    for (int32_t t = 0; t < topic_count && !any_oversize; ++t) {
+      absl::string_view name;
+      int32_t partition_count = 0;
+      if (!scan.String(/*nullable=*/false, &name) || !scan.Int32(&partition_count) ||
+          partition_count < 0) {
+        return forward;
+      }
+      for (int32_t p = 0; p < partition_count; ++p) {
+        int32_t index = 0;
+        absl::string_view records;
+        if (!scan.Int32(&index) || !scan.NullableBytes(&records)) return forward;
+        if (records.size() > max_batch_bytes) {
+          any_oversize = true;
+          break;
+        }
+      }
+    }
+    if (!any_oversize) return forward;
+  }
   std::vector<TopicBatches> topics;
   std::vector<std::string> oversize;
   for (int32_t t = 0; t < topic_count; ++t) {

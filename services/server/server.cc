@@ -335,6 +335,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::UnavailableError(
         absl::StrCat("--grpc_listen ", options.grpc_listen, ": cannot listen there"));
   }
+  // gRPC's health protocol (grpc/health/v1): "" answers for the server, and
+  // each service this process serves answers SERVING by its full name;
+  // a service it does not serve stays NOT_FOUND.
+  if (grpc::HealthCheckServiceInterface* health = parts->grpc_server->GetHealthCheckService()) {
+    std::vector<std::string> served = {predlog::v1::PredictionLog::service_full_name(),
+                                       predlog::v1::Registry::service_full_name()};
+    if (parts->replay_service != nullptr) {
+      served.push_back(predlog::v1::Replay::service_full_name());
+    }
+    if (parts->audit_service != nullptr) served.push_back(predlog::v1::Audit::service_full_name());
+    for (const std::string& name : served) health->SetServingStatus(name, true);
+  }
   parts->grpc_address =
       absl::StrCat(options.grpc_listen.substr(0, options.grpc_listen.rfind(':')), ":", port);
   RETURN_IF_ERROR(StartHttp(options.http_listen, parts.get()));

@@ -106,7 +106,7 @@ class ReplayServiceTest : public ::testing::Test {
   grpc::Status Register(const std::string& name, const std::string& version,
                         const std::string& artifact, predlog::v1::RegisterModelResponse* response,
                         const std::string& framework = "xgboost",
-                        const std::string& declared_digest = "") {
+                        const std::string& declared_digest = "", bool feature_names = true) {
     predlog::v1::RegisterModelRequest first;
     first.set_actor("ml-platform");
     predlog::v1::ModelRegistered* metadata = first.mutable_metadata();
@@ -119,7 +119,9 @@ class ReplayServiceTest : public ::testing::Test {
     (*provenance->mutable_hyperparameters())["max_depth"] = "4";
     (*provenance->mutable_library_versions())["xgboost"] = XgboostVersion();
     *provenance->mutable_pipeline() = Pipeline("3");
-    for (const auto& f : TrainedModels().data.feature_names) provenance->add_feature_names(f);
+    if (feature_names) {
+      for (const auto& f : TrainedModels().data.feature_names) provenance->add_feature_names(f);
+    }
     auto* dataset = provenance->add_datasets();
     dataset->set_name("applications");
     dataset->set_version(version == "v1" ? "2026-10" : "2026-11");
@@ -146,7 +148,8 @@ class ReplayServiceTest : public ::testing::Test {
   };
   Served Serve(ServingBooster& booster, const std::string& version, int row_index,
                const std::string& pipeline_version = "3", const std::string& trace_id = "",
-               const std::vector<std::string>& parents = {}, float corrupt_by = 0) {
+               const std::vector<std::string>& parents = {}, float corrupt_by = 0,
+               const std::vector<std::string>& input_names = {}) {
     const CreditData& data = TrainedModels().data;
     absl::Span<const float> row(&data.x[size_t(row_index) * kFeatures], kFeatures);
     Served served;
@@ -160,10 +163,10 @@ class ReplayServiceTest : public ::testing::Test {
     p->set_service("limits-api");
     p->mutable_model()->set_name("credit");
     p->mutable_model()->set_version(version);
-    *p->mutable_pipeline() = Pipeline(pipeline_version);
+    if (!pipeline_version.empty()) *p->mutable_pipeline() = Pipeline(pipeline_version);
     for (int f = 0; f < kFeatures; ++f) {
       auto* input = p->add_inputs();
-      input->set_name(data.feature_names[f]);
+      input->set_name(input_names.empty() ? data.feature_names[f] : input_names[size_t(f)]);
       if (!std::isnan(row[f])) input->set_float_value(row[f]);  // NaN: recorded as missing
     }
     for (float s : served.scores) p->mutable_output()->add_float_scores(s + corrupt_by);
@@ -338,6 +341,51 @@ TEST_F(ReplayServiceTest, PipelineSkewIsFlaggedAndOutputsStillCompared) {
   EXPECT_EQ(report.training_pipeline().version(), "3");
   EXPECT_THAT(report.findings(), ::testing::Contains(HasSubstr("pipeline skew")));
   EXPECT_TRUE(report.exact_match());
+}
+
+TEST_F(ReplayServiceTest, InputNamesAreComparedWithTheArtifactsAndTheFirstMismatchNamed) {
+  // The serving code swapped two columns: the model computed on the values in
+  // the order it was given, so the output reproduces bit for bit, but the
+  // logged names say the columns were not the ones it was trained on. The
+  // model is registered without feature names: the artifact's own are used.
+  const Models& models = TrainedModels();
+  predlog::v1::RegisterModelResponse response;
+  ASSERT_TRUE(Register("credit", "v1", models.v1, &response, "xgboost", "",
+                       /*feature_names=*/false)
+                  .ok());
+  ASSERT_OK_AND_ASSIGN(auto v1, ServingBooster::Load(models.v1));
+  std::vector<std::string> swapped = models.data.feature_names;
+  std::swap(swapped[0], swapped[1]);
+  Served served = Serve(*v1, "v1", 6, "3", "", {}, 0, swapped);
+  predlog::v1::RerunReport report;
+  grpc::Status status = Rerun(served.prediction_id, &report);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(report.exact_match());
+  EXPECT_TRUE(report.input_names_mismatch());
+  EXPECT_EQ(report.input_mismatch(),
+            absl::StrCat("input 0 is named ", swapped[0], " but the artifact names feature 0 ",
+                         models.data.feature_names[0]));
+  EXPECT_THAT(report.findings(), ::testing::Contains(HasSubstr("input names")));
+
+  // Inputs in the trained order: no finding.
+  Served fine = Serve(*v1, "v1", 7);
+  ASSERT_TRUE(Rerun(fine.prediction_id, &report).ok());
+  EXPECT_FALSE(report.input_names_mismatch());
+}
+
+TEST_F(ReplayServiceTest, AnUnrecordedPipelineIsUnknownNotSkew) {
+  const Models& models = TrainedModels();
+  RegisterOrDie("v1", models.v1);
+  ASSERT_OK_AND_ASSIGN(auto v1, ServingBooster::Load(models.v1));
+  Served served = Serve(*v1, "v1", 8, /*pipeline_version=*/"");
+  predlog::v1::RerunReport report;
+  grpc::Status status = Rerun(served.prediction_id, &report);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(report.pipeline_skew());
+  EXPECT_TRUE(report.prediction_pipeline_unrecorded());
+  EXPECT_THAT(report.findings(),
+              ::testing::Contains(HasSubstr("the prediction recorded no feature pipeline")));
+  EXPECT_THAT(report.findings(), ::testing::Not(::testing::Contains(HasSubstr("pipeline skew:"))));
 }
 
 TEST_F(ReplayServiceTest, PreciseErrorsForUnknownPredictionsModelsAndFrameworks) {

@@ -12,6 +12,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "storage/artifact_store.h"
 #include "storage/shard_store.h"
 #include "tests/testing/events.h"
@@ -86,6 +87,47 @@ TEST_F(ShardGroupTest, EventsOnAnotherPartitionThanTheirKeysAreCountedAndStillFo
   options.partition = 0;
   ASSERT_OK_AND_ASSIGN(shards_[0], ShardStore::Open(options));
   EXPECT_EQ(shards_[0]->Head().counters.misrouted, 1u);
+}
+
+// Rewrites the head of the shard in `dir` as format 2 wrote it (no misrouted
+// count): what a shard written before misrouted arrivals were counted has.
+void DowngradeHeadToFormat2(const std::string& dir) {
+  const std::string path = dir + "/db";
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
+  rocksdb::ColumnFamilyHandle* meta = nullptr;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "meta") meta = handles[i];
+  }
+  ASSERT_NE(meta, nullptr);
+  std::string head;
+  ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), meta, "head", &head).ok());
+  ASSERT_EQ(head[0], 3);
+  head[0] = 2;
+  head.resize(head.size() - 8);  // the misrouted counter
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), meta, "head", head).ok());
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+}
+
+TEST_F(ShardGroupTest, AShardFromBeforeTheCountCountsItsMisroutedEventsOnOpen) {
+  ApplyOne(0, Pred("p1", "customer-2"));  // home
+  ApplyOne(0, Pred("p2", "customer-3"));  // misrouted
+  ApplyOne(0, Pred("p3", "customer-5"));  // misrouted
+  shards_[0].reset();
+  DowngradeHeadToFormat2(dir_.Sub("shard-0"));
+  ShardOptions options;
+  options.dir = dir_.Sub("shard-0");
+  options.group = &group_;
+  options.partition = 0;
+  ASSERT_OK_AND_ASSIGN(shards_[0], ShardStore::Open(options));
+  EXPECT_EQ(shards_[0]->Head().counters.misrouted, 2u);
+  EXPECT_EQ(shards_[0]->Head().next_index, 3u);
 }
 
 TEST_F(ShardGroupTest, AnEntityChangeOnAnotherPartitionIsRejectedNamingItsPartition) {

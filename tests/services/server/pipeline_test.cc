@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -744,6 +745,50 @@ TEST_P(PipelineTest, OnePredictionIdIsOneRecordWhicheverPartitionsItsCopiesArriv
   ASSERT_TRUE(Log(alice, &receipt).ok());
   EXPECT_EQ(receipt.outcome(), LogReceipt::DUPLICATE);
   EXPECT_EQ(receipt.position().shard(), home);
+}
+
+// grpc.health.v1.Health/Check for `service` through a generic stub (the
+// request and response are tiny protobufs, encoded here by hand: request
+// field 1 = service name; response field 1 = status, 1 = SERVING).
+grpc::Status HealthCheck(const std::string& address, const std::string& service,
+                         std::string* response_bytes) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  std::string request_bytes = std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
+  grpc::Slice slice(request_bytes);
+  grpc::ByteBuffer request(&slice, 1), response;
+  grpc::Status status;
+  auto call = stub.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", request, &cq);
+  call->StartCall();
+  call->Finish(&response, &status, &stub);
+  void* tag = nullptr;
+  bool ok = false;
+  if (!cq.Next(&tag, &ok) || !ok) return grpc::Status(grpc::StatusCode::INTERNAL, "no completion");
+  std::vector<grpc::Slice> slices;
+  if (status.ok() && response.Dump(&slices).ok()) {
+    response_bytes->clear();
+    for (const grpc::Slice& s : slices) {
+      response_bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  return status;
+}
+
+TEST_P(PipelineTest, EveryServiceAnswersTheHealthCheckByItsName) {
+  for (const std::string service : {"", "predlog.v1.PredictionLog", "predlog.v1.Registry",
+                                    "predlog.v1.Replay", "predlog.v1.Audit"}) {
+    std::string response;
+    grpc::Status status = HealthCheck(server_->grpc_address(), service, &response);
+    ASSERT_TRUE(status.ok()) << "'" << service << "': " << status.error_message();
+    EXPECT_EQ(response, std::string("\x08\x01", 2)) << "'" << service << "' is not SERVING";
+  }
+  std::string response;
+  EXPECT_EQ(
+      HealthCheck(server_->grpc_address(), "predlog.v1.NoSuchService", &response).error_code(),
+      grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_P(PipelineTest, MetricsCountEveryOutcome) {
