@@ -1,6 +1,9 @@
 #include "replay/replayer.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -8,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "storage/errno_status.h"
 #include "storage/status_macros.h"
 #include "storage/timestamps.h"
 
@@ -173,9 +177,18 @@ absl::StatusOr<Replayer::Model> Replayer::LoadModel(const predlog::v1::ModelRef&
   }
   model.digest = *digest;
   ASSIGN_OR_RETURN(model.runtime, runtimes_.Find(model.registration.framework()));
-  absl::StatusOr<std::shared_ptr<const LoadedModel>> loaded = cache_.GetOrLoad(
-      model.digest, *model.runtime,
-      [&]() -> absl::StatusOr<std::string> { return artifacts_->Read(model.digest); });
+  absl::StatusOr<std::shared_ptr<const LoadedModel>> loaded =
+      cache_.GetOrLoad(model.digest, *model.runtime, [&]() -> absl::StatusOr<std::string> {
+        // The fingerprint before the read: a change after it shows at the next check.
+        ASSIGN_OR_RETURN(FileFingerprint before, FingerprintOf(model.digest));
+        ASSIGN_OR_RETURN(std::string bytes, artifacts_->Read(model.digest));
+        absl::MutexLock lock(&hashed_mu_);
+        hashed_[std::string(model.digest.begin(), model.digest.end())] = {before, absl::Now()};
+        return bytes;
+      });
+  absl::StatusOr<absl::Time> hashed_at =
+      loaded.ok() ? CheckArtifact(model.digest) : absl::StatusOr<absl::Time>(loaded.status());
+  if (!hashed_at.ok()) loaded = hashed_at.status();
   if (!loaded.ok()) {
     // Missing or tampered bytes are a precondition of the replay, not a
     // server fault; the store's message names the digest.
@@ -187,7 +200,43 @@ absl::StatusOr<Replayer::Model> Replayer::LoadModel(const predlog::v1::ModelRef&
     return loaded.status();
   }
   model.loaded = std::move(*loaded);
+  model.hashed_at = *hashed_at;
   return model;
+}
+
+absl::StatusOr<Replayer::FileFingerprint> Replayer::FingerprintOf(
+    const storage::Digest& digest) const {
+  const std::string path = artifacts_->PathOf(digest);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("artifact ", storage::ToHex(digest),
+                                              " is not in the artifact store (", path, ")"));
+    }
+    return storage::ErrnoStatus(errno, "stat", path);
+  }
+  return FileFingerprint{
+      static_cast<uint64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
+      static_cast<int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec};
+}
+
+absl::StatusOr<absl::Time> Replayer::CheckArtifact(const storage::Digest& digest) const {
+  const std::string key(digest.begin(), digest.end());
+  ASSIGN_OR_RETURN(FileFingerprint now, FingerprintOf(digest));
+  {
+    absl::MutexLock lock(&hashed_mu_);
+    if (auto it = hashed_.find(key); it != hashed_.end() && it->second.first == now) {
+      return it->second.second;
+    }
+  }
+  // Changed (or never hashed here): hash the bytes again. The cached model
+  // was loaded from the bytes hashed then; matching bytes mean it still is
+  // the artifact's model.
+  RETURN_IF_ERROR(artifacts_->Read(digest).status());
+  const absl::Time hashed_at = absl::Now();
+  absl::MutexLock lock(&hashed_mu_);
+  hashed_[key] = {now, hashed_at};
+  return hashed_at;
 }
 
 absl::StatusOr<RerunReport> Replayer::Rerun(const predlog::v1::RerunRequest& request) const {
@@ -214,7 +263,8 @@ absl::StatusOr<RerunReport> Replayer::RerunLocated(const Located& located, bool 
                    LoadModel(p.model(), absl::StatusCode::kFailedPrecondition, "the prediction's"));
   report.set_framework(model.registration.framework());
   report.set_artifact_sha256(storage::ToHex(model.digest));
-  report.set_artifact_verified(true);  // ArtifactStore::Read checked it
+  report.set_artifact_verified(true);  // CheckArtifact checked it for this call
+  storage::TimeToProto(model.hashed_at, report.mutable_artifact_hashed_at());
   const std::string& registered_hex = model.registration.model().artifact_sha256();
   if (!p.model().artifact_sha256().empty() && registered_hex != p.model().artifact_sha256()) {
     report.set_artifact_verified(false);

@@ -13,8 +13,11 @@
 #include <memory>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "predlog/v1/replay.pb.h"
 #include "replay/model_cache.h"
 #include "replay/model_runtime.h"
@@ -70,9 +73,29 @@ class Replayer {
     const ModelRuntime* runtime = nullptr;
     std::shared_ptr<const LoadedModel> loaded;
     storage::Digest digest{};
+    // When the artifact's bytes were last hashed and found to match: for
+    // this call, or earlier when its file is unchanged since (CheckArtifact).
+    absl::Time hashed_at;
   };
   absl::StatusOr<Model> LoadModel(const predlog::v1::ModelRef& ref, absl::StatusCode missing_code,
                                   absl::string_view role) const;
+  // What says an artifact file is unchanged without reading it: its inode,
+  // size and change time (ctime, which every write, rename or chmod moves
+  // and no user call can set back), from stat(2).
+  struct FileFingerprint {
+    uint64_t inode = 0;
+    int64_t size = 0;
+    int64_t ctime_ns = 0;
+    bool operator==(const FileFingerprint& o) const {
+      return inode == o.inode && size == o.size && ctime_ns == o.ctime_ns;
+    }
+  };
+  absl::StatusOr<FileFingerprint> FingerprintOf(const storage::Digest& digest) const;
+  // Every rerun checks its artifact: a stat (~µs) when the file is unchanged
+  // since its bytes were last hashed, else a full re-hash
+  // (ArtifactStore::Read). Returns when the bytes were last hashed;
+  // NOT_FOUND / DATA_LOSS from the store when the file is gone or changed.
+  absl::StatusOr<absl::Time> CheckArtifact(const storage::Digest& digest) const;
   // The cut of `shard` for `as_of` (unset: everything folded so far).
   absl::StatusOr<uint64_t> CutOf(const storage::ShardStore& shard,
                                  const predlog::v1::AsOf& as_of) const;
@@ -81,6 +104,10 @@ class Replayer {
   const storage::ArtifactStore* const artifacts_;
   const RuntimeRegistry runtimes_;
   mutable ModelCache cache_;
+  mutable absl::Mutex hashed_mu_;
+  // Per artifact: its file's fingerprint when its bytes were last hashed, and when.
+  mutable absl::flat_hash_map<std::string, std::pair<FileFingerprint, absl::Time>> hashed_
+      ABSL_GUARDED_BY(hashed_mu_);
   const StateAt state_at_;
 };
 

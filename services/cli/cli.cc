@@ -1,5 +1,6 @@
 #include "services/cli/cli.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -14,6 +15,17 @@ namespace predlog::services {
 namespace cli_internal {
 namespace {
 
+constexpr absl::string_view kGlobalHelp =
+    "global flags (any subcommand):\n"
+    "  --server HOST:PORT       predlogd to talk to; default: $PREDLOG_SERVER, else\n"
+    "                           127.0.0.1:50051\n"
+    "  --json                   protobuf JSON on stdout, one object a line, bytes exact\n"
+    "  --timeout_seconds N      each call's deadline; default: 30\n"
+    "  --help, -h               this help\n"
+    "\n"
+    "exit codes: 0 ok; 1 not found, a failed request or verification, a logged line\n"
+    "not recorded; 2 a usage error naming the flag.\n";
+
 // `known`: every flag some subcommand takes; anything else is named as
 // unknown before its value is looked for.
 absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw,
@@ -21,6 +33,10 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw,
   Args args;
   for (size_t i = 0; i < raw.size(); ++i) {
     const std::string& a = raw[i];
+    if (a == "-h") {
+      args.flags["help"].push_back("true");
+      continue;
+    }
     if (!absl::StartsWith(a, "--") || a == "--") {
       args.positional.push_back(a);
       continue;
@@ -46,41 +62,138 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw,
 
 }  // namespace
 
+// Each subcommand's usage line, its one-line summary for `predlog --help`,
+// and the body of `predlog SUBCOMMAND --help`: every flag with its default,
+// then an example.
 const std::map<std::string, Cli::Command>& Cli::Commands() {
   static const auto* commands = new std::map<std::string, Command>{
       {"log",
-       {"log < predictions.jsonl   (LogRequest or PredictionLogged per line, protobuf JSON)",
+       {"log < predictions.jsonl",
+        "log predictions read as JSON lines from stdin",
+        "Each line is a LogRequest ({\"prediction\": {...}, \"actor\": ...}) or a bare\n"
+        "PredictionLogged, in protobuf JSON. Prints one receipt per line: APPLIED,\n"
+        "DUPLICATE, CONFLICT, REJECTED or ERROR(code) with the reason. Exit 1 when any\n"
+        "line was refused, CONFLICT, REJECTED or an error.\n"
+        "\n"
+        "flags: none besides the global ones\n"
+        "\n"
+        "example:\n"
+        "  predlog log < predictions.jsonl\n",
         {},
         0,
         0,
         &Cli::Log}},
-      {"get", {"get PREDICTION_ID", {}, 1, 1, &Cli::Get}},
+      {"get",
+       {"get PREDICTION_ID",
+        "show one recorded prediction: its inputs, output, model and position",
+        "flags: none besides the global ones\n"
+        "\n"
+        "example:\n"
+        "  predlog get p-000123\n",
+        {},
+        1,
+        1,
+        &Cli::Get}},
       {"trail",
-       {"trail --subject S [--from T] [--to T] [--model name@version]   (or --model alone)",
+       {"trail --subject S [--from T] [--to T] [--model name@version] [--limit N]   "
+        "(or --model alone)",
+        "list a subject's (or a model's) predictions in served order",
+        "flags:\n"
+        "  --subject S              the subject whose trail to list (or give --model alone)\n"
+        "  --model name@version     only this model's predictions; alone, every subject's\n"
+        "  --from T, --to T         served at or after / before T (RFC 3339 or a date,\n"
+        "                           UTC); default: no bound\n"
+        "  --limit N                at most N predictions; default: all\n"
+        "\n"
+        "example:\n"
+        "  predlog trail --subject c-0042 --from 2026-11-01 --to 2026-12-01\n",
         {"subject", "from", "to", "model", "limit"},
         0,
         0,
         &Cli::Trail}},
       {"replay",
-       {"replay PREDICTION_ID [--explain] [--against name@version]",
+       {"replay PREDICTION_ID [--explain] [--against name@version] [--subject S]",
+        "re-run a recorded prediction with its model and compare the outputs",
+        "flags:\n"
+        "  --explain                show each input's contribution to the score\n"
+        "  --against name@version   also run this model on the same inputs (a\n"
+        "                           counterfactual); default: none\n"
+        "  --subject S              look only in this subject's shard; default: every shard\n"
+        "\n"
+        "example:\n"
+        "  predlog replay p-000123 --explain --against credit@v2\n",
         {"explain", "against", "subject"},
         1,
         1,
         &Cli::Replay}},
-      {"trace", {"trace TRACE_ID", {}, 1, 1, &Cli::Trace}},
+      {"trace",
+       {"trace TRACE_ID",
+        "re-run every prediction of a trace, parents first; name the first divergent step",
+        "flags: none besides the global ones\n"
+        "\n"
+        "example:\n"
+        "  predlog trace trace-7f3a\n",
+        {},
+        1,
+        1,
+        &Cli::Trace}},
       {"state",
        {"state --entity TYPE/ID [--at TIME | --position N]",
+        "show an entity's recorded fields as of a time or a position",
+        "flags:\n"
+        "  --entity TYPE/ID         the entity, e.g. customer/c-0042 (required)\n"
+        "  --at TIME                as of this time (RFC 3339 or a date, UTC); default: now\n"
+        "  --position N             as of the first N records of the entity's shard\n"
+        "\n"
+        "example:\n"
+        "  predlog state --entity customer/c-0042 --at 2026-11-27T10:00:00Z\n",
         {"entity", "at", "position"},
         0,
         0,
         &Cli::State}},
-      {"models", {"models [--name NAME]", {"name"}, 0, 0, &Cli::Models}},
+      {"models",
+       {"models [--name NAME]",
+        "list registered models and where they are deployed",
+        "flags:\n"
+        "  --name NAME              only this model's versions; default: every model\n"
+        "\n"
+        "example:\n"
+        "  predlog models --name credit\n",
+        {"name"},
+        0,
+        0,
+        &Cli::Models}},
       {"model",
        {"model register --name N --version V --file F [--framework xgboost] "
         "[--pipeline name@version] [--code-commit C] [--dataset name@version=sha256]... "
         "[--hyperparameter k=v]... [--library k=v]... [--feature-names a,b,...] "
         "[--description D]\n"
         "  model deploy --route R --model name@version [--traffic 1.0] [--reason TEXT]",
+        "register a model artifact, or deploy a registered model on a route",
+        "model register flags:\n"
+        "  --name N, --version V    the model's name and version (required)\n"
+        "  --file F                 the artifact file to upload (required)\n"
+        "  --framework NAME         default: xgboost\n"
+        "  --pipeline name@version  the feature pipeline it was trained with; default: none\n"
+        "  --code-commit C          the training code's commit; default: none\n"
+        "  --dataset name@version=sha256   a training dataset; repeatable\n"
+        "  --hyperparameter k=v     repeatable\n"
+        "  --library k=v            a library and its version; repeatable\n"
+        "  --feature-names a,b,...  the input names in the artifact's order; default: the\n"
+        "                           artifact's own\n"
+        "  --description D          default: empty\n"
+        "  --actor A                who registers it; default: empty\n"
+        "model deploy flags:\n"
+        "  --route R                the serving route (required)\n"
+        "  --model name@version     a registered model (required)\n"
+        "  --traffic F              the share of the route's traffic, 0 to 1; default: 1.0\n"
+        "  --reason TEXT            why; default: empty\n"
+        "  --actor A                who deploys it; default: empty\n"
+        "\n"
+        "examples:\n"
+        "  predlog model register --name credit --version v3 --file credit-v3.ubj \\\n"
+        "      --dataset applications@2026-11=9f2c... --feature-names income,debt,age\n"
+        "  predlog model deploy --route credit-limit --model credit@v3 --traffic 0.1\n",
         {"name", "version", "file", "framework", "pipeline", "code-commit", "dataset",
          "hyperparameter", "library", "feature-names", "description", "route", "model", "traffic",
          "reason", "actor"},
@@ -90,27 +203,101 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
       {"export",
        {"export (--subject S | --model name@version | --all) [--from T] [--to T] "
         "--format jsonl|csv --out FILE   (writes FILE.manifest.json beside it)",
+        "export a trail with its hashes and a manifest, for an auditor",
+        "flags:\n"
+        "  --subject S | --model name@version | --all   what to export (exactly one)\n"
+        "  --from T, --to T         served at or after / before T; default: no bound\n"
+        "  --format jsonl|csv       default: jsonl\n"
+        "  --out FILE               the file to write (required); FILE.manifest.json\n"
+        "                           is written beside it\n"
+        "\n"
+        "example:\n"
+        "  predlog export --subject c-0042 --format csv --out c-0042.csv\n",
         {"subject", "model", "all", "from", "to", "format", "out"},
         0,
         0,
         &Cli::Export}},
-      {"verify", {"verify FILE MANIFEST   (offline)", {}, 2, 2, &Cli::Verify}},
-      {"status", {"status", {}, 0, 0, &Cli::Status}},
+      {"verify",
+       {"verify FILE MANIFEST   (offline)",
+        "check an export against its manifest, offline",
+        "Checks leaf hashes, chain continuity, the manifest's ranges and the file's\n"
+        "digest; exit 1 names the first failure.\n"
+        "\n"
+        "flags: none\n"
+        "\n"
+        "example:\n"
+        "  predlog verify c-0042.csv c-0042.csv.manifest.json\n",
+        {},
+        2,
+        2,
+        &Cli::Verify}},
+      {"status",
+       {"status",
+        "show every shard: records, lag and problems",
+        "flags: none besides the global ones\n"
+        "\n"
+        "example:\n"
+        "  predlog status\n",
+        {},
+        0,
+        0,
+        &Cli::Status}},
       {"case",
        {"case PREDICTION_ID --out DIR [--against name@version] [--entity-type customer] "
         "[--window-days 30]",
+        "write a case file for one decision: summary, event, lineage, re-run, export",
+        "flags:\n"
+        "  --out DIR                the directory to write (required)\n"
+        "  --against name@version   add a counterfactual with this model; default: none\n"
+        "  --entity-type TYPE       the subject's entity type; default: customer\n"
+        "  --window-days N          the subject's trail this many days around the\n"
+        "                           decision; default: 30\n"
+        "\n"
+        "example:\n"
+        "  predlog case p-000123 --out case-p-000123 --against credit@v2\n",
         {"out", "against", "entity-type", "window-days"},
         1,
         1,
         &Cli::Case}},
       {"demo",
        {"demo credit [--customers 1000] [--predictions 20000] [--seed 1]",
+        "fill predlogd with the credit walk-through of README.md",
+        "flags:\n"
+        "  --customers N            default: 1000\n"
+        "  --predictions N          default: 20000\n"
+        "  --seed N                 default: 1\n"
+        "\n"
+        "example:\n"
+        "  predlog demo credit --customers 100 --predictions 2000\n",
         {"customers", "predictions", "seed"},
         1,
         1,
         &Cli::Demo}},
   };
   return *commands;
+}
+
+std::string Cli::Overview() {
+  std::string text =
+      "predlog: the command-line client of predlogd, the audit log for ML predictions.\n"
+      "\n"
+      "usage: predlog SUBCOMMAND [ARGS] [--server HOST:PORT] [--json] [--timeout_seconds N]\n"
+      "\n"
+      "subcommands:\n";
+  for (const auto& [name, c] : Commands()) {
+    absl::StrAppend(&text, "  ", name, std::string(8 - std::min<size_t>(name.size(), 7), ' '),
+                    c.summary, "\n");
+  }
+  absl::StrAppend(
+      &text, "\n", kGlobalHelp,
+      "\n'predlog help SUBCOMMAND' or 'predlog SUBCOMMAND --help' shows a subcommand's\n"
+      "flags, their defaults and an example.\n");
+  return text;
+}
+
+std::string Cli::Help(const std::string& name, const Command& c) {
+  return absl::StrCat("usage: predlog ", c.usage, "\n\n", name, ": ", c.summary, ".\n\n", c.help,
+                      "\n", kGlobalHelp);
 }
 
 int Cli::Run(const std::string& command) {
@@ -124,6 +311,10 @@ int Cli::Run(const std::string& command) {
     return kExitUsage;
   }
   const Command& c = it->second;
+  if (args_.Has("help")) {
+    out_ << Help(command, c);
+    return kExitOk;
+  }
   for (const auto& [name, values] : args_.flags) {
     if (kGlobalFlags.count(name) == 0 && c.flags.count(name) == 0) {
       return Usage(absl::StrCat("unknown flag --", name, "; usage: predlog ", c.usage));
@@ -146,11 +337,23 @@ int RunCli(const std::vector<std::string>& raw, std::istream& in, std::ostream& 
     err << "predlog: " << args.status().message() << "\n";
     return kExitUsage;
   }
+  // `predlog --help` and `predlog help` answer on stdout, exit 0; bare
+  // `predlog` is a usage error: the same list on stderr, exit 2.
   if (args->positional.empty()) {
-    err << "predlog: missing subcommand; one of log, get, trail, replay, trace, state, models, "
-           "model, export, verify, status, case, demo (--server or $PREDLOG_SERVER picks "
-           "predlogd; --json for scripts)\n";
+    if (args->Has("help")) {
+      out << Cli::Overview();
+      return kExitOk;
+    }
+    err << "predlog: missing subcommand\n\n" << Cli::Overview();
     return kExitUsage;
+  }
+  if (args->positional.front() == "help") {
+    args->positional.erase(args->positional.begin());
+    if (args->positional.empty()) {
+      out << Cli::Overview();
+      return kExitOk;
+    }
+    args->flags["help"].push_back("true");
   }
   const std::string command = args->positional.front();
   args->positional.erase(args->positional.begin());

@@ -1,8 +1,10 @@
 // The predlog command-line client: subcommands, their flags and their
 // output. predlog_main.cc only calls RunCli.
 //
-// Exit codes: 0 success; 1 not found, a failed request or a failed
-// verification; 2 a usage error, with a message naming the flag.
+// Exit codes: 0 success, and --help / `predlog help` (on stdout); 1 not
+// found, a failed request or a failed verification, or a `predlog log` line
+// refused, CONFLICT or REJECTED; 2 a usage error, with a message naming the
+// flag, and bare `predlog` (the subcommand list, on stderr).
 #ifndef PREDLOG_SERVICES_CLI_CLI_H_
 #define PREDLOG_SERVICES_CLI_CLI_H_
 

@@ -126,7 +126,12 @@ int Cli::Verify() {
   }
   if (result->ok) {
     out_ << "OK: " << result->records_checked
-         << " records verified (leaf hashes, chain continuity, manifest ranges, file digest)\n";
+         << " records verified (leaf hashes, chain continuity, manifest ranges and filter, file "
+            "digest)\n"
+         << "This proves the file is the one the manifest describes and is internally "
+            "consistent. It cannot prove the manifest came from predlog: the manifest is not "
+            "signed, so a file re-encoded with recomputed leaves and chain, with a manifest "
+            "rewritten to match, also passes.\n";
     return kExitOk;
   }
   out_ << "FAILED: " << result->failure << "\n";

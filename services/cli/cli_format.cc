@@ -37,17 +37,128 @@ std::string Shortest(double v) {
   return absl::StrFormat("%.17g", v);
 }
 
+void AppendByteEscape(unsigned char byte, std::string* out) {
+  absl::StrAppend(out, "\\x", absl::Hex(byte, absl::kZeroPad2));
+}
+
+// The length of the UTF-8 sequence at the start of `s` (1 to 4) and its code
+// point; 0 when the bytes are not UTF-8, -1 when `s` ends inside a sequence
+// that could still complete. The ranges are RFC 3629's: no overlong forms,
+// no surrogates, nothing above U+10FFFF.
+int DecodeUtf8(absl::string_view s, uint32_t* code_point) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char lead = byte(0);
+  int length;
+  unsigned char low = 0x80, high = 0xBF;  // the second byte's range
+  if (lead < 0x80) {
+    *code_point = lead;
+    return 1;
+  } else if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+    *code_point = lead & 0x1F;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    *code_point = lead & 0x0F;
+    if (lead == 0xE0) low = 0xA0;
+    if (lead == 0xED) high = 0x9F;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    *code_point = lead & 0x07;
+    if (lead == 0xF0) low = 0x90;
+    if (lead == 0xF4) high = 0x8F;
+  } else {
+    return 0;
+  }
+  for (int i = 1; i < length; ++i) {
+    if (static_cast<size_t>(i) >= s.size()) return -1;
+    const unsigned char c = byte(i);
+    if (c < (i == 1 ? low : 0x80) || c > (i == 1 ? high : 0xBF)) return 0;
+    *code_point = (*code_point << 6) | (c & 0x3F);
+  }
+  return length;
+}
+
+// C1 controls, U+2028/U+2029 and the bidi embeddings, overrides and isolates.
+bool IsFormatControl(uint32_t cp) {
+  return (cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029 ||
+         (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+// Appends `in` escaped as Printable does (a newline kept when
+// `keep_newline`); returns how many bytes it used. Unless `final`, an
+// unfinished UTF-8 sequence at the end is left unused.
+size_t AppendPrintable(absl::string_view in, bool keep_newline, bool final, std::string* out) {
+  size_t i = 0;
+  while (i < in.size()) {
+    uint32_t cp = 0;
+    const int length = DecodeUtf8(in.substr(i), &cp);
+    if (length < 0 && !final) break;
+    if (length <= 0) {
+      AppendByteEscape(static_cast<unsigned char>(in[i]), out);
+      ++i;
+      continue;
+    }
+    if (cp == '\n' && keep_newline) {
+      out->push_back('\n');
+    } else if (cp < 0x20 || cp == 0x7F) {
+      AppendByteEscape(static_cast<unsigned char>(cp), out);
+    } else if (IsFormatControl(cp)) {
+      absl::StrAppend(out, "\\u", absl::Hex(cp, absl::kZeroPad4));
+    } else {
+      out->append(in.data() + i, static_cast<size_t>(length));
+    }
+    i += static_cast<size_t>(length);
+  }
+  return i;
+}
+
 }  // namespace
 
+std::string Printable(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  AppendPrintable(text, /*keep_newline=*/false, /*final=*/true, &out);
+  return out;
+}
+
+PrintableStreambuf::~PrintableStreambuf() { WritePending(/*final=*/true); }
+
+PrintableStreambuf::int_type PrintableStreambuf::overflow(int_type c) {
+  if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+  const char ch = traits_type::to_char_type(c);
+  return xsputn(&ch, 1) == 1 ? c : traits_type::eof();
+}
+
+std::streamsize PrintableStreambuf::xsputn(const char* s, std::streamsize n) {
+  pending_.append(s, static_cast<size_t>(n));
+  return WritePending(/*final=*/false) ? n : 0;
+}
+
+int PrintableStreambuf::sync() { return dest_->pubsync(); }
+
+bool PrintableStreambuf::WritePending(bool final) {
+  std::string escaped;
+  pending_.erase(0, AppendPrintable(pending_, /*keep_newline=*/true, final, &escaped));
+  return dest_->sputn(escaped.data(), static_cast<std::streamsize>(escaped.size())) ==
+         static_cast<std::streamsize>(escaped.size());
+}
+
 void Table::Print(std::ostream& out) const {
-  std::vector<size_t> widths(header_.size(), 0);
+  std::vector<std::string> header;
+  for (const std::string& cell : header_) header.push_back(Printable(cell));
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& row : rows_) {
+    rows.emplace_back();
+    for (const std::string& cell : row) rows.back().push_back(Printable(cell));
+  }
+  std::vector<size_t> widths(header.size(), 0);
   auto measure = [&](const std::vector<std::string>& row) {
     for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
       widths[i] = std::max(widths[i], Width(row[i]));
     }
   };
-  measure(header_);
-  for (const auto& row : rows_) measure(row);
+  measure(header);
+  for (const auto& row : rows) measure(row);
   auto print = [&](const std::vector<std::string>& row) {
     std::string line;
     for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
@@ -56,8 +167,8 @@ void Table::Print(std::ostream& out) const {
     }
     out << line << "\n";
   };
-  print(header_);
-  for (const auto& row : rows_) print(row);
+  print(header);
+  for (const auto& row : rows) print(row);
 }
 
 std::string IsoTime(absl::Time t) {
@@ -147,9 +258,8 @@ std::string BarRow(absl::string_view name, absl::string_view value, double contr
   std::string bar;
   // Raising the score and lowering it look different even without color.
   for (int i = 0; i < cells; ++i) bar += contribution >= 0 ? "█" : "░";
-  return absl::StrFormat("  %-*s = %-*s  %+.4f  %s", static_cast<int>(name_width),
-                         std::string(name), static_cast<int>(value_width), std::string(value),
-                         contribution, bar);
+  return absl::StrFormat("  %-*s = %-*s  %+.4f  %s", static_cast<int>(name_width), Printable(name),
+                         static_cast<int>(value_width), Printable(value), contribution, bar);
 }
 
 std::string ToJson(const google::protobuf::Message& message) {

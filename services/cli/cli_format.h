@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <ostream>
+#include <streambuf>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,40 @@
 
 namespace predlog::services {
 
-// Rows of cells under a header, each column padded to its widest cell.
+// `text` as it is safe to show on a terminal. Bytes that a terminal would
+// act on instead of showing become escapes: C0 controls (newline and tab
+// too) and DEL as \x1b, bytes that are not UTF-8 as \xff, and C1 controls,
+// the line/paragraph separators and the bidi overrides (which reorder what an
+// auditor reads) as \u009b. Printable UTF-8 (accents, the bars) passes. A
+// backslash is left alone, so "\x1b" typed literally reads the same as an
+// escaped ESC: --json gives the exact bytes.
+std::string Printable(absl::string_view text);
+
+// Writes through to `dest` with Printable's escaping, except that a newline
+// passes: the CLI's own lines end with it, so a value that may hold one goes
+// through Printable first (Table does). The CLI's human output and all of
+// its stderr go through one of these, so no stored byte reaches a terminal
+// raw. A UTF-8 sequence split across writes is held until it completes; the
+// destructor escapes an unfinished one. Single-threaded; `dest` must outlive it.
+class PrintableStreambuf : public std::streambuf {
+ public:
+  explicit PrintableStreambuf(std::streambuf* dest) : dest_(dest) {}
+  ~PrintableStreambuf() override;
+
+ protected:
+  int_type overflow(int_type c) override;
+  std::streamsize xsputn(const char* s, std::streamsize n) override;
+  int sync() override;
+
+ private:
+  bool WritePending(bool final);
+
+  std::streambuf* const dest_;
+  std::string pending_;
+};
+
+// Rows of cells under a header, each column padded to its widest cell. Cells
+// are shown through Printable.
 class Table {
  public:
   explicit Table(std::vector<std::string> header) : header_(std::move(header)) {}

@@ -31,9 +31,9 @@ namespace predlog::services::cli_internal {
 namespace v1 = ::predlog::v1;
 
 // Flags every subcommand takes.
-inline const std::set<std::string> kGlobalFlags = {"server", "json", "timeout_seconds"};
-// Flags without a value.
-inline const std::set<std::string> kBoolFlags = {"json", "explain", "all"};
+inline const std::set<std::string> kGlobalFlags = {"server", "json", "timeout_seconds", "help"};
+// Flags without a value. -h is read as --help.
+inline const std::set<std::string> kBoolFlags = {"json", "explain", "all", "help"};
 
 // A subcommand's parsed command line.
 struct Args {
@@ -55,14 +55,21 @@ struct Args {
 // One call's context: the server, output mode and streams.
 class Cli {
  public:
+  // Human output to `out` and everything to `err` go through Printable's
+  // escaping (cli_format.h); with --json, `out` gets the exact bytes.
   Cli(Args args, std::istream& in, std::ostream& out, std::ostream& err)
-      : args_(std::move(args)), in_(in), out_(out), err_(err) {
+      : args_(std::move(args)),
+        in_(in),
+        json_(args_.Has("json")),
+        printable_out_(out.rdbuf()),
+        printable_err_(err.rdbuf()),
+        out_(json_ ? out.rdbuf() : &printable_out_),
+        err_(&printable_err_) {
     server_ = args_.Get("server");
     if (server_.empty()) {
       const char* env = std::getenv("PREDLOG_SERVER");
       server_ = env != nullptr && *env != '\0' ? env : "127.0.0.1:50051";
     }
-    json_ = args_.Has("json");
     int timeout = 30;
     if (args_.Has("timeout_seconds") &&
         (!absl::SimpleAtoi(args_.Get("timeout_seconds"), &timeout) || timeout <= 0)) {
@@ -79,15 +86,22 @@ class Cli {
       flags.insert(command.flags.begin(), command.flags.end());
     return flags;
   }
+  // `predlog --help`: every subcommand with a line each, the global flags and
+  // the exit codes.
+  static std::string Overview();
 
  private:
   struct Command {
     std::string usage;
+    std::string summary;  // one line, for Overview
+    std::string help;     // flags with defaults, then an example
     std::set<std::string> flags;
     size_t min_positional, max_positional;
     int (Cli::*run)();
   };
   static const std::map<std::string, Command>& Commands();
+  // `predlog NAME --help`.
+  static std::string Help(const std::string& name, const Command& c);
 
   std::shared_ptr<grpc::Channel> Channel() {
     if (channel_ == nullptr) {
@@ -154,11 +168,13 @@ class Cli {
 
   Args args_;
   std::istream& in_;
-  std::ostream& out_;
-  std::ostream& err_;
+  const bool json_;
+  PrintableStreambuf printable_out_;
+  PrintableStreambuf printable_err_;
+  std::ostream out_;
+  std::ostream err_;
   std::string server_;
   std::string command_;
-  bool json_ = false;
   bool bad_timeout_ = false;
   std::chrono::seconds timeout_{30};
   std::shared_ptr<grpc::Channel> channel_;

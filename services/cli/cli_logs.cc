@@ -4,20 +4,127 @@
 #include <optional>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/cli/cli_format.h"
 #include "services/cli/cli_internal.h"
+#include "storage/status_macros.h"
 #include "storage/timestamps.h"
 
 namespace predlog::services::cli_internal {
 
 // ---------------------------------------------------------------- log, get
+
+namespace {
+
+using ::google::protobuf::Descriptor;
+using ::google::protobuf::FieldDescriptor;
+
+absl::Status CheckJsonValue(const google::protobuf::Value& value, const FieldDescriptor& field,
+                            const std::string& path);
+
+// Why protobuf's JSON parser refuses `object` as a `type`, for the two
+// refusals it reports vaguely: it names only the innermost field and says
+// "invalid value ... for type TYPE_BYTES" or "Invalid time format". Finds a
+// bytes field whose value is not base64 and a Timestamp that is not RFC 3339
+// with a zone; OK when neither is there. `path` names fields from the top,
+// as the line spells them (prediction.inputs[1].bytesValue).
+absl::Status CheckJsonObject(const google::protobuf::Struct& object, const Descriptor& type,
+                             const std::string& path) {
+  for (const auto& [key, value] : object.fields()) {
+    const FieldDescriptor* field = type.FindFieldByName(key);
+    for (int i = 0; field == nullptr && i < type.field_count(); ++i) {
+      if (type.field(i)->json_name() == key) field = type.field(i);
+    }
+    if (field == nullptr) continue;  // protobuf names unknown fields itself
+    const std::string field_path = path.empty() ? key : absl::StrCat(path, ".", key);
+    if (field->is_map()) {
+      if (!value.has_struct_value()) continue;
+      const FieldDescriptor& map_value = *field->message_type()->map_value();
+      for (const auto& [map_key, map_entry] : value.struct_value().fields()) {
+        RETURN_IF_ERROR(
+            CheckJsonValue(map_entry, map_value, absl::StrCat(field_path, "[\"", map_key, "\"]")));
+      }
+    } else if (field->is_repeated() && value.has_list_value()) {
+      for (int i = 0; i < value.list_value().values_size(); ++i) {
+        RETURN_IF_ERROR(CheckJsonValue(value.list_value().values(i), *field,
+                                       absl::StrCat(field_path, "[", i, "]")));
+      }
+    } else {
+      RETURN_IF_ERROR(CheckJsonValue(value, *field, field_path));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckJsonValue(const google::protobuf::Value& value, const FieldDescriptor& field,
+                            const std::string& path) {
+  if (field.type() == FieldDescriptor::TYPE_BYTES && value.has_string_value()) {
+    // The protobuf JSON mapping takes standard or URL-safe base64, padded or not.
+    std::string bytes;
+    if (!absl::Base64Unescape(value.string_value(), &bytes) &&
+        !absl::WebSafeBase64Unescape(value.string_value(), &bytes)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": '", value.string_value(),
+                       "' is not base64 (a bytes field is base64 in protobuf JSON)"));
+    }
+  }
+  if (field.type() != FieldDescriptor::TYPE_MESSAGE) return absl::OkStatus();
+  const Descriptor& type = *field.message_type();
+  if (type.full_name() == "google.protobuf.Timestamp" && value.has_string_value()) {
+    const std::string& text = value.string_value();
+    absl::Time t;
+    std::string error;
+    if (absl::ParseTime(absl::RFC3339_full, text, &t, &error)) return absl::OkStatus();
+    if (absl::ParseTime("%Y-%m-%dT%H:%M:%E*S", text, absl::UTCTimeZone(), &t, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": '", text,
+                       "' has no time zone; want RFC 3339 with Z or an offset, like "
+                       "2026-11-27T10:00:00Z"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": '", text, "' is not an RFC 3339 time, like 2026-11-27T10:00:00Z"));
+  }
+  if (value.has_struct_value() && !absl::StartsWith(type.full_name(), "google.protobuf.")) {
+    return CheckJsonObject(value.struct_value(), type, path);
+  }
+  return absl::OkStatus();
+}
+
+// A line is a LogRequest (it has "prediction"), or for convenience a bare
+// PredictionLogged. Deciding that first keeps the error of the right type:
+// trying one and then the other answered a LogRequest line's bad value with
+// "prediction: Cannot find field.". Protobuf's own message is kept when the
+// check above finds nothing more precise. On error `request` holds part of
+// the line.
+absl::Status ParseLogLine(const std::string& line, v1::LogRequest* request) {
+  google::protobuf::Struct object;
+  if (const auto status = google::protobuf::util::JsonStringToMessage(line, &object);
+      !status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("not a LogRequest or PredictionLogged in JSON: ",
+                                                   status.message().as_string()));
+  }
+  const bool is_request = object.fields().count("prediction") > 0;
+  google::protobuf::Message* target =
+      is_request ? static_cast<google::protobuf::Message*>(request) : request->mutable_prediction();
+  const auto status = google::protobuf::util::JsonStringToMessage(line, target);
+  if (status.ok()) return absl::OkStatus();
+  RETURN_IF_ERROR(CheckJsonObject(object, *target->GetDescriptor(), ""));
+  return absl::InvalidArgumentError(
+      absl::StrCat("not a ", is_request ? "LogRequest" : "PredictionLogged",
+                   " in protobuf JSON: ", status.message().as_string()));
+}
+
+}  // namespace
 
 int Cli::Log() {
   auto stub = v1::PredictionLog::NewStub(Channel());
@@ -29,20 +136,10 @@ int Cli::Log() {
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     v1::LogRequest request;
-    google::protobuf::util::JsonParseOptions options;
-    // A line is a LogRequest, or (for convenience) a bare PredictionLogged.
-    bool parsed = google::protobuf::util::JsonStringToMessage(line, &request, options).ok() &&
-                  request.has_prediction();
-    if (!parsed) {
-      request.Clear();
-      const auto status =
-          google::protobuf::util::JsonStringToMessage(line, request.mutable_prediction(), options);
-      if (!status.ok()) {
-        err_ << "predlog log: line " << line_number
-             << ": not a LogRequest or PredictionLogged in JSON: " << status.message() << "\n";
-        ++failed;
-        continue;
-      }
+    if (const absl::Status parsed = ParseLogLine(line, &request); !parsed.ok()) {
+      err_ << "predlog log: line " << line_number << ": " << parsed.message() << "\n";
+      ++failed;
+      continue;
     }
     if (!stream->Write(request)) break;
     ++sent;
@@ -53,7 +150,11 @@ int Cli::Log() {
   Table table({"OUTCOME", "PREDICTION", "POSITION", "LEAF", "REASON"});
   while (stream->Read(&receipt)) {
     ++received;
-    if (receipt.error_code() != 0) ++failed;
+    // A CONFLICT or REJECTED line is not recorded as given.
+    if (receipt.error_code() != 0 || receipt.outcome() == v1::LogReceipt::CONFLICT ||
+        receipt.outcome() == v1::LogReceipt::REJECTED) {
+      ++failed;
+    }
     if (json_) {
       PrintJson(receipt);
       continue;

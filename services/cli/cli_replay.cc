@@ -27,7 +27,11 @@ void Cli::PrintRerun(const v1::RerunReport& r) {
   out_ << "model        " << r.model().name() << "@" << r.model().version() << "  " << r.framework()
        << " " << r.runtime_version() << "\n";
   out_ << "artifact     sha256:" << r.artifact_sha256() << "  "
-       << (r.artifact_verified() ? "verified" : "NOT VERIFIED") << "\n";
+       << (r.artifact_verified()
+               ? absl::StrCat("verified (bytes hashed ", IsoTime(r.artifact_hashed_at()),
+                              ", file unchanged since)")
+               : std::string("NOT VERIFIED"))
+       << "\n";
   out_ << "recorded     " << OutputText(r.recorded_output()) << "\n";
   out_ << "reproduced   " << OutputText(r.reproduced_output()) << "\n";
   out_ << "match        "

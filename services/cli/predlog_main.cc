@@ -1,4 +1,4 @@
-// predlog: the command-line client of predlogd. `predlog` alone lists the
+// predlog: the command-line client of predlogd. `predlog --help` lists the
 // subcommands; services/cli/cli.h has the exit codes.
 #include <iostream>
 #include <string>

@@ -31,11 +31,16 @@ void AppendCell(absl::string_view value, std::string* out) {
   out->push_back('"');
 }
 
-// `text` as a spreadsheet shows it literally: a leading character that makes
-// Excel, LibreOffice or Sheets evaluate the cell as a formula gets a ' before it.
+// The characters that make Excel, LibreOffice or Sheets read a cell as a
+// formula when it begins with one: OWASP's CSV Injection list (= + - @, tab,
+// carriage return, line feed). A cell may begin with a line break: a quoted
+// cell keeps it, and the spreadsheet still evaluates what follows.
+constexpr absl::string_view kFormulaLeaders = "=+-@\t\r\n";
+
+// `text` as a spreadsheet shows it literally: a leading formula character
+// gets a ' before it.
 std::string SpreadsheetText(absl::string_view text) {
-  if (!text.empty() &&
-      absl::string_view("=+-@\t\r").find(text.front()) != absl::string_view::npos) {
+  if (!text.empty() && kFormulaLeaders.find(text.front()) != absl::string_view::npos) {
     return absl::StrCat("'", text);
   }
   return std::string(text);

@@ -28,7 +28,7 @@
 //   extra_inputs is a JSON object of the inputs without a column of their own
 //   (a value as the JSON mapping prints it, null when unset), empty when none.
 //   Text cells (actor, ids, names, versions, label, trace_id, string and
-//   bytes inputs) that start with = + - @ TAB or CR get a leading ' so that a spreadsheet
+//   bytes inputs) that start with = + - @ TAB, CR or LF get a leading ' so that a spreadsheet
 //   shows them as text instead of evaluating them as a formula (CSV
 //   injection); the exact value is in event_bytes.
 //   Non-prediction records leave every column from prediction_id to

@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/util/json_util.h"
 #include "services/export/trail_export.h"
@@ -19,6 +20,7 @@
 #include "services/export/trail_json.h"
 #include "storage/sha256.h"
 #include "storage/status_macros.h"
+#include "storage/timestamps.h"
 
 namespace predlog::services {
 
@@ -51,6 +53,46 @@ size_t FirstDifference(absl::string_view a, absl::string_view b) {
     if (a[i] != b[i]) return i;
   }
   return n;
+}
+
+// Why `event` does not belong in an export with `filter`, or nullopt when it
+// does. A subject or model export holds that subject's or model version's
+// predictions served in [from, to). An export of everything holds whole
+// index ranges of every shard (cut by recorded_at), which the manifest's
+// ranges and anchors already check.
+std::optional<std::string> FilterMismatch(const predlog::v1::ExportTrailRequest& filter,
+                                          const AuditEvent& event) {
+  using Filter = predlog::v1::ExportTrailRequest;
+  if (filter.filter_case() != Filter::kSubjectId && filter.filter_case() != Filter::kModel) {
+    return std::nullopt;
+  }
+  if (!event.has_prediction_logged()) {
+    return "is not a prediction, but the manifest's filter selects predictions only";
+  }
+  const predlog::v1::PredictionLogged& p = event.prediction_logged();
+  if (filter.has_subject_id() && p.subject_id() != filter.subject_id()) {
+    return absl::StrCat("is a prediction of subject ", p.subject_id(),
+                        ", not of the manifest's filter subject ", filter.subject_id());
+  }
+  if (filter.has_model() && (p.model().name() != filter.model().name() ||
+                             p.model().version() != filter.model().version())) {
+    return absl::StrCat("is a prediction of model ", p.model().name(), "@", p.model().version(),
+                        ", not of the manifest's filter model ", filter.model().name(), "@",
+                        filter.model().version());
+  }
+  const absl::Time served = storage::TimeFromProto(p.served_at());
+  if (filter.has_from() && served < storage::TimeFromProto(filter.from())) {
+    return absl::StrCat(
+        "was served at ", absl::FormatTime(served, absl::UTCTimeZone()),
+        ", before the manifest's filter from ",
+        absl::FormatTime(storage::TimeFromProto(filter.from()), absl::UTCTimeZone()));
+  }
+  if (filter.has_to() && served >= storage::TimeFromProto(filter.to())) {
+    return absl::StrCat("was served at ", absl::FormatTime(served, absl::UTCTimeZone()),
+                        ", not before the manifest's filter to ",
+                        absl::FormatTime(storage::TimeFromProto(filter.to()), absl::UTCTimeZone()));
+  }
+  return std::nullopt;
 }
 
 // The manifest flattened to runs in file order.
@@ -147,6 +189,9 @@ class Verifier {
     AuditEvent* const event = google::protobuf::Arena::CreateMessage<AuditEvent>(arena_.get());
     if (!event->ParseFromString(claim.event_bytes)) {
       return FailLine("event_bytes are not a predlog.v1.AuditEvent");
+    }
+    if (std::optional<std::string> mismatch = FilterMismatch(manifest_.filter(), *event)) {
+      return FailLine(*mismatch);
     }
     const HexDigest leaf_hex(*leaf), prev_hex(*prev), chain_hex(*chain);
     canonical_.clear();

@@ -222,6 +222,7 @@ TEST_F(PredlogCliTest, ExportVerifiesAndEveryKindOfTamperingIsNamed) {
                                   ".manifest.json");
   EXPECT_EQ(ok_code, 0) << ok;
   EXPECT_THAT(ok, HasSubstr("OK"));
+  EXPECT_THAT(ok, HasSubstr("It cannot prove the manifest came from predlog"));
 
   const std::string original = ReadFile(file);
   std::vector<std::string> lines = absl::StrSplit(original, '\n', absl::SkipEmpty());
@@ -301,6 +302,151 @@ TEST_F(PredlogCliTest, CaseFileHasEverythingAndItsExportVerifies) {
   auto [verify_code, verify] = RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify " + dir +
                                           "/export.jsonl " + dir + "/export.jsonl.manifest.json");
   EXPECT_EQ(verify_code, 0) << verify;
+}
+
+// A subject id, a feature value and an id in an error message that hold
+// terminal controls (ESC[2J clears the screen, OSC 0 retitles the window, a
+// C1 CSI, a bidi override) are shown escaped in every human output; --json
+// keeps the exact bytes (JSON escapes them itself).
+TEST_F(PredlogCliTest, HumanOutputEscapesControlCharactersAndJsonKeepsThem) {
+  const std::string lines = dir_->Sub("controls.jsonl");
+  WriteFile(lines, R"({"predictionId":"esc-1","subjectId":"esc-\u001b[2J-\u009b1m-\u202e",)"
+                   R"("servedAt":"2026-11-27T10:00:00Z","model":{"name":"credit","version":"v1"},)"
+                   R"("inputs":[{"name":"note","stringValue":"a\nb\u001b]0;pwned\u0007"}],)"
+                   R"("output":{"label":"deny\u001b[31m"}})"
+                   "\n");
+  auto [log_code, log] = RunCommand(Cli() + " log < " + lines);
+  ASSERT_EQ(log_code, 0) << log;
+  // The shell hands the raw bytes to predlog: ESC, then U+009B and U+202E in UTF-8.
+  const std::string subject = R"sh("$(printf 'esc-\033[2J-\302\2331m-\342\200\256')")sh";
+
+  auto [code, out] = RunCommand(Cli() + " trail --subject " + subject);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr(R"(esc-\x1b[2J-\u009b1m-\u202e)"));
+  EXPECT_THAT(out, HasSubstr(R"x((deny\x1b[31m))x"));
+  EXPECT_THAT(out, Not(HasSubstr("\x1b"))) << out;
+  EXPECT_THAT(out, Not(HasSubstr("\xc2\x9b")));
+  EXPECT_THAT(out, Not(HasSubstr("\xe2\x80\xae")));
+
+  auto [get_code, get] = RunCommand(Cli() + " get esc-1");
+  EXPECT_EQ(get_code, 0) << get;
+  EXPECT_THAT(get, HasSubstr(R"(a\x0ab\x1b]0;pwned\x07)"));
+  EXPECT_THAT(get, Not(HasSubstr("\x1b")));
+  EXPECT_THAT(get, Not(HasSubstr("\x07")));
+
+  // An error message that echoes the id is escaped too.
+  auto [missing_code, missing] = RunCommand(Cli() + R"sh( get "$(printf 'nope-\033[2J')")sh");
+  EXPECT_EQ(missing_code, 1);
+  EXPECT_THAT(missing, HasSubstr(R"(nope-\x1b[2J)"));
+  EXPECT_THAT(missing, Not(HasSubstr("\x1b")));
+
+  auto [json_code, json] = RunCommand(Cli() + " trail --json --subject " + subject);
+  EXPECT_EQ(json_code, 0) << json;
+  predlog::v1::PredictionRecord record;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &record).ok()) << json;
+  EXPECT_EQ(record.event().prediction_logged().subject_id(),
+            "esc-\x1b[2J-\xc2\x9b"
+            "1m-\xe2\x80\xae");
+  EXPECT_EQ(record.event().prediction_logged().inputs(0).string_value(), "a\nb\x1b]0;pwned\x07");
+}
+
+// Only a line recorded as given exits 0: a CONFLICT (same id, other content)
+// or REJECTED receipt is a failure, in the table and with --json.
+TEST_F(PredlogCliTest, LogExitsOneWhenALineEndsConflict) {
+  const std::string first = dir_->Sub("conflict-first.jsonl");
+  const std::string second = dir_->Sub("conflict-second.jsonl");
+  const std::string line =
+      R"({"predictionId":"conflict-1","subjectId":"c-conflict","servedAt":"2026-11-27T10:00:00Z",)"
+      R"("model":{"name":"credit","version":"v1"},"inputs":[{"name":"income","doubleValue":)";
+  WriteFile(first, line + "52000}]}\n");
+  WriteFile(second, line + "99000}]}\n");
+  auto [code, out] = RunCommand(Cli() + " log < " + first);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("APPLIED"));
+
+  auto [conflict_code, conflict] = RunCommand(Cli() + " log < " + second);
+  EXPECT_EQ(conflict_code, 1) << conflict;
+  EXPECT_THAT(conflict, HasSubstr("CONFLICT"));
+  auto [json_code, json] = RunCommand(Cli() + " log --json < " + second);
+  EXPECT_EQ(json_code, 1) << json;
+  EXPECT_THAT(json, HasSubstr(R"("outcome":"CONFLICT")"));
+  // The same content again is a DUPLICATE: nothing lost, exit 0.
+  auto [dup_code, dup] = RunCommand(Cli() + " log --json < " + first);
+  EXPECT_EQ(dup_code, 0) << dup;
+  EXPECT_THAT(dup, HasSubstr(R"("outcome":"DUPLICATE")"));
+}
+
+// A line protobuf's JSON parser refuses is named by its line number, its
+// field as the line spells it and the real reason, in both line forms.
+TEST_F(PredlogCliTest, LogNamesTheFieldAndReasonOfARefusedLine) {
+  const std::string lines = dir_->Sub("refused.jsonl");
+  WriteFile(lines,
+            R"({"predictionId":"bad-b64","subjectId":"c-bad","servedAt":"2026-11-27T10:00:00Z",)"
+            R"("model":{"name":"credit","version":"v1"},"rawRequest":"not base64!"})"
+            "\n"
+            R"({"prediction":{"predictionId":"no-zone","subjectId":"c-bad",)"
+            R"("servedAt":"2026-11-27T10:00:00","model":{"name":"credit","version":"v1"}}})"
+            "\n"
+            R"({"prediction":{"predictionId":"bad-b64-input","subjectId":"c-bad",)"
+            R"("servedAt":"2026-11-27T10:00:00Z","model":{"name":"credit","version":"v1"},)"
+            R"("inputs":[{"name":"x","doubleValue":1},{"name":"blob","bytesValue":"%%%"}]}})"
+            "\n"
+            R"({"predictionId":"no-zone-2","subjectId":"c-bad","servedAt":"2026-11-27 10:00"})"
+            "\n");
+  auto [code, out] = RunCommand(Cli() + " log < " + lines);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("line 1: rawRequest: 'not base64!' is not base64"));
+  EXPECT_THAT(out, HasSubstr("line 2: prediction.servedAt: '2026-11-27T10:00:00' has no time "
+                             "zone; want RFC 3339 with Z or an offset"));
+  EXPECT_THAT(out, HasSubstr("line 3: prediction.inputs[1].bytesValue: '%%%' is not base64"));
+  EXPECT_THAT(out, HasSubstr("line 4: servedAt: '2026-11-27 10:00' is not an RFC 3339 time"));
+  EXPECT_THAT(out, Not(HasSubstr("Cannot find field")));
+}
+
+// `predlog --help`, `predlog help`, `-h` and each subcommand's --help answer
+// on stdout with exit 0; bare `predlog` is a usage error listing the same.
+TEST(PredlogCliHelp, HelpListsSubcommandsAndEachOnesFlagsDefaultsAndExample) {
+  const std::string cli = PREDLOG_CLI_BINARY;
+  const std::vector<std::string> subcommands = {"log",    "get",    "trail", "replay", "trace",
+                                                "state",  "models", "model", "export", "verify",
+                                                "status", "case",   "demo"};
+  for (const char* help : {" --help", " help", " -h"}) {
+    // stdout only: stderr is dropped inside the subshell.
+    auto [code, out] = RunCommand("(" + cli + help + " 2>/dev/null)");
+    EXPECT_EQ(code, 0) << help << ": " << out;
+    EXPECT_THAT(out, HasSubstr("usage: predlog SUBCOMMAND"));
+    for (const std::string& name : subcommands) {
+      EXPECT_THAT(out, HasSubstr("\n  " + name + " ")) << help << " lists " << name;
+    }
+    EXPECT_THAT(out, HasSubstr("--timeout_seconds N      each call's deadline; default: 30"));
+  }
+  for (const std::string& name : subcommands) {
+    auto [code, out] = RunCommand("(" + cli + " " + name + " --help 2>/dev/null)");
+    EXPECT_EQ(code, 0) << name << ": " << out;
+    EXPECT_THAT(out, HasSubstr("usage: predlog " + name)) << name;
+    EXPECT_THAT(out, HasSubstr("\n  predlog " + name)) << name << " has an example";
+  }
+  auto [trail_code, trail] = RunCommand("(" + cli + " trail --help 2>/dev/null)");
+  EXPECT_EQ(trail_code, 0) << trail;
+  EXPECT_THAT(trail, HasSubstr("--subject S"));
+  EXPECT_THAT(trail, HasSubstr("--limit N                at most N predictions; default: all"));
+  EXPECT_THAT(trail, HasSubstr("example:\n  predlog trail --subject c-0042"));
+  auto [help_trail_code, help_trail] = RunCommand("(" + cli + " help trail 2>/dev/null)");
+  EXPECT_EQ(help_trail_code, 0);
+  EXPECT_EQ(help_trail, trail);
+  auto [demo_code, demo] = RunCommand(cli + " demo --help");
+  EXPECT_EQ(demo_code, 0) << demo;
+  EXPECT_THAT(demo, HasSubstr("--customers N            default: 1000"));
+
+  // Bare predlog: the list on stderr, nothing on stdout, exit 2.
+  auto [bare_code, bare] = RunCommand("(" + cli + " >/dev/null)");
+  EXPECT_EQ(bare_code, 2);
+  EXPECT_THAT(bare, HasSubstr("missing subcommand"));
+  EXPECT_THAT(bare, HasSubstr("\n  trail "));
+  EXPECT_EQ(RunCommand("(" + cli + " 2>/dev/null)").second, "");
+  auto [unknown_code, unknown] = RunCommand(cli + " help frobnicate");
+  EXPECT_EQ(unknown_code, 2);
+  EXPECT_THAT(unknown, HasSubstr("unknown subcommand 'frobnicate'"));
 }
 
 TEST(PredlogCliErrors, UsageAndUnreachableServer) {

@@ -328,6 +328,40 @@ TEST_F(ReplayServiceTest, TamperedArtifactIsAnErrorNamingTheDigestNotAnAnswer) {
   EXPECT_THAT(status.error_message(), HasSubstr("not in the artifact store"));
 }
 
+TEST_F(ReplayServiceTest, AnArtifactChangedAfterItsModelWasLoadedIsFoundByTheNextRerun) {
+  // The first rerun loads and caches the model; then one byte of the
+  // artifact file changes. The next rerun must not say "verified".
+  const Models& models = TrainedModels();
+  RegisterOrDie("v1", models.v1);
+  ASSERT_OK_AND_ASSIGN(auto v1, ServingBooster::Load(models.v1));
+  Served served = Serve(*v1, "v1", 9);
+  predlog::v1::RerunReport report;
+  ASSERT_TRUE(Rerun(served.prediction_id, &report).ok());
+  ASSERT_TRUE(report.artifact_verified());
+  const absl::Time first_hash = storage::TimeFromProto(report.artifact_hashed_at());
+  // Unchanged: verified by the file's fingerprint, not hashed again.
+  ASSERT_TRUE(Rerun(served.prediction_id, &report).ok());
+  EXPECT_EQ(storage::TimeFromProto(report.artifact_hashed_at()), first_hash);
+
+  const std::string path = ArtifactPath(models.v1);
+  chmod(path.c_str(), 0644);  // a changed ctime with the same bytes: hashed again, still verified
+  ASSERT_TRUE(Rerun(served.prediction_id, &report).ok());
+  EXPECT_TRUE(report.artifact_verified());
+  EXPECT_GT(storage::TimeFromProto(report.artifact_hashed_at()), first_hash);
+  {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(models.v1.size() / 2));
+    char c;
+    file.read(&c, 1);
+    file.seekp(static_cast<std::streamoff>(models.v1.size() / 2));
+    c = c == '1' ? '2' : '1';
+    file.write(&c, 1);
+  }
+  grpc::Status status = Rerun(served.prediction_id, &report);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("corrupt"));
+}
+
 TEST_F(ReplayServiceTest, PipelineSkewIsFlaggedAndOutputsStillCompared) {
   const Models& models = TrainedModels();
   RegisterOrDie("v1", models.v1);

@@ -140,7 +140,8 @@ class TrailExportTest : public ::testing::Test {
 
   // Writes `records` as `format`; returns the manifest path.
   std::string Export(const std::vector<ExportedRecord>& records, ExportFormat format,
-                     const std::string& name = "trail") {
+                     const std::string& name = "trail",
+                     const predlog::v1::ExportTrailRequest* filter = nullptr) {
     const std::string file = dir_.Sub(absl::StrCat(name, ".", ExportFormatName(format)));
     const std::string manifest_path = dir_.Sub(absl::StrCat(name, ".manifest.json"));
     absl::StatusOr<std::unique_ptr<TrailWriter>> writer = TrailWriter::Create(file, format);
@@ -148,7 +149,11 @@ class TrailExportTest : public ::testing::Test {
     for (const auto& r : records) EXPECT_OK((*writer)->Add(r));
     ExportManifest manifest;
     manifest.set_exported_by("auditor@host");
-    manifest.mutable_filter()->set_all(true);
+    if (filter != nullptr) {
+      *manifest.mutable_filter() = *filter;
+    } else {
+      manifest.mutable_filter()->set_all(true);
+    }
     absl::StatusOr<ExportManifest> done = (*writer)->Finish(manifest, manifest_path);
     EXPECT_TRUE(done.ok()) << done.status();
     return manifest_path;
@@ -276,6 +281,51 @@ TEST_F(TrailExportTest, SparseExportOfOneSubjectVerifiesWithOneRangePerRecord) {
   }
 }
 
+TEST_F(TrailExportTest, EveryRecordMustMatchTheFilterItsManifestClaims) {
+  // Alice's export, with her filter, verifies. The same file with only the
+  // manifest's filter changed (another subject; another month) does not.
+  const std::vector<ExportedRecord> alice = SubjectRecords("alice");
+  predlog::v1::ExportTrailRequest filter;
+  filter.set_subject_id("alice");
+  for (const ExportFormat format : kFormats) {
+    SCOPED_TRACE(ExportFormatName(format));
+    const std::string manifest_path = Export(alice, format, "trail", &filter);
+    ExportVerification v = Verify(manifest_path);
+    EXPECT_TRUE(v.ok) << v.failure;
+
+    ExportManifest manifest;
+    ASSERT_TRUE(
+        google::protobuf::util::JsonStringToMessage(ReadFile(manifest_path), &manifest).ok());
+    auto rewrite = [&](const ExportManifest& m) {
+      std::string json;
+      ASSERT_TRUE(google::protobuf::util::MessageToJsonString(m, &json).ok());
+      std::ofstream(manifest_path, std::ios::trunc) << json;
+    };
+    ExportManifest bob = manifest;
+    bob.mutable_filter()->set_subject_id("bob");
+    rewrite(bob);
+    v = Verify(manifest_path);
+    EXPECT_FALSE(v.ok);
+    EXPECT_THAT(v.failure, HasSubstr("is a prediction of subject alice, not of the manifest's "
+                                     "filter subject bob"));
+
+    ExportManifest later = manifest;
+    later.mutable_filter()->mutable_from()->set_seconds(4'102'444'800);  // 2100-01-01
+    rewrite(later);
+    v = Verify(manifest_path);
+    EXPECT_FALSE(v.ok);
+    EXPECT_THAT(v.failure, HasSubstr("before the manifest's filter from 2100-01-01"));
+
+    ExportManifest model = manifest;
+    model.mutable_filter()->mutable_model()->set_name("no-such-model");
+    model.mutable_filter()->mutable_model()->set_version("v1");
+    rewrite(model);
+    v = Verify(manifest_path);
+    EXPECT_FALSE(v.ok);
+    EXPECT_THAT(v.failure, HasSubstr("not of the manifest's filter model no-such-model@v1"));
+  }
+}
+
 TEST_F(TrailExportTest, CsvHasTheDocumentedHeaderAndQuotesHostileCells) {
   const std::string file =
       ReadFile(FileOf(Export(AllRecords(), ExportFormat::kCsv), ExportFormat::kCsv));
@@ -292,7 +342,7 @@ TEST_F(TrailExportTest, CsvHasTheDocumentedHeaderAndQuotesHostileCells) {
 }
 
 // A spreadsheet must never evaluate logged text as a formula (CSV
-// injection): text cells starting with = + - @ TAB or CR get a leading ',
+// injection): text cells starting with = + - @ TAB, CR or LF get a leading ',
 // numbers keep their sign, and the export still verifies.
 TEST_F(TrailExportTest, CsvTextThatLooksLikeAFormulaIsShownAsText) {
   testing::PredictionSpec spec;
@@ -333,8 +383,41 @@ TEST_F(TrailExportTest, CsvTextThatLooksLikeAFormulaIsShownAsText) {
   const std::string row = file.substr(file.find("\r\n") + 2);
   for (const absl::string_view cell : absl::StrSplit(row, ',')) {
     if (cell.empty() || cell == "-5.5") continue;
-    EXPECT_EQ(absl::string_view("=+-@\t\r").find(cell.front()), absl::string_view::npos) << cell;
+    EXPECT_EQ(absl::string_view("=+-@\t\r\n").find(cell.front()), absl::string_view::npos) << cell;
   }
+  EXPECT_EQ(Verify(manifest).records_checked, 1u);
+}
+
+// A line break before the formula does not hide it: a cell is quoted with
+// its line break kept, and the spreadsheet evaluates what follows.
+TEST_F(TrailExportTest, CsvTextStartingWithALineBreakIsShownAsText) {
+  testing::PredictionSpec spec;
+  spec.prediction_id = "lf-formula";
+  spec.subject_id = "\n=1+1";
+  spec.features = 1;
+  AuditEvent event = testing::MakePrediction(spec);
+  event.set_actor("\r=1+1");
+  auto* p = event.mutable_prediction_logged();
+  p->mutable_output()->set_label("\n@SUM(A1)");
+  auto* text = p->add_inputs();
+  text->set_name("comment");
+  text->set_string_value("\n=cmd|' /C calc'!A0");
+
+  storage::ShardOptions options;
+  options.dir = dir_.Sub("lf-formula-shard");
+  options.name = "predlog.events-9";
+  ASSERT_OK_AND_ASSIGN(auto store, ShardStore::Open(options));
+  const std::string payload = event.SerializeAsString();
+  ASSERT_OK_AND_ASSIGN(auto applied, store->ApplyBatch({Msg("incarnation-1", 0, payload)}));
+  ASSERT_EQ(applied.messages[0].outcome, storage::FoldOutcome::kApplied);
+  ASSERT_OK_AND_ASSIGN(auto stored, store->ReadRange(0, 1));
+  const std::string manifest = Export({ToExported(*store, stored[0])}, ExportFormat::kCsv, "lf");
+  const std::string file = ReadFile(FileOf(manifest, ExportFormat::kCsv));
+
+  EXPECT_THAT(file, HasSubstr(",\"'\r=1+1\",prediction_logged,lf-formula,\"'\n=1+1\","));
+  EXPECT_THAT(file, HasSubstr(",\"'\n@SUM(A1)\","));
+  EXPECT_THAT(file, HasSubstr(",\"'\n=cmd|' /C calc'!A0\","));
+  EXPECT_THAT(file, ::testing::Not(HasSubstr(",\"\n")));
   EXPECT_EQ(Verify(manifest).records_checked, 1u);
 }
 
