@@ -198,6 +198,20 @@ class ReplayServiceTest : public ::testing::Test {
     return dir_.Sub("data") + "/artifacts/sha256/" + hex.substr(0, 2) + "/" + hex;
   }
 
+  // What an attacker with disk access does: change one byte in the middle of
+  // the stored artifact `artifact` (a weight's digit).
+  void FlipAByteOfTheStoredArtifact(const std::string& artifact) const {
+    const std::string path = ArtifactPath(artifact);
+    chmod(path.c_str(), 0644);
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(artifact.size() / 2));
+    char c;
+    file.read(&c, 1);
+    file.seekp(static_cast<std::streamoff>(artifact.size() / 2));
+    c = c == '1' ? '2' : '1';
+    file.write(&c, 1);
+  }
+
   TempDir dir_;
   std::unique_ptr<services::Server> server_;
   std::unique_ptr<predlog::v1::PredictionLog::Stub> log_;
@@ -304,17 +318,7 @@ TEST_F(ReplayServiceTest, TamperedArtifactIsAnErrorNamingTheDigestNotAnAnswer) {
   Served served = Serve(*v1, "v1", 3);
   const std::string path = ArtifactPath(models.v1);
   ASSERT_TRUE(std::filesystem::exists(path)) << path;
-  {
-    // An attacker with disk access changes one byte of a weight.
-    chmod(path.c_str(), 0644);
-    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
-    file.seekp(static_cast<std::streamoff>(models.v1.size() / 2));
-    char c;
-    file.read(&c, 1);
-    file.seekp(static_cast<std::streamoff>(models.v1.size() / 2));
-    c = c == '1' ? '2' : '1';
-    file.write(&c, 1);
-  }
+  FlipAByteOfTheStoredArtifact(models.v1);
   predlog::v1::RerunReport report;
   grpc::Status status = Rerun(served.prediction_id, &report);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -348,15 +352,7 @@ TEST_F(ReplayServiceTest, AnArtifactChangedAfterItsModelWasLoadedIsFoundByTheNex
   ASSERT_TRUE(Rerun(served.prediction_id, &report).ok());
   EXPECT_TRUE(report.artifact_verified());
   EXPECT_GT(storage::TimeFromProto(report.artifact_hashed_at()), first_hash);
-  {
-    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
-    file.seekp(static_cast<std::streamoff>(models.v1.size() / 2));
-    char c;
-    file.read(&c, 1);
-    file.seekp(static_cast<std::streamoff>(models.v1.size() / 2));
-    c = c == '1' ? '2' : '1';
-    file.write(&c, 1);
-  }
+  FlipAByteOfTheStoredArtifact(models.v1);
   grpc::Status status = Rerun(served.prediction_id, &report);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(status.error_message(), HasSubstr("corrupt"));

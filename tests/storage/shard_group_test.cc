@@ -16,6 +16,7 @@
 #include "storage/artifact_store.h"
 #include "storage/shard_store.h"
 #include "tests/testing/events.h"
+#include "tests/testing/raw_shard_db.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -92,27 +93,14 @@ TEST_F(ShardGroupTest, EventsOnAnotherPartitionThanTheirKeysAreCountedAndStillFo
 // Rewrites the head of the shard in `dir` as format 2 wrote it (no misrouted
 // count): what a shard written before misrouted arrivals were counted has.
 void DowngradeHeadToFormat2(const std::string& dir) {
-  const std::string path = dir + "/db";
-  std::vector<std::string> names;
-  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
-  rocksdb::ColumnFamilyHandle* meta = nullptr;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == "meta") meta = handles[i];
-  }
-  ASSERT_NE(meta, nullptr);
-  std::string head;
-  ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), meta, "head", &head).ok());
-  ASSERT_EQ(head[0], 3);
-  head[0] = 2;
-  head.resize(head.size() - 8);  // the misrouted counter
-  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), meta, "head", head).ok());
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  delete db;
+  testing::EditRawShardDb(dir, "meta", [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
+    std::string head;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), meta, "head", &head).ok());
+    ASSERT_EQ(head[0], 3);
+    head[0] = 2;
+    head.resize(head.size() - 8);  // the misrouted counter
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), meta, "head", head).ok());
+  });
 }
 
 TEST_F(ShardGroupTest, AShardFromBeforeTheCountCountsItsMisroutedEventsOnOpen) {

@@ -10,6 +10,7 @@
 #include "storage/key_codec.h"
 #include "storage/sha256.h"
 #include "tests/testing/events.h"
+#include "tests/testing/raw_shard_db.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -539,27 +540,14 @@ TEST_F(ShardStoreTest, GetRegistry_EqualsAFoldOfTheLogIncludingCanaryDeploys) {
 // RocksDB directly, as an attacker with disk access would.
 void TamperWithRecord(const std::string& dir, uint64_t index,
                       const std::function<void(std::string*)>& edit) {
-  const std::string path = dir + "/db";
-  std::vector<std::string> names;
-  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& n : names) descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, descriptors, &handles, &db).ok());
-  rocksdb::ColumnFamilyHandle* events = nullptr;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == "events") events = handles[i];
-  }
-  ASSERT_NE(events, nullptr);
-  std::string key;
-  AppendU64(&key, index);
-  std::string value;
-  ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, key, &value).ok());
-  edit(&value);
-  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, key, value).ok());
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  delete db;
+  testing::EditRawShardDb(dir, "events", [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    std::string key;
+    AppendU64(&key, index);
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, key, &value).ok());
+    edit(&value);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, key, value).ok());
+  });
 }
 
 constexpr size_t kPayloadOffset = 1 + 32 + 32 + 4 + 8;  // record header, shard_store_impl.h
