@@ -225,7 +225,12 @@ absl::StatusOr<absl::Time> Replayer::CheckArtifact(const storage::Digest& digest
   ASSIGN_OR_RETURN(FileFingerprint now, FingerprintOf(digest));
   {
     absl::MutexLock lock(&hashed_mu_);
-    if (auto it = hashed_.find(key); it != hashed_.end() && it->second.first == now) {
+    // A fingerprint is trusted only when its ctime was well before the hash
+    // ("racy clean", as git's index does): ctime advances in timer ticks on
+    // older kernels, so a write in the same tick as the hash would keep it.
+    if (auto it = hashed_.find(key);
+        it != hashed_.end() && it->second.first == now &&
+        absl::FromUnixNanos(now.ctime_ns) + kRacyCtimeWindow < it->second.second) {
       return it->second.second;
     }
   }

@@ -96,6 +96,8 @@ class Replayer {
   // (ArtifactStore::Read). Returns when the bytes were last hashed;
   // NOT_FOUND / DATA_LOSS from the store when the file is gone or changed.
   absl::StatusOr<absl::Time> CheckArtifact(const storage::Digest& digest) const;
+  // A file changed less than this before its hash is hashed again next time.
+  static constexpr absl::Duration kRacyCtimeWindow = absl::Seconds(2);
   // The cut of `shard` for `as_of` (unset: everything folded so far).
   absl::StatusOr<uint64_t> CutOf(const storage::ShardStore& shard,
                                  const predlog::v1::AsOf& as_of) const;

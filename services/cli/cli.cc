@@ -97,7 +97,7 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
       {"trail",
        {"trail --subject S [--from T] [--to T] [--model name@version] [--limit N]   "
         "(or --model alone)",
-        "list a subject's (or a model's) predictions in served order",
+        "list a subject's predictions in served order (a model's: shard by shard)",
         "flags:\n"
         "  --subject S              the subject whose trail to list (or give --model alone)\n"
         "  --model name@version     only this model's predictions; alone, every subject's\n"
@@ -118,7 +118,8 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "  --explain                show each input's contribution to the score\n"
         "  --against name@version   also run this model on the same inputs (a\n"
         "                           counterfactual); default: none\n"
-        "  --subject S              look only in this subject's shard; default: every shard\n"
+        "  --subject S              look only in this subject's shards (its own, and those\n"
+        "                           holding misrouted events); default: every shard\n"
         "\n"
         "example:\n"
         "  predlog replay p-000123 --explain --against credit@v2\n",
@@ -206,7 +207,8 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "export a trail with its hashes and a manifest, for an auditor",
         "flags:\n"
         "  --subject S | --model name@version | --all   what to export (exactly one)\n"
-        "  --from T, --to T         served at or after / before T; default: no bound\n"
+        "  --from T, --to T         served at or after / before T (--all: recorded at,\n"
+        "                           as each shard's cut); default: no bound\n"
         "  --format jsonl|csv       default: jsonl\n"
         "  --out FILE               the file to write (required); FILE.manifest.json\n"
         "                           is written beside it\n"
@@ -220,8 +222,10 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
       {"verify",
        {"verify FILE MANIFEST   (offline)",
         "check an export against its manifest, offline",
-        "Checks leaf hashes, chain continuity, the manifest's ranges and the file's\n"
-        "digest; exit 1 names the first failure.\n"
+        "Checks leaf hashes, chain continuity, the manifest's ranges, that every\n"
+        "record matches the manifest's filter, and the file's digest; exit 1 names the\n"
+        "first failure. It cannot prove the manifest came from predlog (manifests\n"
+        "are not signed yet).\n"
         "\n"
         "flags: none\n"
         "\n"

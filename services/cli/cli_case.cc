@@ -229,8 +229,11 @@ int Cli::Case() {
     md << "- Artifact " << (report.artifact_verified() ? "verified" : "NOT verified")
        << " against its digest; pipeline skew: "
        << (report.prediction_pipeline_unrecorded() ? "unknown (no pipeline recorded)"
-           : report.pipeline_skew()                ? "yes"
-                                                   : "no")
+           : report.training_pipeline().name().empty() &&
+                   report.training_pipeline().version().empty()
+               ? "unknown (training pipeline not recorded)"
+           : report.pipeline_skew() ? "yes"
+                                    : "no")
        << "; runtime " << report.framework() << " " << report.runtime_version()
        << (report.runtime_version_skew() ? " (differs from training)" : "") << "\n";
     for (const auto& f : report.findings()) md << "- Finding: " << f << "\n";

@@ -134,7 +134,8 @@ int Cli::Verify() {
             "rewritten to match, also passes.\n";
     return kExitOk;
   }
-  out_ << "FAILED: " << result->failure << "\n";
+  // The failure quotes the file's bytes: escaped, with --json too.
+  out_ << "FAILED: " << Printable(result->failure) << "\n";
   return kExitFailed;
 }
 

@@ -22,10 +22,11 @@ namespace predlog::services::cli_internal {
 // ---------------------------------------------------------------- replay, trace
 
 void Cli::PrintRerun(const v1::RerunReport& r) {
-  out_ << "prediction   " << r.prediction_id() << "  (" << r.position().shard() << "#"
+  // Stored strings go through Printable: a newline in one must not forge a line.
+  out_ << "prediction   " << Printable(r.prediction_id()) << "  (" << r.position().shard() << "#"
        << r.position().index() << ")\n";
-  out_ << "model        " << r.model().name() << "@" << r.model().version() << "  " << r.framework()
-       << " " << r.runtime_version() << "\n";
+  out_ << "model        " << Printable(r.model().name()) << "@" << Printable(r.model().version())
+       << "  " << Printable(r.framework()) << " " << r.runtime_version() << "\n";
   out_ << "artifact     sha256:" << r.artifact_sha256() << "  "
        << (r.artifact_verified()
                ? absl::StrCat("verified (bytes hashed ", IsoTime(r.artifact_hashed_at()),
@@ -38,18 +39,23 @@ void Cli::PrintRerun(const v1::RerunReport& r) {
        << (r.exact_match() ? "exact (bit for bit)"
                            : absl::StrCat("NO: max abs diff ", r.max_abs_diff()))
        << "\n";
-  if (r.input_names_mismatch()) out_ << "inputs       MISMATCH: " << r.input_mismatch() << "\n";
+  if (r.input_names_mismatch()) {
+    out_ << "inputs       MISMATCH: " << Printable(r.input_mismatch()) << "\n";
+  }
   out_ << "pipeline     "
-       << (r.prediction_pipeline_unrecorded() ? std::string("not recorded")
-                                              : absl::StrCat(r.prediction_pipeline().name(), "@",
-                                                             r.prediction_pipeline().version()))
-       << "  (trained with " << r.training_pipeline().name() << "@"
-       << r.training_pipeline().version() << ")" << (r.pipeline_skew() ? "  SKEW" : "") << "\n";
+       << (r.prediction_pipeline_unrecorded()
+               ? std::string("not recorded")
+               : Printable(absl::StrCat(r.prediction_pipeline().name(), "@",
+                                        r.prediction_pipeline().version())))
+       << "  (trained with "
+       << Printable(
+              absl::StrCat(r.training_pipeline().name(), "@", r.training_pipeline().version()))
+       << ")" << (r.pipeline_skew() ? "  SKEW" : "") << "\n";
   if (r.runtime_version_skew()) {
     out_ << "runtime      SKEW: trained with " << r.training_runtime_version() << ", re-run with "
          << r.runtime_version() << "\n";
   }
-  for (const std::string& f : r.findings()) out_ << "finding      " << f << "\n";
+  for (const std::string& f : r.findings()) out_ << "finding      " << Printable(f) << "\n";
   if (r.has_explanation()) {
     const v1::Explanation& e = r.explanation();
     out_ << "\nwhy: contributions to the margin " << e.margin() << " (base value " << e.bias()

@@ -5,8 +5,11 @@
 // What verification proves: every record's event bytes hash to its leaf, its
 // human-readable part is exactly what those bytes decode to, its chain value
 // links its leaf to the previous chain value, consecutive records of a shard
-// continue one another's chain, and the file holds exactly the records (and
-// the chain anchors) the manifest lists, byte for byte. What it cannot prove
+// continue one another's chain, the file holds exactly the records (and
+// the chain anchors) the manifest lists, byte for byte, and every record
+// matches the manifest's filter (a subject or model export's predictions in
+// its served_at range, at microseconds as the indexes key them; an export of
+// everything has no gap but recorded losses). What it cannot prove
 // alone: that the manifest itself is the server's (compare its anchors with
 // the shard's chain head, Audit.GetStatus, until manifests are signed).
 #ifndef PREDLOG_SERVICES_EXPORT_TRAIL_EXPORT_H_

@@ -4,6 +4,7 @@
 // log order, the manifest's ranges and anchors) and the file's size and
 // SHA-256. The formats are the grammar at the top of trail_export.cc.
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,12 +61,17 @@ size_t FirstDifference(absl::string_view a, absl::string_view b) {
 // predictions served in [from, to). An export of everything holds whole
 // index ranges of every shard (cut by recorded_at), which the manifest's
 // ranges and anchors already check.
+// Times compare at microseconds, as the shards' indexes key them
+// (storage/key_codec.h AppendTime) and so as the export selected records.
 std::optional<std::string> FilterMismatch(const predlog::v1::ExportTrailRequest& filter,
                                           const AuditEvent& event) {
   using Filter = predlog::v1::ExportTrailRequest;
   if (filter.filter_case() != Filter::kSubjectId && filter.filter_case() != Filter::kModel) {
     return std::nullopt;
   }
+  const auto micros = [](const google::protobuf::Timestamp& t) {
+    return absl::ToUnixMicros(storage::TimeFromProto(t));
+  };
   if (!event.has_prediction_logged()) {
     return "is not a prediction, but the manifest's filter selects predictions only";
   }
@@ -81,13 +87,13 @@ std::optional<std::string> FilterMismatch(const predlog::v1::ExportTrailRequest&
                         filter.model().version());
   }
   const absl::Time served = storage::TimeFromProto(p.served_at());
-  if (filter.has_from() && served < storage::TimeFromProto(filter.from())) {
+  if (filter.has_from() && micros(p.served_at()) < micros(filter.from())) {
     return absl::StrCat(
         "was served at ", absl::FormatTime(served, absl::UTCTimeZone()),
         ", before the manifest's filter from ",
         absl::FormatTime(storage::TimeFromProto(filter.from()), absl::UTCTimeZone()));
   }
-  if (filter.has_to() && served >= storage::TimeFromProto(filter.to())) {
+  if (filter.has_to() && micros(p.served_at()) >= micros(filter.to())) {
     return absl::StrCat("was served at ", absl::FormatTime(served, absl::UTCTimeZone()),
                         ", not before the manifest's filter to ",
                         absl::FormatTime(storage::TimeFromProto(filter.to()), absl::UTCTimeZone()));
@@ -138,6 +144,21 @@ class Verifier {
                                  " records but its ranges hold ", records));
       }
       total += records;
+    }
+    if (manifest_.filter().filter_case() == predlog::v1::ExportTrailRequest::FILTER_NOT_SET) {
+      return Fail("manifest: it has no filter, so what the export claims to hold is unknown");
+    }
+    if (manifest_.filter().has_all()) {
+      // An export of everything holds each shard's records contiguously; the
+      // only gap it may have is a loss the shard recorded (RecordsLost, at the
+      // index right after the lost ones). Anything else is a sparse export
+      // whose manifest claims more than it holds.
+      for (size_t r = 1; r < runs_.size(); ++r) {
+        if (runs_[r].shard == runs_[r - 1].shard) {
+          gaps_[std::make_pair(runs_[r].shard, runs_[r].first)] =
+              std::make_pair(runs_[r - 1].last + 1, runs_[r].first - 1);
+        }
+      }
     }
     if (total != manifest_.record_count()) {
       return Fail(absl::StrCat("manifest: record_count is ", manifest_.record_count(),
@@ -192,6 +213,20 @@ class Verifier {
     }
     if (std::optional<std::string> mismatch = FilterMismatch(manifest_.filter(), *event)) {
       return FailLine(*mismatch);
+    }
+    if (!gaps_.empty()) {
+      for (const auto& [start, gap] : gaps_) {
+        if (ShardOf(Run{start.first, 0, 0, nullptr}) != claim.shard ||
+            start.second != claim.index) {
+          continue;
+        }
+        if (!event->has_records_lost() || event->records_lost().first_lost_index() != gap.first ||
+            event->records_lost().last_lost_index() != gap.second) {
+          return FailLine(absl::StrCat("follows a gap (", gap.first, "..", gap.second,
+                                       ") in an export of everything that is not a recorded "
+                                       "loss: the manifest claims more than the file holds"));
+        }
+      }
     }
     const HexDigest leaf_hex(*leaf), prev_hex(*prev), chain_hex(*chain);
     canonical_.clear();
@@ -389,6 +424,9 @@ class Verifier {
   size_t run_ = 0;         // the run holding the next expected record
   uint64_t expected_ = 0;  // its index
   std::optional<std::string> pending_missing_;
+  // An export of everything: per (shard, first index of a range after a gap),
+  // the gap [first, last] a RecordsLost record there must explain.
+  std::map<std::pair<size_t, uint64_t>, std::pair<uint64_t, uint64_t>> gaps_;
 
   uint64_t records_checked_ = 0;
   std::string failure_;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -152,7 +153,21 @@ class TrailExportTest : public ::testing::Test {
     if (filter != nullptr) {
       *manifest.mutable_filter() = *filter;
     } else {
-      manifest.mutable_filter()->set_all(true);
+      // What predlogd would have written: one subject's predictions are a
+      // subject export, anything else an export of everything.
+      std::set<std::string> subjects;
+      bool predictions = true;
+      for (const auto& r : records) {
+        predlog::v1::AuditEvent event;
+        predictions =
+            predictions && event.ParseFromString(r.event_bytes()) && event.has_prediction_logged();
+        if (predictions) subjects.insert(event.prediction_logged().subject_id());
+      }
+      if (predictions && subjects.size() == 1) {
+        manifest.mutable_filter()->set_subject_id(*subjects.begin());
+      } else {
+        manifest.mutable_filter()->set_all(true);
+      }
     }
     absl::StatusOr<ExportManifest> done = (*writer)->Finish(manifest, manifest_path);
     EXPECT_TRUE(done.ok()) << done.status();
@@ -323,6 +338,20 @@ TEST_F(TrailExportTest, EveryRecordMustMatchTheFilterItsManifestClaims) {
     v = Verify(manifest_path);
     EXPECT_FALSE(v.ok);
     EXPECT_THAT(v.failure, HasSubstr("not of the manifest's filter model no-such-model@v1"));
+
+    // Claiming the sparse export holds everything, or nothing in particular.
+    ExportManifest all = manifest;
+    all.mutable_filter()->set_all(true);
+    rewrite(all);
+    v = Verify(manifest_path);
+    EXPECT_FALSE(v.ok);
+    EXPECT_THAT(v.failure, HasSubstr("in an export of everything that is not a recorded loss"));
+    ExportManifest none = manifest;
+    none.clear_filter();
+    rewrite(none);
+    v = Verify(manifest_path);
+    EXPECT_FALSE(v.ok);
+    EXPECT_THAT(v.failure, HasSubstr("it has no filter"));
   }
 }
 
@@ -669,14 +698,15 @@ TEST_F(TrailExportTest, WrongFileFailsOnItsFirstLine) {
   EXPECT_FALSE(v->ok);
   EXPECT_EQ(v->failure, "line 1: does not parse as a TrailLine: expected '{' at byte 1");
 
-  // Another subject's export against this manifest: its first record is not listed.
+  // Another subject's export against this manifest: its first record is not
+  // alice's.
   const std::string bob = Export(SubjectRecords("bob"), ExportFormat::kJsonl, "c");
   v = VerifyExport(FileOf(bob, ExportFormat::kJsonl),
                    Export(SubjectRecords("alice"), ExportFormat::kJsonl, "d"));
   ASSERT_OK(v.status());
   EXPECT_EQ(v->failure,
-            "line 1 (predlog.events-0#1): is not listed in the manifest (it lists "
-            "predlog.events-0#0 next)");
+            "line 1 (predlog.events-0#1): is a prediction of subject bob, not of the manifest's "
+            "filter subject alice");
 }
 
 TEST_F(TrailExportTest, EventWithoutJsonMappingIsExportedWithoutItsDecodedEvent) {
@@ -725,7 +755,9 @@ TEST_F(TrailExportTest, WriterRejectsRecordsTheServerMustNeverSend) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("resumed after")));
   EXPECT_EQ(writer->records(), 3u);
 
-  ASSERT_OK(writer->Finish(ExportManifest(), dir_.Sub("w.manifest.json")).status());
+  ExportManifest everything;
+  everything.mutable_filter()->set_all(true);
+  ASSERT_OK(writer->Finish(everything, dir_.Sub("w.manifest.json")).status());
   EXPECT_THAT(writer->Add(records[13]),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already finished")));
   // The rejected records left nothing behind: the export verifies.
@@ -747,9 +779,10 @@ std::vector<ExportBatch> Batches(const std::vector<ExportedRecord>& records, siz
 TEST_F(TrailExportTest, AddBatchWritesTheSameFileAndManifestAsAdd) {
   for (const ExportFormat format : kFormats) {
     SCOPED_TRACE(ExportFormatName(format));
-    // Two sparse runs in shard 0, then shard 1, over batch boundaries.
+    // Shard 0 from index 3 (an export of everything from a time), then shard
+    // 1, over batch boundaries.
     std::vector<ExportedRecord> records = AllRecords();
-    records.erase(records.begin() + 4, records.begin() + 7);
+    records.erase(records.begin(), records.begin() + 3);
     const std::string by_add = Export(records, format, "by_add");
 
     const std::string file = dir_.Sub(absl::StrCat("by_batch.", ExportFormatName(format)));
