@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "storage/key_codec.h"
+#include "storage/logging.h"
 #include "storage/sha256.h"
 #include "storage/shard_store.h"
 #include "storage/shard_store_impl.h"
@@ -77,6 +78,20 @@ absl::StatusOr<StoredRecord> ShardStore::Impl::DecodeRecord(uint64_t index,
   return rec;
 }
 
+absl::Status ShardStore::Impl::ReadStatus(const rocksdb::Status& s,
+                                          absl::string_view context) const {
+  absl::Status status = FromRocks(s, context);
+  if (s.IsCorruption()) {
+    const uint64_t seen = read_corruptions_.fetch_add(1, std::memory_order_relaxed) + 1;
+    // Every one until 10, then every 1000th: a damaged block read in a loop
+    // must not flood the log.
+    if (seen <= 10 || seen % 1000 == 0) {
+      PREDLOG_LOG(ERROR) << "CORRUPTION (" << seen << " reads so far): " << status.message();
+    }
+  }
+  return status;
+}
+
 absl::StatusOr<std::string> ShardStore::Impl::GetRaw(Cf cf, absl::string_view key,
                                                      absl::string_view what) const {
   std::string value;
@@ -84,7 +99,7 @@ absl::StatusOr<std::string> ShardStore::Impl::GetRaw(Cf cf, absl::string_view ke
   if (s.IsNotFound()) {
     return absl::NotFoundError(absl::StrCat("shard ", options_.name, ": no ", what));
   }
-  RETURN_IF_ERROR(FromRocks(s, absl::StrCat("shard ", options_.name, ": read ", what)));
+  RETURN_IF_ERROR(ReadStatus(s, absl::StrCat("shard ", options_.name, ": read ", what)));
   return value;
 }
 
@@ -118,7 +133,7 @@ absl::StatusOr<std::vector<StoredRecord>> ShardStore::Impl::ReadRange(uint64_t f
     ASSIGN_OR_RETURN(StoredRecord rec, DecodeRecord(index, ToView(it->value())));
     out.push_back(std::move(rec));
   }
-  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": read range")));
+  RETURN_IF_ERROR(ReadStatus(it->status(), absl::StrCat("shard ", options_.name, ": read range")));
   return out;
 }
 
@@ -163,7 +178,7 @@ absl::StatusOr<ScanPage> ShardStore::Impl::ScanIndex(Cf cf, const std::string& p
     }
     page.records.emplace_back().index = index;
   }
-  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": scan")));
+  RETURN_IF_ERROR(ReadStatus(it->status(), absl::StrCat("shard ", options_.name, ": scan")));
   it.reset();
   // One MultiGet for the page's records: RocksDB batches the block reads.
   std::vector<std::string> keys;
@@ -178,7 +193,7 @@ absl::StatusOr<ScanPage> ShardStore::Impl::ScanIndex(Cf cf, const std::string& p
   for (size_t i = 0; i < page.records.size(); ++i) {
     const uint64_t index = page.records[i].index;
     RETURN_IF_ERROR(
-        FromRocks(statuses[i], absl::StrCat("shard ", options_.name, ": record ", index)));
+        ReadStatus(statuses[i], absl::StrCat("shard ", options_.name, ": record ", index)));
     ASSIGN_OR_RETURN(page.records[i], DecodeRecord(index, ToView(values[i])));
   }
   return page;
@@ -191,7 +206,7 @@ absl::StatusOr<uint64_t> ShardStore::Impl::CutAtTime(absl::Time t) const {
   // The latest key strictly before t: keys are time:8 index:8, and t with no
   // index sorts before every key at time t.
   it->SeekForPrev(ToSlice(key));
-  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": time index")));
+  RETURN_IF_ERROR(ReadStatus(it->status(), absl::StrCat("shard ", options_.name, ": time index")));
   if (!it->Valid()) return 0;
   absl::string_view k = ToView(it->key());
   uint64_t index;
@@ -227,7 +242,7 @@ absl::StatusOr<std::vector<RejectedRecord>> ShardStore::Impl::ListRejected(uint6
     rec.source.incarnation = IncarnationName(seq);
     out.push_back(std::move(rec));
   }
-  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": rejected")));
+  RETURN_IF_ERROR(ReadStatus(it->status(), absl::StrCat("shard ", options_.name, ": rejected")));
   return out;
 }
 
@@ -239,7 +254,7 @@ absl::Status ShardStore::Impl::ForEachState(
        it->Next()) {
     RETURN_IF_ERROR(fn(ToView(it->value())));
   }
-  return FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": read state"));
+  return ReadStatus(it->status(), absl::StrCat("shard ", options_.name, ": read state"));
 }
 
 absl::StatusOr<std::string> ShardStore::Impl::GetState(const std::string& key,
@@ -262,7 +277,7 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
     rocksdb::Status s = db_->Get(read_options, cfs_[kMetaCf], ToSlice(kHeadKey), &head_value);
     if (!s.ok() && !s.IsNotFound()) {
       db_->ReleaseSnapshot(snapshot);
-      return FromRocks(s, absl::StrCat("shard ", options_.name, ": read head"));
+      return ReadStatus(s, absl::StrCat("shard ", options_.name, ": read head"));
     }
     if (s.ok() && !DecodeHead(head_value, &viewed, &last_offset)) {
       db_->ReleaseSnapshot(snapshot);
@@ -312,7 +327,7 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
     }
     ++report.records_checked;
   }
-  absl::Status status = FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": verify"));
+  absl::Status status = ReadStatus(it->status(), absl::StrCat("shard ", options_.name, ": verify"));
   it.reset();
   db_->ReleaseSnapshot(snapshot);
   RETURN_IF_ERROR(status);

@@ -264,6 +264,10 @@ class ShardStore {
   // OK, or while lost() is set the DATA_LOSS status writes get: it names the
   // shard, the lost range, the last intact index and how to accept the loss.
   absl::Status CheckNotLost() const;
+  // Reads that RocksDB answered with Corruption (a data block whose checksum
+  // fails, a damaged file) since the shard opened; each is also logged and
+  // reaches its caller as DATA_LOSS. Thread-safe.
+  uint64_t read_corruptions() const;
 
   // Reads. NOT_FOUND names what was looked up.
   absl::StatusOr<StoredRecord> Get(uint64_t index) const;

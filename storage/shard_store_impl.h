@@ -53,6 +53,7 @@
 #define PREDLOG_STORAGE_SHARD_STORE_IMPL_H_
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -278,6 +279,7 @@ class ShardStore::Impl {
   absl::Status Compact();
 
   const ShardOptions& options() const { return options_; }
+  uint64_t read_corruptions() const { return read_corruptions_.load(std::memory_order_relaxed); }
   std::string SnapshotDir() const {
     return (std::filesystem::path(options_.dir) / "snapshots").string();
   }
@@ -295,6 +297,10 @@ class ShardStore::Impl {
   };
 
   absl::StatusOr<StoredRecord> DecodeRecord(uint64_t index, absl::string_view value) const;
+  // FromRocks for reads: a Corruption (a block whose checksum fails, a
+  // damaged file) is also counted in read_corruptions_ and logged, so status,
+  // /metrics and the log show a damaged shard, not only the caller.
+  absl::Status ReadStatus(const rocksdb::Status& s, absl::string_view context) const;
   absl::StatusOr<std::string> GetRaw(internal::Cf cf, absl::string_view key,
                                      absl::string_view what) const;
   absl::Status RemoveOrphanSnapshots();
@@ -363,6 +369,7 @@ class ShardStore::Impl {
   // Set by OpenDb when acknowledged records are missing; constant after.
   std::optional<LostRecords> lost_;
 
+  mutable std::atomic<uint64_t> read_corruptions_{0};
   mutable absl::Mutex mu_;
   internal::HeadState head_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, internal::Incarnation> incarnations_ ABSL_GUARDED_BY(mu_);

@@ -178,6 +178,11 @@ int Cli::Status() {
   }
   int lost = 0;
   for (const v1::ShardStatus& s : response.shards()) {
+    if (s.read_corruptions() > 0) {
+      out_ << "CORRUPT: " << s.shard() << ": " << s.read_corruptions()
+           << " reads found corrupt data since predlogd started (see its log)\n";
+      ++lost;
+    }
     if (s.lost_records().empty()) continue;
     out_ << "LOST: " << s.lost_records() << "\n";
     ++lost;

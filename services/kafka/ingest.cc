@@ -549,7 +549,8 @@ std::vector<PartitionStatus> Ingest::Status() const {
                            -1,
                            owned[i],
                            std::string(shards_[i]->CheckNotLost().message()),
-                           writers_[i]->groups_written()};
+                           writers_[i]->groups_written(),
+                           shards_[i]->read_corruptions()};
     int64_t low = -1, high = -1;
     if (rd_kafka_get_watermark_offsets(ConsumerOf(static_cast<int>(i)), sources_[i].topic.c_str(),
                                        sources_[i].partition, &low,

@@ -120,6 +120,8 @@ struct PartitionStatus {
   // WriteBatch and, with sync, one WAL fsync each): records / group commits
   // is how well group commit batches.
   uint64_t group_commits = 0;
+  // Reads of the shard that found corrupt data (ShardStore::read_corruptions).
+  uint64_t read_corruptions = 0;
 
   // Messages in Kafka not yet folded: high_watermark - (last folded offset +
   // 1); -1 while the watermark is unknown or the partition is not owned here

@@ -209,6 +209,7 @@ absl::StatusOr<predlog::v1::StatusResponse> Audit::Status() const {
     out->set_duplicates(p.head.counters.duplicates);
     out->set_gaps(p.head.counters.gaps);
     out->set_misrouted(p.head.counters.misrouted);
+    out->set_read_corruptions(p.read_corruptions);
     out->set_source_resets(p.head.counters.source_resets);
     out->set_chain_head_sha256(storage::ToHex(p.head.chain_head));
     ASSIGN_OR_RETURN(std::vector<storage::SnapshotInfo> snapshots, shard.ListSnapshots());

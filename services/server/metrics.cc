@@ -119,6 +119,15 @@ void RenderShardMetrics(const std::vector<PartitionStatus>& partitions, std::str
                     p.lost.empty() ? 0 : 1, "\n");
   }
   absl::StrAppend(out,
+                  "# HELP predlog_shard_read_corruptions_total Reads of the shard that found "
+                  "corrupt data (a block whose checksum fails); each failed as DATA_LOSS and "
+                  "was logged.\n",
+                  "# TYPE predlog_shard_read_corruptions_total counter\n");
+  for (const PartitionStatus& p : partitions) {
+    absl::StrAppend(out, "predlog_shard_read_corruptions_total{shard=\"", p.shard, "\"} ",
+                    p.read_corruptions, "\n");
+  }
+  absl::StrAppend(out,
                   "# HELP predlog_consumer_lag Messages in Kafka not yet folded (-1: unknown, "
                   "or the partition is folded by another instance).\n",
                   "# TYPE predlog_consumer_lag gauge\n");

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "gmock/gmock.h"
@@ -551,6 +552,46 @@ void TamperWithRecord(const std::string& dir, uint64_t index,
 }
 
 constexpr size_t kPayloadOffset = 1 + 32 + 32 + 4 + 8;  // record header, shard_store_impl.h
+
+TEST_F(ShardStoreTest, CorruptDataBlockFailsItsReadsAsDataLossAndIsCounted) {
+  // What a damaged disk leaves: bytes flipped in the middle of the shard's
+  // largest table file (the events column family's data blocks).
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 400; ++i) payloads.push_back(Pred("p" + std::to_string(i)));
+  Apply(payloads);
+  ASSERT_OK(store_->Compact());
+  store_.reset();
+  std::string largest;
+  uintmax_t largest_size = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.Sub("shard/db"))) {
+    if (entry.path().extension() == ".sst" && entry.file_size() > largest_size) {
+      largest = entry.path().string();
+      largest_size = entry.file_size();
+    }
+  }
+  ASSERT_FALSE(largest.empty());
+  {
+    std::fstream file(largest, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(largest_size / 3));
+    const std::string garbage(64, '\x5a');
+    file.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  Reopen();
+  EXPECT_EQ(store_->read_corruptions(), 0u);
+  int data_loss = 0, ok = 0;
+  for (uint64_t i = 0; i < 400; ++i) {
+    absl::StatusOr<StoredRecord> record = store_->Get(i);
+    if (record.ok()) {
+      ++ok;
+    } else {
+      EXPECT_EQ(record.status().code(), absl::StatusCode::kDataLoss) << record.status();
+      ++data_loss;
+    }
+  }
+  EXPECT_GT(data_loss, 0);
+  EXPECT_GT(ok, 0);  // the rest of the shard still reads
+  EXPECT_EQ(store_->read_corruptions(), static_cast<uint64_t>(data_loss));
+}
 
 TEST_F(ShardStoreTest, Verify_IntactShardChecksEveryRecord) {
   Apply({Pred("a"), Pred("b"), Pred("c")});

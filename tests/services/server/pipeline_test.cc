@@ -822,6 +822,8 @@ TEST_P(PipelineTest, MetricsCountEveryOutcome) {
     EXPECT_TRUE(lag == 0 || lag == -1) << shard << " lag " << lag;
     // The embedded default folds every partition itself (no consumer group).
     EXPECT_EQ(MetricValue(m, "predlog_shard_assigned" + shard), 1) << shard;
+    EXPECT_EQ(MetricValue(m, "predlog_shard_read_corruptions_total" + shard), 0) << shard;
+    EXPECT_EQ(MetricValue(m, "predlog_events_misrouted_total" + shard), 0) << shard;
   }
   EXPECT_EQ(folded, 30);
   EXPECT_EQ(duplicates, 1);
