@@ -1,9 +1,6 @@
 #include "replay/replayer.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -11,7 +8,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "storage/errno_status.h"
 #include "storage/status_macros.h"
 #include "storage/timestamps.h"
 
@@ -206,18 +202,8 @@ absl::StatusOr<Replayer::Model> Replayer::LoadModel(const predlog::v1::ModelRef&
 
 absl::StatusOr<Replayer::FileFingerprint> Replayer::FingerprintOf(
     const storage::Digest& digest) const {
-  const std::string path = artifacts_->PathOf(digest);
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) {
-      return absl::NotFoundError(absl::StrCat("artifact ", storage::ToHex(digest),
-                                              " is not in the artifact store (", path, ")"));
-    }
-    return storage::ErrnoStatus(errno, "stat", path);
-  }
-  return FileFingerprint{
-      static_cast<uint64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
-      static_cast<int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec};
+  ASSIGN_OR_RETURN(storage::ArtifactInfo info, artifacts_->Stat(digest));
+  return FileFingerprint{info.inode, static_cast<int64_t>(info.size_bytes), info.ctime_ns};
 }
 
 absl::StatusOr<absl::Time> Replayer::CheckArtifact(const storage::Digest& digest) const {

@@ -80,8 +80,7 @@ class Replayer {
   absl::StatusOr<Model> LoadModel(const predlog::v1::ModelRef& ref, absl::StatusCode missing_code,
                                   absl::string_view role) const;
   // What says an artifact file is unchanged without reading it: its inode,
-  // size and change time (ctime, which every write, rename or chmod moves
-  // and no user call can set back), from stat(2).
+  // size and change time (ArtifactStore::Stat).
   struct FileFingerprint {
     uint64_t inode = 0;
     int64_t size = 0;

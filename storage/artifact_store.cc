@@ -329,7 +329,8 @@ absl::StatusOr<ArtifactInfo> ArtifactStore::Stat(const Digest& digest) const {
     if (errno == ENOENT) return NotStored(dir_, digest);
     return ErrnoStatus(errno, "stat", path);
   }
-  return ArtifactInfo{digest, static_cast<uint64_t>(st.st_size)};
+  return ArtifactInfo{digest, static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_ino),
+                      static_cast<int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec};
 }
 
 std::string ArtifactStore::PathOf(const Digest& digest) const { return ArtifactName(dir_, digest); }

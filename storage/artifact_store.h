@@ -41,6 +41,11 @@ namespace predlog::storage {
 struct ArtifactInfo {
   Digest digest{};
   uint64_t size_bytes = 0;
+  // From Stat only (0 elsewhere): the file's inode and change time (ctime,
+  // ns since the epoch), which every write, rename or chmod moves and no user
+  // call can set back: with the size, what says a file is unchanged unread.
+  uint64_t inode = 0;
+  int64_t ctime_ns = 0;
 };
 
 // One streaming upload: bytes go to a temp file under the store, hashed as

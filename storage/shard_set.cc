@@ -18,7 +18,7 @@ absl::StatusOr<std::vector<int>> ShardSet::PartitionsOf(absl::string_view key,
   for (int p = 0; p < static_cast<int>(events.size()); ++p) {
     if (p == home) {
       partitions.push_back(p);
-    } else if (events[p]->Head().counters.misrouted > 0) {
+    } else if (events[p]->Counters().misrouted > 0) {
       // Never a partial answer: misrouted events there are folded elsewhere.
       RETURN_IF_ERROR(
           CheckFolded({p}, absl::StrCat(what, " (its shard ", p, " holds misrouted events)")));

@@ -283,6 +283,7 @@ absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::Open(const ShardOptions&
 
 ShardStore::ShardStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 uint64_t ShardStore::read_corruptions() const { return impl_->read_corruptions(); }
+ShardCounters ShardStore::Counters() const { return impl_->Counters(); }
 ShardStore::~ShardStore() { impl_->DetachFromGroup(); }
 
 void ShardStore::Impl::AttachToGroup(const ShardStore* shard) {

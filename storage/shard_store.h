@@ -256,6 +256,8 @@ class ShardStore {
   absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
 
   ShardHead Head() const;
+  // Head().counters without copying the rest of the head (reads use it).
+  ShardCounters Counters() const;
   const std::string& name() const;
   // Set when the shard lost acknowledged records and the loss was not
   // accepted: ApplyBatch then fails with DATA_LOSS naming the range, and

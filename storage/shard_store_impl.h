@@ -259,6 +259,10 @@ class ShardStore::Impl {
     absl::MutexLock lock(&mu_);
     return head_.head;
   }
+  ShardCounters Counters() const {
+    absl::MutexLock lock(&mu_);
+    return head_.head.counters;
+  }
 
   absl::StatusOr<StoredRecord> Get(uint64_t index) const;
   absl::StatusOr<StoredRecord> GetByPredictionId(absl::string_view prediction_id) const;
