@@ -506,10 +506,35 @@ absl::StatusOr<uint64_t> Replayer::CutOf(const storage::ShardStore& shard,
       return shard.CutAtTime(storage::TimeFromProto(as_of.time()));
     case predlog::v1::AsOf::kIndex:
       return as_of.index();
+    case predlog::v1::AsOf::kAfter:
+      return CutAfter(shard, as_of.after());
     case predlog::v1::AsOf::AT_NOT_SET:
       break;
   }
   return shard.Head().next_index;
+}
+
+absl::StatusOr<uint64_t> Replayer::CutAfter(const storage::ShardStore& shard,
+                                            const predlog::v1::Position& after) const {
+  if (after.shard() == shard.name()) {
+    RETURN_IF_ERROR(shard.Get(after.index()).status());
+    return after.index() + 1;
+  }
+  const storage::ShardStore* source = shards_.registry;
+  for (const storage::ShardStore* s : shards_.events) {
+    if (s->name() == after.shard()) source = s;
+  }
+  if (source == nullptr || source->name() != after.shard()) {
+    return absl::NotFoundError(absl::StrCat("as_of.after: no shard ", after.shard()));
+  }
+  ASSIGN_OR_RETURN(storage::StoredRecord record, source->Get(after.index()));
+  if (!record.appended_at.has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "as_of.after: record ", after.shard(), "#", after.index(),
+        " was written before records carried their append time; give a time or an index"));
+  }
+  // Inclusive: what `shard` had appended up to the same microsecond.
+  return shard.CutAtTime(*record.appended_at + absl::Microseconds(1));
 }
 
 absl::StatusOr<predlog::v1::EntityAtResponse> Replayer::GetEntityAt(

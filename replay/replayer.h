@@ -100,6 +100,9 @@ class Replayer {
   // The cut of `shard` for `as_of` (unset: everything folded so far).
   absl::StatusOr<uint64_t> CutOf(const storage::ShardStore& shard,
                                  const predlog::v1::AsOf& as_of) const;
+  // The cut of `shard` right after the record at `after` (AsOf.after).
+  absl::StatusOr<uint64_t> CutAfter(const storage::ShardStore& shard,
+                                    const predlog::v1::Position& after) const;
 
   const storage::ShardSet shards_;
   const storage::ArtifactStore* const artifacts_;

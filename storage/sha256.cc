@@ -64,11 +64,14 @@ Digest Sha256(absl::string_view bytes) {
   return hasher.Finish();
 }
 
-Digest ChainNext(const Digest& previous, const Digest& leaf) {
+Digest Sha256(std::initializer_list<absl::string_view> parts) {
   Sha256Hasher& hasher = ThreadHasher();
-  hasher.Update(AsBytes(previous));
-  hasher.Update(AsBytes(leaf));
+  for (absl::string_view part : parts) hasher.Update(part);
   return hasher.Finish();
+}
+
+Digest ChainNext(const Digest& previous, const Digest& leaf) {
+  return Sha256({AsBytes(previous), AsBytes(leaf)});
 }
 
 std::string ToHex(const Digest& digest) {

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,8 @@ class Sha256Hasher {
 
 // One-shot SHA-256 of `bytes`.
 Digest Sha256(absl::string_view bytes);
+// One-shot SHA-256 of the concatenation of `parts`, without copying them.
+Digest Sha256(std::initializer_list<absl::string_view> parts);
 
 // The hash chain link: chain_i = SHA-256(chain_{i-1} || leaf_i), with
 // chain_{-1} = 32 zero bytes (kChainGenesis).

@@ -84,7 +84,7 @@ absl::StatusOr<BatchResult> ShardStore::Impl::TryApplyBatch(
   batch_predictions_.clear();
   state_overlay_.clear();
   batch_error_ = absl::OkStatus();
-  batch_time_ = absl::Now();
+  batch_time_ = NextAppendTime();
 
   BatchResult result;
   result.messages.resize(messages.size());
@@ -508,17 +508,29 @@ uint64_t ShardStore::Impl::AppendRecord(absl::string_view payload, int64_t offse
   header_.append(h.chain_head.begin(), h.chain_head.end());
   AppendU32(&header_, b->source_seq);
   AppendI64(&header_, offset);
+  AppendI64(&header_, absl::ToUnixMicros(batch_time_));
   const rocksdb::Slice key_slice = ToSlice(index_key);
   const rocksdb::Slice value_parts[2] = {ToSlice(header_), ToSlice(payload)};
   batch_.Put(cfs_[kEventsCf], rocksdb::SliceParts(&key_slice, 1),
              rocksdb::SliceParts(value_parts, 2));
 
   key_.clear();
-  AppendTime(&key_,
-             folded_->has_recorded_at() ? TimeFromProto(folded_->recorded_at()) : batch_time_);
+  AppendTime(&key_, batch_time_);
   key_.append(index_key);
   batch_.Put(cfs_[kByTimeCf], key_, rocksdb::Slice());
+  AppendMerkleLeaf(RecordMerkleLeaf(batch_time_, *leaf), /*keep_leaf=*/false, b);
   return index;
+}
+
+void ShardStore::Impl::AppendMerkleLeaf(const Digest& leaf_hash, bool keep_leaf, BatchState* b) {
+  completed_.clear();
+  b->h.tree.Append(leaf_hash, &completed_);
+  for (const MerkleNode& n : completed_) {
+    if (n.level == 0 && !keep_leaf) continue;  // the record's header gives it
+    key_.clear();
+    AppendMerkleKey(&key_, n.level, n.index);
+    batch_.Put(cfs_[kMerkleCf], key_, ToSlice(AsBytes(n.hash)));
+  }
 }
 
 void ShardStore::Impl::Reject(const SourceMessage& m, uint32_t source_seq, RejectKind kind,
@@ -578,6 +590,13 @@ void ShardStore::Impl::WriteSourceGap(const SourceMessage& m, BatchState* b, Mes
   ++b->h.head.counters.gaps;
 }
 
+absl::Time ShardStore::Impl::NextAppendTime() {
+  const absl::Time now = options_.clock ? options_.clock() : absl::Now();
+  // Whole microseconds: what the record and by_time keep.
+  last_appended_at_ = std::max(last_appended_at_, absl::FromUnixMicros(absl::ToUnixMicros(now)));
+  return last_appended_at_;
+}
+
 absl::Status ShardStore::Impl::CheckFreeSpace(absl::Span<const SourceMessage> messages) const {
   if (options_.min_free_bytes == 0) return absl::OkStatus();
   struct statvfs fs;
@@ -600,9 +619,13 @@ absl::Status ShardStore::Impl::AcceptLoss() {
     b.h = head_;
   }
   batch_.Clear();
-  batch_time_ = absl::Now();
+  batch_time_ = NextAppendTime();
   // The lost indexes are never given to another record: the loss takes the
-  // index after them, and the chain goes on from the last intact record.
+  // index after them, and the chain goes on from the last intact record. The
+  // Merkle tree gets a leaf for each lost index, so leaf i stays record i.
+  for (uint64_t i = b.h.head.next_index; i < lost.end_index; ++i) {
+    AppendMerkleLeaf(LostMerkleLeaf(i), /*keep_leaf=*/true, &b);
+  }
   b.h.head.next_index = lost.end_index;
   b.source_seq = b.h.incarnation_seq;
   StartSystemEvent("records-lost", b);

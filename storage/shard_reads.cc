@@ -67,12 +67,14 @@ absl::StatusOr<StoredRecord> ShardStore::Impl::DecodeRecord(uint64_t index,
   rec.index = index;
   uint8_t format;
   uint32_t seq;
-  if (!ReadU8(&value, &format) || format != kRecordFormat || !ReadDigest(&value, &rec.leaf) ||
-      !ReadDigest(&value, &rec.chain) || !ReadU32(&value, &seq) ||
-      !ReadI64(&value, &rec.source.offset)) {
+  int64_t appended_us = 0;
+  if (!ReadU8(&value, &format) || format < 1 || format > kRecordFormat ||
+      !ReadDigest(&value, &rec.leaf) || !ReadDigest(&value, &rec.chain) || !ReadU32(&value, &seq) ||
+      !ReadI64(&value, &rec.source.offset) || (format >= 2 && !ReadI64(&value, &appended_us))) {
     return absl::DataLossError(
         absl::StrCat("shard ", options_.name, ": record ", index, " has a corrupt header"));
   }
+  if (format >= 2) rec.appended_at = absl::FromUnixMicros(appended_us);
   rec.payload = std::string(value);
   rec.source.incarnation = IncarnationName(seq);
   return rec;
@@ -262,6 +264,107 @@ absl::StatusOr<std::string> ShardStore::Impl::GetState(const std::string& key,
   return GetRaw(kStateCf, key, what);
 }
 
+MerkleNodeReader ShardStore::Impl::NodeReader(const rocksdb::Snapshot* snapshot) const {
+  return [this, snapshot](uint8_t level, uint64_t index) -> absl::StatusOr<Digest> {
+    rocksdb::ReadOptions read_options;
+    read_options.snapshot = snapshot;
+    std::string value;
+    const std::string what = absl::StrCat("shard ", options_.name, ": Merkle node ",
+                                          static_cast<int>(level), "/", index);
+    rocksdb::Status s;
+    if (level == 0) {
+      // A record's leaf comes from its header; only a lost index has its
+      // leaf stored.
+      s = db_->Get(read_options, cfs_[kEventsCf], ToSlice(IndexKey(index)), &value);
+      if (s.ok()) {
+        ASSIGN_OR_RETURN(StoredRecord record, DecodeRecord(index, value));
+        return RecordMerkleLeaf(record.appended_at, record.leaf);
+      }
+      if (!s.IsNotFound()) RETURN_IF_ERROR(ReadStatus(s, what));
+    }
+    s = db_->Get(read_options, cfs_[kMerkleCf], ToSlice(MerkleKey(level, index)), &value);
+    if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat(what, " is missing"));
+    RETURN_IF_ERROR(ReadStatus(s, what));
+    Digest hash;
+    absl::string_view in = value;
+    if (value.size() != hash.size() || !ReadDigest(&in, &hash)) {
+      return absl::DataLossError(absl::StrCat(what, " is not 32 bytes"));
+    }
+    return hash;
+  };
+}
+
+absl::Status ShardStore::Impl::CheckTreeSize(uint64_t size) const {
+  if (!has_tree_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", options_.name, " was written by an older predlog and has no ",
+                     "Merkle tree yet: open it writable once to build it"));
+  }
+  const uint64_t records = Head().next_index;
+  if (size > records) {
+    return absl::OutOfRangeError(absl::StrCat("shard ", options_.name, " has ", records,
+                                              " records; its tree has no size ", size));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Digest> ShardStore::Impl::TreeRoot(uint64_t size) const {
+  RETURN_IF_ERROR(CheckTreeSize(size));
+  return MerkleRootAt(size, NodeReader(nullptr));
+}
+
+absl::StatusOr<std::vector<Digest>> ShardStore::Impl::InclusionProof(uint64_t index,
+                                                                     uint64_t size) const {
+  RETURN_IF_ERROR(CheckTreeSize(size));
+  return MerkleInclusionProof(index, size, NodeReader(nullptr));
+}
+
+absl::StatusOr<std::vector<Digest>> ShardStore::Impl::ConsistencyProof(uint64_t old_size,
+                                                                       uint64_t size) const {
+  RETURN_IF_ERROR(CheckTreeSize(size));
+  return MerkleConsistencyProof(old_size, size, NodeReader(nullptr));
+}
+
+absl::StatusOr<std::string> ShardStore::Impl::SignCheckpoint(const NoteSigner& signer,
+                                                             absl::string_view origin) {
+  if (options_.read_only) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", options_.name, " is open read-only"));
+  }
+  const uint64_t size = Head().next_index;
+  absl::StatusOr<std::string> kept = CheckpointAt(size);
+  if (kept.ok() || kept.status().code() != absl::StatusCode::kNotFound) return kept;
+  Checkpoint checkpoint;
+  checkpoint.origin = std::string(origin);
+  checkpoint.size = size;
+  ASSIGN_OR_RETURN(checkpoint.root, TreeRoot(size));
+  ASSIGN_OR_RETURN(std::string note, signer.Sign(checkpoint.Text()));
+  std::string key(kCheckpointPrefix);
+  AppendU64(&key, size);
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  RETURN_IF_ERROR(FromRocks(db_->Put(sync, cfs_[kMetaCf], ToSlice(key), ToSlice(note)),
+                            absl::StrCat("shard ", options_.name, ": keep checkpoint ", size)));
+  return note;
+}
+
+absl::StatusOr<std::string> ShardStore::Impl::LatestCheckpoint() const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kMetaCf]));
+  it->SeekForPrev(ToSlice(PrefixSuccessor(kCheckpointPrefix)));
+  const std::string context = absl::StrCat("shard ", options_.name, ": checkpoints");
+  RETURN_IF_ERROR(ReadStatus(it->status(), context));
+  if (!it->Valid() || !it->key().starts_with(ToSlice(kCheckpointPrefix))) {
+    return absl::NotFoundError(absl::StrCat("shard ", options_.name, " has no checkpoint yet"));
+  }
+  return it->value().ToString();
+}
+
+absl::StatusOr<std::string> ShardStore::Impl::CheckpointAt(uint64_t size) const {
+  std::string key(kCheckpointPrefix);
+  AppendU64(&key, size);
+  return GetRaw(kMetaCf, key, absl::StrCat("checkpoint of size ", size));
+}
+
 absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
   VerifyReport report;
   Digest chain = kChainGenesis;
@@ -285,6 +388,29 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
     }
   }
   const ShardHead& head = viewed.head;
+  // The Merkle tree recomputed from the records: each node it completes is
+  // compared with the stored one.
+  MerkleFrontier tree;
+  std::vector<MerkleNode> completed;
+  const MerkleNodeReader stored_node = NodeReader(snapshot);
+  absl::Status tree_status;
+  auto check_nodes = [&] {
+    for (const MerkleNode& node : completed) {
+      if (!has_tree_ || report.first_bad_index || !tree_status.ok()) break;
+      if (node.level == 0) continue;  // a record's leaf: checked from its bytes above
+      absl::StatusOr<Digest> stored = stored_node(node.level, node.index);
+      if (!stored.ok() && stored.status().code() != absl::StatusCode::kNotFound) {
+        tree_status = stored.status();
+      } else if (!stored.ok() || *stored != node.hash) {
+        report.first_bad_index = node.index << node.level;
+        report.problem =
+            absl::StrCat("the stored Merkle tree does not match the records: node ", node.level,
+                         "/", node.index, " (records from ", node.index << node.level, ") is ",
+                         stored.ok() ? "different" : "missing");
+      }
+    }
+    completed.clear();
+  };
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cfs_[kEventsCf]));
   uint64_t expected = 0;
   for (it->SeekToFirst(); it->Valid() && !report.first_bad_index; it->Next(), ++expected) {
@@ -312,6 +438,7 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
         report.problem = absl::StrCat("record ", expected, " is missing");
         break;
       }
+      while (tree.size() < index) tree.Append(LostMerkleLeaf(tree.size()), &completed);
       expected = index;
     }
     if (Sha256(rec->payload) != rec->leaf) {
@@ -325,12 +452,16 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
       report.problem = absl::StrCat("record ", index, ": chain value does not follow");
       break;
     }
+    tree.Append(RecordMerkleLeaf(rec->appended_at, rec->leaf), &completed);
+    check_nodes();
+    if (report.first_bad_index) break;
     ++report.records_checked;
   }
   absl::Status status = ReadStatus(it->status(), absl::StrCat("shard ", options_.name, ": verify"));
   it.reset();
   db_->ReleaseSnapshot(snapshot);
   RETURN_IF_ERROR(status);
+  RETURN_IF_ERROR(tree_status);
   // `expected` is one past the last record's index (records_checked, but for
   // the holes of accepted losses).
   if (!report.first_bad_index && expected < head.next_index) {

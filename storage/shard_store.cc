@@ -5,6 +5,7 @@
 // shard_reads.cc and shard_snapshots.cc.
 #include "storage/shard_store.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -31,7 +32,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr uint32_t kShardFormat = 2;
+constexpr uint32_t kShardFormat = 3;
 // Shards of an older format lack an index this build relies on.
 constexpr uint32_t kOldestReadableShardFormat = 2;
 
@@ -108,6 +109,7 @@ absl::Status ShardStore::Impl::OpenDb() {
 
   // Format marker: refuse shards written by a newer, incompatible build.
   std::string format_value;
+  uint32_t format = kShardFormat;
   s = db_->Get(rocksdb::ReadOptions(), cfs_[kMetaCf], ToSlice(kFormatKey), &format_value);
   if (s.IsNotFound()) {
     if (!options_.read_only) {
@@ -120,7 +122,6 @@ absl::Status ShardStore::Impl::OpenDb() {
   } else {
     RETURN_IF_ERROR(FromRocks(s, absl::StrCat("shard ", options_.name, ": read format")));
     absl::string_view in = format_value;
-    uint32_t format;
     if (!ReadU32(&in, &format) || format > kShardFormat) {
       return absl::FailedPreconditionError(absl::StrCat(
           "shard ", options_.name, ": on-disk format is newer than this build understands"));
@@ -131,6 +132,8 @@ absl::Status ShardStore::Impl::OpenDb() {
                        " predates the trace index; re-ingest it into a new data dir"));
     }
   }
+
+  RETURN_IF_ERROR(LoadAppendTime(format));
 
   // Incarnations.
   absl::flat_hash_map<uint32_t, Incarnation> names;
@@ -177,6 +180,23 @@ absl::Status ShardStore::Impl::OpenDb() {
       head.head.last_source = SourcePosition{it->second.name, last_offset};
     }
   }
+  if (format < 3) {
+    if (options_.read_only) {
+      has_tree_ = false;
+    } else {
+      RETURN_IF_ERROR(BuildMerkleTree());
+      std::string v;
+      AppendU32(&v, kShardFormat);
+      rocksdb::WriteOptions sync;
+      sync.sync = true;
+      RETURN_IF_ERROR(
+          FromRocks(db_->Put(sync, cfs_[kMetaCf], ToSlice(kFormatKey), v),
+                    absl::StrCat("shard ", options_.name, ": write format ", kShardFormat)));
+    }
+  }
+  if (has_tree_) {
+    ASSIGN_OR_RETURN(head.tree, MerkleFrontier::Load(head.head.next_index, NodeReader(nullptr)));
+  }
   {
     absl::MutexLock lock(&mu_);
     head_ = std::move(head);
@@ -204,6 +224,95 @@ absl::StatusOr<uint64_t> ShardStore::Impl::CountMisroutedSubjects() const {
   RETURN_IF_ERROR(
       FromRocks(it->status(), absl::StrCat("shard ", options_.name, ": scan by_subject")));
   return misrouted;
+}
+
+absl::Status ShardStore::Impl::LoadAppendTime(uint32_t format) {
+  const std::string context = absl::StrCat("shard ", options_.name, ": time index");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kByTimeCf]));
+  auto decode = [&](absl::string_view key, absl::Time* t, uint64_t* index) {
+    return key.size() == 16 && ReadTime(&key, t) && DecodeIndexKey(key, index);
+  };
+  if (format < 3 && !options_.read_only) {
+    // by_time was keyed by the producers' recorded_at, so its order could
+    // differ from log order: rewrite each key that is earlier than one
+    // before it in the log to the running maximum.
+    std::vector<std::pair<uint64_t, absl::Time>> keys;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto& [index, t] = keys.emplace_back();
+      if (!decode(ToView(it->key()), &t, &index)) {
+        return absl::DataLossError(absl::StrCat(context, ": bad by_time key"));
+      }
+    }
+    RETURN_IF_ERROR(ReadStatus(it->status(), context));
+    std::sort(keys.begin(), keys.end());
+    rocksdb::WriteBatch batch;
+    absl::Time running = absl::InfinitePast();
+    size_t moved = 0;
+    for (const auto& [index, t] : keys) {
+      if (t >= running) {
+        running = t;
+        continue;
+      }
+      std::string old_key, new_key;
+      AppendTime(&old_key, t);
+      AppendTime(&new_key, running);
+      old_key.append(IndexKey(index));
+      new_key.append(IndexKey(index));
+      batch.Delete(cfs_[kByTimeCf], old_key);
+      batch.Put(cfs_[kByTimeCf], new_key, rocksdb::Slice());
+      ++moved;
+    }
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), absl::StrCat(context, ": rewrite")));
+    PREDLOG_LOG(INFO) << "shard " << options_.name << ": time index now keyed by append time ("
+                      << moved << " of " << keys.size() << " keys moved to keep log order)";
+    it.reset(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kByTimeCf]));
+  }
+  it->SeekToLast();
+  RETURN_IF_ERROR(ReadStatus(it->status(), context));
+  if (it->Valid()) {
+    uint64_t index;
+    if (!decode(ToView(it->key()), &last_appended_at_, &index)) {
+      return absl::DataLossError(absl::StrCat(context, ": bad by_time key"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ShardStore::Impl::BuildMerkleTree() {
+  const std::string context = absl::StrCat("shard ", options_.name, ": build the Merkle tree");
+  MerkleFrontier tree;
+  std::vector<MerkleNode> completed;
+  rocksdb::WriteBatch batch;
+  auto flush = [&]() -> absl::Status {
+    for (const MerkleNode& n : completed) {
+      batch.Put(cfs_[kMerkleCf], MerkleKey(n.level, n.index), ToSlice(AsBytes(n.hash)));
+    }
+    completed.clear();
+    RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
+    batch.Clear();
+    return absl::OkStatus();
+  };
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cfs_[kEventsCf]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    uint64_t index;
+    if (!DecodeIndexKey(ToView(it->key()), &index) || index < tree.size()) {
+      return absl::DataLossError(absl::StrCat(context, ": bad events key"));
+    }
+    // Indexes without a record: a loss an operator accepted.
+    while (tree.size() < index) tree.Append(LostMerkleLeaf(tree.size()), &completed);
+    ASSIGN_OR_RETURN(StoredRecord record, DecodeRecord(index, ToView(it->value())));
+    const size_t leaf_at = completed.size();
+    tree.Append(RecordMerkleLeaf(record.appended_at, Sha256(record.payload)), &completed);
+    completed.erase(completed.begin() + static_cast<std::ptrdiff_t>(leaf_at));  // in the header
+    if (completed.size() >= 8192) RETURN_IF_ERROR(flush());
+  }
+  RETURN_IF_ERROR(ReadStatus(it->status(), context));
+  RETURN_IF_ERROR(flush());
+  PREDLOG_LOG(INFO) << "shard " << options_.name << ": Merkle tree built over " << tree.size()
+                    << " records";
+  return absl::OkStatus();
 }
 
 absl::Status ShardStore::Impl::CheckAckedMark() {
@@ -321,6 +430,45 @@ absl::StatusOr<std::vector<RejectedRecord>> ShardStore::ListRejected(uint64_t fr
 }
 
 absl::StatusOr<VerifyReport> ShardStore::Verify() const { return impl_->Verify(); }
+absl::StatusOr<Digest> ShardStore::TreeRoot(uint64_t size) const { return impl_->TreeRoot(size); }
+absl::StatusOr<std::vector<Digest>> ShardStore::InclusionProof(uint64_t index,
+                                                               uint64_t size) const {
+  return impl_->InclusionProof(index, size);
+}
+absl::StatusOr<std::vector<Digest>> ShardStore::ConsistencyProof(uint64_t old_size,
+                                                                 uint64_t size) const {
+  return impl_->ConsistencyProof(old_size, size);
+}
+
+absl::StatusOr<std::string> ShardStore::SignCheckpoint(const NoteSigner& signer,
+                                                       absl::string_view origin) {
+  return impl_->SignCheckpoint(signer, origin);
+}
+absl::StatusOr<std::string> ShardStore::LatestCheckpoint() const {
+  return impl_->LatestCheckpoint();
+}
+absl::StatusOr<std::string> ShardStore::CheckpointAt(uint64_t size) const {
+  return impl_->CheckpointAt(size);
+}
+
+Digest RecordMerkleLeaf(const std::optional<absl::Time>& appended_at, const Digest& leaf) {
+  std::string data;
+  if (appended_at.has_value()) {
+    AppendU8(&data, 0x01);
+    AppendU64(&data, static_cast<uint64_t>(absl::ToUnixMicros(*appended_at)));
+  } else {
+    AppendU8(&data, 0x02);
+  }
+  data.append(leaf.begin(), leaf.end());
+  return MerkleLeafHash(data);
+}
+
+Digest LostMerkleLeaf(uint64_t index) {
+  std::string data;
+  AppendU8(&data, 0x00);
+  AppendU64(&data, index);
+  return MerkleLeafHash(data);
+}
 
 absl::StatusOr<SnapshotInfo> ShardStore::CreateSnapshot(absl::Time now) {
   return impl_->CreateSnapshot(now);

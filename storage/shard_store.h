@@ -22,6 +22,7 @@
 #define PREDLOG_STORAGE_SHARD_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +35,7 @@
 #include "predlog/v1/events.pb.h"
 #include "storage/event_validation.h"
 #include "storage/sha256.h"
+#include "storage/signed_note.h"
 #include "storage/snapshot_retention.h"
 #include "storage/state_fold.h"
 
@@ -88,6 +90,10 @@ struct ShardOptions {
   // be in (whichever path the event came by), else the event is rejected.
   // Borrowed. Null: not checked.
   const ArtifactStore* artifacts = nullptr;
+  // The clock that stamps each batch's append time (StoredRecord::appended_at);
+  // a clock that goes back is clamped to the shard's latest append time.
+  // Null: absl::Now(). Tests set it to play skewed and stepped clocks.
+  std::function<absl::Time()> clock;
 };
 
 // Where a message came from. `incarnation` names the source (broker
@@ -161,6 +167,11 @@ struct StoredRecord {
   Digest leaf{};
   Digest chain{};  // chain value after this record
   SourcePosition source;
+  // When the shard appended it, by the shard's clock (whole µs), never
+  // earlier than the record before it: what "as of a time" cuts by
+  // (CutAtTime). Like the source position it is not covered by the leaf.
+  // Unset for records written before shard format 3.
+  std::optional<absl::Time> appended_at;
   std::string payload;  // serialized predlog.v1.AuditEvent, exactly as folded
 
   // Parses payload (it was valid when folded, so failure means corruption).
@@ -227,6 +238,21 @@ struct ScanPage {
   std::string next_cursor;
 };
 
+// The Merkle leaf hash of a record (storage/merkle.h, MerkleLeafHash) over
+//   leaf_data := 0x01 appended_at:i64 leaf:32   (appended_at in µs since the
+//                                               Unix epoch, big-endian two's
+//                                               complement; leaf = SHA-256 of
+//                                               the event bytes, StoredRecord::leaf)
+//              | 0x02 leaf:32                  (a record without an append
+//                                               time: written before format 3)
+// so the tree commits to when the shard appended each record as well as to
+// its bytes, and costs one more small hash per record, not a second pass over
+// the bytes. The source position is not covered, as in the leaf.
+Digest RecordMerkleLeaf(const std::optional<absl::Time>& appended_at, const Digest& leaf);
+// The leaf of an index whose record was lost (an accepted RecordsLost):
+//   leaf_data := 0x00 index:u64 (big-endian)
+Digest LostMerkleLeaf(uint64_t index);
+
 struct VerifyReport {
   uint64_t records_checked = 0;
   // First index whose leaf or chain value does not match; nullopt when intact.
@@ -286,11 +312,13 @@ class ShardStore {
   // Predictions of one trace (a model chain) ordered by served_at then index.
   absl::StatusOr<ScanPage> ScanTrace(absl::string_view trace_id, absl::string_view cursor,
                                      size_t limit) const;
-  // The cut "as of t": one past the index of the record with the latest
-  // recorded_at before `t` (ties: the highest index). When recorded_at is
-  // non-decreasing in log order (the gateway stamps it), that is the number of
-  // records recorded before `t`; with skewed producer clocks it is the position
-  // of the latest-stamped one, not a count.
+  // The cut "as of t": the number of records the shard had appended before
+  // `t` by its own clock (StoredRecord::appended_at), which is one past the
+  // last such index, since append times never decrease along the log. So a
+  // cut never holds a record appended at or after `t`, and a later `t` never
+  // gives a smaller cut, whatever times producers wrote into their events
+  // (recorded_at, served_at are kept as fields, not used here). Like Kafka's
+  // offsetsForTimes, over the shard's own log. 0 when nothing came before.
   absl::StatusOr<uint64_t> CutAtTime(absl::Time t) const;
   // Rejected and conflicting messages from `from_seq`, oldest first.
   absl::StatusOr<std::vector<RejectedRecord>> ListRejected(uint64_t from_seq, size_t limit) const;
@@ -304,8 +332,35 @@ class ShardStore {
   // shard holds them): what folding the whole log with ApplyRegistryRecord gives.
   absl::StatusOr<RegistryState> GetRegistry() const;
 
-  // Recomputes every leaf from the stored bytes and the chain from genesis.
+  // Recomputes every leaf from the stored bytes, the chain from genesis and
+  // the Merkle tree's root, and compares them with what is stored.
   absl::StatusOr<VerifyReport> Verify() const;
+
+  // The shard's Merkle tree (RFC 6962, storage/merkle.h): leaf i is
+  // RecordMerkleLeaf(appended_at, leaf) of record i (LostMerkleLeaf where a
+  // loss was accepted).
+  // Sizes count leaves = records from index 0; proofs are leaf-side first.
+  // OUT_OF_RANGE when a size is beyond the log (Head().next_index);
+  // INVALID_ARGUMENT as merkle.h says (index >= size, old_size 0 or above
+  // size); FAILED_PRECONDITION for a shard of format 2 opened read-only
+  // (opening it writable once builds its tree); DATA_LOSS for a damaged node.
+  // Thread-safe; each reads O(log size) nodes.
+  absl::StatusOr<Digest> TreeRoot(uint64_t size) const;
+  absl::StatusOr<std::vector<Digest>> InclusionProof(uint64_t index, uint64_t size) const;
+  absl::StatusOr<std::vector<Digest>> ConsistencyProof(uint64_t old_size, uint64_t size) const;
+
+  // Signs a checkpoint of the whole log as it is now (storage/signed_note.h,
+  // C2SP tlog-checkpoint: `origin`, Head().next_index, TreeRoot of it) and
+  // keeps it in meta, so that later checkpoints can be proven consistent
+  // with it. Returns the signed note; when a checkpoint of this size is
+  // already kept, returns that one unchanged. FAILED_PRECONDITION when open
+  // read-only or without a tree; RocksDB's errors otherwise. Thread-safe.
+  absl::StatusOr<std::string> SignCheckpoint(const NoteSigner& signer, absl::string_view origin);
+  // The kept checkpoint (signed note) of the largest size; NOT_FOUND when
+  // none was signed yet.
+  absl::StatusOr<std::string> LatestCheckpoint() const;
+  // The kept checkpoint of exactly `size` records; NOT_FOUND when none.
+  absl::StatusOr<std::string> CheckpointAt(uint64_t size) const;
 
   // Snapshots: RocksDB checkpoints under <dir>/snapshots/, tagged with the
   // shard head at the moment they were taken.

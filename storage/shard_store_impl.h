@@ -15,7 +15,9 @@
 // sign-flipped so that byte order is time order.
 //
 //   events        key: index:u64
-//                 value: format:u8(=1) leaf:32 chain:32 incarnation:u32 offset:i64 payload
+//                 value: format:u8(=2) leaf:32 chain:32 incarnation:u32 offset:i64
+//                        appended_at:i64 payload
+//                 (format 1, before shard format 3, has no appended_at)
 //                 (a SourceReset record, written by the shard, has offset -1 in the new
 //                 incarnation: it comes before that incarnation's first message)
 //                 Write-once. payload = the AuditEvent bytes exactly as folded;
@@ -23,8 +25,11 @@
 //   by_prediction key: prediction_id            value: index:u64
 //   by_subject    key: lp(subject_id) served_at:time index:u64      value: empty
 //   by_model      key: lp(name) lp(version) served_at:time index:u64 value: empty
-//   by_time       key: recorded_at:time index:u64                    value: empty
-//                 (recorded_at falls back to the fold time when the producer left it unset)
+//   by_time       key: appended_at:time index:u64                    value: empty
+//                 (appended_at: the shard's own clock when it appended the record,
+//                 never earlier than the record before it, so key order = log order;
+//                 shards of format 2 keyed it by the producer's recorded_at, and
+//                 OpenDb rewrites their keys once to the running maximum)
 //   by_trace      key: lp(trace_id) served_at:time index:u64         value: empty
 //                 (predictions with a trace_id only)
 //   state         key: 'E' lp(type) lp(id)       value: EntityState
@@ -34,16 +39,28 @@
 //                                                value: index:u64 leaf:32 ModelDeployed
 //                                                (the latest deploy of that model on the route)
 //                 (index and leaf: the record that set the value)
+//   merkle        key: level:u8 index:u64                            value: hash:32
+//                 The RFC 6962 Merkle tree over the log (storage/merkle.h), as its
+//                 perfect subtrees: leaves [index << level, (index + 1) << level).
+//                 Leaf i is record i (RecordMerkleLeaf in shard_store.h, computed
+//                 from the record's header, so level 0 is not stored) or, for an
+//                 index whose record was lost, LostMerkleLeaf (stored at level 0).
+//                 Written in the WriteBatch of the append that completes the
+//                 subtree; write-once.
 //   rejected      key: seq:u64
 //                 value: format:u8(=1) kind:u8 incarnation:u32 offset:i64
 //                        has_original:u8 original_index:u64 lp(reason) payload
-//   meta          "format"                    value: u32 (kShardFormat; 2 added by_trace)
+//   meta          "format"                    value: u32 (kShardFormat; 2 added by_trace,
+//                                             3 keys by_time by append time and adds
+//                                             the merkle column family)
 //                 "head"                      value: see EncodeHead
 //                 "incarnation/" seq:u32      value: last_offset:i64 name
 //                 (last_offset: the last offset folded from it, written when the
 //                 shard moves on to a newer incarnation; -1 while it is current,
 //                 whose position lives in the head)
 //                 "snapshot/" index:u64       value: created_at:time
+//                 "checkpoint/" size:u64      value: a signed checkpoint note
+//                                             (ShardStore::SignCheckpoint)
 //
 // Incarnations are numbered from 1 in the order the shard first saw them;
 // records store the number, the name lives once in meta. Number 0 is the
@@ -77,6 +94,7 @@
 #include "rocksdb/write_batch.h"
 #include "storage/acked_mark.h"
 #include "storage/key_codec.h"
+#include "storage/merkle.h"
 #include "storage/sha256.h"
 #include "storage/shard_store.h"
 
@@ -85,11 +103,11 @@ namespace internal {
 
 // Value formats of records, the head and rejected records. The shard's own
 // format (kShardFormat, meta "format") is checked by OpenDb in shard_store.cc.
-inline constexpr uint8_t kRecordFormat = 1;
+// Record format 1 had no appended_at; 2 appends it to the header.
+inline constexpr uint8_t kRecordFormat = 2;
 // Head format 1 had no direct_appends (read as 0); 2 appends it.
 inline constexpr uint8_t kHeadFormat = 3;
 inline constexpr uint8_t kRejectedFormat = 1;
-inline constexpr size_t kRecordHeaderBytes = 1 + 32 + 32 + 4 + 8;
 
 // The column families, in the order of kCfNames.
 enum Cf : int {
@@ -103,14 +121,16 @@ enum Cf : int {
   kStateCf,
   kMetaCf,
   kRejectedCf,
+  kMerkleCf,
   kNumCfs
 };
 inline constexpr const char* kCfNames[kNumCfs] = {
-    "default", "events",   "by_prediction", "by_subject", "by_model",
-    "by_time", "by_trace", "state",         "meta",       "rejected"};
+    "default",  "events", "by_prediction", "by_subject", "by_model", "by_time",
+    "by_trace", "state",  "meta",          "rejected",   "merkle"};
 
 inline constexpr absl::string_view kHeadKey = "head";
 inline constexpr absl::string_view kIncarnationPrefix = "incarnation/";
+inline constexpr absl::string_view kCheckpointPrefix = "checkpoint/";
 
 inline constexpr char kEntityTag = 'E';
 inline constexpr char kModelTag = 'M';
@@ -139,7 +159,21 @@ inline absl::string_view ToView(const rocksdb::Slice& s) {
 struct HeadState {
   ShardHead head;
   uint32_t incarnation_seq = 0;  // 0: no message folded yet
+  // The Merkle tree's right edge over [0, head.next_index): not in the head's
+  // bytes, loaded from the merkle column family on open.
+  MerkleFrontier tree;
 };
+
+// The key of a Merkle tree node: level:u8 index:u64, appended to `out`.
+inline void AppendMerkleKey(std::string* out, uint8_t level, uint64_t index) {
+  AppendU8(out, level);
+  AppendU64(out, index);
+}
+inline std::string MerkleKey(uint8_t level, uint64_t index) {
+  std::string key;
+  AppendMerkleKey(&key, level, index);
+  return key;
+}
 
 inline void EncodeHead(const HeadState& h, std::string* out) {
   out->clear();
@@ -277,6 +311,12 @@ class ShardStore::Impl {
   absl::Status ForEachState(char tag,
                             const std::function<absl::Status(absl::string_view)>& fn) const;
   absl::StatusOr<VerifyReport> Verify() const;
+  absl::StatusOr<Digest> TreeRoot(uint64_t size) const;
+  absl::StatusOr<std::vector<Digest>> InclusionProof(uint64_t index, uint64_t size) const;
+  absl::StatusOr<std::vector<Digest>> ConsistencyProof(uint64_t old_size, uint64_t size) const;
+  absl::StatusOr<std::string> SignCheckpoint(const NoteSigner& signer, absl::string_view origin);
+  absl::StatusOr<std::string> LatestCheckpoint() const;
+  absl::StatusOr<std::string> CheckpointAt(uint64_t size) const;
   absl::StatusOr<SnapshotInfo> CreateSnapshot(absl::Time now);
   absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots() const;
   absl::StatusOr<int> PruneSnapshots(const RetentionPolicy& policy, absl::Time now);
@@ -317,6 +357,29 @@ class ShardStore::Impl {
   // Predictions in by_subject whose subject belongs to another partition
   // (options_.group): the misrouted count of a head written before format 3.
   absl::StatusOr<uint64_t> CountMisroutedSubjects() const;
+  // Reads the latest append time from by_time into last_appended_at_. A
+  // shard of format 2 (by_time keyed by producers' recorded_at) first gets
+  // its keys rewritten to the running maximum in log order, in one
+  // WriteBatch with the new format marker, so its cuts are prefixes too.
+  absl::Status LoadAppendTime(uint32_t format);
+  // Writes the Merkle tree of a shard of format 2 (which had none) from its
+  // records, in WriteBatches of a few thousand leaves; idempotent, so a crash
+  // halfway is repaired by the next open.
+  absl::Status BuildMerkleTree();
+  // Appends leaf `leaf_hash` to b's tree and puts the nodes it completes
+  // into batch_: its parents, and the leaf itself only when `keep_leaf` (a
+  // lost index: a record's leaf is read from its header instead).
+  void AppendMerkleLeaf(const Digest& leaf_hash, bool keep_leaf, BatchState* b);
+  // Reads tree nodes from the merkle column family (at `snapshot`, or the
+  // latest state when null). Valid while this Impl lives.
+  MerkleNodeReader NodeReader(const rocksdb::Snapshot* snapshot) const;
+  // OK when the tree covers `size` leaves: OUT_OF_RANGE beyond the log,
+  // FAILED_PRECONDITION for a shard of format 2 opened read-only.
+  absl::Status CheckTreeSize(uint64_t size) const;
+  // The append time of a batch starting now: options_.clock() (absl::Now()
+  // by default), or the shard's latest append time when the clock is behind
+  // it. Advances last_appended_at_.
+  absl::Time NextAppendTime();
   // One attempt at ApplyBatch. Sets blocked_on_ (and returns no result) when
   // another shard's fold holds a prediction_id this batch meets.
   absl::StatusOr<BatchResult> TryApplyBatch(absl::Span<const SourceMessage> messages);
@@ -394,7 +457,17 @@ class ShardStore::Impl {
   absl::Status batch_error_;      // first RocksDB read error inside a batch
   absl::flat_hash_map<std::string, internal::PendingRecord> batch_predictions_;
   absl::flat_hash_map<std::string, std::string> state_overlay_;
+  // The append time of the batch being folded (NextAppendTime): every
+  // record of the batch carries it, and the shard's own records are stamped
+  // with it.
   absl::Time batch_time_;
+  // Nodes completed by the leaf being appended (AppendMerkleLeaf's scratch).
+  std::vector<MerkleNode> completed_;
+  // False only for a format-2 shard opened read-only: it has no tree.
+  bool has_tree_ = true;
+  // The latest append time written or being written; only the fold (one at
+  // a time) and OpenDb touch it.
+  absl::Time last_appended_at_ = absl::InfinitePast();
   // prediction_ids this batch reserved in options_.group, released after it.
   std::vector<std::string> reserved_;
   // The id another shard's fold holds, which stopped this attempt.

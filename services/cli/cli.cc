@@ -139,16 +139,21 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         1,
         &Cli::Trace}},
       {"state",
-       {"state --entity TYPE/ID [--at TIME | --position N]",
+       {"state --entity TYPE/ID [--at TIME | --position N | --after SHARD#INDEX]",
         "show an entity's recorded fields as of a time or a position",
         "flags:\n"
         "  --entity TYPE/ID         the entity, e.g. customer/c-0042 (required)\n"
-        "  --at TIME                as of this time (RFC 3339 or a date, UTC); default: now\n"
+        "  --at TIME                as of this time (RFC 3339 or a date, UTC): the changes\n"
+        "                           predlog had appended before it, by its own clock (not\n"
+        "                           the producers' recorded_at); default: now\n"
         "  --position N             as of the first N records of the entity's shard\n"
+        "  --after SHARD#INDEX      right after that record (a prediction's position, as\n"
+        "                           `predlog get` shows it): the record at decision time\n"
         "\n"
-        "example:\n"
-        "  predlog state --entity customer/c-0042 --at 2026-11-27T10:00:00Z\n",
-        {"entity", "at", "position"},
+        "examples:\n"
+        "  predlog state --entity customer/c-0042 --at 2026-11-27T10:00:00Z\n"
+        "  predlog state --entity customer/c-0042 --after predlog.events-3#17\n",
+        {"entity", "at", "position", "after"},
         0,
         0,
         &Cli::State}},
@@ -211,7 +216,11 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "                           as each shard's cut); default: no bound\n"
         "  --format jsonl|csv       default: jsonl\n"
         "  --out FILE               the file to write (required); FILE.manifest.json\n"
-        "                           is written beside it\n"
+        "                           is written beside it (FILE.partial until complete;\n"
+        "                           removed when the export fails)\n"
+        "\n"
+        "Records predlogd cannot read (a corrupt block) are left out and listed in the\n"
+        "manifest; the rest is exported, with a warning naming them, exit 1.\n"
         "\n"
         "example:\n"
         "  predlog export --subject c-0042 --format csv --out c-0042.csv\n",
@@ -220,17 +229,23 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         0,
         &Cli::Export}},
       {"verify",
-       {"verify FILE MANIFEST   (offline)",
-        "check an export against its manifest, offline",
+       {"verify FILE MANIFEST [--server HOST:PORT]   (offline without --server)",
+        "check an export against its manifest, offline or against predlogd",
         "Checks leaf hashes, chain continuity, the manifest's ranges, that every\n"
         "record matches the manifest's filter, and the file's digest; exit 1 names the\n"
-        "first failure. It cannot prove the manifest came from predlog (manifests\n"
-        "are not signed yet).\n"
+        "first failure. An export with records that could not be read (listed in its\n"
+        "manifest) is reported range by range as INCOMPLETE, exit 1. Offline it cannot\n"
+        "prove the manifest came from predlog (manifests are not signed yet).\n"
         "\n"
-        "flags: none\n"
+        "flags:\n"
+        "  --server HOST:PORT       after the offline checks, compare the manifest's chain\n"
+        "                           anchors with the live shards of that predlogd; each\n"
+        "                           mismatch is named, exit 1. Only when given: verify\n"
+        "                           does not use $PREDLOG_SERVER\n"
         "\n"
-        "example:\n"
-        "  predlog verify c-0042.csv c-0042.csv.manifest.json\n",
+        "examples:\n"
+        "  predlog verify c-0042.csv c-0042.csv.manifest.json\n"
+        "  predlog verify --server 127.0.0.1:50051 c-0042.csv c-0042.csv.manifest.json\n",
         {},
         2,
         2,

@@ -130,7 +130,9 @@ int Cli::Case() {
     v1::GetEntityAtRequest request;
     request.set_entity_type(entity_type);
     request.set_entity_id(p.subject_id());
-    if (at_decision) *request.mutable_as_of()->mutable_time() = p.served_at();
+    // Right after the prediction's own record: what predlog held for the
+    // customer when the decision was logged, whatever the serving clock said.
+    if (at_decision) *request.mutable_as_of()->mutable_after() = record.position();
     grpc::ClientContext context;
     SetDeadline(&context);
     const grpc::Status status = replay->GetEntityAt(&context, request, response);
@@ -256,8 +258,8 @@ int Cli::Case() {
   }
   md << "\n## The " << entity_type << " record at decision time\n\n";
   if (then.exists()) {
-    md << "As of " << IsoTime(p.served_at()) << " (" << then.cut().shard() << " after "
-       << then.cut().index() << " records):\n\n| Field | Then | Now |\n|---|---|---|\n";
+    md << "As logged with the decision (" << then.cut().shard() << " after " << then.cut().index()
+       << " records):\n\n| Field | Then | Now |\n|---|---|---|\n";
     std::map<std::string, std::string> fields;
     for (const auto& [k, v] : then.state().fields()) fields[k] = ValueText(v);
     for (const auto& [k, v] : now.state().fields()) fields.emplace(k, "-");

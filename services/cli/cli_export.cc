@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -16,6 +18,16 @@
 #include "storage/timestamps.h"
 
 namespace predlog::services::cli_internal {
+namespace {
+
+// Positions one Audit.GetChainValues call may ask for (audit.proto).
+constexpr size_t kChainPositionsPerCall = 1000;
+
+std::string Plural(uint64_t n, absl::string_view one, absl::string_view many) {
+  return absl::StrCat(n, " ", n == 1 ? one : many);
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------- export, verify, status
 
@@ -47,14 +59,22 @@ int Cli::Export() {
   const std::string path = args_.Get("out");
   absl::StatusOr<v1::ExportManifest> written = ExportTo(request, path, *format, true);
   if (!written.ok()) {
+    // The writer removed its unfinished file: nothing that looks like an
+    // export is left (a file already at `path` is untouched).
     if (absl::IsUnavailable(written.status()) || absl::IsDeadlineExceeded(written.status())) {
-      return CallFailed(
-          grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(written.status().message())));
+      return CallFailed(grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat(written.status().message(), " (export failed: nothing written)")));
     }
-    err_ << "predlog export: " << written.status().message() << "\n";
+    err_ << "predlog export: " << written.status().message()
+         << " (export failed: nothing written to " << path << ")\n";
     return kExitFailed;
   }
   const std::string manifest_path = path + ".manifest.json";
+  uint64_t unreadable = 0;
+  for (const auto& shard : written->shards()) {
+    for (const auto& u : shard.unreadable()) unreadable += u.last_index() - u.first_index() + 1;
+  }
   if (json_) {
     PrintJson(*written);
   } else {
@@ -63,11 +83,26 @@ int Cli::Export() {
          << "manifest " << manifest_path << "\n";
     for (const auto& shard : written->shards()) {
       out_ << "  " << shard.shard() << ": " << shard.records() << " records in "
-           << shard.ranges_size() << " contiguous range" << (shard.ranges_size() == 1 ? "" : "s")
-           << "\n";
+           << shard.ranges_size() << " contiguous range" << (shard.ranges_size() == 1 ? "" : "s");
+      if (shard.unreadable_size() > 0) {
+        out_ << ", " << Plural(shard.unreadable_size(), "unreadable range", "unreadable ranges");
+      }
+      out_ << "\n";
     }
   }
-  return kExitOk;
+  if (unreadable == 0) return kExitOk;
+  // The export holds everything that could be read, and its manifest names
+  // the rest; it is still not the complete export that was asked for.
+  err_ << "WARNING: " << Plural(unreadable, "record", "records")
+       << " could not be read and are not in the export (the manifest lists them; predlog "
+          "verify reports them):\n";
+  for (const auto& shard : written->shards()) {
+    for (const auto& u : shard.unreadable()) {
+      err_ << "  " << shard.shard() << " records " << u.first_index() << ".." << u.last_index()
+           << ": " << u.reason() << "\n";
+    }
+  }
+  return kExitFailed;
 }
 
 absl::StatusOr<v1::ExportManifest> Cli::ExportTo(const v1::ExportTrailRequest& request,
@@ -124,19 +159,86 @@ int Cli::Verify() {
     err_ << "predlog verify: " << result.status().message() << "\n";
     return kExitFailed;
   }
-  if (result->ok) {
-    out_ << "OK: " << result->records_checked
-         << " records verified (leaf hashes, chain continuity, manifest ranges and filter, file "
-            "digest)\n"
-         << "This proves the file is the one the manifest describes and is internally "
-            "consistent. It cannot prove the manifest came from predlog: the manifest is not "
-            "signed, so a file re-encoded with recomputed leaves and chain, with a manifest "
-            "rewritten to match, also passes.\n";
-    return kExitOk;
+  if (!result->consistent) {
+    // The failure quotes the file's bytes: escaped, with --json too.
+    out_ << "FAILED: " << Printable(result->failure) << "\n";
+    return kExitFailed;
   }
-  // The failure quotes the file's bytes: escaped, with --json too.
-  out_ << "FAILED: " << Printable(result->failure) << "\n";
-  return kExitFailed;
+  const std::string checks =
+      "leaf hashes, chain continuity, manifest ranges and filter, file digest";
+  if (result->ok) {
+    out_ << "OK: " << result->records_checked << " records verified (" << checks << ")\n";
+  } else {
+    uint64_t unreadable = 0;
+    for (const UnreadableRange& u : result->unreadable) {
+      unreadable += u.last_index - u.first_index + 1;
+    }
+    out_ << "INCOMPLETE: " << result->records_checked << " records verified (" << checks
+         << "), but the export is not complete: " << Plural(unreadable, "record", "records")
+         << " could not be read when it was made\n";
+    for (const UnreadableRange& u : result->unreadable) {
+      out_ << "  " << u.shard << " records " << u.first_index << ".." << u.last_index
+           << " could not be read when exported: " << Printable(u.reason) << "\n";
+    }
+    if (result->filtered) {
+      out_ << "This is a subject or model export: an unreadable record may or may not have "
+              "matched its filter.\n";
+    }
+    out_ << "Each readable run is checked on its own from its manifest anchors; the first record "
+            "after an unreadable one has no chain value before it, so only the live shard "
+            "(--server) ties its leaf to its chain value.\n";
+  }
+  out_ << "This proves the file is the one the manifest describes and is internally "
+          "consistent. It cannot prove the manifest came from predlog: the manifest is not "
+          "signed, so a file re-encoded with recomputed leaves and chain, with a manifest "
+          "rewritten to match, also passes.";
+  // Only an explicit --server: an offline check never reaches out by itself.
+  if (!args_.Has("server")) {
+    out_ << " 'predlog verify --server ADDR' checks the manifest's chain anchors against the "
+            "live shards.\n";
+    return result->ok ? kExitOk : kExitFailed;
+  }
+  out_ << "\n";
+
+  auto stub = v1::Audit::NewStub(Channel());
+  const ChainValueFetcher fetch = [this, &stub](const std::vector<v1::Position>& positions)
+      -> absl::StatusOr<std::vector<v1::ChainValue>> {
+    v1::GetChainValuesRequest request;
+    for (const v1::Position& p : positions) *request.add_positions() = p;
+    v1::GetChainValuesResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status = stub->GetChainValues(&context, request, &response);
+    if (!status.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          status.error_message());
+    }
+    return std::vector<v1::ChainValue>(response.values().begin(), response.values().end());
+  };
+  absl::StatusOr<ServerCheck> live = CheckAgainstServer(*result, kChainPositionsPerCall, fetch);
+  if (!live.ok()) {
+    return CallFailed(grpc::Status(static_cast<grpc::StatusCode>(live.status().code()),
+                                   std::string(live.status().message())));
+  }
+  if (!live->mismatches.empty()) {
+    out_ << "FAILED against predlogd at " << server_ << ": "
+         << Plural(live->mismatches.size(), "claim of the export does", "claims of the export do")
+         << " not match the live shards (" << live->claims_checked << " checked):\n";
+    for (const std::string& mismatch : live->mismatches) {
+      out_ << "  " << Printable(mismatch) << "\n";
+    }
+    out_ << "The file and manifest are consistent with each other but not with this server's "
+            "shards: re-encoded or rewritten, exported from another server, or the server's log "
+            "differs.\n";
+    return kExitFailed;
+  }
+  out_ << "SERVER OK: the manifest's "
+       << Plural(live->claims_checked, "chain anchor", "chain anchors")
+       << " equal the stored chain values of the live shards at predlogd " << server_
+       << ". This adds that the export agrees with the server's shards: a file re-encoded with "
+          "recomputed leaves and chain, with a manifest rewritten to match, fails this check. It "
+          "holds as far as that server itself is trusted.\n";
+  return result->ok ? kExitOk : kExitFailed;
 }
 
 int Cli::Status() {

@@ -159,7 +159,8 @@ class Cli {
   int Case();
   int Demo();
   // Streams `request`'s export into `path` and its manifest beside it;
-  // returns the manifest, or an error message.
+  // returns the manifest (which may list ranges the server could not read),
+  // or an error message, and then nothing new is left at `path`.
   absl::StatusOr<v1::ExportManifest> ExportTo(const v1::ExportTrailRequest& request,
                                               const std::string& path, ExportFormat format,
                                               bool show_progress);

@@ -214,6 +214,7 @@ int Cli::Get() {
   for (const auto& [k, v] : p.context()) fields.AddRow({absl::StrCat("context.", k), v});
   fields.AddRow(
       {"position", absl::StrCat(record.position().shard(), "#", record.position().index())});
+  if (record.has_appended_at()) fields.AddRow({"appended_at", IsoTime(record.appended_at())});
   fields.AddRow(
       {"source", absl::StrCat(record.source().incarnation(), " partition ",
                               record.source().partition(), " offset ", record.source().offset())});

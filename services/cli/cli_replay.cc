@@ -157,7 +157,9 @@ int Cli::State() {
   v1::GetEntityAtRequest request;
   request.set_entity_type(entity.substr(0, slash));
   request.set_entity_id(entity.substr(slash + 1));
-  if (args_.Has("at") && args_.Has("position")) return Usage("give --at or --position, not both");
+  if (args_.Has("at") + args_.Has("position") + args_.Has("after") > 1) {
+    return Usage("give one of --at, --position and --after");
+  }
   bool bad = false;
   if (std::optional<absl::Time> at = TimeFlag("at", &bad); at) {
     storage::TimeToProto(*at, request.mutable_as_of()->mutable_time());
@@ -170,6 +172,17 @@ int Cli::State() {
     }
     request.mutable_as_of()->set_index(position);
   }
+  if (args_.Has("after")) {
+    const std::string after = args_.Get("after");
+    const size_t hash = after.rfind('#');
+    uint64_t index = 0;
+    if (hash == std::string::npos || hash == 0 ||
+        !absl::SimpleAtoi(absl::string_view(after).substr(hash + 1), &index)) {
+      return Usage("--after: want SHARD#INDEX, a record's position as `predlog get` shows it");
+    }
+    request.mutable_as_of()->mutable_after()->set_shard(after.substr(0, hash));
+    request.mutable_as_of()->mutable_after()->set_index(index);
+  }
   auto stub = v1::Replay::NewStub(Channel());
   v1::EntityAtResponse response;
   grpc::ClientContext context;
@@ -179,8 +192,13 @@ int Cli::State() {
   if (json_) {
     PrintJson(response);
   } else {
-    out_ << entity << " as of " << (args_.Has("at") ? args_.Get("at") : "now") << " ("
-         << response.cut().shard() << " after " << response.cut().index() << " records; from "
+    const std::string as_of = args_.Has("at")      ? args_.Get("at")
+                              : args_.Has("after") ? absl::StrCat("after ", args_.Get("after"))
+                              : args_.Has("position")
+                                  ? absl::StrCat("position ", args_.Get("position"))
+                                  : std::string("now");
+    out_ << entity << " as of " << as_of << " (" << response.cut().shard() << " after "
+         << response.cut().index() << " records; from "
          << (response.snapshot_index() > 0 ? absl::StrCat("snapshot ", response.snapshot_index())
                                            : std::string("the start"))
          << " + " << response.records_folded() << " records folded)\n";

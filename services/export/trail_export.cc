@@ -7,7 +7,10 @@
 //             {"shard":..,"index":"N","event":{..},"leafSha256":..,
 //              "prevChainSha256":..,"chainSha256":..,"eventBytes":"<base64>"}
 //             (protobuf JSON mapping, one line; defaults left out, so index 0
-//             has no "index"). Hex digests are lower case.
+//             has no "index"). Hex digests are lower case. "prevChainSha256"
+//             is absent exactly when the chain value before the record could
+//             not be read: the record right after an unreadable one (see the
+//             manifest below).
 //
 // CSV (file_format "csv", RFC 4180):
 //   file   := header row*
@@ -32,7 +35,36 @@
 //   shows them as text instead of evaluating them as a formula (CSV
 //   injection); the exact value is in event_bytes.
 //   Non-prediction records leave every column from prediction_id to
-//   extra_inputs empty.
+//   extra_inputs empty. prev_chain_sha256 is empty exactly when the JSON
+//   line would have no "prevChainSha256".
+//
+// Manifest (FILE.manifest.json: the ExportManifest, protobuf's JSON mapping
+// printed with whitespace; format_version 1):
+//   shards     := one per shard with a record or an unreadable range, in file
+//                 order: {shard, records, ranges, unreadable}
+//   ranges     := the maximal runs [firstIndex, lastIndex] of the shard's
+//                 records in the file, in log order, with chain anchors:
+//                 prevChainSha256, the chain value before firstIndex (64
+//                 zeros at index 0; absent exactly when firstIndex - 1 is in an
+//                 unreadable range), and chainSha256, the one after lastIndex.
+//   unreadable := [firstIndex, lastIndex] with the shard's error for
+//                 firstIndex (reason): records the server could not read
+//                 (DATA_LOSS: a corrupt block; a record missing from the log)
+//                 when it exported; none of them is in the file. In log order,
+//                 disjoint from the ranges and from one another. In an export
+//                 of everything, ranges and unreadable ranges leave no gap in a
+//                 shard but a loss the shard recorded (its RecordsLost record
+//                 starts the range after it). In a subject or model export they
+//                 are the records it needed: a match, the record before one
+//                 (for its chain value), or, when the shard's index could not
+//                 be read and its log was read whole, any record; whether each
+//                 matched the filter is not known.
+//   A range without prevChainSha256 is checked from its first record's own
+//   chain value on; only the live shard ties that record's leaf to it
+//   (CheckAgainstServer).
+//   Written in this order: the file as FILE.partial, the manifest, then the
+//   file renamed to FILE; a failed export removes FILE.partial, so nothing
+//   that verifies is left unless everything was written.
 //
 // Both formats render each record deterministically from (shard, index,
 // digests, event bytes), so the verifier re-renders every line from its
@@ -49,8 +81,11 @@
 //               (trail_writer.cc); read back: SplitCsv, ReadCsvRow
 //               (trail_reader.cc), the header by the Verifier (trail_verify.cc).
 //   Records     a file cut into lines and rows: RecordReader (trail_reader.cc).
-//   Manifest    written by TrailWriter::Finish (trail_writer.cc); checked, with
-//               the file against it, by the Verifier (trail_verify.cc).
+//   Manifest    written by TrailWriter::Finish, unreadable ranges placed by
+//               AcceptUnreadable (trail_writer.cc); checked, with the file
+//               against it, by the Verifier (trail_verify.cc: CheckManifest for
+//               ranges, anchors, unreadable ranges and gaps); its claims
+//               compared with the live shards by CheckAgainstServer.
 #include "services/export/trail_export.h"
 
 #include "absl/strings/str_cat.h"

@@ -1,23 +1,36 @@
 // Verifiable exports of shard records for auditors: TrailWriter writes what
 // the server's Audit.ExportTrail streams to a JSON-lines or CSV file plus a
-// manifest; VerifyExport checks such a file offline, without a server.
+// manifest; VerifyExport checks such a file offline, without a server;
+// CheckAgainstServer then compares the manifest's chain anchors with the live
+// shards' stored chain values (Audit.GetChainValues).
 //
-// What verification proves: every record's event bytes hash to its leaf, its
-// human-readable part is exactly what those bytes decode to, its chain value
-// links its leaf to the previous chain value, consecutive records of a shard
-// continue one another's chain, the file holds exactly the records (and
-// the chain anchors) the manifest lists, byte for byte, and every record
+// What offline verification proves: every record's event bytes hash to its
+// leaf, its human-readable part is exactly what those bytes decode to, its
+// chain value links its leaf to the previous chain value, consecutive records
+// of a shard continue one another's chain, the file holds exactly the records
+// (and the chain anchors) the manifest lists, byte for byte, every record
 // matches the manifest's filter (a subject or model export's predictions in
-// its served_at range, at microseconds as the indexes key them; an export of
-// everything has no gap but recorded losses). What it cannot prove
-// alone: that the manifest itself is the server's (compare its anchors with
-// the shard's chain head, Audit.GetStatus, until manifests are signed).
+// its served_at range, at microseconds as the indexes key them), an export of
+// everything has no gap but recorded losses and the ranges the manifest says
+// could not be read, and no record of the file is in such a range. Records
+// that could not be read make the export incomplete (ok is false) even when
+// everything else checks out; each readable run is then checked on its own
+// from its anchors, and the first record after an unreadable one has no
+// chain value before it, so its leaf is tied to its chain value only by the
+// live check. What it cannot prove alone: that the manifest itself is the
+// server's. CheckAgainstServer adds that the anchors (and those first
+// records) are the live shards' own, which holds as far as that server is
+// trusted, until manifests are signed. In a subject or model export, a
+// manifest rewritten to drop an unreadable range (or a record, with the file)
+// is not detectable offline: only an export of everything is gap-free.
 #ifndef PREDLOG_SERVICES_EXPORT_TRAIL_EXPORT_H_
 #define PREDLOG_SERVICES_EXPORT_TRAIL_EXPORT_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -28,20 +41,27 @@ namespace predlog::services {
 
 enum class ExportFormat { kJsonl, kCsv };
 
+// An export is written as `path` + kPartialSuffix until it is complete, and
+// that file is removed when the export fails.
+inline constexpr char kPartialSuffix[] = ".partial";
+
 // "jsonl" or "csv"; INVALID_ARGUMENT naming anything else.
 absl::StatusOr<ExportFormat> ParseExportFormat(absl::string_view name);
 absl::string_view ExportFormatName(ExportFormat format);
 
 // Writes exported records, in the order the server streams them (shard by
 // shard, each in log order), to one file, building the manifest as it goes.
-// Nothing of a record is written unless Add accepts it whole.
+// Nothing of a record is written unless Add accepts it whole. The file is
+// `path` + kPartialSuffix until Finish succeeds; a writer destroyed before
+// that removes it, so a failed export leaves no file under `path`.
 //
 // Externally synchronized, but for records(); AddBatch runs worker threads
 // of its own, joined by Finish or the destructor.
 class TrailWriter {
  public:
-  // Creates (or truncates) `path`. Errors name the path: NOT_FOUND for a
-  // missing directory, PERMISSION_DENIED, INTERNAL for other I/O errors.
+  // Creates (or truncates) `path` + kPartialSuffix; `path` itself is left as
+  // it is until Finish. Errors name the path: NOT_FOUND for a missing
+  // directory, PERMISSION_DENIED, INTERNAL for other I/O errors.
   static absl::StatusOr<std::unique_ptr<TrailWriter>> Create(const std::string& path,
                                                              ExportFormat format);
   ~TrailWriter();
@@ -51,9 +71,11 @@ class TrailWriter {
   // INVALID_ARGUMENT, naming the record, when its leaf or chain do not match
   // its bytes, its bytes are not an AuditEvent, or it is out of log order (an
   // index not above the shard's previous one, a chain that does not continue
-  // the previous record's, a shard resumed after another began): the server
-  // must never send such a record. FAILED_PRECONDITION after Finish or after a
-  // write failed; INTERNAL for I/O errors.
+  // the previous record's, a shard resumed after another began), or its
+  // prev_chain_sha256 is empty although the record before it was not
+  // reported unreadable (or set although it was): the server must never send
+  // such a record. FAILED_PRECONDITION after Finish or after a write failed;
+  // INTERNAL for I/O errors.
   absl::Status Add(const predlog::v1::ExportedRecord& record);
 
   // Add for every record of `batch`, in order, but for JSON lines checked
@@ -63,17 +85,24 @@ class TrailWriter {
   // that error comes back from a later AddBatch or from Finish, after the
   // records before it were accepted, and every batch after it is dropped.
   // Do not mix with Add on one writer (FAILED_PRECONDITION from Add).
+  // The batch's unreadable ranges go into the manifest in their place among
+  // its records (records_before); INVALID_ARGUMENT, like a bad record, for
+  // one out of log order, past the batch's records or naming no shard.
   absl::Status AddBatch(predlog::v1::ExportBatch batch);
 
   // Records accepted so far. Thread-safe (for a progress display).
   uint64_t records() const;
 
   // Flushes and fsyncs the file, fills the manifest (file name, format,
-  // SHA-256 and size, record_count, per-shard ranges with chain anchors; the
-  // caller's `manifest` carries filter, created_at, exported_by and server,
-  // and whatever else it holds is replaced) and writes it as pretty JSON to
-  // `manifest_path` (through a temporary file, fsynced, then renamed).
-  // Returns the manifest. Call once; FAILED_PRECONDITION after that.
+  // SHA-256 and size, record_count, per-shard ranges with chain anchors and
+  // unreadable ranges; the caller's `manifest` carries filter, created_at,
+  // exported_by and server, and whatever else it holds is replaced), writes
+  // it as pretty JSON to `manifest_path` (through a temporary file, fsynced,
+  // then renamed) and then renames the file to `path`. Returns the manifest,
+  // also when it lists unreadable ranges. Any error returned before (a
+  // rejected record, a failed write) comes back here too, and nothing is
+  // left under `path` or `manifest_path`. Call once; FAILED_PRECONDITION
+  // after that.
   absl::StatusOr<predlog::v1::ExportManifest> Finish(predlog::v1::ExportManifest manifest,
                                                      const std::string& manifest_path);
 
@@ -83,14 +112,51 @@ class TrailWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+// Records the server could not read when it exported, as the manifest lists them.
+struct UnreadableRange {
+  std::string shard;
+  uint64_t first_index = 0;
+  uint64_t last_index = 0;
+  std::string reason;
+};
+
+// A stored value an export claims for one record of a shard's log, which
+// only the live shard can confirm: a range's chain anchors (the chain value
+// after the record before it, and after its last record) and, for a range
+// whose chain value before it could not be read, its first record's leaf and
+// chain value as the file has them.
+struct ChainClaim {
+  std::string shard;
+  uint64_t index = 0;
+  std::string chain_sha256;  // lower-case hex: the chain value after `index`
+  std::string leaf_sha256;   // lower-case hex, or empty: the leaf is not claimed
+  // For messages, e.g. "the chain_sha256 anchor of range 40..57".
+  std::string what;
+};
+
 struct ExportVerification {
   uint64_t records_checked = 0;
+  // Every check passed: the file is the one the manifest describes.
+  bool consistent = false;
+  // consistent, and the manifest lists no unreadable range: the export is
+  // verified and complete.
   bool ok = false;
-  // When !ok: the first failure, naming the record, e.g.
+  // When !consistent: the first failure, naming the record, e.g.
   // "line 12 (predlog.events-1#57): leaf_sha256 does not match the event bytes" or
   // "predlog.events-1#58 is listed in the manifest but missing from the file" or
   // "line 9 (predlog.events-0#3): out of log order after predlog.events-0#5 on line 8".
+  // When consistent but not ok: that records could not be read, e.g. "the
+  // export is incomplete: 7 records in 1 range could not be read when it was
+  // made (predlog.events-1 records 57..63: ...)".
   std::string failure;
+  // The manifest's unreadable ranges, shard by shard in log order (filled
+  // once the manifest's own checks passed).
+  std::vector<UnreadableRange> unreadable;
+  // A subject or model export: its unreadable records may or may not have
+  // matched its filter, and only an export of everything is checked for gaps.
+  bool filtered = false;
+  // When consistent: what CheckAgainstServer asks the live shards for.
+  std::vector<ChainClaim> claims;
 };
 
 // Offline check of an export: reads `manifest_path` and the file it names
@@ -99,9 +165,32 @@ struct ExportVerification {
 // PERMISSION_DENIED / INTERNAL for unreadable files, INVALID_ARGUMENT for a
 // manifest that does not parse or names an unknown format,
 // FAILED_PRECONDITION for a manifest format_version other than 1. A bad export
-// is ok=false with `failure`.
+// is consistent=false with `failure`; an incomplete one ok=false.
 absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
                                                 const std::string& manifest_path);
+
+// The stored values at `positions` (at most `max_positions` per call), in
+// that order, from the live server (Audit.GetChainValues).
+using ChainValueFetcher = std::function<absl::StatusOr<std::vector<predlog::v1::ChainValue>>(
+    const std::vector<predlog::v1::Position>& positions)>;
+
+struct ServerCheck {
+  uint64_t claims_checked = 0;
+  // One line per claim the live shard contradicts or cannot answer, e.g.
+  // "predlog.events-1#57: the chain_sha256 anchor of range 40..57 is 3f0c…,
+  // the server's shard has 9ab1…" or "predlog.events-1#90: the server
+  // cannot confirm the chain_sha256 anchor of range 80..90: NOT_FOUND: ...".
+  std::vector<std::string> mismatches;
+};
+
+// Compares `verification.claims` with the live shards' values, fetched
+// `max_positions` at a time. A call that fails with NOT_FOUND or DATA_LOSS
+// is asked again one position at a time, so each claim it cannot confirm
+// is a mismatch of its own; any other error (the server unreachable, ...)
+// is returned. INTERNAL when the server answers with the wrong positions.
+absl::StatusOr<ServerCheck> CheckAgainstServer(const ExportVerification& verification,
+                                               size_t max_positions,
+                                               const ChainValueFetcher& fetch);
 
 }  // namespace predlog::services
 

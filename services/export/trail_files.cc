@@ -120,11 +120,15 @@ absl::Status WriteFileDurably(const std::string& path, absl::string_view content
     sink->buffer()->append(contents.data(), contents.size());
     RETURN_IF_ERROR(sink->Close());
   }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    return ErrnoStatus(errno, "cannot rename to", path);
+  return RenameDurably(temp, path);
+}
+
+absl::Status RenameDurably(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) {
+    return ErrnoStatus(errno, "cannot rename to", to);
   }
   // The rename itself is durable once the directory is synced.
-  const std::string dir = DirName(path);
+  const std::string dir = DirName(to);
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0) return ErrnoStatus(errno, "cannot open directory", dir);
   const int rc = ::fsync(dir_fd);

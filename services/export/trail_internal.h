@@ -108,6 +108,10 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
 // (and the directory fsynced).
 absl::Status WriteFileDurably(const std::string& path, absl::string_view contents);
 
+// Renames `from` to `to` and fsyncs the directory of `to`, so the rename
+// survives a crash. Errors name the path.
+absl::Status RenameDurably(const std::string& from, const std::string& to);
+
 // An arena for one record's parsed event, reset per record. Reset frees
 // every block but a caller-provided first one, so without this block each
 // record cost a malloc and free of the arena's blocks.

@@ -107,7 +107,21 @@ struct Run {
   uint64_t first;
   uint64_t last;
   const ExportManifest::Range* range;
+  // No prev_chain_sha256 anchor: the record before `first` is unreadable.
+  bool unanchored = false;
+  // Unanchored: the first record's leaf and chain value, as the file has them.
+  Digest first_leaf{};
+  Digest first_chain{};
 };
+
+// A shard's ranges and unreadable ranges, merged in log order.
+struct Span {
+  uint64_t first;
+  uint64_t last;
+  bool unreadable;
+};
+
+std::string RangeText(uint64_t first, uint64_t last) { return absl::StrCat(first, "..", last); }
 
 class Verifier {
  public:
@@ -118,25 +132,40 @@ class Verifier {
   bool CheckManifest() {
     uint64_t total = 0;
     absl::flat_hash_set<std::string> names;
+    if (manifest_.filter().filter_case() == predlog::v1::ExportTrailRequest::FILTER_NOT_SET) {
+      return Fail("manifest: it has no filter, so what the export claims to hold is unknown");
+    }
+    const std::string genesis = storage::ToHex(storage::kChainGenesis);
     for (size_t s = 0; s < static_cast<size_t>(manifest_.shards_size()); ++s) {
       const auto& shard = manifest_.shards(static_cast<int>(s));
+      const std::string in_shard = absl::StrCat(" of shard ", shard.shard());
       if (!names.insert(shard.shard()).second) {
         return Fail(absl::StrCat("manifest: shard ", shard.shard(), " is listed twice"));
+      }
+      for (int u = 0; u < shard.unreadable_size(); ++u) {
+        const auto& range = shard.unreadable(u);
+        if (range.first_index() > range.last_index() ||
+            (u > 0 && range.first_index() <= shard.unreadable(u - 1).last_index())) {
+          return Fail(absl::StrCat("manifest: the unreadable ranges", in_shard,
+                                   " are not increasing at ", range.first_index()));
+        }
+        unreadable_.push_back(UnreadableRange{shard.shard(), range.first_index(),
+                                              range.last_index(), range.reason()});
       }
       uint64_t records = 0;
       for (const auto& range : shard.ranges()) {
         if (range.first_index() > range.last_index() ||
             (!runs_.empty() && runs_.back().shard == s &&
              range.first_index() <= runs_.back().last)) {
-          return Fail(absl::StrCat("manifest: the ranges of shard ", shard.shard(),
-                                   " are not increasing at ", range.first_index()));
+          return Fail(absl::StrCat("manifest: the ranges", in_shard, " are not increasing at ",
+                                   range.first_index()));
         }
-        if (!storage::DigestFromHex(range.prev_chain_sha256()) ||
+        const bool unanchored = range.prev_chain_sha256().empty();
+        if ((!unanchored && !storage::DigestFromHex(range.prev_chain_sha256())) ||
             !storage::DigestFromHex(range.chain_sha256())) {
-          return Fail(absl::StrCat("manifest: a chain anchor of shard ", shard.shard(),
-                                   " is not 64 hex digits"));
+          return Fail(absl::StrCat("manifest: a chain anchor", in_shard, " is not 64 hex digits"));
         }
-        runs_.push_back(Run{s, range.first_index(), range.last_index(), &range});
+        runs_.push_back(Run{s, range.first_index(), range.last_index(), &range, unanchored});
         records += range.last_index() - range.first_index() + 1;
       }
       if (records != shard.records()) {
@@ -144,19 +173,62 @@ class Verifier {
                                  " records but its ranges hold ", records));
       }
       total += records;
-    }
-    if (manifest_.filter().filter_case() == predlog::v1::ExportTrailRequest::FILTER_NOT_SET) {
-      return Fail("manifest: it has no filter, so what the export claims to hold is unknown");
-    }
-    if (manifest_.filter().has_all()) {
-      // An export of everything holds each shard's records contiguously; the
-      // only gap it may have is a loss the shard recorded (RecordsLost, at the
-      // index right after the lost ones). Anything else is a sparse export
-      // whose manifest claims more than it holds.
-      for (size_t r = 1; r < runs_.size(); ++r) {
-        if (runs_[r].shard == runs_[r - 1].shard) {
-          gaps_[std::make_pair(runs_[r].shard, runs_[r].first)] =
-              std::make_pair(runs_[r - 1].last + 1, runs_[r].first - 1);
+
+      // The ranges and the unreadable ranges, in log order: disjoint; a
+      // range has no anchor before it exactly when the record before it is
+      // unreadable; the chain starts at 32 zero bytes.
+      std::vector<Span> spans;
+      for (const auto& r : shard.ranges())
+        spans.push_back({r.first_index(), r.last_index(), false});
+      for (const auto& u : shard.unreadable())
+        spans.push_back({u.first_index(), u.last_index(), true});
+      std::sort(spans.begin(), spans.end(),
+                [](const Span& a, const Span& b) { return a.first < b.first; });
+      size_t run = runs_.size() - static_cast<size_t>(shard.ranges_size());
+      for (size_t i = 0; i < spans.size(); ++i) {
+        const Span& span = spans[i];
+        const Span* before = i > 0 ? &spans[i - 1] : nullptr;
+        if (before != nullptr && span.first <= before->last) {
+          return Fail(absl::StrCat(
+              "manifest: ", before->unreadable ? "unreadable range " : "range ",
+              RangeText(before->first, before->last), in_shard, " overlaps ",
+              span.unreadable ? "unreadable range " : "range ", RangeText(span.first, span.last)));
+        }
+        const bool adjacent = before != nullptr && before->last + 1 == span.first;
+        if (!span.unreadable) {
+          const Run& r = runs_[run++];
+          const std::string which = absl::StrCat("range ", RangeText(r.first, r.last), in_shard);
+          if (r.unanchored && !(adjacent && before->unreadable)) {
+            return Fail(absl::StrCat("manifest: ", which,
+                                     " has no prev_chain_sha256 anchor, but the record before it "
+                                     "is not listed as unreadable"));
+          }
+          if (!r.unanchored && adjacent && before->unreadable) {
+            return Fail(absl::StrCat("manifest: ", which,
+                                     " has a prev_chain_sha256 anchor, but the record before it is "
+                                     "listed as unreadable"));
+          }
+          if (r.first == 0 && r.range->prev_chain_sha256() != genesis) {
+            return Fail(absl::StrCat("manifest: ", which,
+                                     " starts at index 0, but its prev_chain_sha256 anchor is not "
+                                     "the chain's start (64 zeros)"));
+          }
+        }
+        if (manifest_.filter().has_all() && before != nullptr && !adjacent) {
+          // An export of everything holds each shard's records contiguously,
+          // but for the ranges it says could not be read; the only other gap
+          // it may have is a loss the shard recorded (RecordsLost, at the
+          // index right after the lost ones). Anything else is a sparse
+          // export whose manifest claims more than it holds.
+          if (span.unreadable) {
+            return Fail(absl::StrCat("manifest: shard ", shard.shard(), " has a gap (",
+                                     RangeText(before->last + 1, span.first - 1),
+                                     ") before its unreadable range ",
+                                     RangeText(span.first, span.last),
+                                     " in an export of everything: only a recorded loss may "
+                                     "leave one, and its record follows it"));
+          }
+          gaps_[std::make_pair(s, span.first)] = std::make_pair(before->last + 1, span.first - 1);
         }
       }
     }
@@ -165,6 +237,7 @@ class Verifier {
                                " but its shards hold ", total));
     }
     if (!runs_.empty()) expected_ = runs_[0].first;
+    manifest_checked_ = true;
     return true;
   }
 
@@ -197,7 +270,11 @@ class Verifier {
     }
 
     const std::optional<Digest> leaf = storage::DigestFromHex(claim.leaf_hex);
-    const std::optional<Digest> prev = storage::DigestFromHex(claim.prev_hex);
+    // Empty when the chain value before the record could not be read (the
+    // manifest must say so: MatchManifest).
+    const bool prev_known = !claim.prev_hex.empty();
+    const std::optional<Digest> prev =
+        prev_known ? storage::DigestFromHex(claim.prev_hex) : Digest{};
     const std::optional<Digest> chain = storage::DigestFromHex(claim.chain_hex);
     if (!leaf) return FailLine("leaf_sha256 is not 64 hex digits");
     if (!prev) return FailLine("prev_chain_sha256 is not 64 hex digits");
@@ -216,7 +293,7 @@ class Verifier {
     }
     if (!gaps_.empty()) {
       for (const auto& [start, gap] : gaps_) {
-        if (ShardOf(Run{start.first, 0, 0, nullptr}) != claim.shard ||
+        if (manifest_.shards(static_cast<int>(start.first)).shard() != claim.shard ||
             start.second != claim.index) {
           continue;
         }
@@ -236,7 +313,7 @@ class Verifier {
       fields.index = claim.index;
       fields.event = event;
       fields.leaf_sha256 = leaf_hex.view();
-      fields.prev_chain_sha256 = prev_hex.view();
+      fields.prev_chain_sha256 = prev_known ? prev_hex.view() : absl::string_view();
       fields.chain_sha256 = chain_hex.view();
       fields.event_bytes = claim.event_bytes;
       AppendTrailLine(fields, &canonical_);
@@ -245,7 +322,7 @@ class Verifier {
       key.shard = claim.shard;
       key.index = claim.index;
       key.leaf = leaf_hex.view();
-      key.prev_chain = prev_hex.view();
+      key.prev_chain = prev_known ? prev_hex.view() : absl::string_view();
       key.chain = chain_hex.view();
       key.event_bytes = claim.event_bytes;
       AppendCsvRow(columns_, key, *event, &canonical_);
@@ -264,13 +341,18 @@ class Verifier {
       }
     }
 
-    if (storage::ChainNext(*prev, *leaf) != *chain) {
+    if (prev_known && storage::ChainNext(*prev, *leaf) != *chain) {
       return FailLine("chain_sha256 is not SHA-256(prev_chain_sha256 || leaf_sha256)");
     }
 
     if (same_shard) {
       if (claim.index <= previous_index_) {
         return FailLine(absl::StrCat("out of log order after ",
+                                     RecordName(previous_shard_, previous_index_), " on line ",
+                                     previous_line_));
+      }
+      if (claim.index == previous_index_ + 1 && !prev_known) {
+        return FailLine(absl::StrCat("has no prev_chain_sha256, but it follows ",
                                      RecordName(previous_shard_, previous_index_), " on line ",
                                      previous_line_));
       }
@@ -290,7 +372,7 @@ class Verifier {
     previous_chain_ = *chain;
     previous_line_ = line;
 
-    return MatchManifest(claim, *prev, *chain);
+    return MatchManifest(claim, prev_known, *leaf, *prev, *chain);
   }
 
   bool End(uint64_t file_bytes, const Digest& file_sha256) {
@@ -319,14 +401,31 @@ class Verifier {
                                manifest_.file_bytes(), " bytes, SHA-256 ", manifest_.file_sha256(),
                                ")"));
     }
+    ended_ = true;
     return true;
   }
 
   ExportVerification result() const {
     ExportVerification v;
     v.records_checked = records_checked_;
-    v.ok = failure_.empty();
+    v.consistent = failure_.empty() && ended_;
+    v.ok = v.consistent && unreadable_.empty();
     v.failure = failure_;
+    if (manifest_checked_) v.unreadable = unreadable_;
+    v.filtered = !manifest_.filter().has_all();
+    if (v.consistent && !unreadable_.empty()) {
+      uint64_t records = 0;
+      std::string ranges;
+      for (const UnreadableRange& u : unreadable_) {
+        records += u.last_index - u.first_index + 1;
+        absl::StrAppend(&ranges, ranges.empty() ? "" : "; ", u.shard, " records ",
+                        RangeText(u.first_index, u.last_index), ": ", u.reason);
+      }
+      v.failure = absl::StrCat("the export is incomplete: ", records, " records in ",
+                               unreadable_.size(), " range", unreadable_.size() == 1 ? "" : "s",
+                               " could not be read when it was made (", ranges, ")");
+    }
+    if (v.consistent) v.claims = Claims();
     return v;
   }
 
@@ -341,6 +440,27 @@ class Verifier {
 
   const std::string& ShardOf(const Run& run) const {
     return manifest_.shards(static_cast<int>(run.shard)).shard();
+  }
+
+  // What only the live shards can confirm, run by run (see ChainClaim).
+  std::vector<ChainClaim> Claims() const {
+    std::vector<ChainClaim> claims;
+    for (const Run& run : runs_) {
+      const std::string range = RangeText(run.first, run.last);
+      if (run.unanchored) {
+        claims.push_back({ShardOf(run), run.first, storage::ToHex(run.first_chain),
+                          storage::ToHex(run.first_leaf),
+                          absl::StrCat("the first record of range ", range,
+                                       " (the chain value before it could not be read)")});
+        if (run.first == run.last) continue;  // that claim covers its chain anchor too
+      } else if (run.first > 0) {
+        claims.push_back({ShardOf(run), run.first - 1, run.range->prev_chain_sha256(), "",
+                          absl::StrCat("the prev_chain_sha256 anchor of range ", range)});
+      }
+      claims.push_back({ShardOf(run), run.last, run.range->chain_sha256(), "",
+                        absl::StrCat("the chain_sha256 anchor of range ", range)});
+    }
+    return claims;
   }
 
   bool Header(absl::string_view bytes, uint64_t line) {
@@ -380,18 +500,29 @@ class Verifier {
   }
 
   // The record must be the next one the manifest lists.
-  bool MatchManifest(const ClaimedRecord& claim, const Digest& prev, const Digest& chain) {
+  bool MatchManifest(const ClaimedRecord& claim, bool prev_known, const Digest& leaf,
+                     const Digest& prev, const Digest& chain) {
     const auto is_at = [&](size_t r, uint64_t from) {
       return ShardOf(runs_[r]) == claim.shard && claim.index >= std::max(runs_[r].first, from) &&
              claim.index <= runs_[r].last;
     };
-    if (run_ >= runs_.size()) return FailLine("is not listed in the manifest");
+    // Not in the manifest's ranges: maybe in a range it says could not be read.
+    const auto not_listed = [&](absl::string_view what) {
+      for (const UnreadableRange& u : unreadable_) {
+        if (u.shard == claim.shard && claim.index >= u.first_index && claim.index <= u.last_index) {
+          return FailLine(absl::StrCat("is in the range ", RangeText(u.first_index, u.last_index),
+                                       " that the manifest says could not be read"));
+        }
+      }
+      return FailLine(what);
+    };
+    if (run_ >= runs_.size()) return not_listed("is not listed in the manifest");
     const std::string expected = RecordName(ShardOf(runs_[run_]), expected_);
     if (!is_at(run_, expected_) || claim.index != expected_) {
       size_t r = run_;
       while (r < runs_.size() && !is_at(r, r == run_ ? expected_ : 0)) ++r;
       if (r == runs_.size()) {
-        return FailLine(
+        return not_listed(
             absl::StrCat("is not listed in the manifest (it lists ", expected, " next)"));
       }
       // Entries were skipped: the next record tells a reordering from a loss.
@@ -400,10 +531,22 @@ class Verifier {
     } else {
       pending_missing_.reset();
     }
-    const Run& run = runs_[run_];
+    Run& run = runs_[run_];
     // CheckManifest made sure the anchors parse.
-    if (claim.index == run.first &&
-        *storage::DigestFromHex(run.range->prev_chain_sha256()) != prev) {
+    if (claim.index == run.first && run.unanchored) {
+      if (prev_known) {
+        return FailLine(
+            "has a prev_chain_sha256, but the manifest's range has no anchor before it (the "
+            "record before it is listed as unreadable)");
+      }
+      run.first_leaf = leaf;
+      run.first_chain = chain;
+    } else if (!prev_known) {
+      return FailLine(
+          "has no prev_chain_sha256, but it is not the first record of a range after an "
+          "unreadable one");
+    } else if (claim.index == run.first &&
+               *storage::DigestFromHex(run.range->prev_chain_sha256()) != prev) {
       return FailLine("prev_chain_sha256 is not the manifest's anchor for its range");
     }
     if (claim.index == run.last && *storage::DigestFromHex(run.range->chain_sha256()) != chain) {
@@ -428,8 +571,13 @@ class Verifier {
   // the gap [first, last] a RecordsLost record there must explain.
   std::map<std::pair<size_t, uint64_t>, std::pair<uint64_t, uint64_t>> gaps_;
 
+  // The manifest's unreadable ranges, in manifest order.
+  std::vector<UnreadableRange> unreadable_;
+  bool manifest_checked_ = false;  // CheckManifest passed
+
   uint64_t records_checked_ = 0;
   std::string failure_;
+  bool ended_ = false;  // End passed
   uint64_t line_ = 0;
   std::string name_;
 
@@ -492,6 +640,90 @@ absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
   }
   verifier.End(reader->bytes(), reader->sha256());
   return verifier.result();
+}
+
+namespace {
+
+// A digest for a message: the first 16 hex digits are enough to tell two
+// apart, the whole one is in the manifest and the server.
+std::string Short(absl::string_view hex) {
+  return hex.size() > 16 ? absl::StrCat(hex.substr(0, 16), "…") : std::string(hex);
+}
+
+}  // namespace
+
+absl::StatusOr<ServerCheck> CheckAgainstServer(const ExportVerification& verification,
+                                               size_t max_positions,
+                                               const ChainValueFetcher& fetch) {
+  if (max_positions == 0) return absl::InvalidArgumentError("max_positions must be > 0");
+  ServerCheck check;
+  const std::vector<ChainClaim>& claims = verification.claims;
+  const auto compare = [&check](const ChainClaim& claim, const predlog::v1::ChainValue& live) {
+    const std::string at = RecordName(claim.shard, claim.index);
+    if (!claim.leaf_sha256.empty() && live.leaf_sha256() != claim.leaf_sha256) {
+      check.mismatches.push_back(absl::StrCat(at, ": the leaf_sha256 of ", claim.what, " is ",
+                                              Short(claim.leaf_sha256), ", the server's shard has ",
+                                              Short(live.leaf_sha256())));
+    }
+    if (live.chain_sha256() != claim.chain_sha256) {
+      check.mismatches.push_back(absl::StrCat(
+          at, ": ", claim.leaf_sha256.empty() ? "" : "the chain_sha256 of ", claim.what, " is ",
+          Short(claim.chain_sha256), ", the server's shard has ", Short(live.chain_sha256())));
+    }
+  };
+  const auto positions_of = [&claims](size_t begin, size_t end) {
+    std::vector<predlog::v1::Position> positions;
+    for (size_t i = begin; i < end; ++i) {
+      predlog::v1::Position& p = positions.emplace_back();
+      p.set_shard(claims[i].shard);
+      p.set_index(claims[i].index);
+    }
+    return positions;
+  };
+  const auto answers_for = [&claims](size_t begin, size_t end,
+                                     const std::vector<predlog::v1::ChainValue>& values) {
+    if (values.size() != end - begin) return false;
+    for (size_t i = begin; i < end; ++i) {
+      const predlog::v1::Position& p = values[i - begin].position();
+      if (p.shard() != claims[i].shard || p.index() != claims[i].index) return false;
+    }
+    return true;
+  };
+  for (size_t begin = 0; begin < claims.size(); begin += max_positions) {
+    const size_t end = std::min(claims.size(), begin + max_positions);
+    absl::StatusOr<std::vector<predlog::v1::ChainValue>> values = fetch(positions_of(begin, end));
+    if (!values.ok() && !absl::IsNotFound(values.status()) && !absl::IsDataLoss(values.status())) {
+      return values.status();
+    }
+    if (values.ok()) {
+      if (!answers_for(begin, end, *values)) {
+        return absl::InternalError("the server answered for other positions than asked");
+      }
+      for (size_t i = begin; i < end; ++i) compare(claims[i], (*values)[i - begin]);
+      check.claims_checked += end - begin;
+      continue;
+    }
+    // One position the server cannot answer fails the call: ask one at a
+    // time, so that each claim it cannot confirm is named.
+    for (size_t i = begin; i < end; ++i) {
+      absl::StatusOr<std::vector<predlog::v1::ChainValue>> one = fetch(positions_of(i, i + 1));
+      ++check.claims_checked;
+      if (one.ok()) {
+        if (!answers_for(i, i + 1, *one)) {
+          return absl::InternalError("the server answered for other positions than asked");
+        }
+        compare(claims[i], one->front());
+      } else if (absl::IsNotFound(one.status()) || absl::IsDataLoss(one.status())) {
+        check.mismatches.push_back(absl::StrCat(RecordName(claims[i].shard, claims[i].index),
+                                                ": the server cannot confirm ", claims[i].what,
+                                                ": ", absl::StatusCodeToString(one.status().code()),
+                                                ": ", one.status().message()));
+      } else {
+        return one.status();
+      }
+    }
+  }
+  return check;
 }
 
 }  // namespace predlog::services

@@ -39,6 +39,7 @@ using ::predlog::services::export_internal::HexDigest;
 using ::predlog::services::export_internal::kFlushBytes;
 using ::predlog::services::export_internal::RecordArena;
 using ::predlog::services::export_internal::RecordName;
+using ::predlog::services::export_internal::RenameDurably;
 using ::predlog::services::export_internal::RowKey;
 using ::predlog::services::export_internal::WriteFileDurably;
 using ::predlog::storage::Digest;
@@ -59,6 +60,8 @@ class TrailWriter::Impl {
   ~Impl() {
     StopWorkers();
     if (spill_ != nullptr) ::unlink(spill_->path().c_str());  // an unfinished export
+    // A failed or abandoned export leaves nothing that looks like one.
+    if (!written_) ::unlink(sink_->path().c_str());
   }
 
   absl::Status Add(const predlog::v1::ExportedRecord& record) {
@@ -87,9 +90,13 @@ class TrailWriter::Impl {
     if (format_ == ExportFormat::kCsv) {
       // A CSV row depends on the header, which depends on the first
       // prediction: rows are rendered in order, here.
-      for (const predlog::v1::ExportedRecord& record : batch.records())
-        RETURN_IF_ERROR(Add(record));
-      return absl::OkStatus();
+      RETURN_IF_ERROR(Usable());
+      int next_unreadable = 0;
+      for (int i = 0; i < batch.records_size(); ++i) {
+        RETURN_IF_ERROR(AcceptUnreadableBefore(batch, i, &next_unreadable));
+        RETURN_IF_ERROR(Add(batch.records(i)));
+      }
+      return AcceptUnreadableBefore(batch, batch.records_size(), &next_unreadable);
     }
     if (finished_) return absl::FailedPreconditionError("the export is already finished");
     // Once workers run, broken_ is theirs: their failures are pipeline_error_.
@@ -122,6 +129,7 @@ class TrailWriter::Impl {
       RETURN_IF_ERROR(pipeline_error_);
     }
     RETURN_IF_ERROR(broken_);
+    RETURN_IF_ERROR(unreadable_error_);
     CloseRange();
     if (format_ == ExportFormat::kCsv && !header_written_) {
       RETURN_IF_ERROR(WriteCsvHeader(CsvColumns()));
@@ -144,7 +152,16 @@ class TrailWriter::Impl {
       return absl::InternalError(
           absl::StrCat("cannot print the manifest as JSON: ", status.ToString()));
     }
+    // The manifest first, then the file under its name: until both are in
+    // place, what is at `path_` is not the file this manifest describes (an
+    // older export, or nothing), so no crash leaves an export that verifies
+    // but is incomplete.
     RETURN_IF_ERROR(WriteFileDurably(manifest_path, json));
+    if (absl::Status renamed = RenameDurably(sink_->path(), path_); !renamed.ok()) {
+      ::unlink(manifest_path.c_str());
+      return renamed;
+    }
+    written_ = true;
     return manifest;
   }
 
@@ -167,6 +184,10 @@ class TrailWriter::Impl {
   struct Prepared {
     // The first failure of the record's own checks, naming the record.
     absl::Status status;
+    // False when the record came without prev_chain_sha256: the chain value
+    // before it could not be read (the record before it is unreadable), so
+    // its own chain value cannot be checked against its leaf.
+    bool prev_known = true;
     // `status` says the event bytes do not parse. Log order is checked before
     // that, and after the digests, so the error of a record is the one Add
     // always returned for it.
@@ -194,11 +215,15 @@ class TrailWriter::Impl {
       p->status = absl::InvalidArgumentError(
           absl::StrCat(RecordName(record.shard(), record.index()), ": ", what));
     };
+    p->prev_known = !record.prev_chain_sha256().empty();
     const std::optional<Digest> leaf = storage::DigestFromHex(record.leaf_sha256());
-    const std::optional<Digest> prev = storage::DigestFromHex(record.prev_chain_sha256());
+    const std::optional<Digest> prev =
+        p->prev_known ? storage::DigestFromHex(record.prev_chain_sha256()) : Digest{};
     const std::optional<Digest> chain = storage::DigestFromHex(record.chain_sha256());
     if (!leaf || !prev || !chain) {
-      return fail("leaf_sha256, prev_chain_sha256 and chain_sha256 must be 64 hex digits each");
+      return fail(
+          "leaf_sha256 and chain_sha256 must be 64 hex digits each, and prev_chain_sha256 "
+          "too unless it is empty");
     }
     p->leaf = *leaf;
     p->prev = *prev;
@@ -206,7 +231,7 @@ class TrailWriter::Impl {
     if (storage::Sha256(record.event_bytes()) != p->leaf) {
       return fail("leaf_sha256 does not match the event bytes");
     }
-    if (storage::ChainNext(p->prev, p->leaf) != p->chain) {
+    if (p->prev_known && storage::ChainNext(p->prev, p->leaf) != p->chain) {
       return fail("chain_sha256 is not SHA-256(prev_chain_sha256 || leaf)");
     }
     AuditEvent* const event = google::protobuf::Arena::CreateMessage<AuditEvent>(arena);
@@ -224,7 +249,7 @@ class TrailWriter::Impl {
     fields.index = record.index();
     fields.event = event;
     fields.leaf_sha256 = leaf_hex.view();
-    fields.prev_chain_sha256 = prev_hex.view();
+    fields.prev_chain_sha256 = p->prev_known ? prev_hex.view() : absl::string_view();
     fields.chain_sha256 = chain_hex.view();
     fields.event_bytes = record.event_bytes();
     AppendTrailLine(fields, out);
@@ -235,29 +260,42 @@ class TrailWriter::Impl {
   // before (digests) or after (parsing) the log order checks.
   absl::Status Accept(const predlog::v1::ExportedRecord& record, const Prepared& p) {
     if (!p.status.ok() && !p.parse_failed) return p.status;
+    RETURN_IF_ERROR(unreadable_error_);
     const bool new_shard = shards_.empty() || shards_.back().shard() != record.shard();
+    const std::string name = RecordName(record.shard(), record.index());
     if (new_shard) {
       if (seen_shards_.contains(record.shard())) {
-        return absl::InvalidArgumentError(absl::StrCat(RecordName(record.shard(), record.index()),
-                                                       ": out of log order: shard ", record.shard(),
-                                                       " resumed after ", shards_.back().shard()));
+        return absl::InvalidArgumentError(absl::StrCat(name, ": out of log order: shard ",
+                                                       record.shard(), " resumed after ",
+                                                       shards_.back().shard()));
       }
     } else {
       if (record.index() <= last_index_) {
-        return absl::InvalidArgumentError(absl::StrCat(RecordName(record.shard(), record.index()),
-                                                       ": out of log order after ",
+        return absl::InvalidArgumentError(absl::StrCat(name, ": out of log order after ",
                                                        RecordName(record.shard(), last_index_)));
       }
-      if (record.index() == last_index_ + 1 && p.prev != last_chain_) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(RecordName(record.shard(), record.index()),
-                         ": prev_chain_sha256 does not continue the chain of ",
-                         RecordName(record.shard(), last_index_)));
-      }
+    }
+    // The chain value before a record is unknown exactly when the record
+    // before it is unreadable: the server could not read that chain value.
+    const bool after_unreadable =
+        !new_shard && last_unreadable_ && record.index() == last_index_ + 1;
+    if (!p.prev_known && !after_unreadable) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ": prev_chain_sha256 is empty, but the record before it was not unreadable"));
+    }
+    if (p.prev_known && after_unreadable) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": has a prev_chain_sha256, but the record before it was unreadable"));
+    }
+    if (!new_shard && !last_unreadable_ && record.index() == last_index_ + 1 &&
+        p.prev != last_chain_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": prev_chain_sha256 does not continue the chain of ",
+                       RecordName(record.shard(), last_index_)));
     }
     if (!p.status.ok()) return p.status;
 
-    if (new_shard || record.index() != last_index_ + 1) {
+    if (new_shard || last_unreadable_ || record.index() != last_index_ + 1) {
       CloseRange();
       if (new_shard) {
         seen_shards_.insert(record.shard());
@@ -265,15 +303,73 @@ class TrailWriter::Impl {
       }
       ExportManifest::Range* range = shards_.back().add_ranges();
       range->set_first_index(record.index());
-      const HexDigest prev_hex(p.prev);
-      range->set_prev_chain_sha256(prev_hex.view().data(), prev_hex.view().size());
+      if (p.prev_known) {
+        const HexDigest prev_hex(p.prev);
+        range->set_prev_chain_sha256(prev_hex.view().data(), prev_hex.view().size());
+      }
     }
     ExportManifest::ShardRanges& shard = shards_.back();
     shard.set_records(shard.records() + 1);
     shard.mutable_ranges(shard.ranges_size() - 1)->set_last_index(record.index());
     last_index_ = record.index();
+    last_unreadable_ = false;
     last_chain_ = p.chain;
     records_.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+
+  // Records the server could not read, in their place in the stream: listed
+  // in the manifest, and the next record starts a range of its own.
+  absl::Status AcceptUnreadable(const predlog::v1::UnreadableRecords& u) {
+    const std::string what =
+        absl::StrCat("unreadable range ", u.shard(), "#", u.first_index(), "..", u.last_index());
+    const auto fail = [&](absl::string_view why) {
+      unreadable_error_ = absl::InvalidArgumentError(absl::StrCat(what, ": ", why));
+      return unreadable_error_;
+    };
+    if (u.shard().empty()) return fail("it names no shard");
+    if (u.first_index() > u.last_index()) return fail("it ends before it begins");
+    const bool new_shard = shards_.empty() || shards_.back().shard() != u.shard();
+    if (new_shard) {
+      if (seen_shards_.contains(u.shard())) {
+        return fail(absl::StrCat("out of log order: shard ", u.shard(), " resumed after ",
+                                 shards_.back().shard()));
+      }
+    } else if (u.first_index() <= last_index_) {
+      return fail(absl::StrCat("out of log order after ", RecordName(u.shard(), last_index_)));
+    }
+    CloseRange();
+    if (new_shard) {
+      seen_shards_.insert(u.shard());
+      shards_.emplace_back().set_shard(u.shard());
+    }
+    ExportManifest::Unreadable* out = shards_.back().add_unreadable();
+    out->set_first_index(u.first_index());
+    out->set_last_index(u.last_index());
+    out->set_reason(u.reason());
+    last_index_ = u.last_index();
+    last_unreadable_ = true;
+    return absl::OkStatus();
+  }
+
+  // Accepts the batch's unreadable ranges from *next on that go before its
+  // record `before` (all that are left when `before` is its record count).
+  absl::Status AcceptUnreadableBefore(const predlog::v1::ExportBatch& batch, int before,
+                                      int* next) {
+    for (; *next < batch.unreadable_size(); ++*next) {
+      const predlog::v1::UnreadableRecords& u = batch.unreadable(*next);
+      const int64_t place = u.records_before();
+      if (place > before && before < batch.records_size()) return absl::OkStatus();
+      if (place != before) {
+        unreadable_error_ = absl::InvalidArgumentError(
+            absl::StrCat("unreadable range ", u.shard(), "#", u.first_index(), "..", u.last_index(),
+                         ": records_before ", place,
+                         place > before ? absl::StrCat(" is past the batch's ", before, " records")
+                                        : std::string(" is out of order in its batch")));
+        return unreadable_error_;
+      }
+      RETURN_IF_ERROR(AcceptUnreadable(u));
+    }
     return absl::OkStatus();
   }
 
@@ -345,10 +441,16 @@ class TrailWriter::Impl {
                       const std::vector<size_t>& ends, const std::string& text) {
     absl::Status status;
     size_t accepted_end = 0;
+    int next_unreadable = 0;
     for (size_t i = 0; i < prepared.size(); ++i) {
+      status = AcceptUnreadableBefore(batch, static_cast<int>(i), &next_unreadable);
+      if (!status.ok()) break;
       status = Accept(batch.records(static_cast<int>(i)), prepared[i]);
       if (!status.ok()) break;
       accepted_end = ends[i];
+    }
+    if (status.ok() && prepared.size() == static_cast<size_t>(batch.records_size())) {
+      status = AcceptUnreadableBefore(batch, batch.records_size(), &next_unreadable);
     }
     if (absl::Status flushed = sink_->Append(absl::string_view(text.data(), accepted_end));
         !flushed.ok()) {
@@ -381,7 +483,7 @@ class TrailWriter::Impl {
     key.shard = record.shard();
     key.index = record.index();
     key.leaf = leaf.view();
-    key.prev_chain = prev.view();
+    key.prev_chain = prepared.prev_known ? prev.view() : absl::string_view();
     key.chain = chain.view();
     key.event_bytes = record.event_bytes();
     if (header_written_) {
@@ -469,6 +571,7 @@ class TrailWriter::Impl {
 
   // The caller's thread only.
   bool finished_ = false;
+  bool written_ = false;              // Finish put the file under its name
   std::vector<std::thread> workers_;  // started by the first AddBatch
   // The record being added by Add, parsed on an arena reset per record
   // (cheaper than a reused heap message: features are many small submessages).
@@ -481,8 +584,13 @@ class TrailWriter::Impl {
   // Its last range's chain_sha256 is filled in by CloseRange.
   std::vector<ExportManifest::ShardRanges> shards_;
   absl::flat_hash_set<std::string> seen_shards_;
-  uint64_t last_index_ = 0;  // of shards_.back()
+  // Of shards_.back(): the last index accepted, as a record or the end of an
+  // unreadable range (last_unreadable_), and the last record's chain value.
+  uint64_t last_index_ = 0;
+  bool last_unreadable_ = false;
   Digest last_chain_{};
+  // The first bad unreadable range: every later Accept and Finish fail.
+  absl::Status unreadable_error_;
 
   // The AddBatch pipeline.
   absl::Mutex mu_;
@@ -511,7 +619,7 @@ TrailWriter::~TrailWriter() = default;
 
 absl::StatusOr<std::unique_ptr<TrailWriter>> TrailWriter::Create(const std::string& path,
                                                                  ExportFormat format) {
-  ASSIGN_OR_RETURN(std::unique_ptr<FileSink> sink, FileSink::Create(path));
+  ASSIGN_OR_RETURN(std::unique_ptr<FileSink> sink, FileSink::Create(path + kPartialSuffix));
   return std::unique_ptr<TrailWriter>(
       new TrailWriter(std::make_unique<Impl>(path, format, std::move(sink))));
 }

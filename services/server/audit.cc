@@ -3,8 +3,10 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "services/kafka/kafka_config.h"
 #include "services/server/prediction_log.h"
+#include "storage/logging.h"
 #include "storage/status_macros.h"
 #include "storage/timestamps.h"
 
@@ -76,6 +78,7 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
         // The export is of the log as it is now: records folded later are
         // not in it, so its manifest describes a fixed set.
         ExportCursor::ShardPlan p{shard};
+        p.read_log = true;
         p.end_index = shard->Head().next_index;
         if (range.from != absl::InfinitePast()) {
           ASSIGN_OR_RETURN(p.next_index, shard->CutAtTime(range.from));
@@ -84,6 +87,7 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
           ASSIGN_OR_RETURN(uint64_t to, shard->CutAtTime(range.to));
           p.end_index = std::min(p.end_index, to);
         }
+        p.expected = p.next_index;
         plan.push_back(std::move(p));
       }
       break;
@@ -114,73 +118,276 @@ absl::Status ExportCursor::Scan(ShardPlan* plan) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<storage::Digest> ExportCursor::ChainBefore(const ShardPlan& plan, uint64_t index) {
+std::optional<bool> ExportCursor::Matches(const storage::StoredRecord& record) const {
+  if (request_.has_all()) return true;
+  absl::StatusOr<predlog::v1::AuditEvent> event = record.Event();
+  if (!event.ok()) return std::nullopt;
+  if (!event->has_prediction_logged()) return false;
+  const predlog::v1::PredictionLogged& p = event->prediction_logged();
+  if (request_.has_model()) {
+    if (p.model().name() != request_.model().name() ||
+        p.model().version() != request_.model().version()) {
+      return false;
+    }
+  } else if (p.subject_id() != request_.subject_id()) {
+    return false;
+  }
+  // As the indexes key served_at: whole microseconds, [from, to).
+  const int64_t served = absl::ToUnixMicros(storage::TimeFromProto(p.served_at()));
+  const storage::TimeRange range = RangeOf(request_);
+  return (range.from == absl::InfinitePast() || served >= absl::ToUnixMicros(range.from)) &&
+         (range.to == absl::InfiniteFuture() || served < absl::ToUnixMicros(range.to));
+}
+
+void ExportCursor::MarkUnreadable(uint64_t first, uint64_t last, absl::string_view reason,
+                                  Out* out) {
+  if (open_unreadable_.has_value() && open_unreadable_->last + 1 == first) {
+    open_unreadable_->last = last;
+  } else {
+    CloseUnreadable(out);
+    open_unreadable_ = OpenUnreadable{first, last, std::string(reason)};
+  }
+  last_unreadable_ = last;
+}
+
+void ExportCursor::CloseUnreadable(Out* out) {
+  if (!open_unreadable_.has_value()) return;
+  predlog::v1::UnreadableRecords* range = out->batch->add_unreadable();
+  range->set_shard(plan_[current_].shard->name());
+  range->set_first_index(open_unreadable_->first);
+  range->set_last_index(open_unreadable_->last);
+  range->set_reason(std::move(open_unreadable_->reason));
+  range->set_records_before(static_cast<uint32_t>(out->batch->records_size()));
+  PREDLOG_LOG(WARNING) << "export: " << range->shard() << " records " << range->first_index()
+                       << ".." << range->last_index()
+                       << " could not be read; exported without them: " << range->reason();
+  open_unreadable_.reset();
+}
+
+absl::StatusOr<std::optional<storage::Digest>> ExportCursor::ChainBefore(
+    const ShardPlan& plan, const storage::StoredRecord& record, Out* out) {
+  const uint64_t index = record.index;
   if (last_.has_value() && last_->first + 1 == index) return last_->second;
   if (index == 0) return storage::kChainGenesis;
-  ASSIGN_OR_RETURN(storage::StoredRecord previous, plan.shard->Get(index - 1));
-  return previous.chain;
+  if (last_unreadable_ == index - 1) return std::nullopt;
+  absl::StatusOr<storage::StoredRecord> previous = plan.shard->Get(index - 1);
+  if (previous.ok()) return previous->chain;
+  if (absl::IsNotFound(previous.status())) {
+    // A loss the shard recorded: its record comes right after the lost
+    // indexes and the chain goes on from the last intact record.
+    absl::StatusOr<predlog::v1::AuditEvent> event = record.Event();
+    if (event.ok() && event->has_records_lost() &&
+        event->records_lost().last_lost_index() + 1 == index) {
+      if (std::optional<storage::Digest> intact =
+              storage::DigestFromHex(event->records_lost().intact_chain_sha256())) {
+        return *intact;
+      }
+    }
+    MarkUnreadable(index - 1, index - 1,
+                   absl::StrCat(plan.shard->name(), ": record ", index - 1,
+                                " is missing from the log (", previous.status().message(), ")"),
+                   out);
+    return std::nullopt;
+  }
+  if (absl::IsDataLoss(previous.status())) {
+    MarkUnreadable(index - 1, index - 1, previous.status().message(), out);
+    return std::nullopt;
+  }
+  return previous.status();
+}
+
+absl::Status ExportCursor::Add(const ShardPlan& plan, storage::StoredRecord& record, Out* out) {
+  ASSIGN_OR_RETURN(std::optional<storage::Digest> prev_chain, ChainBefore(plan, record, out));
+  CloseUnreadable(out);  // it comes before this record
+  predlog::v1::ExportedRecord* exported = out->batch->add_records();
+  exported->set_shard(plan.shard->name());
+  exported->set_index(record.index);
+  exported->set_event_bytes(std::move(record.payload));
+  AssignHex(record.leaf, exported->mutable_leaf_sha256());
+  if (prev_chain.has_value()) {
+    AssignHex(*prev_chain, exported->mutable_prev_chain_sha256());
+  } else {
+    exported->clear_prev_chain_sha256();  // reused from the previous batch
+  }
+  AssignHex(record.chain, exported->mutable_chain_sha256());
+  out->bytes += exported->event_bytes().size();
+  last_ = std::make_pair(record.index, record.chain);
+  return absl::OkStatus();
+}
+
+absl::Status ExportCursor::Offer(ShardPlan* plan, storage::StoredRecord& record, Out* out) {
+  if (record.index > plan->expected) {
+    // A hole in the log: only a loss the shard recorded may leave one, and
+    // its record comes right after the lost indexes and names them.
+    absl::StatusOr<predlog::v1::AuditEvent> event = record.Event();
+    const bool recorded_loss = event.ok() && event->has_records_lost() &&
+                               event->records_lost().first_lost_index() == plan->expected &&
+                               event->records_lost().last_lost_index() + 1 == record.index;
+    if (!recorded_loss) {
+      MarkUnreadable(plan->expected, record.index - 1,
+                     absl::StrCat(plan->shard->name(), ": records ", plan->expected, "..",
+                                  record.index - 1, " are missing from the log"),
+                     out);
+    }
+  }
+  plan->expected = record.index + 1;
+  const std::optional<bool> matches = Matches(record);
+  if (!matches.has_value()) {
+    MarkUnreadable(record.index, record.index,
+                   absl::StrCat(plan->shard->name(), ": record ", record.index,
+                                ": its event bytes are not a predlog.v1.AuditEvent"),
+                   out);
+    return absl::OkStatus();
+  }
+  if (*matches) return Add(*plan, record, out);
+  last_ = std::make_pair(record.index, record.chain);
+  return absl::OkStatus();
+}
+
+absl::Status ExportCursor::ReadLog(ShardPlan* plan, Out* out) {
+  const uint64_t from = plan->next_index;
+  const size_t room = out->max_records - static_cast<size_t>(out->batch->records_size());
+  const uint64_t n = std::min<uint64_t>({room, plan->end_index - from, kReadChunk});
+  absl::StatusOr<std::vector<storage::StoredRecord>> records = plan->shard->ReadRange(from, n);
+  if (records.ok()) {
+    for (storage::StoredRecord& record : *records) {
+      if (record.index >= plan->end_index) {
+        plan->next_index = plan->end_index;
+        return absl::OkStatus();
+      }
+      RETURN_IF_ERROR(Offer(plan, record, out));
+      plan->next_index = record.index + 1;
+      if (out->full()) return absl::OkStatus();
+    }
+    // Fewer records than asked for: the log has none after them.
+    if (records->size() < n) plan->next_index = plan->end_index;
+    return absl::OkStatus();
+  }
+  if (!absl::IsDataLoss(records.status())) return records.status();
+  // Something in [from, from + n) cannot be read: one record at a time, to
+  // export every one that can.
+  for (uint64_t index = from; index < from + n; ++index) {
+    plan->next_index = index + 1;
+    absl::StatusOr<storage::StoredRecord> record = plan->shard->Get(index);
+    if (record.ok()) {
+      RETURN_IF_ERROR(Offer(plan, *record, out));
+      if (out->full()) return absl::OkStatus();
+    } else if (absl::IsDataLoss(record.status())) {
+      if (plan->expected < index) {
+        MarkUnreadable(plan->expected, index - 1,
+                       absl::StrCat(plan->shard->name(), ": records ", plan->expected, "..",
+                                    index - 1, " are missing from the log"),
+                       out);
+      }
+      MarkUnreadable(index, index, record.status().message(), out);
+      plan->expected = index + 1;
+    } else if (!absl::IsNotFound(record.status())) {
+      return record.status();
+    }  // NOT_FOUND: a hole, judged by the record after it (Offer)
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> ExportCursor::Next(size_t max_records, size_t max_bytes,
                                         predlog::v1::ExportBatch* batch) {
   batch->Clear();
-  size_t bytes = 0;
-  auto add = [&](const ShardPlan& plan, storage::StoredRecord& record) -> absl::Status {
-    ASSIGN_OR_RETURN(storage::Digest prev_chain, ChainBefore(plan, record.index));
-    predlog::v1::ExportedRecord* out = batch->add_records();
-    out->set_shard(plan.shard->name());
-    out->set_index(record.index);
-    out->set_event_bytes(std::move(record.payload));
-    AssignHex(record.leaf, out->mutable_leaf_sha256());
-    AssignHex(prev_chain, out->mutable_prev_chain_sha256());
-    AssignHex(record.chain, out->mutable_chain_sha256());
-    bytes += out->event_bytes().size();
-    last_ = std::make_pair(record.index, record.chain);
-    return absl::OkStatus();
-  };
-  auto full = [&] {
-    return static_cast<size_t>(batch->records_size()) >= max_records || bytes >= max_bytes;
-  };
-  while (current_ < plan_.size() && !full()) {
+  Out out{batch, max_records, max_bytes};
+  while (current_ < plan_.size() && !out.full()) {
     ShardPlan& plan = plan_[current_];
-    const size_t room = max_records - static_cast<size_t>(batch->records_size());
     bool shard_done = false;
-    if (request_.has_all()) {
-      if (plan.next_index < plan.end_index) {
-        ASSIGN_OR_RETURN(
-            std::vector<storage::StoredRecord> records,
-            plan.shard->ReadRange(
-                plan.next_index,
-                std::min<uint64_t>({room, plan.end_index - plan.next_index, kReadChunk})));
-        if (records.empty() || records.front().index != plan.next_index) {
-          return absl::DataLossError(absl::StrCat(plan.shard->name(), ": record ", plan.next_index,
-                                                  " is missing from the log"));
-        }
-        for (storage::StoredRecord& record : records) {
-          RETURN_IF_ERROR(add(plan, record));
-          plan.next_index = record.index + 1;
-          if (full()) break;
-        }
+    if (!plan.read_log && !plan.scanned) {
+      absl::Status scanned = Scan(&plan);
+      if (absl::IsDataLoss(scanned)) {
+        // The index cannot be read: read the log whole and match each record.
+        PREDLOG_LOG(WARNING) << "export: " << plan.shard->name()
+                             << ": its index cannot be read, reading the whole log instead: "
+                             << scanned.message();
+        plan.read_log = true;
+        plan.indexes.clear();
+      } else if (!scanned.ok()) {
+        return scanned;
       }
+      plan.scanned = true;
+    }
+    if (plan.read_log) {
+      if (plan.next_index < plan.end_index) RETURN_IF_ERROR(ReadLog(&plan, &out));
       shard_done = plan.next_index >= plan.end_index;
-    } else {
-      if (!plan.scanned) {
-        RETURN_IF_ERROR(Scan(&plan));
-        plan.scanned = true;
+      if (shard_done && plan.expected < plan.end_index) {
+        MarkUnreadable(plan.expected, plan.end_index - 1,
+                       absl::StrCat(plan.shard->name(), ": records ", plan.expected, "..",
+                                    plan.end_index - 1, " are missing from the log"),
+                       &out);
+        plan.expected = plan.end_index;
       }
-      for (size_t n = 0; n < room && plan.next_match < plan.indexes.size() && !full(); ++n) {
-        ASSIGN_OR_RETURN(storage::StoredRecord record,
-                         plan.shard->Get(plan.indexes[plan.next_match++]));
-        RETURN_IF_ERROR(add(plan, record));
+    } else {
+      while (plan.next_match < plan.indexes.size() && !out.full()) {
+        const uint64_t index = plan.indexes[plan.next_match++];
+        absl::StatusOr<storage::StoredRecord> record = plan.shard->Get(index);
+        if (record.ok()) {
+          RETURN_IF_ERROR(Add(plan, *record, &out));
+        } else if (absl::IsDataLoss(record.status()) || absl::IsNotFound(record.status())) {
+          // The index lists it: not found is a record missing from the log.
+          MarkUnreadable(index, index, record.status().message(), &out);
+        } else {
+          return record.status();
+        }
       }
       shard_done = plan.next_match >= plan.indexes.size();
     }
     if (shard_done) {
+      CloseUnreadable(&out);
       ++current_;
       last_.reset();
+      last_unreadable_.reset();
     }
   }
-  return batch->records_size() > 0;
+  return batch->records_size() > 0 || batch->unreadable_size() > 0;
+}
+
+absl::StatusOr<predlog::v1::GetChainValuesResponse> Audit::GetChainValues(
+    const predlog::v1::GetChainValuesRequest& request) const {
+  if (ingest_ == nullptr) return absl::UnavailableError("this process has no shards");
+  if (request.positions().empty()) return absl::InvalidArgumentError("no positions asked for");
+  if (request.positions_size() > kMaxChainPositions) {
+    return absl::InvalidArgumentError(absl::StrCat(request.positions_size(),
+                                                   " positions asked for; at most ",
+                                                   kMaxChainPositions, " per call"));
+  }
+  predlog::v1::GetChainValuesResponse response;
+  for (const predlog::v1::Position& position : request.positions()) {
+    const storage::ShardStore* shard = nullptr;
+    int partition = -1;
+    for (int p = 0; p < ingest_->partitions() && shard == nullptr; ++p) {
+      if (ingest_->shard(p).name() == position.shard()) {
+        shard = &ingest_->shard(p);
+        partition = p;
+      }
+    }
+    if (shard == nullptr && ingest_->registry().name() == position.shard()) {
+      shard = &ingest_->registry();
+    }
+    if (shard == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no shard named \"", position.shard(), "\""));
+    }
+    const std::string what =
+        absl::StrCat("reading the chain value of ", position.shard(), "#", position.index());
+    if (partition >= 0) RETURN_IF_ERROR(ingest_->CheckFoldedHere({partition}, what));
+    const uint64_t records = shard->Head().next_index;
+    if (position.index() >= records) {
+      return absl::NotFoundError(absl::StrCat(position.shard(), " has ", records,
+                                              " records: no index ", position.index()));
+    }
+    absl::StatusOr<storage::StoredRecord> record = shard->Get(position.index());
+    if (!record.ok()) {
+      return absl::Status(record.status().code(),
+                          absl::StrCat(what, ": ", record.status().message()));
+    }
+    predlog::v1::ChainValue* value = response.add_values();
+    *value->mutable_position() = position;
+    value->set_leaf_sha256(storage::ToHex(record->leaf));
+    value->set_chain_sha256(storage::ToHex(record->chain));
+  }
+  return response;
 }
 
 absl::StatusOr<predlog::v1::StatusResponse> Audit::Status() const {

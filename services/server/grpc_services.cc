@@ -1,11 +1,14 @@
 #include "services/server/grpc_services.h"
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "services/server/request_parse.h"
 
 namespace predlog::services {
 
@@ -17,85 +20,168 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 namespace {
 
-// Answers a unary call with what `read` returns, computed on `workers`,
-// never on gRPC's own threads (see worker_pool.h). The request and response stay
-// valid until Finish.
-template <typename Response, typename Read>
-grpc::ServerUnaryReactor* FinishOnPool(WorkerPool* workers, grpc::CallbackServerContext* context,
-                                       Response* response, Read read) {
+// One unary call over raw bytes: the request parsed here (request_parse.h),
+// the response serialized here, and the call finished on gRPC's default
+// reactor. That reactor's OnDone runs inline, where a reactor of our own
+// would have its OnDone dispatched to gRPC's executor: a thread hop per call.
+// So this state is not a reactor. It holds two references, the handler's
+// (dropped once the handler has handed the request on) and the reply's
+// (dropped once the call is finished), and deletes itself after both: a
+// callee may answer from another thread before it has returned, while it
+// may still read the request.
+template <typename Request, typename Response>
+class UnaryCall {
+ public:
+  // Borrows gRPC's `reactor` and `response_bytes` (valid until Finish).
+  UnaryCall(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* response_bytes)
+      : reactor_(reactor), response_bytes_(response_bytes) {}
+
+  // Parses the request. When it cannot be parsed, finishes the call with
+  // INVALID_ARGUMENT (dropping the reply's reference) and returns false.
+  bool Parse(const grpc::ByteBuffer& bytes) {
+    if (ParseMessage(bytes, &request_)) return true;
+    Finish(ToGrpcStatus(ParseFailure(bytes, *Request::descriptor(), "the request")));
+    return false;
+  }
+
+  // Valid until both references are dropped: for the callee, until it has
+  // returned or answered, whichever is later.
+  const Request& request() const { return request_; }
+
+  // Finishes the call with `result`: its status, and its response when OK.
+  // Once, from any thread.
+  void Reply(absl::StatusOr<Response> result) {
+    Finish(
+        ToGrpcStatus(result.ok() ? SerializeResponse(*result, response_bytes_) : result.status()));
+  }
+
+  // Drops one reference; deletes this after the last.
+  void Release() {
+    if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+ private:
+  void Finish(grpc::Status status) {
+    reactor_->Finish(std::move(status));
+    Release();
+  }
+
+  grpc::ServerUnaryReactor* const reactor_;
+  grpc::ByteBuffer* const response_bytes_;
+  std::atomic<int> references_{2};
+  Request request_;
+};
+
+// Parses the request and, when it parses, hands the call to `serve`, which
+// must Reply once, from any thread.
+template <typename Request, typename Response, typename Serve>
+grpc::ServerUnaryReactor* ServeUnary(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+                                     Serve serve) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  workers->Submit([reactor, response, read = std::move(read)] {
-    absl::StatusOr<Response> result = read();
-    if (result.ok()) *response = std::move(*result);
-    reactor->Finish(ToGrpcStatus(result.status()));
-  });
+  auto* call = new UnaryCall<Request, Response>(reactor, response);
+  if (call->Parse(*request)) serve(call);
+  call->Release();  // the handler's reference
   return reactor;
 }
 
-// Answers a unary call with what `read` returns, computed right here on gRPC's
-// callback thread. Only for bounded reads (see PredictionLogService).
-template <typename Response, typename Read>
-grpc::ServerUnaryReactor* FinishInline(grpc::CallbackServerContext* context, Response* response,
+// Answers a unary call with what `read(request)` returns, computed on
+// `workers`, never on gRPC's own threads (see worker_pool.h).
+template <typename Request, typename Response, typename Read>
+grpc::ServerUnaryReactor* FinishOnPool(WorkerPool* workers, grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                        Read read) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<Response> result = read();
-  if (result.ok()) *response = std::move(*result);
-  reactor->Finish(ToGrpcStatus(result.status()));
-  return reactor;
+  return ServeUnary<Request, Response>(
+      context, request, response, [workers, &read](UnaryCall<Request, Response>* call) {
+        workers->Submit([call, read = std::move(read)] { call->Reply(read(call->request())); });
+      });
+}
+
+// Answers a unary call with what `read(request)` returns, computed right here
+// on gRPC's callback thread. Only for bounded reads (see PredictionLogService).
+template <typename Request, typename Response, typename Read>
+grpc::ServerUnaryReactor* FinishInline(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+                                       Read read) {
+  return ServeUnary<Request, Response>(
+      context, request, response,
+      [&read](UnaryCall<Request, Response>* call) { call->Reply(read(call->request())); });
+}
+
+// Answers a unary call whose work completes through a callback (writes:
+// the shard writer's or the producer's).
+template <typename Request, typename Response, typename Start>
+grpc::ServerUnaryReactor* FinishFromCallback(grpc::CallbackServerContext* context,
+                                             const grpc::ByteBuffer* request,
+                                             grpc::ByteBuffer* response, Start start) {
+  return ServeUnary<Request, Response>(
+      context, request, response, [&start](UnaryCall<Request, Response>* call) {
+        start(call->request(),
+              [call](absl::StatusOr<Response> result) { call->Reply(std::move(result)); });
+      });
 }
 
 }  // namespace
 
 grpc::ServerUnaryReactor* PredictionLogService::Log(grpc::CallbackServerContext* context,
-                                                    const predlog::v1::LogRequest* request,
-                                                    predlog::v1::LogReceipt* receipt) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  log_->Log(*request, [reactor, receipt](absl::StatusOr<predlog::v1::LogReceipt> result) {
-    if (result.ok()) *receipt = std::move(*result);
-    reactor->Finish(ToGrpcStatus(result.status()));
-  });
-  return reactor;
+                                                    const grpc::ByteBuffer* request,
+                                                    grpc::ByteBuffer* response) {
+  return FinishFromCallback<predlog::v1::LogRequest, predlog::v1::LogReceipt>(
+      context, request, response, [this](const predlog::v1::LogRequest& parsed, auto done) {
+        log_->Log(parsed, std::move(done));
+      });
 }
 
-grpc::ServerUnaryReactor* PredictionLogService::LogBatch(
-    grpc::CallbackServerContext* context, const predlog::v1::LogBatchRequest* request,
-    predlog::v1::LogBatchResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  log_->LogBatch(*request,
-                 [reactor, response](absl::StatusOr<predlog::v1::LogBatchResponse> result) {
-                   if (result.ok()) *response = std::move(*result);
-                   reactor->Finish(ToGrpcStatus(result.status()));
-                 });
-  return reactor;
+grpc::ServerUnaryReactor* PredictionLogService::LogBatch(grpc::CallbackServerContext* context,
+                                                         const grpc::ByteBuffer* request,
+                                                         grpc::ByteBuffer* response) {
+  return FinishFromCallback<predlog::v1::LogBatchRequest, predlog::v1::LogBatchResponse>(
+      context, request, response, [this](const predlog::v1::LogBatchRequest& parsed, auto done) {
+        log_->LogBatch(parsed, std::move(done));
+      });
 }
 
-grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(
-    grpc::CallbackServerContext* context, const predlog::v1::ChangeEntityRequest* request,
-    predlog::v1::LogReceipt* receipt) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  log_->ChangeEntity(*request, [reactor, receipt](absl::StatusOr<predlog::v1::LogReceipt> result) {
-    if (result.ok()) *receipt = std::move(*result);
-    reactor->Finish(ToGrpcStatus(result.status()));
-  });
-  return reactor;
+grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(grpc::CallbackServerContext* context,
+                                                             const grpc::ByteBuffer* request,
+                                                             grpc::ByteBuffer* response) {
+  return FinishFromCallback<predlog::v1::ChangeEntityRequest, predlog::v1::LogReceipt>(
+      context, request, response,
+      [this](const predlog::v1::ChangeEntityRequest& parsed, auto done) {
+        log_->ChangeEntity(parsed, std::move(done));
+      });
 }
 
-grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(
-    grpc::CallbackServerContext* context, const predlog::v1::GetPredictionRequest* request,
-    predlog::v1::PredictionRecord* record) {
-  return FinishInline(context, record, [this, request] { return log_->GetPrediction(*request); });
+grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* request,
+                                                              grpc::ByteBuffer* response) {
+  return FinishInline<predlog::v1::GetPredictionRequest, predlog::v1::PredictionRecord>(
+      context, request, response, [this](const predlog::v1::GetPredictionRequest& parsed) {
+        return log_->GetPrediction(parsed);
+      });
 }
 
 namespace {
 
+// The prediction_id of a LogRequest that does not parse, when it can be read
+// (it can when only a string elsewhere is not UTF-8); "" otherwise.
+std::string PredictionIdOf(const grpc::ByteBuffer& bytes) {
+  grpc::Slice flat;
+  if (!bytes.Valid() || !bytes.DumpToSingleSlice(&flat).ok()) return "";
+  return ReadStringField(
+             absl::string_view(reinterpret_cast<const char*>(flat.begin()), flat.size()),
+             *predlog::v1::LogRequest::descriptor(), {"prediction", "prediction_id"})
+      .value_or("");
+}
+
 // One LogStream: reads requests, hands each to PredictionLog::Log, and writes
-// receipts as they complete, one write in flight at a time. It deletes itself
-// once gRPC is done with it AND every Log callback has fired, so a late
-// callback never touches freed memory.
-class LogStreamReactor final
-    : public grpc::ServerBidiReactor<predlog::v1::LogRequest, predlog::v1::LogReceipt> {
+// receipts as they complete, one write in flight at a time. A request that
+// cannot be parsed gets an INVALID_ARGUMENT receipt (under its prediction_id
+// when that can be read) and the stream goes on. It deletes itself once gRPC
+// is done with it AND every Log callback has fired, so a late callback never
+// touches freed memory.
+class LogStreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  explicit LogStreamReactor(PredictionLog* log) : log_(log) { StartRead(&request_); }
+  explicit LogStreamReactor(PredictionLog* log) : log_(log) { StartRead(&request_bytes_); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -108,15 +194,23 @@ class LogStreamReactor final
       Run(actions);
       return;
     }
-    const std::string prediction_id = request_.prediction().prediction_id();
+    ++requests_read_;
     {
       absl::MutexLock lock(&mu_);
       ++in_flight_;
     }
-    log_->Log(request_, [this, prediction_id](absl::StatusOr<predlog::v1::LogReceipt> result) {
-      Complete(result.ok() ? std::move(*result)
-                           : PredictionLog::ErrorReceipt(prediction_id, result.status()));
-    });
+    if (ParseMessage(request_bytes_, &request_)) {
+      const std::string prediction_id = request_.prediction().prediction_id();
+      log_->Log(request_, [this, prediction_id](absl::StatusOr<predlog::v1::LogReceipt> result) {
+        Complete(result.ok() ? std::move(*result)
+                             : PredictionLog::ErrorReceipt(prediction_id, result.status()));
+      });
+    } else {
+      Complete(PredictionLog::ErrorReceipt(
+          PredictionIdOf(request_bytes_),
+          ParseFailure(request_bytes_, *predlog::v1::LogRequest::descriptor(),
+                       absl::StrCat("request ", requests_read_, " of the stream"))));
+    }
     bool read_more;
     {
       absl::MutexLock lock(&mu_);
@@ -125,8 +219,8 @@ class LogStreamReactor final
       read_more = in_flight_ + static_cast<int>(pending_.size()) < kMaxStreamInFlight;
       read_paused_ = !read_more;
     }
-    // request_ is free again: Log copied what it needs.
-    if (read_more) StartRead(&request_);
+    // request_bytes_ and request_ are free again: Log copied what it needs.
+    if (read_more) StartRead(&request_bytes_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -207,16 +301,25 @@ class LogStreamReactor final
   void Run(const Actions& actions) {
     // current_ is only touched while writing_ is set, by this path alone.
     if (actions.write) {
-      StartWrite(&current_, actions.more_to_write ? grpc::WriteOptions().set_buffer_hint()
-                                                  : grpc::WriteOptions());
+      absl::Status serialized = SerializeResponse(current_, &current_bytes_);
+      if (!serialized.ok()) {
+        // Only a receipt over 2 GB could fail; its short error receipt cannot.
+        serialized = SerializeResponse(
+            PredictionLog::ErrorReceipt(current_.prediction_id(), serialized), &current_bytes_);
+      }
+      StartWrite(&current_bytes_, actions.more_to_write ? grpc::WriteOptions().set_buffer_hint()
+                                                        : grpc::WriteOptions());
     }
-    if (actions.read) StartRead(&request_);
+    if (actions.read) StartRead(&request_bytes_);
     if (actions.finish) Finish(grpc::Status::OK);
   }
 
   PredictionLog* const log_;
+  grpc::ByteBuffer request_bytes_;   // the read path's alone
   predlog::v1::LogRequest request_;  // the read path's alone
+  int64_t requests_read_ = 0;        // the read path's alone
   predlog::v1::LogReceipt current_;  // the write path's alone (see writing_)
+  grpc::ByteBuffer current_bytes_;   // the write path's alone
   absl::Mutex mu_;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
@@ -230,19 +333,23 @@ class LogStreamReactor final
 
 }  // namespace
 
-grpc::ServerBidiReactor<predlog::v1::LogRequest, predlog::v1::LogReceipt>*
-PredictionLogService::LogStream(grpc::CallbackServerContext* context) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* PredictionLogService::LogStream(
+    grpc::CallbackServerContext* context) {
   return new LogStreamReactor(log_);
 }
 
 grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
-    grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
-    predlog::v1::ListPredictionsResponse* response) {
-  auto list = [this, request] { return log_->ListPredictions(*request); };
-  if (request->page_size() <= PredictionLog::kDefaultPageSize) {  // 0 is the default page
-    return FinishInline(context, response, list);
-  }
-  return FinishOnPool(workers_, context, response, list);
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  using Call = UnaryCall<predlog::v1::ListPredictionsRequest, predlog::v1::ListPredictionsResponse>;
+  return ServeUnary<predlog::v1::ListPredictionsRequest, predlog::v1::ListPredictionsResponse>(
+      context, request, response, [this](Call* call) {
+        if (call->request().page_size() <= PredictionLog::kDefaultPageSize) {  // 0: the default
+          call->Reply(log_->ListPredictions(call->request()));
+          return;
+        }
+        workers_->Submit([this, call] { call->Reply(log_->ListPredictions(call->request())); });
+      });
 }
 
 namespace {
@@ -250,18 +357,18 @@ namespace {
 // One RegisterModel upload: the first message begins it, each later one is
 // a chunk appended to the artifact (a local file write), and the end of the
 // stream stores the artifact and writes the event.
-class RegisterModelReactor final
-    : public grpc::ServerReadReactor<predlog::v1::RegisterModelRequest> {
+class RegisterModelReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
-  // Artifact writes (and their fsync) run on `workers`, never on gRPC's
-  // threads; one read is outstanding at a time, so chunks stay in order.
+  // Artifact writes (and their fsync) and the parsing of each message run on
+  // `workers`, never on gRPC's threads; one read is outstanding at a time, so
+  // chunks stay in order. `response` is gRPC's, valid until the call is done.
   RegisterModelReactor(grpc::CallbackServerContext* context, ModelRegistry* registry,
-                       predlog::v1::RegisterModelResponse* response, WorkerPool* workers)
+                       grpc::ByteBuffer* response, WorkerPool* workers)
       : context_(context),
         upload_(registry->StartUpload()),
         response_(response),
         workers_(workers) {
-    StartRead(&request_);
+    StartRead(&request_bytes_);
   }
 
   void OnReadDone(bool ok) override {
@@ -288,9 +395,21 @@ class RegisterModelReactor final
         return;
       }
       upload_->Finish([this](absl::StatusOr<predlog::v1::RegisterModelResponse> result) {
-        if (result.ok()) *response_ = std::move(*result);
-        Finish(ToGrpcStatus(result.status()));
+        Finish(ToGrpcStatus(result.ok() ? SerializeResponse(*result, response_) : result.status()));
       });
+      return;
+    }
+    ++messages_read_;
+    const bool parsed = ParseMessage(request_bytes_, &request_);
+    if (parsed) request_bytes_.Clear();  // a chunk may be large: keep one copy
+    if (!parsed) {
+      // A message that cannot be parsed ends the upload: the artifact would
+      // miss its bytes. Dropping the upload removes its temp file.
+      const absl::Status failed =
+          ParseFailure(request_bytes_, *predlog::v1::RegisterModelRequest::descriptor(),
+                       absl::StrCat("message ", messages_read_, " of the upload"));
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat(failed.message(), "; nothing was registered")));
       return;
     }
     absl::Status status;
@@ -307,76 +426,86 @@ class RegisterModelReactor final
       Finish(ToGrpcStatus(status));
       return;
     }
-    StartRead(&request_);
+    StartRead(&request_bytes_);
   }
 
   grpc::CallbackServerContext* const context_;
   std::unique_ptr<ModelRegistry::Upload> upload_;
-  predlog::v1::RegisterModelResponse* const response_;
+  grpc::ByteBuffer* const response_;
   WorkerPool* const workers_;
+  grpc::ByteBuffer request_bytes_;
   predlog::v1::RegisterModelRequest request_;
+  int64_t messages_read_ = 0;
   bool begun_ = false;
 };
 
 }  // namespace
 
-grpc::ServerReadReactor<predlog::v1::RegisterModelRequest>* RegistryService::RegisterModel(
-    grpc::CallbackServerContext* context, predlog::v1::RegisterModelResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* RegistryService::RegisterModel(
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
   return new RegisterModelReactor(context, registry_, response, workers_);
 }
 
-grpc::ServerUnaryReactor* RegistryService::DeployModel(
-    grpc::CallbackServerContext* context, const predlog::v1::DeployModelRequest* request,
-    predlog::v1::RegistryReceipt* receipt) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  registry_->Deploy(*request,
-                    [reactor, receipt](absl::StatusOr<predlog::v1::RegistryReceipt> result) {
-                      if (result.ok()) *receipt = std::move(*result);
-                      reactor->Finish(ToGrpcStatus(result.status()));
-                    });
-  return reactor;
+grpc::ServerUnaryReactor* RegistryService::DeployModel(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  return FinishFromCallback<predlog::v1::DeployModelRequest, predlog::v1::RegistryReceipt>(
+      context, request, response, [this](const predlog::v1::DeployModelRequest& parsed, auto done) {
+        registry_->Deploy(parsed, std::move(done));
+      });
 }
 
 grpc::ServerUnaryReactor* RegistryService::GetModel(grpc::CallbackServerContext* context,
-                                                    const predlog::v1::GetModelRequest* request,
-                                                    predlog::v1::ModelRecord* record) {
-  return FinishOnPool(workers_, context, record,
-                      [this, request] { return registry_->GetModel(*request); });
+                                                    const grpc::ByteBuffer* request,
+                                                    grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::GetModelRequest, predlog::v1::ModelRecord>(
+      workers_, context, request, response,
+      [this](const predlog::v1::GetModelRequest& parsed) { return registry_->GetModel(parsed); });
 }
 
 grpc::ServerUnaryReactor* RegistryService::ListModels(grpc::CallbackServerContext* context,
-                                                      const predlog::v1::ListModelsRequest* request,
-                                                      predlog::v1::ListModelsResponse* response) {
-  return FinishOnPool(workers_, context, response,
-                      [this, request] { return registry_->ListModels(*request); });
+                                                      const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::ListModelsRequest, predlog::v1::ListModelsResponse>(
+      workers_, context, request, response, [this](const predlog::v1::ListModelsRequest& parsed) {
+        return registry_->ListModels(parsed);
+      });
 }
 
 grpc::ServerUnaryReactor* ReplayService::Rerun(grpc::CallbackServerContext* context,
-                                               const predlog::v1::RerunRequest* request,
-                                               predlog::v1::RerunReport* report) {
-  return FinishOnPool(workers_, context, report,
-                      [this, request] { return replayer_->Rerun(*request); });
+                                               const grpc::ByteBuffer* request,
+                                               grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::RerunRequest, predlog::v1::RerunReport>(
+      workers_, context, request, response,
+      [this](const predlog::v1::RerunRequest& parsed) { return replayer_->Rerun(parsed); });
 }
 
 grpc::ServerUnaryReactor* ReplayService::RerunTrace(grpc::CallbackServerContext* context,
-                                                    const predlog::v1::RerunTraceRequest* request,
-                                                    predlog::v1::RerunTraceReport* report) {
-  return FinishOnPool(workers_, context, report,
-                      [this, request] { return replayer_->RerunTrace(*request); });
+                                                    const grpc::ByteBuffer* request,
+                                                    grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::RerunTraceRequest, predlog::v1::RerunTraceReport>(
+      workers_, context, request, response, [this](const predlog::v1::RerunTraceRequest& parsed) {
+        return replayer_->RerunTrace(parsed);
+      });
 }
 
 grpc::ServerUnaryReactor* ReplayService::GetEntityAt(grpc::CallbackServerContext* context,
-                                                     const predlog::v1::GetEntityAtRequest* request,
-                                                     predlog::v1::EntityAtResponse* response) {
-  return FinishOnPool(workers_, context, response,
-                      [this, request] { return replayer_->GetEntityAt(*request); });
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::GetEntityAtRequest, predlog::v1::EntityAtResponse>(
+      workers_, context, request, response, [this](const predlog::v1::GetEntityAtRequest& parsed) {
+        return replayer_->GetEntityAt(parsed);
+      });
 }
 
-grpc::ServerUnaryReactor* ReplayService::GetRegistryAt(
-    grpc::CallbackServerContext* context, const predlog::v1::GetRegistryAtRequest* request,
-    predlog::v1::RegistryAtResponse* response) {
-  return FinishOnPool(workers_, context, response,
-                      [this, request] { return replayer_->GetRegistryAt(*request); });
+grpc::ServerUnaryReactor* ReplayService::GetRegistryAt(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::GetRegistryAtRequest, predlog::v1::RegistryAtResponse>(
+      workers_, context, request, response,
+      [this](const predlog::v1::GetRegistryAtRequest& parsed) {
+        return replayer_->GetRegistryAt(parsed);
+      });
 }
 
 namespace {
@@ -390,18 +519,26 @@ constexpr size_t kExportBatchBytes = 2 << 20;
 
 // Reads the next batch from the shards while gRPC sends the previous one:
 // reading and sending overlap instead of taking turns, which left the stream
-// idle for every read (and the client waiting).
-class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::ExportBatch> {
+// idle for every read (and the client waiting). The batch in flight is
+// already serialized (batch_bytes_), so the next one is read into the same
+// batch_.
+class ExportTrailReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  // Reads of the shards run on `workers`, never on gRPC's threads.
-  ExportTrailReactor(const Audit* audit, const predlog::v1::ExportTrailRequest& request,
-                     WorkerPool* workers)
+  // Parsing the request and reading the shards run on `workers`, never on
+  // gRPC's threads.
+  ExportTrailReactor(const Audit* audit, const grpc::ByteBuffer& request_bytes, WorkerPool* workers)
       : workers_(workers) {
     {
       absl::MutexLock lock(&mu_);
       pumping_ = true;
     }
-    workers_->Submit([this, audit, request] {
+    // The copy shares gRPC's slices.
+    workers_->Submit([this, audit, request_bytes] {
+      predlog::v1::ExportTrailRequest request;
+      if (absl::Status parsed = ParseRequest(request_bytes, &request); !parsed.ok()) {
+        Finish(ToGrpcStatus(parsed));
+        return;
+      }
       absl::StatusOr<std::unique_ptr<ExportCursor>> cursor = audit->StartExport(request);
       if (!cursor.ok()) {
         Finish(ToGrpcStatus(cursor.status()));
@@ -427,10 +564,9 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
   void OnDone() override { delete this; }
 
  private:
-  // Reads the next batch into batches_[next_].
+  // Reads the next batch into batch_.
   void Fill() {
-    absl::StatusOr<bool> more =
-        cursor_->Next(kExportBatchRecords, kExportBatchBytes, &batches_[next_]);
+    absl::StatusOr<bool> more = cursor_->Next(kExportBatchRecords, kExportBatchBytes, &batch_);
     if (!more.ok()) {
       end_ = ToGrpcStatus(more.status());
     } else if (!*more) {
@@ -439,10 +575,15 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
   }
 
   // Writes the batch read ahead and reads the next; goes on while writes
-  // complete during reads. One Pump at a time (pumping_); it owns next_,
-  // end_ and the batch not being written.
+  // complete during reads. One Pump at a time (pumping_); it owns end_ and
+  // batch_, and batch_bytes_ while no write is in flight (always, here).
   void Pump() {
     while (true) {
+      if (!end_.has_value()) {
+        if (absl::Status serialized = SerializeResponse(batch_, &batch_bytes_); !serialized.ok()) {
+          end_ = ToGrpcStatus(serialized);
+        }
+      }
       bool cancelled = false;
       {
         absl::MutexLock lock(&mu_);
@@ -457,8 +598,7 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
         Finish(*end_);
         return;
       }
-      StartWrite(&batches_[next_]);
-      next_ ^= 1;
+      StartWrite(&batch_bytes_);
       Fill();
       absl::MutexLock lock(&mu_);
       if (writing_) {
@@ -470,9 +610,8 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
 
   WorkerPool* const workers_;
   std::unique_ptr<ExportCursor> cursor_;
-  // The write in flight owns one; Fill reads into the other, batches_[next_].
-  predlog::v1::ExportBatch batches_[2];
-  int next_ = 0;
+  predlog::v1::ExportBatch batch_;   // read ahead by Fill
+  grpc::ByteBuffer batch_bytes_;     // the write in flight
   std::optional<grpc::Status> end_;  // once the cursor is done or failed
 
   absl::Mutex mu_;
@@ -483,15 +622,27 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<predlog::v1::Ex
 
 }  // namespace
 
-grpc::ServerWriteReactor<predlog::v1::ExportBatch>* AuditService::ExportTrail(
-    grpc::CallbackServerContext* context, const predlog::v1::ExportTrailRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* AuditService::ExportTrail(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return new ExportTrailReactor(audit_, *request, workers_);
 }
 
 grpc::ServerUnaryReactor* AuditService::GetStatus(grpc::CallbackServerContext* context,
-                                                  const predlog::v1::GetStatusRequest* request,
-                                                  predlog::v1::StatusResponse* response) {
-  return FinishOnPool(workers_, context, response, [this] { return audit_->Status(); });
+                                                  const grpc::ByteBuffer* request,
+                                                  grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::GetStatusRequest, predlog::v1::StatusResponse>(
+      workers_, context, request, response,
+      [this](const predlog::v1::GetStatusRequest&) { return audit_->Status(); });
+}
+
+grpc::ServerUnaryReactor* AuditService::GetChainValues(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::GetChainValuesRequest, predlog::v1::GetChainValuesResponse>(
+      workers_, context, request, response,
+      [this](const predlog::v1::GetChainValuesRequest& parsed) {
+        return audit_->GetChainValues(parsed);
+      });
 }
 
 }  // namespace predlog::services

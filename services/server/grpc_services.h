@@ -1,10 +1,29 @@
 // gRPC adapters: translate protos and statuses, call the plain classes, never
 // block a reactor (Log completes from Kafka's delivery / the fold callback).
+//
+// Every method is registered raw (ByteBuffer in, ByteBuffer out) and parses
+// its own request (request_parse.h): a request that cannot be parsed is
+// answered INVALID_ARGUMENT "<what> could not be parsed as predlog.v1.X: why",
+// naming the string field that is not UTF-8 where there is one. gRPC 1.51's
+// own deserialization answers UNIMPLEMENTED with an empty message for unary
+// calls and, in a stream, ends the reads as if the client had closed it.
+// Streams: a LogStream request that cannot be parsed gets an error receipt
+// and the stream goes on (its contract for failed requests); a RegisterModel
+// message that cannot be parsed ends the upload with INVALID_ARGUMENT and
+// registers nothing. A new RPC must be added raw too (a WithRawCallbackMethod_
+// below); Server::Start refuses a service with a method that is not.
+//
+// Each method takes the request's bytes (borrowed from gRPC until the call
+// finishes) and, for a unary call, writes the response's bytes into
+// `response` before finishing; the status codes are those of the plain
+// class it calls, plus INVALID_ARGUMENT for a request that cannot be parsed.
+// Thread-safe: gRPC calls the methods concurrently.
 #ifndef PREDLOG_SERVICES_SERVER_GRPC_SERVICES_H_
 #define PREDLOG_SERVICES_SERVER_GRPC_SERVICES_H_
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/registry.grpc.pb.h"
 #include "predlog/v1/replay.grpc.pb.h"
@@ -19,6 +38,28 @@ namespace predlog::services {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// The generated services with every method raw (see the top of this file).
+using RawPredictionLogService = predlog::v1::PredictionLog::WithRawCallbackMethod_Log<
+    predlog::v1::PredictionLog::WithRawCallbackMethod_LogStream<
+        predlog::v1::PredictionLog::WithRawCallbackMethod_LogBatch<
+            predlog::v1::PredictionLog::WithRawCallbackMethod_GetPrediction<
+                predlog::v1::PredictionLog::WithRawCallbackMethod_ListPredictions<
+                    predlog::v1::PredictionLog::WithRawCallbackMethod_ChangeEntity<
+                        predlog::v1::PredictionLog::Service>>>>>>;
+using RawRegistryService = predlog::v1::Registry::WithRawCallbackMethod_RegisterModel<
+    predlog::v1::Registry::WithRawCallbackMethod_DeployModel<
+        predlog::v1::Registry::WithRawCallbackMethod_GetModel<
+            predlog::v1::Registry::WithRawCallbackMethod_ListModels<
+                predlog::v1::Registry::Service>>>>;
+using RawReplayService = predlog::v1::Replay::WithRawCallbackMethod_Rerun<
+    predlog::v1::Replay::WithRawCallbackMethod_RerunTrace<
+        predlog::v1::Replay::WithRawCallbackMethod_GetEntityAt<
+            predlog::v1::Replay::WithRawCallbackMethod_GetRegistryAt<
+                predlog::v1::Replay::Service>>>>;
+using RawAuditService = predlog::v1::Audit::WithRawCallbackMethod_ExportTrail<
+    predlog::v1::Audit::WithRawCallbackMethod_GetStatus<
+        predlog::v1::Audit::WithRawCallbackMethod_GetChainValues<predlog::v1::Audit::Service>>>;
+
 // Most LogStream requests of one stream awaiting or holding unwritten receipts;
 // reading pauses above it (backpressure instead of unbounded memory).
 inline constexpr int kMaxStreamInFlight = 500;
@@ -32,28 +73,28 @@ inline constexpr int kMaxStreamInFlight = 500;
 // a few ms at worst from a cold disk), run inline on gRPC's thread: a hand-off
 // to the pool and back costs two thread wake-ups, more than the read itself
 // (bench/RESULTS.md, issue 11). Larger pages run on the pool.
-class PredictionLogService final : public predlog::v1::PredictionLog::CallbackService {
+class PredictionLogService final : public RawPredictionLogService {
  public:
   // Large pages run on `workers` (borrowed; it must outlive the gRPC server).
   PredictionLogService(PredictionLog* log, WorkerPool* workers) : log_(log), workers_(workers) {}
 
   grpc::ServerUnaryReactor* Log(grpc::CallbackServerContext* context,
-                                const predlog::v1::LogRequest* request,
-                                predlog::v1::LogReceipt* receipt) override;
+                                const grpc::ByteBuffer* request,
+                                grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* LogBatch(grpc::CallbackServerContext* context,
-                                     const predlog::v1::LogBatchRequest* request,
-                                     predlog::v1::LogBatchResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetPrediction(grpc::CallbackServerContext* context,
-                                          const predlog::v1::GetPredictionRequest* request,
-                                          predlog::v1::PredictionRecord* record) override;
-  grpc::ServerBidiReactor<predlog::v1::LogRequest, predlog::v1::LogReceipt>* LogStream(
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* LogStream(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* ChangeEntity(grpc::CallbackServerContext* context,
-                                         const predlog::v1::ChangeEntityRequest* request,
-                                         predlog::v1::LogReceipt* receipt) override;
-  grpc::ServerUnaryReactor* ListPredictions(
-      grpc::CallbackServerContext* context, const predlog::v1::ListPredictionsRequest* request,
-      predlog::v1::ListPredictionsResponse* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ListPredictions(grpc::CallbackServerContext* context,
+                                            const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* response) override;
 
  private:
   PredictionLog* const log_;
@@ -61,23 +102,23 @@ class PredictionLogService final : public predlog::v1::PredictionLog::CallbackSe
 };
 
 // predlog.v1.Registry. Borrows `registry`, which must outlive the server.
-class RegistryService final : public predlog::v1::Registry::CallbackService {
+class RegistryService final : public RawRegistryService {
  public:
   // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
   RegistryService(ModelRegistry* registry, WorkerPool* workers)
       : registry_(registry), workers_(workers) {}
 
-  grpc::ServerReadReactor<predlog::v1::RegisterModelRequest>* RegisterModel(
-      grpc::CallbackServerContext* context, predlog::v1::RegisterModelResponse* response) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* RegisterModel(grpc::CallbackServerContext* context,
+                                                           grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* DeployModel(grpc::CallbackServerContext* context,
-                                        const predlog::v1::DeployModelRequest* request,
-                                        predlog::v1::RegistryReceipt* receipt) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
-                                     const predlog::v1::GetModelRequest* request,
-                                     predlog::v1::ModelRecord* record) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const predlog::v1::ListModelsRequest* request,
-                                       predlog::v1::ListModelsResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
 
  private:
   ModelRegistry* const registry_;
@@ -87,24 +128,24 @@ class RegistryService final : public predlog::v1::Registry::CallbackService {
 // predlog.v1.Replay. Borrows `replayer`, which must outlive the server. Calls
 // run on the worker pool: a rerun may load a model, and a state-at fold
 // reads up to one snapshot interval of records.
-class ReplayService final : public predlog::v1::Replay::CallbackService {
+class ReplayService final : public RawReplayService {
  public:
   // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
   ReplayService(const replay::Replayer* replayer, WorkerPool* workers)
       : replayer_(replayer), workers_(workers) {}
 
   grpc::ServerUnaryReactor* Rerun(grpc::CallbackServerContext* context,
-                                  const predlog::v1::RerunRequest* request,
-                                  predlog::v1::RerunReport* report) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* RerunTrace(grpc::CallbackServerContext* context,
-                                       const predlog::v1::RerunTraceRequest* request,
-                                       predlog::v1::RerunTraceReport* report) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetEntityAt(grpc::CallbackServerContext* context,
-                                        const predlog::v1::GetEntityAtRequest* request,
-                                        predlog::v1::EntityAtResponse* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetRegistryAt(grpc::CallbackServerContext* context,
-                                          const predlog::v1::GetRegistryAtRequest* request,
-                                          predlog::v1::RegistryAtResponse* response) override;
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
 
  private:
   const replay::Replayer* const replayer_;
@@ -113,17 +154,19 @@ class ReplayService final : public predlog::v1::Replay::CallbackService {
 
 // predlog.v1.Audit. Borrows `audit`, which must outlive the server. An export
 // streams batches as the client reads them (one read of the shard per write).
-class AuditService final : public predlog::v1::Audit::CallbackService {
+class AuditService final : public RawAuditService {
  public:
   // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
   AuditService(const Audit* audit, WorkerPool* workers) : audit_(audit), workers_(workers) {}
 
-  grpc::ServerWriteReactor<predlog::v1::ExportBatch>* ExportTrail(
-      grpc::CallbackServerContext* context,
-      const predlog::v1::ExportTrailRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* ExportTrail(grpc::CallbackServerContext* context,
+                                                          const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
-                                      const predlog::v1::GetStatusRequest* request,
-                                      predlog::v1::StatusResponse* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetChainValues(grpc::CallbackServerContext* context,
+                                           const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) override;
 
  private:
   const Audit* const audit_;

@@ -136,6 +136,7 @@ absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::ToRecord(
   out.mutable_source()->set_partition(partition);
   out.mutable_source()->set_offset(record.source.offset);
   out.set_leaf_sha256(storage::ToHex(record.leaf));
+  if (record.appended_at) storage::TimeToProto(*record.appended_at, out.mutable_appended_at());
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -324,10 +325,22 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(parts->service.get());
-  builder.RegisterService(parts->registry_service.get());
-  if (parts->replay_service != nullptr) builder.RegisterService(parts->replay_service.get());
-  if (parts->audit_service != nullptr) builder.RegisterService(parts->audit_service.get());
+  const std::pair<const char*, grpc::Service*> services[] = {
+      {predlog::v1::PredictionLog::service_full_name(), parts->service.get()},
+      {predlog::v1::Registry::service_full_name(), parts->registry_service.get()},
+      {predlog::v1::Replay::service_full_name(), parts->replay_service.get()},
+      {predlog::v1::Audit::service_full_name(), parts->audit_service.get()}};
+  for (const auto& [name, service] : services) {
+    if (service == nullptr) continue;
+    // Every method parses its own request (grpc_services.h); one left to
+    // gRPC's synchronous default would answer UNIMPLEMENTED.
+    if (service->has_synchronous_methods()) {
+      return absl::InternalError(absl::StrCat(
+          name, " has a method that is not registered raw: every method must parse its own ",
+          "request (services/server/grpc_services.h)"));
+    }
+    builder.RegisterService(service);
+  }
   // Artifact chunks: allow large messages (the default is 4 MB).
   builder.SetMaxReceiveMessageSize(64 << 20);
   parts->grpc_server = builder.BuildAndStart();

@@ -20,17 +20,11 @@
 namespace predlog {
 namespace {
 
+using ::predlog::testing::ReadFile;
 using ::predlog::testing::RunCommand;
 using ::predlog::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 void WriteFile(const std::string& path, const std::string& content) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << content;

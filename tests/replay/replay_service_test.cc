@@ -626,6 +626,30 @@ TEST_F(ReplayServiceTest, EntityAtShowsTheCustomerRecordAsItWasAtDecisionTime) {
   absl::SleepFor(absl::Milliseconds(5));
   const absl::Time decision = absl::Now();
   absl::SleepFor(absl::Milliseconds(5));
+  // The decision, logged by a serving clock an hour behind: its served_at
+  // and recorded_at say nothing about where it is in the log.
+  LogReceipt logged;
+  {
+    predlog::v1::LogRequest request;
+    auto* p = request.mutable_prediction();
+    p->set_prediction_id("p-decision-42");
+    p->set_subject_id("customer-42");
+    storage::TimeToProto(absl::Now() - absl::Hours(1), p->mutable_served_at());
+    p->mutable_model()->set_name("credit");
+    p->mutable_model()->set_version("v1");
+    p->mutable_output()->add_float_scores(0.5f);
+    auto* input = p->add_inputs();
+    input->set_name("income");
+    input->set_double_value(52000);
+    grpc::ClientContext context;
+    context.set_deadline(Deadline());
+    grpc::Status status = log_->Log(&context, request, &logged);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_EQ(logged.outcome(), LogReceipt::APPLIED);
+  // A registry record appended after the decision, before the change below.
+  RegisterOrDie("v1", TrainedModels().v1);
+  absl::SleepFor(absl::Milliseconds(5));
   LogReceipt later = change({{"credit_limit", 2000}});
 
   auto at = [&](absl::Time t) {
@@ -648,12 +672,49 @@ TEST_F(ReplayServiceTest, EntityAtShowsTheCustomerRecordAsItWasAtDecisionTime) {
   EXPECT_EQ(now.state().fields().at("income").double_value(), 52000);
   EXPECT_FALSE(at(absl::FromUnixSeconds(0)).exists());
 
+  // Right after a record: the prediction's own (same shard: up to and
+  // including it), the registration's (another shard: what this one had
+  // appended by then), the later change's.
+  auto after = [&](const predlog::v1::Position& position, grpc::Status* status) {
+    predlog::v1::GetEntityAtRequest request;
+    request.set_entity_type("customer");
+    request.set_entity_id("customer-42");
+    *request.mutable_as_of()->mutable_after() = position;
+    predlog::v1::EntityAtResponse response;
+    grpc::ClientContext context;
+    *status = replay_->GetEntityAt(&context, request, &response);
+    return response;
+  };
+  grpc::Status status;
+  predlog::v1::EntityAtResponse at_decision = after(logged.position(), &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(at_decision.state().fields().at("credit_limit").double_value(), 5000);
+  EXPECT_EQ(at_decision.cut().index(), logged.position().index() + 1);
+  predlog::v1::Position registered;
+  registered.set_shard("predlog.registry-0");
+  registered.set_index(0);
+  predlog::v1::EntityAtResponse at_registration = after(registered, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(at_registration.state().fields().at("credit_limit").double_value(), 5000);
+  EXPECT_EQ(at_registration.cut().index(), logged.position().index() + 1);
+  EXPECT_EQ(after(later.position(), &status).state().fields().at("credit_limit").double_value(),
+            2000);
+  predlog::v1::Position unknown = logged.position();
+  unknown.set_shard("predlog.events-99");
+  after(unknown, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("predlog.events-99"));
+  predlog::v1::Position beyond = later.position();
+  beyond.set_index(beyond.index() + 1);
+  after(beyond, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+
   // Bad requests name the field.
   predlog::v1::GetEntityAtRequest bad;
   bad.set_entity_type("customer");
   predlog::v1::EntityAtResponse response;
   grpc::ClientContext context;
-  grpc::Status status = replay_->GetEntityAt(&context, bad, &response);
+  status = replay_->GetEntityAt(&context, bad, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("entity_id"));
 }

@@ -24,6 +24,7 @@ namespace predlog::storage {
 namespace {
 
 using ::predlog::testing::IsOk;
+using ::predlog::testing::ReadFile;
 using ::predlog::testing::StatusIs;
 using ::predlog::testing::TempDir;
 using ::testing::ElementsAre;
@@ -61,11 +62,6 @@ int CountFiles(const std::string& dir) {
     n += entry.is_regular_file() ? 1 : 0;
   }
   return n;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 struct stat StatOf(const std::string& path) {

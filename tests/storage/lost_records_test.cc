@@ -13,6 +13,7 @@
 #include "rocksdb/db.h"
 #include "storage/acked_mark.h"
 #include "storage/key_codec.h"
+#include "storage/merkle.h"
 #include "storage/shard_store.h"
 #include "tests/testing/events.h"
 #include "tests/testing/status_matchers.h"
@@ -22,6 +23,8 @@ namespace predlog::storage {
 namespace {
 
 namespace fs = std::filesystem;
+using ::predlog::testing::IsOk;
+using ::predlog::testing::IsOkAndHolds;
 using ::predlog::testing::MakePredictionPayload;
 using ::predlog::testing::PredictionSpec;
 using ::predlog::testing::StatusIs;
@@ -148,10 +151,23 @@ TEST_F(LostRecordsTest, AcceptedLossIsRecordedAndLostIndexesAreNeverReused) {
   ASSERT_OK_AND_ASSIGN(VerifyReport report, shard->Verify());
   EXPECT_FALSE(report.first_bad_index.has_value()) << report.problem;
   EXPECT_EQ(report.records_checked, 44u - (40u - intact));
+  // The Merkle tree keeps leaf i = index i: a lost index has the lost leaf,
+  // and records on both sides of the hole are proven in the tree.
+  ASSERT_OK_AND_ASSIGN(Digest root, shard->TreeRoot(44));
+  for (uint64_t i : {uint64_t{0}, intact - 1, intact, uint64_t{39}, uint64_t{40}, uint64_t{43}}) {
+    Digest leaf = LostMerkleLeaf(i);
+    if (i < intact || i >= 40) {
+      ASSERT_OK_AND_ASSIGN(StoredRecord r, shard->Get(i));
+      leaf = RecordMerkleLeaf(r.appended_at, Sha256(r.payload));
+    }
+    ASSERT_OK_AND_ASSIGN(std::vector<Digest> proof, shard->InclusionProof(i, 44));
+    EXPECT_THAT(VerifyMerkleInclusion(i, 44, leaf, proof, root), IsOk()) << i;
+  }
   // Reopened without the flag, the recorded loss is history, not a new one.
   shard.reset();
   ASSERT_OK_AND_ASSIGN(auto again, Open());
   EXPECT_FALSE(again->lost().has_value());
+  EXPECT_THAT(again->TreeRoot(44), IsOkAndHolds(root));
 }
 
 TEST_F(LostRecordsTest, WithoutSyncALostTailIsAWarningNotARefusal) {

@@ -9,7 +9,10 @@
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "storage/key_codec.h"
+#include "storage/merkle.h"
 #include "storage/sha256.h"
+#include "storage/signed_note.h"
+#include "storage/timestamps.h"
 #include "tests/testing/events.h"
 #include "tests/testing/raw_shard_db.h"
 #include "tests/testing/status_matchers.h"
@@ -19,6 +22,7 @@ namespace predlog::storage {
 namespace {
 
 using ::predlog::testing::IsOk;
+using ::predlog::testing::IsOkAndHolds;
 using ::predlog::testing::MakeEntityChange;
 using ::predlog::testing::MakeModelRegistered;
 using ::predlog::testing::MakePrediction;
@@ -27,6 +31,7 @@ using ::predlog::testing::Msg;
 using ::predlog::testing::PredictionSpec;
 using ::predlog::testing::StatusIs;
 using ::predlog::testing::TempDir;
+using ::testing::_;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
@@ -403,14 +408,272 @@ TEST_F(ShardStoreTest, ReadRange_ReturnsRecordsInLogOrder) {
   EXPECT_THAT(tail, SizeIs(1));
 }
 
-TEST_F(ShardStoreTest, CutAtTime_MapsTimeToOnePastLastRecordBefore) {
-  Apply({Pred("a", "s", 0), Pred("b", "s", 10), Pred("c", "s", 20)});
-  ASSERT_OK_AND_ASSIGN(uint64_t none, store_->CutAtTime(absl::FromUnixSeconds(1'700'000'000)));
-  EXPECT_EQ(none, 0u);
-  ASSERT_OK_AND_ASSIGN(uint64_t cut, store_->CutAtTime(absl::FromUnixSeconds(1'700'000'011)));
-  EXPECT_EQ(cut, 2u);
-  ASSERT_OK_AND_ASSIGN(uint64_t all, store_->CutAtTime(absl::InfiniteFuture()));
-  EXPECT_EQ(all, 3u);
+// Every record of the shard proven in its Merkle tree at every size, and
+// every size consistent with every later one.
+void ExpectTreeProvesEveryRecord(const ShardStore& store) {
+  const uint64_t n = store.Head().next_index;
+  std::vector<Digest> leaves;
+  for (uint64_t i = 0; i < n; ++i) {
+    ASSERT_OK_AND_ASSIGN(StoredRecord r, store.Get(i));
+    leaves.push_back(RecordMerkleLeaf(r.appended_at, Sha256(r.payload)));
+  }
+  MerkleFrontier reference;
+  std::vector<MerkleNode> ignored;
+  std::vector<Digest> roots;
+  for (uint64_t size = 1; size <= n; ++size) {
+    reference.Append(leaves[size - 1], &ignored);
+    ASSERT_OK_AND_ASSIGN(Digest root, store.TreeRoot(size));
+    ASSERT_EQ(root, reference.Root()) << size;
+    roots.push_back(root);
+    for (uint64_t i = 0; i < size; ++i) {
+      ASSERT_OK_AND_ASSIGN(std::vector<Digest> proof, store.InclusionProof(i, size));
+      ASSERT_THAT(VerifyMerkleInclusion(i, size, leaves[i], proof, root), IsOk())
+          << i << " of " << size;
+    }
+  }
+  for (uint64_t old_size = 1; old_size <= n; ++old_size) {
+    ASSERT_OK_AND_ASSIGN(std::vector<Digest> proof, store.ConsistencyProof(old_size, n));
+    ASSERT_THAT(VerifyMerkleConsistency(old_size, n, roots[old_size - 1], roots[n - 1], proof),
+                IsOk())
+        << old_size;
+  }
+}
+
+// A shard clock the test sets: what each batch is stamped with.
+class SteppedClock {
+ public:
+  std::function<absl::Time()> Fn() {
+    return [this] { return now_; };
+  }
+  void Set(absl::Time t) { now_ = t; }
+
+ private:
+  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
+};
+
+absl::Time At(int hour, int minute = 0) {
+  return absl::FromCivil(absl::CivilMinute(2026, 11, 30, hour, minute), absl::UTCTimeZone());
+}
+
+class ShardTimeTest : public ShardStoreTest {
+ protected:
+  void SetUp() override {
+    ShardOptions options;
+    options.dir = dir_.Sub("shard");
+    options.name = "predlog.events-0";
+    options.clock = clock_.Fn();
+    ASSERT_OK_AND_ASSIGN(store_, ShardStore::Open(options));
+  }
+
+  std::string Change(const std::string& field, double value, absl::Time recorded_at) {
+    predlog::v1::AuditEvent e = MakeEntityChange("customer", "c1", {{field, value}});
+    TimeToProto(recorded_at, e.mutable_recorded_at());
+    return e.SerializeAsString();
+  }
+
+  SteppedClock clock_;
+};
+
+TEST_F(ShardTimeTest, CutAtTimeCountsRecordsAppendedBeforeItNotProducerTimes) {
+  // The input: producers stamp credit_limit 12:00 and then income
+  // 10:00 (a clock two hours behind). The shard appended them at 12:00 and
+  // 12:05 by its own clock.
+  clock_.Set(At(12));
+  Apply({Change("credit_limit", 2000, At(12))});
+  clock_.Set(At(12, 5));
+  Apply({Change("income", 50000, At(10))});
+
+  auto cut = [&](absl::Time t) {
+    absl::StatusOr<uint64_t> c = store_->CutAtTime(t);
+    EXPECT_THAT(c, IsOk());
+    return c.value_or(999);
+  };
+  EXPECT_EQ(cut(At(11)), 0u);     // nothing was in the log at 11:00
+  EXPECT_EQ(cut(At(12, 1)), 1u);  // credit_limit only
+  EXPECT_EQ(cut(At(12, 30)), 2u);
+  // Monotone in t, and never past a record appended at or after t.
+  uint64_t previous = 0;
+  for (int minute = 0; minute < 60; ++minute) {
+    const absl::Time t = At(11) + absl::Minutes(minute * 2);
+    const uint64_t c = cut(t);
+    EXPECT_GE(c, previous) << t;
+    for (uint64_t i = 0; i < c; ++i) {
+      ASSERT_OK_AND_ASSIGN(StoredRecord r, store_->Get(i));
+      ASSERT_TRUE(r.appended_at.has_value());
+      EXPECT_LT(*r.appended_at, t);
+    }
+    previous = c;
+  }
+  // The producer's time stays in the event.
+  ASSERT_OK_AND_ASSIGN(StoredRecord income, store_->Get(1));
+  EXPECT_EQ(income.appended_at, At(12, 5));
+  EXPECT_EQ(TimeFromProto(income.Event()->recorded_at()), At(10));
+}
+
+TEST_F(ShardTimeTest, AppendTimeNeverGoesBackWhenTheShardClockDoes) {
+  clock_.Set(At(12));
+  Apply({Pred("a")});
+  // The host clock steps back an hour (NTP, a VM restore); then a new broker
+  // incarnation makes the shard write a SourceReset record of its own.
+  clock_.Set(At(11));
+  Apply({Pred("b")}, "broker-B");
+  ASSERT_EQ(store_->Head().next_index, 3u);  // a, SourceReset, b
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(StoredRecord rec, store_->Get(i));
+    EXPECT_EQ(rec.appended_at, At(12)) << i;
+  }
+  ASSERT_OK_AND_ASSIGN(StoredRecord reset, store_->Get(1));
+  ASSERT_TRUE(reset.Event()->has_source_reset());
+  EXPECT_EQ(TimeFromProto(reset.Event()->recorded_at()), At(12));
+  EXPECT_THAT(store_->CutAtTime(At(11, 30)), IsOkAndHolds(0u));
+  EXPECT_THAT(store_->CutAtTime(At(12) + absl::Microseconds(1)), IsOkAndHolds(3u));
+
+  // The latest append time survives a restart: a clock still behind after it
+  // does not go back either.
+  store_.reset();
+  SetUp();
+  clock_.Set(At(11, 59));
+  Apply({Pred("c")}, "broker-B");
+  ASSERT_OK_AND_ASSIGN(StoredRecord c, store_->Get(3));
+  EXPECT_EQ(c.appended_at, At(12));
+  clock_.Set(At(13));
+  Apply({Pred("d")}, "broker-B");
+  ASSERT_OK_AND_ASSIGN(StoredRecord d, store_->Get(4));
+  EXPECT_EQ(d.appended_at, At(13));
+}
+
+TEST_F(ShardTimeTest, AShardOfFormat2GetsItsTimeIndexInLogOrderOnOpen) {
+  clock_.Set(At(12));
+  Apply({Pred("a"), Pred("b"), Pred("c")});
+  store_.reset();
+  // What format 2 wrote: by_time keyed by the producers' recorded_at (here
+  // 12:20, 12:10, 12:30) and format 2 in meta.
+  testing::EditRawShardDb(dir_.Sub("shard"), "by_time",
+                          [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* by_time) {
+                            const absl::Time producer[] = {At(12, 20), At(12, 10), At(12, 30)};
+                            for (uint64_t i = 0; i < 3; ++i) {
+                              std::string now, old;
+                              AppendTime(&now, At(12));
+                              AppendTime(&old, producer[i]);
+                              now += IndexKey(i);
+                              old += IndexKey(i);
+                              ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), by_time, now).ok());
+                              ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), by_time, old, "").ok());
+                            }
+                          });
+  // Format 2 had no Merkle tree.
+  testing::EditRawShardDb(
+      dir_.Sub("shard"), "merkle", [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* merkle) {
+        ASSERT_TRUE(db->DeleteRange(rocksdb::WriteOptions(), merkle, std::string(1, '\0'),
+                                    std::string(10, '\xff'))
+                        .ok());
+      });
+  testing::EditRawShardDb(dir_.Sub("shard"), "meta",
+                          [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
+                            std::string v;
+                            AppendU32(&v, 2);
+                            ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), meta, "format", v).ok());
+                          });
+  {
+    // Read-only, it cannot be upgraded: its tree is missing, and says so.
+    ShardOptions options;
+    options.dir = dir_.Sub("shard");
+    options.read_only = true;
+    ASSERT_OK_AND_ASSIGN(auto read_only, ShardStore::Open(options));
+    EXPECT_THAT(read_only->TreeRoot(3),
+                StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("open it writable")));
+  }
+  SetUp();
+  ExpectTreeProvesEveryRecord(*store_);
+  // Running maximum in log order: 12:20, 12:20, 12:30.
+  EXPECT_THAT(store_->CutAtTime(At(12, 15)), IsOkAndHolds(0u));
+  EXPECT_THAT(store_->CutAtTime(At(12, 25)), IsOkAndHolds(2u));
+  EXPECT_THAT(store_->CutAtTime(At(12, 31)), IsOkAndHolds(3u));
+  // New records come at or after the latest of them, whatever the clock says.
+  clock_.Set(At(12, 1));
+  Apply({Pred("d")});
+  ASSERT_OK_AND_ASSIGN(StoredRecord d, store_->Get(3));
+  EXPECT_EQ(d.appended_at, At(12, 30));
+  EXPECT_THAT(store_->CutAtTime(At(12, 30)), IsOkAndHolds(2u));
+  EXPECT_THAT(store_->CutAtTime(At(12, 30) + absl::Microseconds(1)), IsOkAndHolds(4u));
+  store_.reset();
+  testing::EditRawShardDb(dir_.Sub("shard"), "meta",
+                          [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
+                            std::string v;
+                            ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), meta, "format", &v).ok());
+                            absl::string_view in = v;
+                            uint32_t format = 0;
+                            ASSERT_TRUE(ReadU32(&in, &format));
+                            EXPECT_EQ(format, 3u);
+                          });
+}
+
+TEST_F(ShardTimeTest, TheMerkleTreeProvesEveryRecordAcrossRestarts) {
+  EXPECT_THAT(store_->TreeRoot(0), IsOkAndHolds(MerkleEmptyRoot()));
+  Apply({Pred("a"), Pred("b"), Change("income", 1, At(9))});
+  clock_.Set(At(13));
+  Apply({Pred("c")}, "broker-B");  // with a SourceReset of the shard's own
+  ExpectTreeProvesEveryRecord(*store_);
+  ASSERT_OK_AND_ASSIGN(Digest root5, store_->TreeRoot(5));
+  store_.reset();
+  SetUp();
+  EXPECT_THAT(store_->TreeRoot(5), IsOkAndHolds(root5));
+  for (int i = 0; i < 12; ++i) Apply({Pred("d" + std::to_string(i))}, "broker-B");
+  ExpectTreeProvesEveryRecord(*store_);
+  ASSERT_OK_AND_ASSIGN(VerifyReport report, store_->Verify());
+  EXPECT_FALSE(report.first_bad_index.has_value()) << report.problem;
+
+  EXPECT_THAT(store_->TreeRoot(18),
+              StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("has 17 records")));
+  EXPECT_THAT(store_->InclusionProof(17, 17),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not in a tree")));
+  EXPECT_THAT(store_->ConsistencyProof(3, 18), StatusIs(absl::StatusCode::kOutOfRange, _));
+}
+
+TEST_F(ShardTimeTest, SignedCheckpointsAreKeptAndProvenConsistent) {
+  ASSERT_OK_AND_ASSIGN(NoteKeyPair key, GenerateNoteKey("predlog.test"));
+  ASSERT_OK_AND_ASSIGN(auto signer, NoteSigner::Create(key.signer_key));
+  ASSERT_OK_AND_ASSIGN(auto verifier, NoteVerifier::Create(key.verifier_key));
+  EXPECT_THAT(store_->LatestCheckpoint(), StatusIs(absl::StatusCode::kNotFound, _));
+  Apply({Pred("a"), Pred("b"), Pred("c")});
+  ASSERT_OK_AND_ASSIGN(std::string first, store_->SignCheckpoint(*signer, "predlog.test/s-0"));
+  EXPECT_THAT(store_->SignCheckpoint(*signer, "predlog.test/s-0"), IsOkAndHolds(first));
+  Apply({Pred("d"), Pred("e")});
+  ASSERT_OK_AND_ASSIGN(std::string second, store_->SignCheckpoint(*signer, "predlog.test/s-0"));
+  EXPECT_THAT(store_->LatestCheckpoint(), IsOkAndHolds(second));
+  EXPECT_THAT(store_->CheckpointAt(3), IsOkAndHolds(first));
+
+  ASSERT_OK_AND_ASSIGN(std::string old_text, verifier->Open(first));
+  ASSERT_OK_AND_ASSIGN(std::string new_text, verifier->Open(second));
+  ASSERT_OK_AND_ASSIGN(Checkpoint old_checkpoint, ParseCheckpoint(old_text));
+  ASSERT_OK_AND_ASSIGN(Checkpoint new_checkpoint, ParseCheckpoint(new_text));
+  EXPECT_EQ(old_checkpoint.origin, "predlog.test/s-0");
+  EXPECT_EQ(old_checkpoint.size, 3u);
+  EXPECT_EQ(new_checkpoint.size, 5u);
+  EXPECT_THAT(store_->TreeRoot(5), IsOkAndHolds(new_checkpoint.root));
+  ASSERT_OK_AND_ASSIGN(std::vector<Digest> proof, store_->ConsistencyProof(3, 5));
+  EXPECT_THAT(VerifyMerkleConsistency(3, 5, old_checkpoint.root, new_checkpoint.root, proof),
+              IsOk());
+  // Kept across a restart.
+  store_.reset();
+  SetUp();
+  EXPECT_THAT(store_->LatestCheckpoint(), IsOkAndHolds(second));
+}
+
+TEST_F(ShardTimeTest, VerifyFindsAChangedMerkleNode) {
+  Apply({Pred("a"), Pred("b"), Pred("c"), Pred("d")});
+  store_.reset();
+  testing::EditRawShardDb(
+      dir_.Sub("shard"), "merkle", [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* merkle) {
+        std::string key;
+        AppendU8(&key, 1);  // the parent of records 2 and 3
+        AppendU64(&key, 1);
+        ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), merkle, key, std::string(32, 'x')).ok());
+      });
+  SetUp();
+  ASSERT_OK_AND_ASSIGN(VerifyReport report, store_->Verify());
+  ASSERT_TRUE(report.first_bad_index.has_value());
+  EXPECT_THAT(report.problem, HasSubstr("Merkle tree does not match"));
 }
 
 TEST_F(ShardStoreTest, EntityChanges_FoldIntoCurrentState) {
@@ -551,7 +814,7 @@ void TamperWithRecord(const std::string& dir, uint64_t index,
   });
 }
 
-constexpr size_t kPayloadOffset = 1 + 32 + 32 + 4 + 8;  // record header, shard_store_impl.h
+constexpr size_t kPayloadOffset = 1 + 32 + 32 + 4 + 8 + 8;  // record header, shard_store_impl.h
 
 TEST_F(ShardStoreTest, CorruptDataBlockFailsItsReadsAsDataLossAndIsCounted) {
   // What a damaged disk leaves: bytes flipped in the middle of the shard's
@@ -617,8 +880,8 @@ TEST_F(ShardStoreTest, Verify_NamesTheRecordWhoseLeafWasRecomputed) {
   TamperWithRecord(dir_.Sub("shard"), 1, [](std::string* v) {
     std::string forged = Pred("b", "someone-else");
     const Digest leaf = Sha256(forged);
-    *v = v->substr(0, 1) + std::string(leaf.begin(), leaf.end()) + v->substr(33, 32 + 4 + 8) +
-         forged;
+    *v = v->substr(0, 1) + std::string(leaf.begin(), leaf.end()) +
+         v->substr(33, kPayloadOffset - 33) + forged;
   });
   Reopen();
   ASSERT_OK_AND_ASSIGN(VerifyReport report, store_->Verify());

@@ -21,6 +21,10 @@ class TempDir {
   std::string path_;
 };
 
+// The bytes of the file at `path`; "" when it cannot be read (tests then
+// fail on its content).
+std::string ReadFile(const std::string& path);
+
 }  // namespace predlog::testing
 
 #endif  // PREDLOG_TESTS_TESTING_TEMP_DIR_H_

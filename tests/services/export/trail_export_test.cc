@@ -26,6 +26,7 @@ namespace {
 
 using ::predlog::storage::ShardStore;
 using ::predlog::testing::Msg;
+using ::predlog::testing::ReadFile;
 using ::predlog::testing::StatusIs;
 using ::predlog::testing::TempDir;
 using ::predlog::v1::AuditEvent;
@@ -33,13 +34,6 @@ using ::predlog::v1::ExportBatch;
 using ::predlog::v1::ExportedRecord;
 using ::predlog::v1::ExportManifest;
 using ::testing::HasSubstr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 void WriteFile(const std::string& path, const std::string& contents) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -829,6 +823,278 @@ TEST_F(TrailExportTest, AddBatchStopsAtARejectedRecordAfterAcceptingTheRecordsBe
 TEST_F(TrailExportTest, CreateInAMissingDirectoryIsNotFound) {
   EXPECT_THAT(TrailWriter::Create(dir_.Sub("no/such/dir/t.jsonl"), ExportFormat::kJsonl),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("no/such/dir")));
+}
+
+TEST_F(TrailExportTest, AnUnfinishedOrFailedExportLeavesNoFileThatLooksLikeOne) {
+  const std::string file = dir_.Sub("t.jsonl");
+  const std::string manifest_path = dir_.Sub("t.jsonl.manifest.json");
+  const std::string partial = file + kPartialSuffix;
+  std::vector<ExportedRecord> records = AllRecords();
+  {
+    // Abandoned halfway (the stream broke): the file is named as unfinished
+    // while it is written, and gone afterwards.
+    ASSERT_OK_AND_ASSIGN(auto writer, TrailWriter::Create(file, ExportFormat::kJsonl));
+    ASSERT_OK(writer->Add(records[0]));
+    EXPECT_TRUE(std::ifstream(partial).good());
+    EXPECT_FALSE(std::ifstream(file).good());
+  }
+  EXPECT_FALSE(std::ifstream(partial).good());
+  EXPECT_FALSE(std::ifstream(file).good());
+
+  // A complete export, then a failed one over it (a rejected record, then
+  // the writer dropped, as the CLI does): the complete pair stays as it was.
+  const std::string done = Export(records, ExportFormat::kJsonl, "t");
+  const std::string exported = ReadFile(FileOf(done, ExportFormat::kJsonl));
+  {
+    ASSERT_OK_AND_ASSIGN(
+        auto writer, TrailWriter::Create(FileOf(done, ExportFormat::kJsonl), ExportFormat::kJsonl));
+    ASSERT_OK(writer->Add(records[0]));
+    ExportedRecord bad = records[1];
+    bad.set_event_bytes(bad.event_bytes() + " ");
+    EXPECT_FALSE(writer->Add(bad).ok());
+  }
+  EXPECT_FALSE(std::ifstream(FileOf(done, ExportFormat::kJsonl) + kPartialSuffix).good());
+  EXPECT_EQ(ReadFile(FileOf(done, ExportFormat::kJsonl)), exported);
+  EXPECT_TRUE(Verify(done).ok);
+  // Finish renames the file into place only once its manifest is written.
+  ASSERT_OK_AND_ASSIGN(auto writer, TrailWriter::Create(file, ExportFormat::kJsonl));
+  ASSERT_OK(writer->Add(records[0]));
+  ExportManifest manifest;
+  manifest.mutable_filter()->set_all(true);
+  ASSERT_OK(writer->Finish(manifest, manifest_path).status());
+  EXPECT_FALSE(std::ifstream(partial).good());
+  EXPECT_TRUE(Verify(manifest_path).ok);
+}
+
+// What the server streams when records 5..7 of shard 0 cannot be read: the
+// range in its place, and record 8 without the chain value before it.
+std::vector<ExportBatch> WithUnreadable(const std::vector<ExportedRecord>& records,
+                                        const std::string& shard, uint64_t first, uint64_t last,
+                                        size_t batch_size) {
+  std::vector<ExportBatch> batches;
+  bool placed = false;
+  const auto place = [&] {
+    auto* u = batches.back().add_unreadable();
+    u->set_shard(shard);
+    u->set_first_index(first);
+    u->set_last_index(last);
+    u->set_reason(absl::StrCat("shard ", shard, ": read record at index ", first,
+                               ": Corruption: block checksum mismatch"));
+    u->set_records_before(static_cast<uint32_t>(batches.back().records_size()));
+    placed = true;
+  };
+  for (const ExportedRecord& r : records) {
+    if (r.shard() == shard && r.index() >= first && r.index() <= last) continue;
+    if (batches.empty() || static_cast<size_t>(batches.back().records_size()) == batch_size) {
+      batches.emplace_back();
+    }
+    if (!placed && r.shard() == shard && r.index() > last) place();
+    ExportedRecord* out = batches.back().add_records();
+    *out = r;
+    if (r.shard() == shard && r.index() == last + 1) out->clear_prev_chain_sha256();
+  }
+  if (!placed) place();
+  return batches;
+}
+
+TEST_F(TrailExportTest, UnreadableRecordsAreInTheManifestAndEachReadableRunVerifiesOnItsOwn) {
+  for (const ExportFormat format : kFormats) {
+    SCOPED_TRACE(ExportFormatName(format));
+    for (size_t batch_size : {3, 100}) {
+      const std::string file =
+          dir_.Sub(absl::StrCat("u", batch_size, ".", ExportFormatName(format)));
+      ASSERT_OK_AND_ASSIGN(auto writer, TrailWriter::Create(file, format));
+      for (ExportBatch& batch :
+           WithUnreadable(AllRecords(), "predlog.events-0", 5, 7, batch_size)) {
+        ASSERT_OK(writer->AddBatch(std::move(batch)));
+      }
+      ExportManifest manifest;
+      manifest.mutable_filter()->set_all(true);
+      ASSERT_OK_AND_ASSIGN(ExportManifest written,
+                           writer->Finish(manifest, file + ".manifest.json"));
+      ASSERT_EQ(written.shards_size(), 2);
+      const auto& shard = written.shards(0);
+      EXPECT_EQ(shard.records(), 9u);
+      EXPECT_EQ(written.record_count(), 21u);
+      ASSERT_EQ(shard.unreadable_size(), 1);
+      EXPECT_EQ(shard.unreadable(0).first_index(), 5u);
+      EXPECT_EQ(shard.unreadable(0).last_index(), 7u);
+      EXPECT_THAT(shard.unreadable(0).reason(), HasSubstr("block checksum mismatch"));
+      ASSERT_EQ(shard.ranges_size(), 2);
+      EXPECT_EQ(shard.ranges(0).last_index(), 4u);
+      EXPECT_EQ(shard.ranges(0).chain_sha256(), AllRecords()[4].chain_sha256());
+      EXPECT_EQ(shard.ranges(1).first_index(), 8u);
+      EXPECT_EQ(shard.ranges(1).prev_chain_sha256(), "");
+      EXPECT_EQ(written.shards(1).unreadable_size(), 0);
+
+      ASSERT_OK_AND_ASSIGN(ExportVerification v, VerifyExport("", file + ".manifest.json"));
+      EXPECT_TRUE(v.consistent) << v.failure;
+      EXPECT_FALSE(v.ok);
+      EXPECT_EQ(v.records_checked, 21u);
+      EXPECT_EQ(v.failure,
+                "the export is incomplete: 3 records in 1 range could not be read when it was made "
+                "(predlog.events-0 records 5..7: shard predlog.events-0: read record at index 5: "
+                "Corruption: block checksum mismatch)");
+      ASSERT_EQ(v.unreadable.size(), 1u);
+      EXPECT_EQ(v.unreadable[0].shard, "predlog.events-0");
+      // Record 8's leaf is tied to its chain value only by the live shard.
+      ASSERT_EQ(v.claims.size(), 4u);
+      EXPECT_EQ(v.claims[1].index, 8u);
+      EXPECT_EQ(v.claims[1].leaf_sha256, AllRecords()[8].leaf_sha256());
+      EXPECT_EQ(v.claims[1].chain_sha256, AllRecords()[8].chain_sha256());
+    }
+  }
+}
+
+TEST_F(TrailExportTest, WriterRejectsUnreadableRangesAndMissingChainValuesThatDoNotFit) {
+  std::vector<ExportedRecord> records = AllRecords();
+  const auto add = [&](const std::vector<ExportBatch>& batches) {
+    absl::StatusOr<std::unique_ptr<TrailWriter>> writer =
+        TrailWriter::Create(dir_.Sub("r.jsonl"), ExportFormat::kJsonl);
+    EXPECT_TRUE(writer.ok());
+    absl::Status status;
+    for (ExportBatch batch : batches) {
+      status = (*writer)->AddBatch(std::move(batch));
+      if (!status.ok()) return status;
+    }
+    ExportManifest manifest;
+    manifest.mutable_filter()->set_all(true);
+    return (*writer)->Finish(manifest, dir_.Sub("r.manifest.json")).status();
+  };
+  // No chain value before record 8, but nothing unreadable before it.
+  std::vector<ExportBatch> batches = Batches(records, 100);
+  batches[0].mutable_records(8)->clear_prev_chain_sha256();
+  EXPECT_THAT(add(batches),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "predlog.events-0#8: prev_chain_sha256 is empty, but the record before it "
+                       "was not unreadable"));
+  // A chain value before record 8 that the server said it could not read.
+  batches = WithUnreadable(records, "predlog.events-0", 5, 7, 100);
+  batches[0].mutable_records(5)->set_prev_chain_sha256(records[7].chain_sha256());
+  EXPECT_THAT(add(batches), StatusIs(absl::StatusCode::kInvalidArgument,
+                                     HasSubstr("the record before it was unreadable")));
+  // A range over records already written, and one past the batch's records.
+  batches = WithUnreadable(records, "predlog.events-0", 5, 7, 100);
+  batches[0].mutable_unreadable(0)->set_first_index(4);
+  EXPECT_THAT(add(batches), StatusIs(absl::StatusCode::kInvalidArgument,
+                                     HasSubstr("out of log order after predlog.events-0#4")));
+  batches = WithUnreadable(records, "predlog.events-1", 10, 11, 100);  // the last records
+  batches[0].mutable_unreadable(0)->set_records_before(1000);
+  EXPECT_THAT(add(batches),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("records_before 1000")));
+  EXPECT_OK(add(WithUnreadable(records, "predlog.events-0", 5, 7, 100)));
+}
+
+TEST_F(TrailExportTest, ALineWithoutItsChainValueBeforeItFailsUnlessItFollowsAnUnreadableRange) {
+  const std::string manifest_path = Export(AllRecords(), ExportFormat::kJsonl);
+  const std::string path = FileOf(manifest_path, ExportFormat::kJsonl);
+  std::string file = ReadFile(path);
+  const Located at = Locate(file, ExportFormat::kJsonl, "predlog.events-0", 6);
+  const std::string prev = ",\"prevChainSha256\":\"" + AllRecords()[6].prev_chain_sha256() + "\"";
+  const size_t pos = file.find(prev, at.begin);
+  ASSERT_LT(pos, at.end);
+  file.erase(pos, prev.size());
+  WriteFile(path, file);
+  EXPECT_EQ(Verify(manifest_path).failure,
+            absl::StrCat("line ", at.line,
+                         " (predlog.events-0#6): has no prev_chain_sha256, but it follows "
+                         "predlog.events-0#5 on line ",
+                         at.line - 1));
+}
+
+// The live shard's stored values, as Audit.GetChainValues answers them.
+ChainValueFetcher ShardFetcher(const std::unique_ptr<ShardStore> (&stores)[2]) {
+  return [&stores](const std::vector<predlog::v1::Position>& positions)
+             -> absl::StatusOr<std::vector<predlog::v1::ChainValue>> {
+    std::vector<predlog::v1::ChainValue> values;
+    for (const auto& p : positions) {
+      const ShardStore* store = nullptr;
+      for (const auto& s : stores) {
+        if (s->name() == p.shard()) store = s.get();
+      }
+      if (store == nullptr) return absl::NotFoundError("no shard " + p.shard());
+      absl::StatusOr<storage::StoredRecord> r = store->Get(p.index());
+      if (!r.ok()) return r.status();
+      predlog::v1::ChainValue& v = values.emplace_back();
+      *v.mutable_position() = p;
+      v.set_leaf_sha256(storage::ToHex(r->leaf));
+      v.set_chain_sha256(storage::ToHex(r->chain));
+    }
+    return values;
+  };
+}
+
+// A forger rewrites record 3 of shard 0, recomputes its leaf and the chain
+// from it on, and writes a manifest to match: offline verification cannot
+// tell; the live shard's chain value at the range's end can.
+TEST_F(TrailExportTest, ReencodedExportPassesOfflineButNotAgainstTheLiveShards) {
+  std::vector<ExportedRecord> records = AllRecords();
+  const std::string honest = Export(records, ExportFormat::kJsonl, "honest");
+  ASSERT_OK_AND_ASSIGN(ExportVerification v, VerifyExport("", honest));
+  ASSERT_TRUE(v.ok) << v.failure;
+  ASSERT_OK_AND_ASSIGN(ServerCheck check, CheckAgainstServer(v, 1000, ShardFetcher(stores_)));
+  EXPECT_EQ(check.claims_checked, 2u);  // one range per shard: its chain value after it
+  EXPECT_THAT(check.mismatches, ::testing::IsEmpty());
+
+  AuditEvent event;
+  ASSERT_TRUE(event.ParseFromString(records[3].event_bytes()));
+  event.mutable_prediction_logged()->mutable_output()->set_label("deny");
+  records[3].set_event_bytes(event.SerializeAsString());
+  for (size_t i = 3; i < 12; ++i) {
+    const storage::Digest leaf = storage::Sha256(records[i].event_bytes());
+    records[i].set_leaf_sha256(storage::ToHex(leaf));
+    if (i > 3) records[i].set_prev_chain_sha256(records[i - 1].chain_sha256());
+    records[i].set_chain_sha256(storage::ToHex(
+        storage::ChainNext(*storage::DigestFromHex(records[i].prev_chain_sha256()), leaf)));
+  }
+  const std::string forged = Export(records, ExportFormat::kJsonl, "forged");
+  ASSERT_OK_AND_ASSIGN(v, VerifyExport("", forged));
+  EXPECT_TRUE(v.ok) << v.failure;  // what offline verification cannot prove
+  ASSERT_OK_AND_ASSIGN(check, CheckAgainstServer(v, 1, ShardFetcher(stores_)));
+  EXPECT_EQ(check.claims_checked, 2u);
+  ASSERT_EQ(check.mismatches.size(), 1u);
+  EXPECT_EQ(check.mismatches[0],
+            absl::StrCat("predlog.events-0#11: the chain_sha256 anchor of range 0..11 is ",
+                         records[11].chain_sha256().substr(0, 16), "…, the server's shard has ",
+                         AllRecords()[11].chain_sha256().substr(0, 16), "…"));
+}
+
+// After an unreadable range the first record's chain value has nothing
+// before it to check against offline: its leaf is a claim the live shard checks.
+TEST_F(TrailExportTest, RewrittenFirstRecordAfterAnUnreadableRangeIsCaughtByTheLiveShard) {
+  std::vector<ExportedRecord> records = AllRecords();
+  AuditEvent event;
+  ASSERT_TRUE(event.ParseFromString(records[8].event_bytes()));
+  event.mutable_prediction_logged()->set_subject_id("someone-else");
+  records[8].set_event_bytes(event.SerializeAsString());
+  records[8].set_leaf_sha256(storage::ToHex(storage::Sha256(records[8].event_bytes())));
+  const std::string file = dir_.Sub("gap.jsonl");
+  ASSERT_OK_AND_ASSIGN(auto writer, TrailWriter::Create(file, ExportFormat::kJsonl));
+  for (ExportBatch& batch : WithUnreadable(records, "predlog.events-0", 5, 7, 100)) {
+    ASSERT_OK(writer->AddBatch(std::move(batch)));
+  }
+  ExportManifest manifest;
+  manifest.mutable_filter()->set_all(true);
+  ASSERT_OK(writer->Finish(manifest, file + ".manifest.json").status());
+  ASSERT_OK_AND_ASSIGN(ExportVerification v, VerifyExport("", file + ".manifest.json"));
+  EXPECT_TRUE(v.consistent) << v.failure;
+  ASSERT_OK_AND_ASSIGN(ServerCheck check, CheckAgainstServer(v, 1000, ShardFetcher(stores_)));
+  ASSERT_EQ(check.mismatches.size(), 1u);
+  EXPECT_THAT(
+      check.mismatches[0],
+      ::testing::StartsWith("predlog.events-0#8: the leaf_sha256 of the first record of "
+                            "range 8..11 (the chain value before it could not be read) is "));
+
+  // A claim the live shard cannot answer is named, and the others still checked.
+  std::vector<ChainClaim> claims = v.claims;
+  v.claims.insert(v.claims.begin(), ChainClaim{"predlog.events-0", 99, std::string(64, '0'), "",
+                                               "the chain_sha256 anchor of range 90..99"});
+  ASSERT_OK_AND_ASSIGN(check, CheckAgainstServer(v, 1000, ShardFetcher(stores_)));
+  EXPECT_EQ(check.claims_checked, claims.size() + 1);
+  ASSERT_EQ(check.mismatches.size(), 2u);
+  EXPECT_THAT(check.mismatches[0],
+              ::testing::StartsWith("predlog.events-0#99: the server cannot confirm the "
+                                    "chain_sha256 anchor of range 90..99: NOT_FOUND: "));
 }
 
 }  // namespace

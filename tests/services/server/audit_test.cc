@@ -1,11 +1,15 @@
 // predlog.v1.Audit over gRPC against an in-process predlogd: exports carry
 // each record's exact bytes with leaf and chain values that check out, in log
-// order per shard; status reports every shard.
+// order per shard; status reports every shard; GetChainValues answers the
+// stored leaf and chain value of each position, with precise statuses.
+#include "services/server/audit.h"
+
 #include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -173,6 +177,75 @@ TEST_F(AuditTest, ExportOfLargeEventsStaysUnderTheClientsMessageLimit) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(records.size(), 60u);
   ExpectVerifiable(records);
+}
+
+TEST_F(AuditTest, GetChainValuesAnswersEachPositionsStoredLeafAndChainInRequestOrder) {
+  predlog::v1::ExportTrailRequest all;
+  all.set_all(true);
+  grpc::Status status;
+  const std::vector<predlog::v1::ExportedRecord> records = Export(all, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  predlog::v1::GetChainValuesRequest request;
+  for (auto it = records.rbegin(); it != records.rend(); ++it) {  // any order
+    auto* p = request.add_positions();
+    p->set_shard(it->shard());
+    p->set_index(it->index());
+  }
+  predlog::v1::GetChainValuesResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(audit_->GetChainValues(&context, request, &response).ok());
+  ASSERT_EQ(response.values_size(), static_cast<int>(records.size()));
+  for (int i = 0; i < response.values_size(); ++i) {
+    const auto& want = records[records.size() - 1 - i];
+    const auto& got = response.values(i);
+    EXPECT_EQ(got.position().shard(), want.shard());
+    EXPECT_EQ(got.position().index(), want.index());
+    EXPECT_EQ(got.leaf_sha256(), want.leaf_sha256());
+    EXPECT_EQ(got.chain_sha256(), want.chain_sha256());
+  }
+}
+
+TEST_F(AuditTest, GetChainValuesNamesAnUnknownShardAnIndexPastTheLogAndTooManyPositions) {
+  predlog::v1::StatusResponse shards;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(audit_->GetStatus(&context, {}, &shards).ok());
+  }
+  const auto call = [&](const predlog::v1::GetChainValuesRequest& request) {
+    predlog::v1::GetChainValuesResponse response;
+    grpc::ClientContext context;
+    return audit_->GetChainValues(&context, request, &response);
+  };
+  predlog::v1::GetChainValuesRequest request;
+  auto* good = request.add_positions();
+  good->set_shard(shards.shards(0).shard());
+  good->set_index(0);
+  EXPECT_TRUE(call(request).ok());
+
+  predlog::v1::GetChainValuesRequest unknown = request;
+  unknown.add_positions()->set_shard("predlog.events-9");
+  grpc::Status status = call(unknown);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("no shard named \"predlog.events-9\""));
+
+  predlog::v1::GetChainValuesRequest past = request;
+  auto* p = past.add_positions();
+  p->set_shard(shards.shards(0).shard());
+  p->set_index(shards.shards(0).records());
+  status = call(past);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(),
+              ::testing::HasSubstr(absl::StrCat(shards.shards(0).shard(), " has ",
+                                                shards.shards(0).records(), " records: no index ",
+                                                shards.shards(0).records())));
+
+  predlog::v1::GetChainValuesRequest too_many;
+  for (int i = 0; i <= Audit::kMaxChainPositions; ++i) *too_many.add_positions() = *good;
+  status = call(too_many);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("at most 1000"));
+  status = call(predlog::v1::GetChainValuesRequest());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(AuditTest, StatusReportsEveryShardWithItsPosition) {

@@ -1,0 +1,147 @@
+#include "storage/signed_note.h"
+
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/merkle.h"
+#include "tests/testing/status_matchers.h"
+
+namespace predlog::storage {
+namespace {
+
+using ::predlog::testing::IsOk;
+using ::predlog::testing::StatusIs;
+using ::testing::_;
+using ::testing::HasSubstr;
+
+// The key, text and signed note of Go's golang.org/x/mod/sumdb/note tests
+// (note_test.go, TestSign): Ed25519 signatures are deterministic, so predlog
+// must produce the same bytes and read Go's.
+constexpr char kGoSignerKey[] =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+constexpr char kGoVerifierKey[] =
+    "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+constexpr char kGoText[] =
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n";
+constexpr char kGoSignedNote[] =
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n"
+    "\n"
+    "\xe2\x80\x94 PeterNeumann "
+    "x08go/ZJkuBS9UG/"
+    "SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+
+TEST(SignedNoteTest, SignsAndOpensGosPublishedNoteByteForByte) {
+  ASSERT_OK_AND_ASSIGN(auto signer, NoteSigner::Create(kGoSignerKey));
+  EXPECT_EQ(signer->name(), "PeterNeumann");
+  EXPECT_EQ(signer->key_id(), 0xc74f20a3u);
+  EXPECT_EQ(signer->verifier_key(), kGoVerifierKey);
+  ASSERT_OK_AND_ASSIGN(std::string note, signer->Sign(kGoText));
+  EXPECT_EQ(note, kGoSignedNote);
+  ASSERT_OK_AND_ASSIGN(auto verifier, NoteVerifier::Create(kGoVerifierKey));
+  EXPECT_THAT(verifier->Open(kGoSignedNote), ::predlog::testing::IsOkAndHolds(kGoText));
+}
+
+TEST(SignedNoteTest, AGeneratedKeySignsWhatItsVerifierOpens) {
+  ASSERT_OK_AND_ASSIGN(NoteKeyPair pair, GenerateNoteKey("predlog.test/events-0"));
+  EXPECT_THAT(pair.signer_key, ::testing::StartsWith("PRIVATE+KEY+predlog.test/events-0+"));
+  ASSERT_OK_AND_ASSIGN(auto signer, NoteSigner::Create(pair.signer_key));
+  EXPECT_EQ(signer->verifier_key(), pair.verifier_key);
+  ASSERT_OK_AND_ASSIGN(auto verifier, NoteVerifier::Create(pair.verifier_key));
+  ASSERT_OK_AND_ASSIGN(std::string note, signer->Sign("hello\n"));
+  EXPECT_THAT(verifier->Open(note), ::predlog::testing::IsOkAndHolds("hello\n"));
+
+  // Another key's signature is not this key's, even under the same name.
+  ASSERT_OK_AND_ASSIGN(NoteKeyPair other, GenerateNoteKey("predlog.test/events-0"));
+  ASSERT_OK_AND_ASSIGN(auto other_signer, NoteSigner::Create(other.signer_key));
+  ASSERT_OK_AND_ASSIGN(std::string forged, other_signer->Sign("hello\n"));
+  EXPECT_THAT(verifier->Open(forged),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no signature by")));
+  // Cosigned by both: this key's line is found among the others.
+  const std::string cosigned = absl::StrCat(note, forged.substr(forged.find("\xe2\x80\x94")));
+  EXPECT_THAT(verifier->Open(cosigned), ::predlog::testing::IsOkAndHolds("hello\n"));
+}
+
+TEST(SignedNoteTest, ChangedOrMalformedNotesAreRefusedNamingWhy) {
+  ASSERT_OK_AND_ASSIGN(auto verifier, NoteVerifier::Create(kGoVerifierKey));
+  std::string changed_text = kGoSignedNote;
+  changed_text[3] = 'Y';
+  EXPECT_THAT(verifier->Open(changed_text),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not verify")));
+  std::string changed_signature = kGoSignedNote;
+  changed_signature[changed_signature.size() - 10] ^= 1;
+  EXPECT_FALSE(verifier->Open(changed_signature).ok());
+  EXPECT_THAT(verifier->Open(kGoText),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no blank line")));
+  EXPECT_THAT(verifier->Open(absl::StrCat(kGoText, "\n- PeterNeumann AAAA\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("em dash")));
+  EXPECT_THAT(verifier->Open(absl::StrCat(kGoText, "\n\xe2\x80\x94 PeterNeumann !!\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NAME BASE64")));
+  EXPECT_THAT(verifier->Open(std::string(kGoSignedNote, sizeof(kGoSignedNote) - 2)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("end with a newline")));
+  EXPECT_THAT(verifier->Open(absl::StrCat("\xff", kGoSignedNote)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not UTF-8")));
+  EXPECT_THAT(verifier->Open(""), StatusIs(absl::StatusCode::kInvalidArgument, _));
+
+  ASSERT_OK_AND_ASSIGN(auto signer, NoteSigner::Create(kGoSignerKey));
+  EXPECT_THAT(signer->Sign("no newline"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("end with a newline")));
+  EXPECT_THAT(signer->Sign("a\n\nb\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("blank line")));
+  EXPECT_THAT(signer->Sign("bell\x07\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("control character")));
+}
+
+TEST(SignedNoteTest, BadKeysAreRefusedNamingWhatIsWrong) {
+  EXPECT_THAT(NoteSigner::Create(kGoVerifierKey),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("PRIVATE+KEY+")));
+  EXPECT_THAT(NoteVerifier::Create("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/"
+                                   "LDE4izWy10TW"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not match its key")));
+  EXPECT_THAT(NoteVerifier::Create("PeterNeumann+c74f20a3"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NAME+ID+KEY")));
+  EXPECT_THAT(NoteVerifier::Create("PeterNeumann+c74f20a3+AAAA"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("Ed25519")));
+  EXPECT_THAT(GenerateNoteKey("has space"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("key name")));
+  EXPECT_THAT(GenerateNoteKey("a+b"), StatusIs(absl::StatusCode::kInvalidArgument, _));
+}
+
+TEST(CheckpointTest, TextRoundTripsAndBadLinesAreNamed) {
+  Checkpoint c;
+  c.origin = "predlog.test/predlog.events-0";
+  c.size = 8;
+  c.root = MerkleEmptyRoot();
+  c.extensions = {"appended_at 2026-11-30T12:00:00Z"};
+  const std::string text = c.Text();
+  EXPECT_EQ(text, absl::StrCat("predlog.test/predlog.events-0\n8\n",
+                               absl::Base64Escape(AsBytes(MerkleEmptyRoot())),
+                               "\nappended_at 2026-11-30T12:00:00Z\n"));
+  ASSERT_OK_AND_ASSIGN(Checkpoint parsed, ParseCheckpoint(text));
+  EXPECT_EQ(parsed.origin, c.origin);
+  EXPECT_EQ(parsed.size, 8u);
+  EXPECT_EQ(parsed.root, c.root);
+  EXPECT_EQ(parsed.extensions, c.extensions);
+
+  const std::string root = absl::Base64Escape(AsBytes(MerkleEmptyRoot()));
+  EXPECT_THAT(ParseCheckpoint(absl::StrCat("\n8\n", root, "\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 1")));
+  EXPECT_THAT(ParseCheckpoint(absl::StrCat("o\n08\n", root, "\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 2")));
+  EXPECT_THAT(ParseCheckpoint(absl::StrCat("o\n-1\n", root, "\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 2")));
+  EXPECT_THAT(ParseCheckpoint(absl::StrCat("o\n99999999999999999999\n", root, "\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 2")));
+  EXPECT_THAT(ParseCheckpoint("o\n8\nAAAA\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 3")));
+  EXPECT_THAT(ParseCheckpoint("o\n8\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("want origin")));
+}
+
+}  // namespace
+}  // namespace predlog::storage
