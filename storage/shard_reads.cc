@@ -331,9 +331,22 @@ absl::StatusOr<std::string> ShardStore::Impl::SignCheckpoint(const NoteSigner& s
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", options_.name, " is open read-only"));
   }
+  if (origin.empty() || origin.find('\n') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("checkpoint origin must be one non-empty line");
+  }
   const uint64_t size = Head().next_index;
   absl::StatusOr<std::string> kept = CheckpointAt(size);
-  if (kept.ok() || kept.status().code() != absl::StatusCode::kNotFound) return kept;
+  if (!kept.ok() && kept.status().code() != absl::StatusCode::kNotFound) return kept;
+  if (kept.ok()) {
+    // The kept one, when this key signed it for this origin; after a key
+    // rotation or a new origin, a new note for the same tree replaces it.
+    ASSIGN_OR_RETURN(auto verifier, NoteVerifier::Create(signer.verifier_key()));
+    absl::StatusOr<std::string> text = verifier->Open(*kept);
+    if (text.ok()) {
+      absl::StatusOr<Checkpoint> parsed = ParseCheckpoint(*text);
+      if (parsed.ok() && parsed->origin == origin) return kept;
+    }
+  }
   Checkpoint checkpoint;
   checkpoint.origin = std::string(origin);
   checkpoint.size = size;

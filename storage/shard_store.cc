@@ -98,6 +98,18 @@ absl::Status ShardStore::Impl::OpenDb() {
     descriptors.emplace_back(kCfNames[i], cf_options);
   }
 
+  // A shard (or a snapshot) written before format 3 has no merkle column
+  // family, and a read-only open cannot create it: open it without, and
+  // without a tree (has_tree_).
+  bool without_merkle = false;
+  if (options_.read_only) {
+    std::vector<std::string> existing;
+    if (rocksdb::DB::ListColumnFamilies(db_options, db_path_, &existing).ok() &&
+        std::find(existing.begin(), existing.end(), kCfNames[kMerkleCf]) == existing.end()) {
+      without_merkle = true;
+      descriptors.erase(descriptors.begin() + kMerkleCf);
+    }
+  }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
       options_.read_only
@@ -105,6 +117,10 @@ absl::Status ShardStore::Impl::OpenDb() {
           : rocksdb::DB::Open(db_options, db_path_, descriptors, &cfs_, &raw);
   RETURN_IF_ERROR(FromRocks(s, absl::StrCat("shard ", options_.name, ": open ", db_path_)));
   db_.reset(raw);
+  if (without_merkle) {
+    cfs_.insert(cfs_.begin() + kMerkleCf, nullptr);
+    has_tree_ = false;
+  }
   write_options_.sync = options_.sync_writes;
 
   // Format marker: refuse shards written by a newer, incompatible build.
@@ -235,7 +251,7 @@ absl::Status ShardStore::Impl::LoadAppendTime(uint32_t format) {
   if (format < 3 && !options_.read_only) {
     // by_time was keyed by the producers' recorded_at, so its order could
     // differ from log order: rewrite each key that is earlier than one
-    // before it in the log to the running maximum.
+    // before it in the log to the running maximum, each capped at now.
     std::vector<std::pair<uint64_t, absl::Time>> keys;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       auto& [index, t] = keys.emplace_back();
@@ -247,12 +263,18 @@ absl::Status ShardStore::Impl::LoadAppendTime(uint32_t format) {
     std::sort(keys.begin(), keys.end());
     rocksdb::WriteBatch batch;
     absl::Time running = absl::InfinitePast();
+    // A producer's clock ahead of this one (a recorded_at in 2099) must not
+    // become the shard's append clock: keys are capped at now.
+    const absl::Time now =
+        absl::FromUnixMicros(absl::ToUnixMicros(options_.clock ? options_.clock() : absl::Now()));
     size_t moved = 0;
     for (const auto& [index, t] : keys) {
-      if (t >= running) {
+      const absl::Time capped = std::min(t, now);
+      if (capped >= running && capped == t) {
         running = t;
         continue;
       }
+      running = std::max(running, capped);
       std::string old_key, new_key;
       AppendTime(&old_key, t);
       AppendTime(&new_key, running);
@@ -304,7 +326,7 @@ absl::Status ShardStore::Impl::BuildMerkleTree() {
     while (tree.size() < index) tree.Append(LostMerkleLeaf(tree.size()), &completed);
     ASSIGN_OR_RETURN(StoredRecord record, DecodeRecord(index, ToView(it->value())));
     const size_t leaf_at = completed.size();
-    tree.Append(RecordMerkleLeaf(record.appended_at, Sha256(record.payload)), &completed);
+    tree.Append(RecordMerkleLeaf(record.appended_at, record.leaf), &completed);
     completed.erase(completed.begin() + static_cast<std::ptrdiff_t>(leaf_at));  // in the header
     if (completed.size() >= 8192) RETURN_IF_ERROR(flush());
   }

@@ -358,9 +358,11 @@ class ShardStore::Impl {
   // (options_.group): the misrouted count of a head written before format 3.
   absl::StatusOr<uint64_t> CountMisroutedSubjects() const;
   // Reads the latest append time from by_time into last_appended_at_. A
-  // shard of format 2 (by_time keyed by producers' recorded_at) first gets
-  // its keys rewritten to the running maximum in log order, in one
-  // WriteBatch with the new format marker, so its cuts are prefixes too.
+  // shard of format 2 (by_time keyed by producers' recorded_at) opened
+  // writable first gets its keys rewritten to the running maximum in log
+  // order, capped at now, in one synced WriteBatch, so its cuts are prefixes
+  // too (OpenDb writes the new format marker after the Merkle tree is built;
+  // a crash before it redoes both, which changes nothing the second time).
   absl::Status LoadAppendTime(uint32_t format);
   // Writes the Merkle tree of a shard of format 2 (which had none) from its
   // records, in WriteBatches of a few thousand leaves; idempotent, so a crash

@@ -255,8 +255,11 @@ absl::StatusOr<std::string> NoteVerifier::Open(absl::string_view note) const {
     }
     const size_t space = line.find(' ');
     std::string decoded;
+    // Only the canonical base64 (padded) of a signature is accepted, so a
+    // signature line has one spelling.
     if (space == absl::string_view::npos || !ValidName(line.substr(0, space)) ||
-        !absl::Base64Unescape(line.substr(space + 1), &decoded) || decoded.size() < 5) {
+        !absl::Base64Unescape(line.substr(space + 1), &decoded) || decoded.size() < 5 ||
+        absl::Base64Escape(decoded) != line.substr(space + 1)) {
       return absl::InvalidArgumentError(
           absl::StrCat("malformed note: signature line ", lines, " is not NAME BASE64"));
     }

@@ -156,6 +156,8 @@ void AppendCsvRow(const CsvColumns& columns, const RowKey& key, const AuditEvent
   AppendCell(key.shard, out);
   absl::StrAppend(out, ",", key.index, ",");
   absl::StrAppend(out, key.leaf, ",", key.prev_chain, ",", key.chain, ",");
+  if (key.appended_at != nullptr) AppendCell(CsvTime(true, *key.appended_at), out);
+  out->push_back(',');
   AppendCell(CsvTime(event.has_recorded_at(), event.recorded_at()), out);
   out->push_back(',');
   AppendCell(SpreadsheetText(event.actor()), out);

@@ -5,9 +5,11 @@
 //   line   := json '\n'
 //   json   := the TrailLine of the record as services/export/trail_json.h renders it:
 //             {"shard":..,"index":"N","event":{..},"leafSha256":..,
-//              "prevChainSha256":..,"chainSha256":..,"eventBytes":"<base64>"}
+//              "prevChainSha256":..,"chainSha256":..,"eventBytes":"<base64>",
+//              "appendedAt":"<RFC 3339>"}
 //             (protobuf JSON mapping, one line; defaults left out, so index 0
-//             has no "index"). Hex digests are lower case. "prevChainSha256"
+//             has no "index", and a record written before shard format 3 has
+//             no "appendedAt"). Hex digests are lower case. "prevChainSha256"
 //             is absent exactly when the chain value before the record could
 //             not be read: the record right after an unreadable one (see the
 //             manifest below).
@@ -17,7 +19,8 @@
 //   header := fixed-columns ("," "input." name)* ",extra_inputs,event_bytes_base64" CRLF
 //   row    := cell ("," cell)* CRLF
 //   cell   := bare | '"' (any char, '"' doubled)* '"'   -- quoted iff it holds , " CR or LF
-//   fixed-columns := shard,index,leaf_sha256,prev_chain_sha256,chain_sha256,recorded_at,
+//   fixed-columns := shard,index,leaf_sha256,prev_chain_sha256,chain_sha256,appended_at,
+//             recorded_at,
 //             actor,kind,prediction_id,subject_id,served_at,model_name,model_version,
 //             artifact_sha256,pipeline_name,pipeline_version,scores,label,trace_id
 //   The input columns are the first prediction record's input names in its
@@ -39,7 +42,8 @@
 //   line would have no "prevChainSha256".
 //
 // Manifest (FILE.manifest.json: the ExportManifest, protobuf's JSON mapping
-// printed with whitespace; format_version 1):
+// printed with whitespace; format_version 2, which added appendedAt and the
+// appended_at column; verify still reads version-1 JSON lines):
 //   shards     := one per shard with a record or an unreadable range, in file
 //                 order: {shard, records, ranges, unreadable}
 //   ranges     := the maximal runs [firstIndex, lastIndex] of the shard's

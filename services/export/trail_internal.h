@@ -136,15 +136,30 @@ class RecordArena {
 // ---------------------------------------------------------------------------
 // CSV rendering (trail_csv.cc)
 
-inline constexpr const char* kCsvFixedColumns[] = {
-    "shard",         "index",           "leaf_sha256",   "prev_chain_sha256",
-    "chain_sha256",  "recorded_at",     "actor",         "kind",
-    "prediction_id", "subject_id",      "served_at",     "model_name",
-    "model_version", "artifact_sha256", "pipeline_name", "pipeline_version",
-    "scores",        "label",           "trace_id"};
+inline constexpr const char* kCsvFixedColumns[] = {"shard",
+                                                   "index",
+                                                   "leaf_sha256",
+                                                   "prev_chain_sha256",
+                                                   "chain_sha256",
+                                                   "appended_at",
+                                                   "recorded_at",
+                                                   "actor",
+                                                   "kind",
+                                                   "prediction_id",
+                                                   "subject_id",
+                                                   "served_at",
+                                                   "model_name",
+                                                   "model_version",
+                                                   "artifact_sha256",
+                                                   "pipeline_name",
+                                                   "pipeline_version",
+                                                   "scores",
+                                                   "label",
+                                                   "trace_id"};
 inline constexpr size_t kCsvFixedCount = sizeof(kCsvFixedColumns) / sizeof(kCsvFixedColumns[0]);
+inline constexpr size_t kCsvAppendedAtColumn = 5;
 // The columns of prediction fields, from prediction_id on.
-inline constexpr size_t kCsvFirstPredictionColumn = 8;
+inline constexpr size_t kCsvFirstPredictionColumn = 9;
 inline constexpr absl::string_view kInputPrefix = "input.";
 
 // The input columns of a CSV export.
@@ -182,6 +197,7 @@ struct RowKey {
   uint64_t index = 0;
   absl::string_view leaf, prev_chain, chain;
   absl::string_view event_bytes;
+  const google::protobuf::Timestamp* appended_at = nullptr;  // nullptr: an empty cell
 };
 
 void AppendCsvRow(const CsvColumns& columns, const RowKey& key,
@@ -234,6 +250,7 @@ struct ClaimedRecord {
   bool named = false;  // shard and index were read
   std::string leaf_hex, prev_hex, chain_hex;
   std::string event_bytes;
+  std::optional<google::protobuf::Timestamp> appended_at;
 };
 
 // Reads a JSON line's TrailLine fields. On failure returns why.

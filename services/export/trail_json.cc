@@ -457,7 +457,8 @@ bool FastTrailJsonCoversSchema() {
           {4, "leafSha256"},
           {5, "prevChainSha256"},
           {6, "chainSha256"},
-          {7, "eventBytes"}}},
+          {7, "eventBytes"},
+          {8, "appendedAt"}}},
         {v1::AuditEvent::descriptor(),
          {{1, "eventId"},
           {2, "recordedAt"},
@@ -572,6 +573,9 @@ bool AppendTrailLineJsonFast(const TrailLineFields& fields, std::string* out) {
       AppendBase64(fields.event_bytes, o);
       o->push_back('"');
     }
+    if (ok && fields.appended_at != nullptr) {
+      ok = AppendTimestamp(*fields.appended_at, w.Key("\"appendedAt\":"));
+    }
   }
   if (!ok) out->resize(mark);
   return ok;
@@ -586,6 +590,7 @@ absl::StatusOr<std::string> TrailLineJsonReference(const TrailLineFields& fields
   line.set_prev_chain_sha256(fields.prev_chain_sha256.data(), fields.prev_chain_sha256.size());
   line.set_chain_sha256(fields.chain_sha256.data(), fields.chain_sha256.size());
   line.set_event_bytes(fields.event_bytes.data(), fields.event_bytes.size());
+  if (fields.appended_at != nullptr) *line.mutable_appended_at() = *fields.appended_at;
   const std::string binary = storage::DeterministicBytes(line);
   // Leaked on purpose: shared by every thread for the life of the process.
   static google::protobuf::util::TypeResolver* const resolver =

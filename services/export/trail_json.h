@@ -45,6 +45,8 @@ struct TrailLineFields {
   absl::string_view prev_chain_sha256;
   absl::string_view chain_sha256;
   absl::string_view event_bytes;
+  // When the shard appended the record; nullptr leaves it out.
+  const google::protobuf::Timestamp* appended_at = nullptr;
 };
 
 // Appends the export line for `fields` and a '\n' to `out`. The event is left

@@ -14,6 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 #include "services/export/trail_internal.h"
 #include "services/export/trail_json.h"
 
@@ -302,6 +303,10 @@ std::optional<std::string> ReadJsonLine(absl::string_view line, ClaimedRecord* o
       } else if (key == "eventBytes") {
         std::string base64;
         ok = json.String(&base64) && absl::Base64Unescape(base64, &out->event_bytes);
+      } else if (key == "appendedAt") {
+        std::string time;
+        ok = json.String(&time) &&
+             google::protobuf::util::TimeUtil::FromString(time, &out->appended_at.emplace());
       } else {
         return fail(absl::StrCat("unknown field \"", key, "\""));
       }
@@ -372,6 +377,11 @@ std::optional<std::string> ReadCsvRow(absl::string_view bytes, const CsvColumns&
   claim->leaf_hex = (*cells)[2];
   claim->prev_hex = (*cells)[3];
   claim->chain_hex = (*cells)[4];
+  const std::string& appended_at = (*cells)[kCsvAppendedAtColumn];
+  if (!appended_at.empty() &&
+      !google::protobuf::util::TimeUtil::FromString(appended_at, &claim->appended_at.emplace())) {
+    return std::string("appended_at is not an RFC 3339 time");
+  }
   if (!absl::Base64Unescape(cells->back(), &claim->event_bytes)) {
     return std::string("event_bytes_base64 is not base64");
   }

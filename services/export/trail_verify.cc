@@ -59,8 +59,9 @@ size_t FirstDifference(absl::string_view a, absl::string_view b) {
 // Why `event` does not belong in an export with `filter`, or nullopt when it
 // does. A subject or model export holds that subject's or model version's
 // predictions served in [from, to). An export of everything holds whole
-// index ranges of every shard (cut by recorded_at), which the manifest's
-// ranges and anchors already check.
+// index ranges of every shard (cut by the shards' append time), which the
+// manifest's ranges and anchors check, and each record's appended_at against
+// [from, to) (Verifier::Record).
 // Times compare at microseconds, as the shards' indexes key them
 // (storage/key_codec.h AppendTime) and so as the export selected records.
 std::optional<std::string> FilterMismatch(const predlog::v1::ExportTrailRequest& filter,
@@ -316,6 +317,7 @@ class Verifier {
       fields.prev_chain_sha256 = prev_known ? prev_hex.view() : absl::string_view();
       fields.chain_sha256 = chain_hex.view();
       fields.event_bytes = claim.event_bytes;
+      if (claim.appended_at.has_value()) fields.appended_at = &*claim.appended_at;
       AppendTrailLine(fields, &canonical_);
     } else {
       RowKey key;
@@ -325,6 +327,7 @@ class Verifier {
       key.prev_chain = prev_known ? prev_hex.view() : absl::string_view();
       key.chain = chain_hex.view();
       key.event_bytes = claim.event_bytes;
+      if (claim.appended_at.has_value()) key.appended_at = &*claim.appended_at;
       AppendCsvRow(columns_, key, *event, &canonical_);
     }
     if (canonical_ != bytes) {
@@ -345,6 +348,29 @@ class Verifier {
       return FailLine("chain_sha256 is not SHA-256(prev_chain_sha256 || leaf_sha256)");
     }
 
+    // An export of everything holds what each shard appended in [from, to),
+    // by the append time every record carries (records written before shard
+    // format 3 carry none and are not checked here).
+    const std::optional<absl::Time> appended =
+        claim.appended_at.has_value()
+            ? std::optional<absl::Time>(storage::TimeFromProto(*claim.appended_at))
+            : std::nullopt;
+    if (appended.has_value() && manifest_.filter().has_all()) {
+      const predlog::v1::ExportTrailRequest& f = manifest_.filter();
+      const auto micros = [](absl::Time t) { return absl::ToUnixMicros(t); };
+      if (f.has_from() && micros(*appended) < micros(storage::TimeFromProto(f.from()))) {
+        return FailLine(
+            absl::StrCat("was appended at ", absl::FormatTime(*appended, absl::UTCTimeZone()),
+                         ", before the manifest's filter from ",
+                         absl::FormatTime(storage::TimeFromProto(f.from()), absl::UTCTimeZone())));
+      }
+      if (f.has_to() && micros(*appended) >= micros(storage::TimeFromProto(f.to()))) {
+        return FailLine(
+            absl::StrCat("was appended at ", absl::FormatTime(*appended, absl::UTCTimeZone()),
+                         ", not before the manifest's filter to ",
+                         absl::FormatTime(storage::TimeFromProto(f.to()), absl::UTCTimeZone())));
+      }
+    }
     if (same_shard) {
       if (claim.index <= previous_index_) {
         return FailLine(absl::StrCat("out of log order after ",
@@ -365,11 +391,19 @@ class Verifier {
       return FailLine(absl::StrCat("out of log order: shard ", claim.shard, " resumed after ",
                                    previous_shard_));
     }
+    if (same_shard && appended.has_value() && previous_appended_.has_value() &&
+        *appended < *previous_appended_) {
+      return FailLine(absl::StrCat("was appended at ",
+                                   absl::FormatTime(*appended, absl::UTCTimeZone()), ", before ",
+                                   RecordName(previous_shard_, previous_index_), " on line ",
+                                   previous_line_, ": a shard's append times never go back"));
+    }
     if (have_previous_ && !same_shard) finished_shards_.insert(previous_shard_);
     have_previous_ = true;
     previous_shard_ = claim.shard;
     previous_index_ = claim.index;
     previous_chain_ = *chain;
+    previous_appended_ = appended;
     previous_line_ = line;
 
     return MatchManifest(claim, prev_known, *leaf, *prev, *chain);
@@ -454,7 +488,19 @@ class Verifier {
                                        " (the chain value before it could not be read)")});
         if (run.first == run.last) continue;  // that claim covers its chain anchor too
       } else if (run.first > 0) {
-        claims.push_back({ShardOf(run), run.first - 1, run.range->prev_chain_sha256(), "",
+        // After a recorded loss the anchor is the chain value of the last
+        // record before the lost indexes (none: genesis, nothing to ask).
+        uint64_t before = run.first - 1;
+        if (auto gap = gaps_.find(std::make_pair(run.shard, run.first)); gap != gaps_.end()) {
+          before = gap->second.first;  // the first lost index; the claim is the one before it
+          if (before == 0) {
+            claims.push_back({ShardOf(run), run.last, run.range->chain_sha256(), "",
+                              absl::StrCat("the chain_sha256 anchor of range ", range)});
+            continue;
+          }
+          --before;
+        }
+        claims.push_back({ShardOf(run), before, run.range->prev_chain_sha256(), "",
                           absl::StrCat("the prev_chain_sha256 anchor of range ", range)});
       }
       claims.push_back({ShardOf(run), run.last, run.range->chain_sha256(), "",
@@ -582,6 +628,7 @@ class Verifier {
   std::string name_;
 
   bool have_previous_ = false;
+  std::optional<absl::Time> previous_appended_;
   std::string previous_shard_;
   uint64_t previous_index_ = 0;
   Digest previous_chain_{};
@@ -608,10 +655,20 @@ absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
         absl::StrCat("manifest ", manifest_path,
                      " does not parse as a predlog.v1.ExportManifest: ", parsed.ToString()));
   }
-  if (manifest.format_version() != 1) {
+  // Version 2 added each record's append time (appendedAt; the CSV column
+  // appended_at). A version-1 JSON lines file is the same without it; a
+  // version-1 CSV file has other columns.
+  if (manifest.format_version() != 1 && manifest.format_version() != 2) {
     return absl::FailedPreconditionError(
         absl::StrCat("manifest ", manifest_path, " has format_version ", manifest.format_version(),
-                     "; this build reads version 1"));
+                     "; this build reads versions 1 and 2"));
+  }
+  if (manifest.format_version() == 1 && manifest.file_format() == "csv") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "manifest ", manifest_path,
+        " describes a format_version 1 CSV export, whose columns predate appended_at: verify it "
+        "with the predlog build that wrote it, or export again (records are write-once, so a new "
+        "export holds the same records)"));
   }
   absl::StatusOr<ExportFormat> format = ParseExportFormat(manifest.file_format());
   if (!format.ok()) {

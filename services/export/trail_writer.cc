@@ -135,7 +135,7 @@ class TrailWriter::Impl {
       RETURN_IF_ERROR(WriteCsvHeader(CsvColumns()));
     }
     RETURN_IF_ERROR(sink_->Close());
-    manifest.set_format_version(1);
+    manifest.set_format_version(2);
     manifest.set_file_name(BaseName(path_));
     const absl::string_view format = ExportFormatName(format_);
     manifest.set_file_format(format.data(), format.size());
@@ -252,6 +252,7 @@ class TrailWriter::Impl {
     fields.prev_chain_sha256 = p->prev_known ? prev_hex.view() : absl::string_view();
     fields.chain_sha256 = chain_hex.view();
     fields.event_bytes = record.event_bytes();
+    if (record.has_appended_at()) fields.appended_at = &record.appended_at();
     AppendTrailLine(fields, out);
   }
 
@@ -486,6 +487,7 @@ class TrailWriter::Impl {
     key.prev_chain = prepared.prev_known ? prev.view() : absl::string_view();
     key.chain = chain.view();
     key.event_bytes = record.event_bytes();
+    if (record.has_appended_at()) key.appended_at = &record.appended_at();
     if (header_written_) {
       AppendCsvRow(columns_, key, event, sink_->buffer());
       return sink_->MaybeFlush();

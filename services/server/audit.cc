@@ -203,6 +203,11 @@ absl::Status ExportCursor::Add(const ShardPlan& plan, storage::StoredRecord& rec
   exported->set_shard(plan.shard->name());
   exported->set_index(record.index);
   exported->set_event_bytes(std::move(record.payload));
+  if (record.appended_at.has_value()) {
+    storage::TimeToProto(*record.appended_at, exported->mutable_appended_at());
+  } else {
+    exported->clear_appended_at();  // reused from the previous batch
+  }
   AssignHex(record.leaf, exported->mutable_leaf_sha256());
   if (prev_chain.has_value()) {
     AssignHex(*prev_chain, exported->mutable_prev_chain_sha256());

@@ -408,6 +408,21 @@ TEST_F(ShardStoreTest, ReadRange_ReturnsRecordsInLogOrder) {
   EXPECT_THAT(tail, SizeIs(1));
 }
 
+// RocksDB directly, as an attacker with disk access would.
+void TamperWithRecord(const std::string& dir, uint64_t index,
+                      const std::function<void(std::string*)>& edit) {
+  testing::EditRawShardDb(dir, "events", [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    std::string key;
+    AppendU64(&key, index);
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, key, &value).ok());
+    edit(&value);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, key, value).ok());
+  });
+}
+
+constexpr size_t kPayloadOffset = 1 + 32 + 32 + 4 + 8 + 8;  // record header, shard_store_impl.h
+
 // Every record of the shard proven in its Merkle tree at every size, and
 // every size consistent with every later one.
 void ExpectTreeProvesEveryRecord(const ShardStore& store) {
@@ -547,10 +562,12 @@ TEST_F(ShardTimeTest, AShardOfFormat2GetsItsTimeIndexInLogOrderOnOpen) {
   Apply({Pred("a"), Pred("b"), Pred("c")});
   store_.reset();
   // What format 2 wrote: by_time keyed by the producers' recorded_at (here
-  // 12:20, 12:10, 12:30) and format 2 in meta.
+  // 12:20, 12:10 and, from a clock far ahead, 2099), records without an
+  // append time, no merkle column family, and format 2 in meta.
   testing::EditRawShardDb(dir_.Sub("shard"), "by_time",
                           [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* by_time) {
-                            const absl::Time producer[] = {At(12, 20), At(12, 10), At(12, 30)};
+                            const absl::Time producer[] = {At(12, 20), At(12, 10),
+                                                           absl::FromUnixSeconds(4'070'908'800)};
                             for (uint64_t i = 0; i < 3; ++i) {
                               std::string now, old;
                               AppendTime(&now, At(12));
@@ -561,13 +578,16 @@ TEST_F(ShardTimeTest, AShardOfFormat2GetsItsTimeIndexInLogOrderOnOpen) {
                               ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), by_time, old, "").ok());
                             }
                           });
-  // Format 2 had no Merkle tree.
-  testing::EditRawShardDb(
-      dir_.Sub("shard"), "merkle", [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* merkle) {
-        ASSERT_TRUE(db->DeleteRange(rocksdb::WriteOptions(), merkle, std::string(1, '\0'),
-                                    std::string(10, '\xff'))
-                        .ok());
-      });
+  testing::EditRawShardDb(dir_.Sub("shard"), "merkle",
+                          [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* merkle) {
+                            ASSERT_TRUE(db->DropColumnFamily(merkle).ok());
+                          });
+  for (uint64_t i = 0; i < 3; ++i) {
+    TamperWithRecord(dir_.Sub("shard"), i, [](std::string* v) {
+      // Record format 1: the header without appended_at.
+      *v = std::string(1, '\x01') + v->substr(1, kPayloadOffset - 9) + v->substr(kPayloadOffset);
+    });
+  }
   testing::EditRawShardDb(dir_.Sub("shard"), "meta",
                           [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
                             std::string v;
@@ -583,9 +603,15 @@ TEST_F(ShardTimeTest, AShardOfFormat2GetsItsTimeIndexInLogOrderOnOpen) {
     EXPECT_THAT(read_only->TreeRoot(3),
                 StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("open it writable")));
   }
+  clock_.Set(At(12, 30));
   SetUp();
   ExpectTreeProvesEveryRecord(*store_);
-  // Running maximum in log order: 12:20, 12:20, 12:30.
+  ASSERT_OK_AND_ASSIGN(StoredRecord a, store_->Get(0));
+  EXPECT_FALSE(a.appended_at.has_value());
+  ASSERT_OK_AND_ASSIGN(VerifyReport report, store_->Verify());
+  EXPECT_FALSE(report.first_bad_index.has_value()) << report.problem;
+  // Running maximum in log order, capped at the shard's clock when it
+  // opened: 12:20, 12:20, 12:30 (not 2099).
   EXPECT_THAT(store_->CutAtTime(At(12, 15)), IsOkAndHolds(0u));
   EXPECT_THAT(store_->CutAtTime(At(12, 25)), IsOkAndHolds(2u));
   EXPECT_THAT(store_->CutAtTime(At(12, 31)), IsOkAndHolds(3u));
@@ -658,6 +684,15 @@ TEST_F(ShardTimeTest, SignedCheckpointsAreKeptAndProvenConsistent) {
   store_.reset();
   SetUp();
   EXPECT_THAT(store_->LatestCheckpoint(), IsOkAndHolds(second));
+  // After a key rotation the same tree gets a note the new key signed.
+  ASSERT_OK_AND_ASSIGN(NoteKeyPair rotated, GenerateNoteKey("predlog.test"));
+  ASSERT_OK_AND_ASSIGN(auto new_signer, NoteSigner::Create(rotated.signer_key));
+  ASSERT_OK_AND_ASSIGN(auto new_verifier, NoteVerifier::Create(rotated.verifier_key));
+  ASSERT_OK_AND_ASSIGN(std::string resigned,
+                       store_->SignCheckpoint(*new_signer, "predlog.test/s-0"));
+  EXPECT_THAT(new_verifier->Open(resigned), IsOk());
+  EXPECT_THAT(store_->SignCheckpoint(*signer, "two\nlines"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("origin")));
 }
 
 TEST_F(ShardTimeTest, VerifyFindsAChangedMerkleNode) {
@@ -800,21 +835,6 @@ TEST_F(ShardStoreTest, GetRegistry_EqualsAFoldOfTheLogIncludingCanaryDeploys) {
     EXPECT_EQ(folded.models.at(key).leaf, entry.leaf);
   }
 }
-
-// RocksDB directly, as an attacker with disk access would.
-void TamperWithRecord(const std::string& dir, uint64_t index,
-                      const std::function<void(std::string*)>& edit) {
-  testing::EditRawShardDb(dir, "events", [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
-    std::string key;
-    AppendU64(&key, index);
-    std::string value;
-    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), events, key, &value).ok());
-    edit(&value);
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), events, key, value).ok());
-  });
-}
-
-constexpr size_t kPayloadOffset = 1 + 32 + 32 + 4 + 8 + 8;  // record header, shard_store_impl.h
 
 TEST_F(ShardStoreTest, CorruptDataBlockFailsItsReadsAsDataLossAndIsCounted) {
   // What a damaged disk leaves: bytes flipped in the middle of the shard's

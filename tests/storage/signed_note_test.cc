@@ -73,6 +73,11 @@ TEST(SignedNoteTest, ChangedOrMalformedNotesAreRefusedNamingWhy) {
   changed_text[3] = 'Y';
   EXPECT_THAT(verifier->Open(changed_text),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not verify")));
+  // The same signature without its base64 padding: one spelling only.
+  std::string unpadded = kGoSignedNote;
+  unpadded.erase(unpadded.size() - 2, 1);
+  EXPECT_THAT(verifier->Open(unpadded),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NAME BASE64")));
   std::string changed_signature = kGoSignedNote;
   changed_signature[changed_signature.size() - 10] ^= 1;
   EXPECT_FALSE(verifier->Open(changed_signature).ok());

@@ -15,8 +15,10 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "storage/acked_mark.h"
 #include "storage/sha256.h"
 #include "storage/shard_store.h"
+#include "storage/timestamps.h"
 #include "tests/testing/events.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -102,14 +104,20 @@ class TrailExportTest : public ::testing::Test {
     e.set_index(r.index);
     e.set_event_bytes(r.payload);
     e.set_leaf_sha256(storage::ToHex(r.leaf));
+    // The chain value before it: the previous record's, or across an
+    // accepted loss the last record's before the lost indexes (as the
+    // server's export does).
     storage::Digest prev = storage::kChainGenesis;
-    if (r.index > 0) {
-      absl::StatusOr<storage::StoredRecord> before = store.Get(r.index - 1);
+    for (uint64_t i = r.index; i-- > 0;) {
+      absl::StatusOr<storage::StoredRecord> before = store.Get(i);
+      if (absl::IsNotFound(before.status())) continue;
       EXPECT_TRUE(before.ok()) << before.status();
       if (before.ok()) prev = before->chain;
+      break;
     }
     e.set_prev_chain_sha256(storage::ToHex(prev));
     e.set_chain_sha256(storage::ToHex(r.chain));
+    if (r.appended_at) storage::TimeToProto(*r.appended_at, e.mutable_appended_at());
     return e;
   }
 
@@ -251,7 +259,7 @@ TEST_F(TrailExportTest, ManifestListsOneRangePerShardWithTheStoredChainAnchors) 
   const std::string manifest_path = Export(AllRecords(), ExportFormat::kJsonl);
   ExportManifest manifest;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ReadFile(manifest_path), &manifest).ok());
-  EXPECT_EQ(manifest.format_version(), 1u);
+  EXPECT_EQ(manifest.format_version(), 2u);
   EXPECT_EQ(manifest.file_name(), "trail.jsonl");
   EXPECT_EQ(manifest.file_format(), "jsonl");
   EXPECT_EQ(manifest.record_count(), 24u);
@@ -349,16 +357,66 @@ TEST_F(TrailExportTest, EveryRecordMustMatchTheFilterItsManifestClaims) {
   }
 }
 
+TEST_F(TrailExportTest, AnExportOfEverythingHoldsWhatItsShardsAppendedInItsTimeRange) {
+  const std::vector<ExportedRecord> all = AllRecords();
+  absl::Time first = absl::InfiniteFuture(), last = absl::InfinitePast();
+  for (const ExportedRecord& r : all) {
+    ASSERT_TRUE(r.has_appended_at());
+    first = std::min(first, storage::TimeFromProto(r.appended_at()));
+    last = std::max(last, storage::TimeFromProto(r.appended_at()));
+  }
+  predlog::v1::ExportTrailRequest filter;
+  filter.set_all(true);
+  storage::TimeToProto(first, filter.mutable_from());
+  storage::TimeToProto(last + absl::Microseconds(1), filter.mutable_to());
+  for (const ExportFormat format : kFormats) {
+    SCOPED_TRACE(ExportFormatName(format));
+    const std::string manifest_path = Export(all, format, "trail", &filter);
+    ExportVerification v = Verify(manifest_path);
+    EXPECT_TRUE(v.ok) << v.failure;
+    // Each line carries its record's append time.
+    EXPECT_THAT(ReadFile(FileOf(manifest_path, format)),
+                HasSubstr(format == ExportFormat::kJsonl ? "\"appendedAt\":\"" : "appended_at"));
+
+    // The same file under a manifest whose range ends before its last record.
+    ExportManifest manifest;
+    ASSERT_TRUE(
+        google::protobuf::util::JsonStringToMessage(ReadFile(manifest_path), &manifest).ok());
+    storage::TimeToProto(last, manifest.mutable_filter()->mutable_to());
+    std::string json;
+    ASSERT_TRUE(google::protobuf::util::MessageToJsonString(manifest, &json).ok());
+    std::ofstream(manifest_path, std::ios::trunc) << json;
+    v = Verify(manifest_path);
+    EXPECT_FALSE(v.ok);
+    EXPECT_THAT(v.failure, HasSubstr("not before the manifest's filter to"));
+  }
+}
+
+TEST_F(TrailExportTest, AppendTimesThatGoBackWithinAShardAreNotWhatAShardWrites) {
+  std::vector<ExportedRecord> all = AllRecords();
+  // Record 3 of shard 0 claims to have been appended a day before record 2.
+  const absl::Time at = storage::TimeFromProto(all[2].appended_at());
+  storage::TimeToProto(at - absl::Hours(24), all[3].mutable_appended_at());
+  for (const ExportFormat format : kFormats) {
+    SCOPED_TRACE(ExportFormatName(format));
+    const std::string manifest_path = Export(all, format);
+    ExportVerification v = Verify(manifest_path);
+    EXPECT_FALSE(v.ok);
+    EXPECT_THAT(v.failure, HasSubstr("a shard's append times never go back"));
+  }
+}
+
 TEST_F(TrailExportTest, CsvHasTheDocumentedHeaderAndQuotesHostileCells) {
   const std::string file =
       ReadFile(FileOf(Export(AllRecords(), ExportFormat::kCsv), ExportFormat::kCsv));
-  EXPECT_THAT(file,
-              ::testing::StartsWith(
-                  "shard,index,leaf_sha256,prev_chain_sha256,chain_sha256,recorded_at,actor,"
-                  "kind,prediction_id,subject_id,served_at,model_name,model_version,"
-                  "artifact_sha256,pipeline_name,pipeline_version,scores,label,trace_id,"
-                  "input.feature_0,input.feature_1,input.feature_2,"
-                  "\"input.note, free text\",input.missing,extra_inputs,event_bytes_base64\r\n"));
+  EXPECT_THAT(
+      file,
+      ::testing::StartsWith(
+          "shard,index,leaf_sha256,prev_chain_sha256,chain_sha256,appended_at,recorded_at,actor,"
+          "kind,prediction_id,subject_id,served_at,model_name,model_version,"
+          "artifact_sha256,pipeline_name,pipeline_version,scores,label,trace_id,"
+          "input.feature_0,input.feature_1,input.feature_2,"
+          "\"input.note, free text\",input.missing,extra_inputs,event_bytes_base64\r\n"));
   EXPECT_THAT(file, HasSubstr(",\"said \"\"hi\"\",\nthen left\","));
   EXPECT_THAT(file, HasSubstr(",\"{\"\"late_feature\"\":\"\"-9000000000000\"\"}\","));
   EXPECT_THAT(file, HasSubstr(",entity_changed,,,,,,,,,,,,,,,,,"));
@@ -1022,6 +1080,42 @@ ChainValueFetcher ShardFetcher(const std::unique_ptr<ShardStore> (&stores)[2]) {
     }
     return values;
   };
+}
+
+// Shard 1 lost records 12..14 (its synced acknowledgement mark says 15 were
+// written) and an operator accepted the loss: an export of everything has a
+// gap there, and the live check of the range after it asks for the chain
+// value of the last record before the lost ones, which the shard has.
+TEST_F(TrailExportTest, AnExportOfEverythingAcrossAnAcceptedLossAgreesWithTheLiveShards) {
+  const std::string dir = dir_.Sub("shard-1");
+  stores_[1].reset();
+  ASSERT_OK_AND_ASSIGN(std::optional<storage::AckedMark::Value> mark,
+                       storage::AckedMark::Read(dir + "/acked"));
+  ASSERT_TRUE(mark.has_value());
+  {
+    ASSERT_OK_AND_ASSIGN(auto writer, storage::AckedMark::Open(dir + "/acked", /*sync=*/true));
+    storage::AckedMark::Value claimed = *mark;
+    claimed.next_index = 15;
+    ASSERT_OK(writer->Write(claimed));
+  }
+  storage::ShardOptions options;
+  options.dir = dir;
+  options.name = "predlog.events-1";
+  options.accept_lost_range = "12..14";
+  ASSERT_OK_AND_ASSIGN(stores_[1], ShardStore::Open(options));
+  ASSERT_EQ(stores_[1]->Head().next_index, 16u);  // the RecordsLost record is 15
+  const std::string payload = Prediction(112, "alice", false).SerializeAsString();
+  std::vector<storage::SourceMessage> more = {Msg("incarnation-1", 12, payload)};
+  ASSERT_OK(stores_[1]->ApplyBatch(more).status());
+
+  predlog::v1::ExportTrailRequest filter;
+  filter.set_all(true);
+  const std::string manifest_path = Export(AllRecords(), ExportFormat::kJsonl, "loss", &filter);
+  ASSERT_OK_AND_ASSIGN(ExportVerification v, VerifyExport("", manifest_path));
+  ASSERT_TRUE(v.ok) << v.failure;
+  ASSERT_OK_AND_ASSIGN(ServerCheck check, CheckAgainstServer(v, 1000, ShardFetcher(stores_)));
+  EXPECT_THAT(check.mismatches, ::testing::IsEmpty());
+  EXPECT_EQ(check.claims_checked, 4u);  // shard 0's end; shard 1: 0..11's end, 15..16's ends
 }
 
 // A forger rewrites record 3 of shard 0, recomputes its leaf and the chain
