@@ -405,6 +405,8 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
   // compared with the stored one.
   MerkleFrontier tree;
   std::vector<MerkleNode> completed;
+  std::optional<absl::Time> last_appended;
+  std::string time_key;
   const MerkleNodeReader stored_node = NodeReader(snapshot);
   absl::Status tree_status;
   auto check_nodes = [&] {
@@ -468,6 +470,32 @@ absl::StatusOr<VerifyReport> ShardStore::Impl::Verify() const {
     tree.Append(RecordMerkleLeaf(rec->appended_at, rec->leaf), &completed);
     check_nodes();
     if (report.first_bad_index) break;
+    if (rec->appended_at.has_value()) {
+      // Cuts go by the time index: it must hold this record at the time its
+      // header says, and append times never go back.
+      if (last_appended.has_value() && *rec->appended_at < *last_appended) {
+        report.first_bad_index = index;
+        report.problem = absl::StrCat("record ", index, ": appended_at goes back");
+        break;
+      }
+      last_appended = rec->appended_at;
+      time_key.clear();
+      AppendTime(&time_key, *rec->appended_at);
+      time_key.append(IndexKey(index));
+      std::string ignored;
+      const rocksdb::Status found =
+          db_->Get(read_options, cfs_[kByTimeCf], ToSlice(time_key), &ignored);
+      if (found.IsNotFound()) {
+        report.first_bad_index = index;
+        report.problem =
+            absl::StrCat("record ", index, ": the time index does not hold it at its appended_at");
+        break;
+      }
+      if (!found.ok()) {
+        tree_status = ReadStatus(found, absl::StrCat("shard ", options_.name, ": time index"));
+        break;
+      }
+    }
     ++report.records_checked;
   }
   absl::Status status = ReadStatus(it->status(), absl::StrCat("shard ", options_.name, ": verify"));

@@ -333,7 +333,9 @@ class ShardStore {
   absl::StatusOr<RegistryState> GetRegistry() const;
 
   // Recomputes every leaf from the stored bytes, the chain from genesis and
-  // the Merkle tree's root, and compares them with what is stored.
+  // every node of the Merkle tree, and compares them with what is stored;
+  // checks that append times never go back and that the time index holds
+  // each record at its append time.
   absl::StatusOr<VerifyReport> Verify() const;
 
   // The shard's Merkle tree (RFC 6962, storage/merkle.h): leaf i is

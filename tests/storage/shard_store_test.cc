@@ -695,6 +695,27 @@ TEST_F(ShardTimeTest, SignedCheckpointsAreKeptAndProvenConsistent) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("origin")));
 }
 
+TEST_F(ShardTimeTest, VerifyFindsATimeIndexThatDisagreesWithTheRecords) {
+  Apply({Pred("a"), Pred("b"), Pred("c")});
+  store_.reset();
+  // Record 1 moved in the time index, as a hand edit to change what a cut
+  // holds would.
+  testing::EditRawShardDb(dir_.Sub("shard"), "by_time",
+                          [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* by_time) {
+                            std::string key, moved;
+                            AppendTime(&key, absl::FromUnixSeconds(1'800'000'000));
+                            key += IndexKey(1);
+                            AppendTime(&moved, absl::FromUnixSeconds(1'700'000'000));
+                            moved += IndexKey(1);
+                            ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), by_time, key).ok());
+                            ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), by_time, moved, "").ok());
+                          });
+  SetUp();
+  ASSERT_OK_AND_ASSIGN(VerifyReport report, store_->Verify());
+  EXPECT_EQ(report.first_bad_index, 1u);
+  EXPECT_THAT(report.problem, HasSubstr("time index does not hold it"));
+}
+
 TEST_F(ShardTimeTest, VerifyFindsAChangedMerkleNode) {
   Apply({Pred("a"), Pred("b"), Pred("c"), Pred("d")});
   store_.reset();
