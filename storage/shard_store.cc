@@ -474,15 +474,17 @@ absl::StatusOr<std::string> ShardStore::CheckpointAt(uint64_t size) const {
 }
 
 Digest RecordMerkleLeaf(const std::optional<absl::Time>& appended_at, const Digest& leaf) {
-  std::string data;
+  // One per appended record: built on the stack, not in a heap string.
+  char data[1 + 8 + sizeof(Digest)];
+  size_t size = 0;
+  data[size++] = appended_at.has_value() ? '\x01' : '\x02';
   if (appended_at.has_value()) {
-    AppendU8(&data, 0x01);
-    AppendU64(&data, static_cast<uint64_t>(absl::ToUnixMicros(*appended_at)));
-  } else {
-    AppendU8(&data, 0x02);
+    const uint64_t micros = static_cast<uint64_t>(absl::ToUnixMicros(*appended_at));
+    for (int shift = 56; shift >= 0; shift -= 8) data[size++] = static_cast<char>(micros >> shift);
   }
-  data.append(leaf.begin(), leaf.end());
-  return MerkleLeafHash(data);
+  std::copy(leaf.begin(), leaf.end(), data + size);
+  size += leaf.size();
+  return MerkleLeafHash(absl::string_view(data, size));
 }
 
 Digest LostMerkleLeaf(uint64_t index) {

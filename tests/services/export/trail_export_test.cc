@@ -121,6 +121,21 @@ class TrailExportTest : public ::testing::Test {
     return e;
   }
 
+  // Folds `event` alone into a fresh shard "predlog.events-9" and exports it
+  // as CSV named `name`; sets the manifest's path.
+  void ExportOneEventAsCsv(const AuditEvent& event, const std::string& name,
+                           std::string* manifest) {
+    storage::ShardOptions options;
+    options.dir = dir_.Sub(name + "-shard");
+    options.name = "predlog.events-9";
+    ASSERT_OK_AND_ASSIGN(auto store, ShardStore::Open(options));
+    const std::string payload = event.SerializeAsString();
+    ASSERT_OK_AND_ASSIGN(auto applied, store->ApplyBatch({Msg("incarnation-1", 0, payload)}));
+    ASSERT_EQ(applied.messages[0].outcome, storage::FoldOutcome::kApplied);
+    ASSERT_OK_AND_ASSIGN(auto stored, store->ReadRange(0, 1));
+    *manifest = Export({ToExported(*store, stored[0])}, ExportFormat::kCsv, name);
+  }
+
   // Every record of both shards, shard by shard.
   std::vector<ExportedRecord> AllRecords() {
     std::vector<ExportedRecord> out;
@@ -446,15 +461,8 @@ TEST_F(TrailExportTest, CsvTextThatLooksLikeAFormulaIsShownAsText) {
   blob->set_name("blob");
   blob->set_bytes_value(std::string("\xf8\x01", 2));  // base64 "+AE="
 
-  storage::ShardOptions options;
-  options.dir = dir_.Sub("formula-shard");
-  options.name = "predlog.events-9";
-  ASSERT_OK_AND_ASSIGN(auto store, ShardStore::Open(options));
-  const std::string payload = event.SerializeAsString();
-  ASSERT_OK_AND_ASSIGN(auto applied, store->ApplyBatch({Msg("incarnation-1", 0, payload)}));
-  ASSERT_EQ(applied.messages[0].outcome, storage::FoldOutcome::kApplied);
-  ASSERT_OK_AND_ASSIGN(auto stored, store->ReadRange(0, 1));
-  const std::string manifest = Export({ToExported(*store, stored[0])}, ExportFormat::kCsv, "f");
+  std::string manifest;
+  ASSERT_NO_FATAL_FAILURE(ExportOneEventAsCsv(event, "f", &manifest));
   const std::string file = ReadFile(FileOf(manifest, ExportFormat::kCsv));
 
   EXPECT_THAT(file, HasSubstr(",'@SUM(A1),prediction_logged,"));
@@ -484,15 +492,8 @@ TEST_F(TrailExportTest, CsvTextStartingWithALineBreakIsShownAsText) {
   text->set_name("comment");
   text->set_string_value("\n=cmd|' /C calc'!A0");
 
-  storage::ShardOptions options;
-  options.dir = dir_.Sub("lf-formula-shard");
-  options.name = "predlog.events-9";
-  ASSERT_OK_AND_ASSIGN(auto store, ShardStore::Open(options));
-  const std::string payload = event.SerializeAsString();
-  ASSERT_OK_AND_ASSIGN(auto applied, store->ApplyBatch({Msg("incarnation-1", 0, payload)}));
-  ASSERT_EQ(applied.messages[0].outcome, storage::FoldOutcome::kApplied);
-  ASSERT_OK_AND_ASSIGN(auto stored, store->ReadRange(0, 1));
-  const std::string manifest = Export({ToExported(*store, stored[0])}, ExportFormat::kCsv, "lf");
+  std::string manifest;
+  ASSERT_NO_FATAL_FAILURE(ExportOneEventAsCsv(event, "lf", &manifest));
   const std::string file = ReadFile(FileOf(manifest, ExportFormat::kCsv));
 
   EXPECT_THAT(file, HasSubstr(",\"'\r=1+1\",prediction_logged,lf-formula,\"'\n=1+1\","));
