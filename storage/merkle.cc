@@ -1,5 +1,6 @@
 #include "storage/merkle.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/numeric/bits.h"
@@ -53,6 +54,22 @@ void MerkleFrontier::Append(const Digest& leaf_hash, std::vector<MerkleNode>* co
   }
   edge_.push_back(node);
   ++size_;
+}
+
+absl::Status MerkleFrontier::AppendSubtree(uint8_t level, const Digest& hash) {
+  if (level > 63 || size_ % (uint64_t{1} << level) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a subtree of level ", level, " cannot follow a tree of ", size_, " leaves"));
+  }
+  MerkleNode node{level, size_ >> level, hash};
+  while (!edge_.empty() && edge_.back().level == node.level) {
+    node = MerkleNode{static_cast<uint8_t>(node.level + 1), node.index >> 1,
+                      MerkleNodeHash(edge_.back().hash, node.hash)};
+    edge_.pop_back();
+  }
+  edge_.push_back(node);
+  size_ += uint64_t{1} << level;
+  return absl::OkStatus();
 }
 
 Digest MerkleFrontier::Root() const {
@@ -152,6 +169,105 @@ absl::StatusOr<std::vector<Digest>> MerkleConsistencyProof(uint64_t old_size, ui
   std::vector<Digest> proof;
   if (old_size < size) RETURN_IF_ERROR(AppendSubproof(old_size, 0, size, true, read, &proof));
   return proof;
+}
+
+namespace {
+
+// The perfect subtrees [begin, end) decomposes into from the left: at each
+// step the largest one aligned at its start that fits, as (level, index).
+std::vector<std::pair<uint8_t, uint64_t>> AlignedCover(uint64_t begin, uint64_t end) {
+  std::vector<std::pair<uint8_t, uint64_t>> cover;
+  for (uint64_t at = begin; at < end;) {
+    uint64_t width = absl::bit_floor(end - at);
+    if (at != 0) width = std::min(width, at & (~at + 1));  // at's alignment
+    const int level = absl::countr_zero(width);
+    cover.emplace_back(static_cast<uint8_t>(level), at >> level);
+    at += width;
+  }
+  return cover;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Digest>> MerkleRangeProof(uint64_t begin, uint64_t end, uint64_t size,
+                                                     const MerkleNodeReader& read) {
+  if (begin >= end || end > size) {
+    return absl::InvalidArgumentError(absl::StrCat("no range proof of leaves [", begin, ", ", end,
+                                                   ") in a tree of ", size, " leaves"));
+  }
+  std::vector<Digest> proof;
+  for (const auto& cover : {AlignedCover(0, begin), AlignedCover(end, size)}) {
+    for (const auto& [level, index] : cover) {
+      ASSIGN_OR_RETURN(Digest hash, read(level, index));
+      proof.push_back(hash);
+    }
+  }
+  return proof;
+}
+
+absl::StatusOr<MerkleRangeVerifier> MerkleRangeVerifier::Start(uint64_t begin, uint64_t end,
+                                                               uint64_t size,
+                                                               absl::Span<const Digest> proof) {
+  if (begin >= end || end > size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "range proof: leaves [", begin, ", ", end, ") ",
+        begin == end ? "are no leaves in" : "are not all in", " a tree of ", size, " leaves"));
+  }
+  const std::vector<std::pair<uint8_t, uint64_t>> left = AlignedCover(0, begin);
+  const std::vector<std::pair<uint8_t, uint64_t>> right = AlignedCover(end, size);
+  if (proof.size() != left.size() + right.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("range proof: has ", proof.size(), " hashes; leaves [", begin, ", ", end,
+                     ") of a tree of ", size, " leaves need ", left.size() + right.size()));
+  }
+  MerkleRangeVerifier verifier;
+  verifier.begin_ = begin;
+  verifier.end_ = end;
+  // [0, begin) from the proof; the leaves come next, then [end, size).
+  size_t next = 0;
+  ASSIGN_OR_RETURN(verifier.frontier_,
+                   MerkleFrontier::Load(begin, [&](uint8_t, uint64_t) -> absl::StatusOr<Digest> {
+                     return proof[next++];
+                   }));
+  for (const auto& [level, index] : right) {
+    verifier.right_.push_back(MerkleNode{level, index, proof[next++]});
+  }
+  return verifier;
+}
+
+void MerkleRangeVerifier::Append(const Digest& leaf_hash) {
+  if (frontier_.size() >= end_) {
+    ++end_overrun_;
+    return;
+  }
+  std::vector<MerkleNode> completed;
+  frontier_.Append(leaf_hash, &completed);
+}
+
+absl::Status MerkleRangeVerifier::Finish(const Digest& root) {
+  if (frontier_.size() != end_ || end_overrun_ > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("range proof: leaves [", begin_, ", ", end_, ") are ", end_ - begin_,
+                     " leaves, but ", frontier_.size() - begin_ + end_overrun_, " were given"));
+  }
+  for (const MerkleNode& node : right_)
+    RETURN_IF_ERROR(frontier_.AppendSubtree(node.level, node.hash));
+  right_.clear();
+  const Digest computed = frontier_.Root();
+  if (computed != root) {
+    return absl::InvalidArgumentError(absl::StrCat("range proof: leaves [", begin_, ", ", end_,
+                                                   ") and the proof give root ", ToHex(computed),
+                                                   ", not ", ToHex(root)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status VerifyMerkleRange(uint64_t begin, uint64_t size, absl::Span<const Digest> leaf_hashes,
+                               absl::Span<const Digest> proof, const Digest& root) {
+  ASSIGN_OR_RETURN(MerkleRangeVerifier verifier,
+                   MerkleRangeVerifier::Start(begin, begin + leaf_hashes.size(), size, proof));
+  for (const Digest& leaf : leaf_hashes) verifier.Append(leaf);
+  return verifier.Finish(root);
 }
 
 absl::Status VerifyMerkleInclusion(uint64_t index, uint64_t size, const Digest& leaf_hash,

@@ -63,6 +63,10 @@ class MerkleFrontier {
   // that now exists for the first time: the leaf at level 0, then each
   // parent it completed. Those are what a node store must keep.
   void Append(const Digest& leaf_hash, std::vector<MerkleNode>* completed);
+  // Appends a whole perfect subtree of 2^level leaves by its hash (a compact
+  // range's merge, as in transparency-dev/merkle's compact.Range).
+  // INVALID_ARGUMENT unless size() is a multiple of 2^level.
+  absl::Status AppendSubtree(uint8_t level, const Digest& hash);
   // MTH of the tree's leaves.
   Digest Root() const;
 
@@ -91,6 +95,48 @@ absl::StatusOr<std::vector<Digest>> MerkleInclusionProof(uint64_t index, uint64_
 // equal. INVALID_ARGUMENT unless 0 < old_size <= size.
 absl::StatusOr<std::vector<Digest>> MerkleConsistencyProof(uint64_t old_size, uint64_t size,
                                                            const MerkleNodeReader& read);
+
+// A range proof: that leaves [begin, end) are exactly those of the tree of
+// `size` leaves. It is the two compact ranges around them (the technique of
+// transparency-dev/merkle's compact package; RFC 9162 defines proofs of one
+// leaf only): the perfect subtrees [0, begin) decomposes into, largest first
+// (one per set bit of begin), then those [end, size) decomposes into from the
+// left, each the largest aligned one that fits (at most 2 log2(size)).
+// A range of one leaf costs about what its inclusion proof does; a range of
+// many costs no more, which is why exports carry one per contiguous run.
+// INVALID_ARGUMENT unless begin < end <= size.
+absl::StatusOr<std::vector<Digest>> MerkleRangeProof(uint64_t begin, uint64_t end, uint64_t size,
+                                                     const MerkleNodeReader& read);
+// Checks a range proof while the range's leaves arrive one at a time, so a
+// range of any length is checked in O(log size) memory. Single-threaded.
+class MerkleRangeVerifier {
+ public:
+  // For leaves [begin, end) of a tree of `size` leaves. INVALID_ARGUMENT
+  // naming what is wrong: no leaves, a range beyond the tree, a proof of
+  // the wrong length.
+  static absl::StatusOr<MerkleRangeVerifier> Start(uint64_t begin, uint64_t end, uint64_t size,
+                                                   absl::Span<const Digest> proof);
+  // The next leaf of the range (its MerkleLeafHash).
+  void Append(const Digest& leaf_hash);
+  // OK when exactly end - begin leaves were appended and with the proof
+  // they give `root`; otherwise INVALID_ARGUMENT naming what failed.
+  absl::Status Finish(const Digest& root);
+
+ private:
+  uint64_t begin_ = 0;
+  uint64_t end_ = 0;
+  uint64_t end_overrun_ = 0;  // leaves appended past end_
+  MerkleFrontier frontier_;
+  std::vector<MerkleNode> right_;  // the perfect subtrees of [end, size)
+};
+
+// OK when `proof` (MerkleRangeProof's) proves that `leaf_hashes` are leaves
+// [begin, begin + leaf_hashes.size()) of the tree of `size` leaves whose root
+// is `root`; otherwise INVALID_ARGUMENT naming what failed: no leaves, a
+// range beyond the tree, a proof of the wrong length, a root that does not
+// match.
+absl::Status VerifyMerkleRange(uint64_t begin, uint64_t size, absl::Span<const Digest> leaf_hashes,
+                               absl::Span<const Digest> proof, const Digest& root);
 
 // RFC 9162 §2.1.3.2. OK when `proof` proves that `leaf_hash` is leaf `index`
 // of the tree of `size` leaves whose root is `root`; otherwise

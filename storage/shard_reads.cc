@@ -325,6 +325,12 @@ absl::StatusOr<std::vector<Digest>> ShardStore::Impl::ConsistencyProof(uint64_t 
   return MerkleConsistencyProof(old_size, size, NodeReader(nullptr));
 }
 
+absl::StatusOr<std::vector<Digest>> ShardStore::Impl::RangeProof(uint64_t begin, uint64_t end,
+                                                                 uint64_t size) const {
+  RETURN_IF_ERROR(CheckTreeSize(size));
+  return MerkleRangeProof(begin, end, size, NodeReader(nullptr));
+}
+
 absl::StatusOr<std::string> ShardStore::Impl::SignCheckpoint(const NoteSigner& signer,
                                                              absl::string_view origin) {
   if (options_.read_only) {

@@ -462,6 +462,11 @@ absl::StatusOr<std::vector<Digest>> ShardStore::ConsistencyProof(uint64_t old_si
   return impl_->ConsistencyProof(old_size, size);
 }
 
+absl::StatusOr<std::vector<Digest>> ShardStore::RangeProof(uint64_t begin, uint64_t end,
+                                                           uint64_t size) const {
+  return impl_->RangeProof(begin, end, size);
+}
+
 absl::StatusOr<std::string> ShardStore::SignCheckpoint(const NoteSigner& signer,
                                                        absl::string_view origin) {
   return impl_->SignCheckpoint(signer, origin);

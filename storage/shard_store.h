@@ -350,6 +350,8 @@ class ShardStore {
   absl::StatusOr<Digest> TreeRoot(uint64_t size) const;
   absl::StatusOr<std::vector<Digest>> InclusionProof(uint64_t index, uint64_t size) const;
   absl::StatusOr<std::vector<Digest>> ConsistencyProof(uint64_t old_size, uint64_t size) const;
+  // MerkleRangeProof: records [begin, end) are leaves of the tree of `size`.
+  absl::StatusOr<std::vector<Digest>> RangeProof(uint64_t begin, uint64_t end, uint64_t size) const;
 
   // Signs a checkpoint of the whole log as it is now (storage/signed_note.h,
   // C2SP tlog-checkpoint: `origin`, Head().next_index, TreeRoot of it) and

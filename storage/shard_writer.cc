@@ -1,5 +1,6 @@
 #include "storage/shard_writer.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,15 @@ absl::StatusOr<std::unique_ptr<ShardWriter>> ShardWriter::Start(std::unique_ptr<
   std::unique_ptr<ShardWriter> writer(new ShardWriter(std::move(shard), std::move(options)));
   writer->last_snapshot_index_ = snapshots.empty() ? 0 : snapshots.back().index;
   writer->last_snapshot_time_ = snapshots.empty() ? absl::Now() : snapshots.back().created_at;
+  writer->last_checkpoint_time_ = absl::Now();
+  absl::StatusOr<std::string> latest = writer->shard_->LatestCheckpoint();
+  if (latest.ok()) {
+    ASSIGN_OR_RETURN(std::string text, UnverifiedNoteText(*latest));
+    ASSIGN_OR_RETURN(Checkpoint checkpoint, ParseCheckpoint(text));
+    writer->last_checkpoint_size_ = checkpoint.size;
+  } else if (!absl::IsNotFound(latest.status())) {
+    return latest.status();
+  }
   writer->thread_ = std::thread([raw = writer.get()] { raw->Run(); });
   return writer;
 }
@@ -59,25 +69,35 @@ void ShardWriter::Run() {
   for (;;) {
     KafkaBatch* kafka = nullptr;
     appends.clear();
+    bool idle = false;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](ShardWriter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
-            return w->stopping_ || !w->appends_.empty() || !w->batches_.empty();
-          },
-          this));
-      if (appends_.empty() && batches_.empty()) return;  // stopping, nothing left
+      // Idle, the writer still wakes when the checkpoint schedule is due.
+      const bool woken = mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](ShardWriter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+                return w->stopping_ || !w->appends_.empty() || !w->batches_.empty();
+              },
+              this),
+          CheckpointDue());
+      idle = !woken;
+      if (!idle && appends_.empty() && batches_.empty()) return;  // stopping, nothing left
       if (!batches_.empty()) {
         kafka = batches_.front();
         batches_.pop_front();
       }
-      while (!appends_.empty() && appends.size() < options_.max_group_messages) {
+      while (!idle && !appends_.empty() && appends.size() < options_.max_group_messages) {
         appends.push_back(std::move(appends_.front()));
         appends_.pop_front();
       }
     }
+    if (idle) {
+      MaybeCheckpoint();
+      continue;
+    }
     WriteGroup(appends, kafka);
     MaybeSnapshot();
+    MaybeCheckpoint();
   }
 }
 
@@ -117,6 +137,42 @@ void ShardWriter::WriteGroup(std::vector<DirectAppend>& appends, KafkaBatch* kaf
     }
     kafka->done = true;
   }
+}
+
+absl::StatusOr<std::string> ShardWriter::SignCheckpoint() {
+  if (options_.checkpoint_signer == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(shard_->name(), ": no checkpoint signing key is configured"));
+  }
+  return shard_->SignCheckpoint(*options_.checkpoint_signer, options_.checkpoint_origin);
+}
+
+absl::Duration ShardWriter::CheckpointDue() const {
+  if (options_.checkpoint_signer == nullptr || options_.checkpoint_every <= absl::ZeroDuration() ||
+      shard_->Head().next_index == last_checkpoint_size_) {
+    return absl::InfiniteDuration();
+  }
+  return std::max(absl::ZeroDuration(),
+                  last_checkpoint_time_ + options_.checkpoint_every - absl::Now());
+}
+
+void ShardWriter::MaybeCheckpoint() {
+  if (options_.checkpoint_signer == nullptr) return;
+  const uint64_t next_index = shard_->Head().next_index;
+  if (next_index == last_checkpoint_size_) return;
+  const absl::Time now = absl::Now();
+  const bool by_count = options_.checkpoint_every_events > 0 &&
+                        next_index - last_checkpoint_size_ >= options_.checkpoint_every_events;
+  const bool by_time = options_.checkpoint_every > absl::ZeroDuration() &&
+                       now - last_checkpoint_time_ >= options_.checkpoint_every;
+  if (!by_count && !by_time) return;
+  last_checkpoint_time_ = now;  // on failure: retry on the next schedule, not every group
+  absl::StatusOr<std::string> note = SignCheckpoint();
+  if (!note.ok()) {
+    PREDLOG_LOG(ERROR) << "shard writer: " << shard_->name() << ": checkpoint: " << note.status();
+    return;
+  }
+  last_checkpoint_size_ = next_index;
 }
 
 void ShardWriter::MaybeSnapshot() {

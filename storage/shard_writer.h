@@ -9,7 +9,8 @@
 // an answered append is as durable as the shard's options make it.
 //
 // It also takes and prunes the shard's snapshots on their schedule, between
-// groups, as ShardStore requires of its single writer.
+// groups, as ShardStore requires of its single writer, and signs the shard's
+// checkpoints on theirs (waking for them when idle).
 //
 // Thread-safe. Owns the ShardStore; shard() may be read from any thread for
 // the writer's lifetime.
@@ -32,6 +33,7 @@
 #include "absl/types/span.h"
 #include "predlog/v1/events.pb.h"
 #include "storage/shard_store.h"
+#include "storage/signed_note.h"
 #include "storage/snapshot_retention.h"
 
 namespace predlog::storage {
@@ -47,6 +49,17 @@ struct ShardWriterOptions {
   absl::Duration snapshot_every = absl::Hours(1);
   // What pruning after each snapshot keeps.
   RetentionPolicy snapshot_retention;
+  // The key that signs the shard's checkpoints (ShardStore::SignCheckpoint);
+  // null: the writer signs none. Borrowed; must outlive the writer.
+  const NoteSigner* checkpoint_signer = nullptr;
+  // The checkpoints' origin line: the log's name, unique to this shard.
+  std::string checkpoint_origin;
+  // Sign a checkpoint once this many records were added since the last one
+  // (0: never by count) ...
+  uint64_t checkpoint_every_events = 10'000;
+  // ... or once this much time passed with records not yet in one, idle or
+  // not (zero: never by time).
+  absl::Duration checkpoint_every = absl::Minutes(1);
 };
 
 class ShardWriter {
@@ -76,6 +89,12 @@ class ShardWriter {
   // Errors as Append's.
   absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
 
+  // Signs a checkpoint of the shard's log as it is now (or returns the kept
+  // one of that size): the signed note (storage/signed_note.h).
+  // FAILED_PRECONDITION without options.checkpoint_signer; otherwise
+  // ShardStore::SignCheckpoint's errors. Thread-safe.
+  absl::StatusOr<std::string> SignCheckpoint();
+
   const ShardStore& shard() const { return *shard_; }
   // Group commits written successfully so far (each one WriteBatch, one sync).
   uint64_t groups_written() const { return groups_written_.load(std::memory_order_relaxed); }
@@ -97,6 +116,11 @@ class ShardWriter {
   // Writes one group: `appends` and at most one Kafka batch (`kafka`, may be null).
   void WriteGroup(std::vector<DirectAppend>& appends, KafkaBatch* kafka);
   void MaybeSnapshot();
+  // Signs a checkpoint when the schedule says so.
+  void MaybeCheckpoint();
+  // How long the writer may sleep before the time schedule of checkpoints
+  // needs it; InfiniteDuration when it does not.
+  absl::Duration CheckpointDue() const;
 
   // Constant after construction.
   const std::unique_ptr<ShardStore> shard_;
@@ -112,6 +136,8 @@ class ShardWriter {
   // Writer thread only.
   uint64_t last_snapshot_index_ = 0;
   absl::Time last_snapshot_time_;
+  uint64_t last_checkpoint_size_ = 0;
+  absl::Time last_checkpoint_time_;
   std::thread thread_;
 };
 

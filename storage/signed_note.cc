@@ -1,8 +1,15 @@
 #include "storage/signed_note.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -11,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "storage/errno_status.h"
 #include "storage/key_codec.h"
 #include "storage/logging.h"
 #include "storage/status_macros.h"
@@ -223,6 +231,93 @@ absl::StatusOr<std::unique_ptr<NoteVerifier>> NoteVerifier::Create(absl::string_
   verifier->name_ = parsed.name;
   verifier->key_id_ = id;
   return verifier;
+}
+
+namespace {
+
+// Creates `path` (which must not exist) holding `contents`, with `mode`, fsynced.
+absl::Status WriteNewFile(const std::string& path, absl::string_view contents, mode_t mode) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return ErrnoStatus(errno, "create", path);
+  absl::string_view rest = contents;
+  while (!rest.empty()) {
+    const ssize_t n = ::write(fd, rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return ErrnoStatus(err, "write", path);
+    }
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  if (::fchmod(fd, mode) != 0 || ::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoStatus(err, "sync", path);
+  }
+  if (::close(fd) != 0) return ErrnoStatus(errno, "close", path);
+  return absl::OkStatus();
+}
+
+absl::Status SyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "open", dir);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  return rc == 0 ? absl::OkStatus() : ErrnoStatus(err, "sync", dir);
+}
+
+}  // namespace
+
+absl::StatusOr<NoteKeyFile> LoadNoteKeyFile(const std::string& path,
+                                            absl::string_view generate_name) {
+  NoteKeyFile out;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT || generate_name.empty()) return ErrnoStatus(errno, "signing key", path);
+    ASSIGN_OR_RETURN(NoteKeyPair pair, GenerateNoteKey(generate_name));
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    if (!dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return ErrnoStatus(ec.value(), "create directory", dir);
+    }
+    RETURN_IF_ERROR(WriteNewFile(path, pair.signer_key + "\n", 0600));
+    RETURN_IF_ERROR(SyncDir(dir.empty() ? "." : dir));
+    out.generated = true;
+  } else if ((st.st_mode & 077) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrFormat("signing key %s is readable by others (mode %04o): chmod 600 %s", path,
+                        st.st_mode & 07777, path));
+  }
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) return ErrnoStatus(errno, "read signing key", path);
+  std::string key = text.str();
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  absl::StatusOr<std::unique_ptr<NoteSigner>> signer = NoteSigner::Create(key);
+  if (!signer.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("signing key ", path, ": ", signer.status().message()));
+  }
+  out.signer = *std::move(signer);
+  // The verifier key beside it, written once (also after a crash right
+  // after the key was).
+  const std::string pub = path + ".pub";
+  if (::access(pub.c_str(), F_OK) != 0) {
+    RETURN_IF_ERROR(WriteNewFile(pub, out.signer->verifier_key() + "\n", 0644));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> UnverifiedNoteText(absl::string_view note) {
+  const size_t split = note.rfind("\n\n");
+  if (split == absl::string_view::npos) {
+    return absl::InvalidArgumentError("malformed note: no blank line before the signatures");
+  }
+  return std::string(note.substr(0, split + 1));
 }
 
 absl::StatusOr<std::string> NoteVerifier::Open(absl::string_view note) const {

@@ -92,6 +92,29 @@ class NoteVerifier {
   std::unique_ptr<evp_pkey_st, KeyDeleter> key_;
 };
 
+// A signer key kept in a file: one line, the signer key (PRIVATE+KEY+...),
+// mode 0600; its verifier key beside it in `path` + ".pub" (world-readable:
+// it is what auditors are given), written whenever it is missing.
+struct NoteKeyFile {
+  std::unique_ptr<NoteSigner> signer;
+  bool generated = false;  // this call created the files
+};
+// Reads the signer key in `path`. When `path` does not exist and
+// `generate_name` is not empty, first generates a key named so and writes
+// both files (created exclusively, fsynced, with their directory, which is
+// created when missing). Errors name the path: NOT_FOUND (missing and
+// nothing to generate), PERMISSION_DENIED (unreadable, or readable by group
+// or others: "chmod 600" is what to do, as ssh asks of its keys),
+// INVALID_ARGUMENT (not a signer key; NoteSigner::Create's reason), INTERNAL
+// for other I/O errors.
+absl::StatusOr<NoteKeyFile> LoadNoteKeyFile(const std::string& path,
+                                            absl::string_view generate_name);
+
+// The text of a signed note (what precedes its signature lines), NOT
+// verified: for a note its caller stored itself, or one it verifies next.
+// INVALID_ARGUMENT when there is no blank line before signatures.
+absl::StatusOr<std::string> UnverifiedNoteText(absl::string_view note);
+
 // A transparency log checkpoint (C2SP tlog-checkpoint).
 struct Checkpoint {
   std::string origin;                   // the log's name, e.g. "predlog.example/predlog.events-3"

@@ -229,27 +229,70 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         0,
         &Cli::Export}},
       {"verify",
-       {"verify FILE MANIFEST [--server HOST:PORT]   (offline without --server)",
-        "check an export against its manifest, offline or against predlogd",
+       {"verify FILE MANIFEST [--key KEY] [--server HOST:PORT]   (offline without --server)",
+        "check an export against its manifest, its signed checkpoints, or predlogd",
         "Checks leaf hashes, chain continuity, the manifest's ranges, that every\n"
         "record matches the manifest's filter, and the file's digest; exit 1 names the\n"
         "first failure. An export with records that could not be read (listed in its\n"
-        "manifest) is reported range by range as INCOMPLETE, exit 1. Offline it cannot\n"
-        "prove the manifest came from predlog (manifests are not signed yet).\n"
+        "manifest) is reported range by range as INCOMPLETE, exit 1. Without --key it\n"
+        "cannot prove the manifest came from predlog.\n"
         "\n"
         "flags:\n"
+        "  --key KEY                predlogd's checkpoint verifier key (printed at its\n"
+        "                           start; in <data_dir>/keys/checkpoint.key.pub), or a\n"
+        "                           file holding it: each shard's checkpoint must be\n"
+        "                           signed by it and every record proven in its tree, so\n"
+        "                           re-encoded, forged, dropped or truncated records fail\n"
+        "                           however the manifest was rewritten. Offline.\n"
         "  --server HOST:PORT       after the offline checks, compare the manifest's chain\n"
         "                           anchors with the live shards of that predlogd; each\n"
         "                           mismatch is named, exit 1. Only when given: verify\n"
         "                           does not use $PREDLOG_SERVER\n"
         "\n"
         "examples:\n"
-        "  predlog verify c-0042.csv c-0042.csv.manifest.json\n"
+        "  predlog verify --key data/keys/checkpoint.key.pub c-0042.csv "
+        "c-0042.csv.manifest.json\n"
         "  predlog verify --server 127.0.0.1:50051 c-0042.csv c-0042.csv.manifest.json\n",
-        {},
+        {"key"},
         2,
         2,
         &Cli::Verify}},
+      {"checkpoint",
+       {"checkpoint [--shard S]... [--out FILE]",
+        "sign and show a checkpoint of each shard's log now",
+        "Asks predlogd to sign a checkpoint (C2SP tlog-checkpoint, Ed25519) of each shard\n"
+        "as it is now and prints the signed notes. Keep them: 'predlog verify-consistency'\n"
+        "later proves the log still extends them.\n"
+        "\n"
+        "flags:\n"
+        "  --shard S                only this shard (repeatable); default: every shard\n"
+        "  --out FILE               also write them to FILE (JSON)\n"
+        "\n"
+        "example:\n"
+        "  predlog checkpoint --out checkpoints-2026-11-30.json\n",
+        {"shard", "out"},
+        0,
+        0,
+        &Cli::Checkpoint}},
+      {"verify-consistency",
+       {"verify-consistency OLD NEW --key KEY",
+        "prove newer checkpoints extend older ones (nothing lost or rewritten)",
+        "OLD and NEW are export manifests or files of 'predlog checkpoint --out'. For\n"
+        "each shard in both: both checkpoints must be signed by KEY for that shard's log,\n"
+        "and predlogd's RFC 6962 consistency proof from the older size to the newer must\n"
+        "verify against their signed roots (the server is not trusted). A shard that lost\n"
+        "or rewrote records fails, named, exit 1.\n"
+        "\n"
+        "flags:\n"
+        "  --key KEY                the checkpoint verifier key, or a file holding it\n"
+        "\n"
+        "example:\n"
+        "  predlog verify-consistency --key data/keys/checkpoint.key.pub \\\n"
+        "      checkpoints-2026-11-30.json trail.jsonl.manifest.json\n",
+        {"key"},
+        2,
+        2,
+        &Cli::VerifyConsistency}},
       {"status",
        {"status",
         "show every shard: records, lag and problems",

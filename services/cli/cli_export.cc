@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -152,9 +153,26 @@ absl::StatusOr<v1::ExportManifest> Cli::ExportTo(const v1::ExportTrailRequest& r
   return writer->Finish(manifest, path + ".manifest.json");
 }
 
+absl::StatusOr<std::string> Cli::VerifierKeyFlag() const {
+  const std::string value = args_.Get("key");
+  if (value.empty()) return absl::InvalidArgumentError("--key is empty");
+  std::ifstream file(value);
+  if (!file) return value;  // the key itself
+  std::string key;
+  std::getline(file, key);
+  if (key.empty()) return absl::InvalidArgumentError(absl::StrCat("--key ", value, " is empty"));
+  return key;
+}
+
 int Cli::Verify() {
+  VerifyOptions options;
+  if (args_.Has("key")) {
+    absl::StatusOr<std::string> key = VerifierKeyFlag();
+    if (!key.ok()) return Usage(std::string(key.status().message()));
+    options.verifier_key = *key;
+  }
   absl::StatusOr<ExportVerification> result =
-      VerifyExport(args_.positional[0], args_.positional[1]);
+      VerifyExport(args_.positional[0], args_.positional[1], options);
   if (!result.ok()) {
     err_ << "predlog verify: " << result.status().message() << "\n";
     return kExitFailed;
@@ -188,10 +206,23 @@ int Cli::Verify() {
             "after an unreadable one has no chain value before it, so only the live shard "
             "(--server) ties its leaf to its chain value.\n";
   }
-  out_ << "This proves the file is the one the manifest describes and is internally "
-          "consistent. It cannot prove the manifest came from predlog: the manifest is not "
-          "signed, so a file re-encoded with recomputed leaves and chain, with a manifest "
-          "rewritten to match, also passes.";
+  if (result->proven) {
+    out_ << "PROVEN: every record is in the log its shard's checkpoint signs (key "
+         << options.verifier_key.substr(0, options.verifier_key.find('+')) << "):\n";
+    for (const VerifiedCheckpoint& c : result->checkpoints) {
+      out_ << "  " << c.shard << ": checkpoint of " << c.size << " records, root "
+           << c.root_sha256.substr(0, 16) << "\n";
+    }
+    out_ << "Re-encoded, forged, appended, dropped or truncated records would fail this, "
+            "whatever the manifest says. 'predlog verify-consistency' proves a later "
+            "checkpoint extends these.";
+  } else {
+    out_ << "This proves the file is the one the manifest describes and is internally "
+            "consistent. Without --key it cannot prove the manifest came from predlog: a file "
+            "re-encoded with recomputed leaves and chain, with a manifest rewritten to match, "
+            "also passes. 'predlog verify --key KEY' checks the signed checkpoints and proofs "
+            "the export carries.";
+  }
   // Only an explicit --server: an offline check never reaches out by itself.
   if (!args_.Has("server")) {
     out_ << " 'predlog verify --server ADDR' checks the manifest's chain anchors against the "
@@ -239,6 +270,89 @@ int Cli::Verify() {
           "recomputed leaves and chain, with a manifest rewritten to match, fails this check. It "
           "holds as far as that server itself is trusted.\n";
   return result->ok ? kExitOk : kExitFailed;
+}
+
+int Cli::Checkpoint() {
+  auto stub = v1::Audit::NewStub(Channel());
+  v1::SignCheckpointsRequest request;
+  for (const std::string& shard : args_.All("shard")) request.add_shards(shard);
+  v1::SignCheckpointsResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  const grpc::Status status = stub->SignCheckpoints(&context, request, &response);
+  if (!status.ok()) return CallFailed(status);
+  if (args_.Has("out")) {
+    const std::string path = args_.Get("out");
+    std::ofstream file(path, std::ios::trunc);
+    file << ToJson(response) << "\n";
+    file.close();
+    if (!file) {
+      err_ << "predlog checkpoint: cannot write " << path << "\n";
+      return kExitFailed;
+    }
+  }
+  if (json_) {
+    PrintJson(response);
+    return kExitOk;
+  }
+  for (const v1::ShardCheckpoint& c : response.checkpoints()) {
+    out_ << "# " << c.shard() << "\n" << c.note() << "\n";
+  }
+  return kExitOk;
+}
+
+int Cli::VerifyConsistency() {
+  if (!args_.Has("key")) return Usage("--key is required: the verifier key the checkpoints have");
+  absl::StatusOr<std::string> key = VerifierKeyFlag();
+  if (!key.ok()) return Usage(std::string(key.status().message()));
+  std::vector<v1::ShardCheckpoint> sets[2];
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<std::vector<v1::ShardCheckpoint>> read = ReadCheckpoints(args_.positional[i]);
+    if (!read.ok()) {
+      err_ << "predlog verify-consistency: " << read.status().message() << "\n";
+      return kExitFailed;
+    }
+    sets[i] = *std::move(read);
+  }
+  auto stub = v1::Audit::NewStub(Channel());
+  const ConsistencyProofFetcher fetch =
+      [this, &stub](const std::string& shard, uint64_t old_size,
+                    uint64_t new_size) -> absl::StatusOr<std::vector<std::string>> {
+    v1::GetConsistencyProofRequest request;
+    request.set_shard(shard);
+    request.set_old_size(old_size);
+    request.set_new_size(new_size);
+    v1::GetConsistencyProofResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status = stub->GetConsistencyProof(&context, request, &response);
+    if (!status.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          status.error_message());
+    }
+    return std::vector<std::string>(response.proof_sha256().begin(), response.proof_sha256().end());
+  };
+  absl::StatusOr<ConsistencyCheck> check = CheckConsistency(sets[0], sets[1], *key, fetch);
+  if (!check.ok()) {
+    if (absl::IsInvalidArgument(check.status())) {
+      return Usage(std::string(check.status().message()));
+    }
+    return CallFailed(grpc::Status(static_cast<grpc::StatusCode>(check.status().code()),
+                                   std::string(check.status().message())));
+  }
+  for (const std::string& line : check->consistent) out_ << "OK: " << line << "\n";
+  for (const std::string& line : check->unmatched) out_ << "SKIPPED: " << line << "\n";
+  for (const std::string& line : check->failures) out_ << "FAILED: " << line << "\n";
+  if (!check->failures.empty() || check->consistent.empty()) {
+    if (check->consistent.empty() && check->failures.empty()) {
+      out_ << "FAILED: the two files have no shard in common\n";
+    }
+    return kExitFailed;
+  }
+  out_ << "The newer checkpoints extend the older ones: no record the older ones signed was "
+          "lost or rewritten (proofs from predlogd at "
+       << server_ << ", checked here against the signed roots).\n";
+  return kExitOk;
 }
 
 int Cli::Status() {

@@ -155,7 +155,12 @@ class Cli {
   int ModelDeploy();
   int Export();
   int Verify();
+  int Checkpoint();
+  int VerifyConsistency();
   int Status();
+  // The verifier key of --key: the key itself ("name+id+base64"), or a file
+  // holding it (what predlogd writes beside its signing key, *.pub).
+  absl::StatusOr<std::string> VerifierKeyFlag() const;
   int Case();
   int Demo();
   // Streams `request`'s export into `path` and its manifest beside it;

@@ -134,8 +134,21 @@ struct ChainClaim {
   std::string what;
 };
 
+// A shard's checkpoint as VerifyExport checked it with the verifier key.
+struct VerifiedCheckpoint {
+  std::string shard;
+  std::string origin;
+  uint64_t size = 0;
+  std::string root_sha256;  // lower-case hex
+};
+
 struct ExportVerification {
   uint64_t records_checked = 0;
+  // With a verifier key, when consistent: every shard's checkpoint is signed
+  // by that key for that shard's log, and every range of the file is proven
+  // to be those records of the log the checkpoint signs.
+  bool proven = false;
+  std::vector<VerifiedCheckpoint> checkpoints;
   // Every check passed: the file is the one the manifest describes.
   bool consistent = false;
   // consistent, and the manifest lists no unreadable range: the export is
@@ -159,6 +172,20 @@ struct ExportVerification {
   std::vector<ChainClaim> claims;
 };
 
+struct VerifyOptions {
+  // A verifier key ("name+id+base64", storage/signed_note.h: what predlogd
+  // prints and keeps in <checkpoint key>.pub). Empty: checkpoints and range
+  // proofs are not checked, and the export proves itself only as far as the
+  // manifest is trusted. Given: each shard must carry a checkpoint this key
+  // signed for origin "<key name>/<shard>", each range must be proven
+  // against it (storage/merkle.h MerkleRangeProof over RecordMerkleLeaf of
+  // its records, so bytes and append times are both covered), and an
+  // export of everything without `to` must reach the checkpoint's size. So
+  // re-encoded, forged, appended, dropped or truncated records fail, however
+  // the manifest was rewritten.
+  std::string verifier_key;
+};
+
 // Offline check of an export: reads `manifest_path` and the file it names
 // (resolved relative to the manifest's directory when `file_path` is empty,
 // else `file_path`). Error statuses only for inputs it cannot use: NOT_FOUND /
@@ -166,8 +193,11 @@ struct ExportVerification {
 // manifest that does not parse or names an unknown format,
 // FAILED_PRECONDITION for a manifest format_version other than 1. A bad export
 // is consistent=false with `failure`; an incomplete one ok=false.
+// With options.verifier_key also the checkpoints and proofs (VerifyOptions);
+// INVALID_ARGUMENT for a key that does not parse.
 absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
-                                                const std::string& manifest_path);
+                                                const std::string& manifest_path,
+                                                const VerifyOptions& options = {});
 
 // The stored values at `positions` (at most `max_positions` per call), in
 // that order, from the live server (Audit.GetChainValues).
@@ -191,6 +221,43 @@ struct ServerCheck {
 absl::StatusOr<ServerCheck> CheckAgainstServer(const ExportVerification& verification,
                                                size_t max_positions,
                                                const ChainValueFetcher& fetch);
+
+// Signed checkpoints kept in a file: an export manifest (its shards'
+// checkpoints) or what `predlog checkpoint --out` writes (a
+// predlog.v1.SignCheckpointsResponse in the protobuf JSON mapping). Errors
+// name the path: NOT_FOUND / PERMISSION_DENIED / INTERNAL for reading,
+// INVALID_ARGUMENT when it is neither or holds no checkpoint.
+absl::StatusOr<std::vector<predlog::v1::ShardCheckpoint>> ReadCheckpoints(const std::string& path);
+
+// The RFC 6962 consistency proof of a shard's tree from old_size to
+// new_size, lower-case hex (Audit.GetConsistencyProof).
+using ConsistencyProofFetcher = std::function<absl::StatusOr<std::vector<std::string>>(
+    const std::string& shard, uint64_t old_size, uint64_t new_size)>;
+
+struct ConsistencyCheck {
+  // One line per shard in both sets, e.g. "predlog.events-1: 120 -> 480
+  // records, consistent", in the newer set's order.
+  std::vector<std::string> consistent;
+  // One line per shard that fails, naming why: a checkpoint not signed by
+  // the key or of another log, a newer checkpoint smaller than the older,
+  // equal sizes with other roots, a consistency proof that does not verify
+  // (the log lost or rewrote records), or one the server cannot give.
+  std::vector<std::string> failures;
+  // Shards in only one of the sets (named; neither consistent nor failed).
+  std::vector<std::string> unmatched;
+};
+
+// Checks that each shard's checkpoint in `newer` extends its checkpoint in
+// `older`: both signed by `verifier_key` for origin "<key name>/<shard>",
+// and (sizes differing) an RFC 9162 §2.1.4.2 consistency proof from `fetch`
+// verifying between their roots. The server is not trusted: a proof that
+// does not verify is a failure. INVALID_ARGUMENT for a key that does not
+// parse; a fetch error other than NOT_FOUND, OUT_OF_RANGE, INVALID_ARGUMENT
+// or DATA_LOSS (which are failures of their shard) is returned.
+absl::StatusOr<ConsistencyCheck> CheckConsistency(
+    const std::vector<predlog::v1::ShardCheckpoint>& older,
+    const std::vector<predlog::v1::ShardCheckpoint>& newer, absl::string_view verifier_key,
+    const ConsistencyProofFetcher& fetch);
 
 }  // namespace predlog::services
 

@@ -19,7 +19,10 @@
 #include "services/export/trail_export.h"
 #include "services/export/trail_internal.h"
 #include "services/export/trail_json.h"
+#include "storage/merkle.h"
 #include "storage/sha256.h"
+#include "storage/shard_store.h"
+#include "storage/signed_note.h"
 #include "storage/status_macros.h"
 #include "storage/timestamps.h"
 
@@ -113,6 +116,8 @@ struct Run {
   // Unanchored: the first record's leaf and chain value, as the file has them.
   Digest first_leaf{};
   Digest first_chain{};
+  // With a verifier key: the range proof, checked as the run's records come.
+  std::optional<storage::MerkleRangeVerifier> proof;
 };
 
 // A shard's ranges and unreadable ranges, merged in log order.
@@ -126,8 +131,91 @@ std::string RangeText(uint64_t first, uint64_t last) { return absl::StrCat(first
 
 class Verifier {
  public:
-  Verifier(const ExportManifest& manifest, ExportFormat format)
-      : manifest_(manifest), format_(format) {}
+  // `key` (may be null: no checkpoints or proofs checked) is borrowed.
+  Verifier(const ExportManifest& manifest, ExportFormat format, const storage::NoteVerifier* key)
+      : manifest_(manifest), format_(format), key_(key) {}
+
+  // With a key: each shard's checkpoint, and each range's proof against it.
+  bool CheckCheckpoints() {
+    if (key_ == nullptr) return true;
+    const predlog::v1::ExportTrailRequest& filter = manifest_.filter();
+    size_t run = 0;
+    for (const auto& shard : manifest_.shards()) {
+      const std::string of = absl::StrCat("shard ", shard.shard());
+      if (shard.checkpoint().empty()) {
+        return Fail(absl::StrCat(
+            "manifest: ", of,
+            " carries no checkpoint, so nothing proves its records are the "
+            "log's (exported by a predlogd without a signing key, or by a build before manifest "
+            "format 3)"));
+      }
+      absl::StatusOr<std::string> text = key_->Open(shard.checkpoint());
+      if (!text.ok()) {
+        return Fail(
+            absl::StrCat("manifest: the checkpoint of ", of, ": ", text.status().message()));
+      }
+      absl::StatusOr<storage::Checkpoint> checkpoint = storage::ParseCheckpoint(*text);
+      if (!checkpoint.ok()) {
+        return Fail(
+            absl::StrCat("manifest: the checkpoint of ", of, ": ", checkpoint.status().message()));
+      }
+      const std::string origin = absl::StrCat(key_->name(), "/", shard.shard());
+      if (checkpoint->origin != origin) {
+        return Fail(absl::StrCat("manifest: the checkpoint of ", of, " is of log \"",
+                                 checkpoint->origin, "\", not \"", origin, "\""));
+      }
+      checkpoints_.push_back(VerifiedCheckpoint{shard.shard(), checkpoint->origin, checkpoint->size,
+                                                storage::ToHex(checkpoint->root)});
+      roots_.push_back(checkpoint->root);
+      // An export of everything holds every record its checkpoint does,
+      // from index 0 when it has no `from`: one that stops short or starts
+      // late was truncated.
+      uint64_t first = UINT64_MAX;
+      uint64_t end = 0;  // past the last index the manifest accounts for
+      for (const auto& u : shard.unreadable()) {
+        first = std::min(first, u.first_index());
+        end = std::max(end, u.last_index() + 1);
+      }
+      for (const auto& range : shard.ranges()) {
+        first = std::min(first, range.first_index());
+        end = std::max(end, range.last_index() + 1);
+      }
+      if (filter.has_all() && !filter.has_to() && end < checkpoint->size) {
+        return Fail(absl::StrCat("manifest: ", of, " ends at index ", end == 0 ? 0 : end - 1,
+                                 " but its checkpoint holds ", checkpoint->size,
+                                 " records: an export of everything (without `to`) holds every "
+                                 "record below its checkpoint"));
+      }
+      if (filter.has_all() && !filter.has_from() && first != 0 && first != UINT64_MAX) {
+        return Fail(absl::StrCat("manifest: ", of, " starts at index ", first,
+                                 ": an export of everything (without `from`) starts at 0"));
+      }
+      for (const auto& range : shard.ranges()) {
+        Run& r = runs_[run++];
+        const std::string which =
+            absl::StrCat("range ", RangeText(r.first, r.last), " of ", shard.shard());
+        std::vector<Digest> proof;
+        for (const std::string& hex : range.proof_sha256()) {
+          std::optional<Digest> hash = storage::DigestFromHex(hex);
+          if (!hash) return Fail(absl::StrCat("manifest: the proof of ", which, " is not hex"));
+          proof.push_back(*hash);
+        }
+        if (r.last >= checkpoint->size) {
+          return Fail(absl::StrCat("manifest: ", which, " is beyond the shard's checkpoint (",
+                                   checkpoint->size, " records)"));
+        }
+        absl::StatusOr<storage::MerkleRangeVerifier> verifier =
+            storage::MerkleRangeVerifier::Start(r.first, r.last + 1, checkpoint->size, proof);
+        if (!verifier.ok()) {
+          return Fail(absl::StrCat("manifest: ", which,
+                                   range.proof_sha256().empty() ? " has no proof: " : ": ",
+                                   verifier.status().message()));
+        }
+        r.proof = *std::move(verifier);
+      }
+    }
+    return true;
+  }
 
   // Checks the manifest's own consistency.
   bool CheckManifest() {
@@ -238,6 +326,7 @@ class Verifier {
                                " but its shards hold ", total));
     }
     if (!runs_.empty()) expected_ = runs_[0].first;
+    if (!CheckCheckpoints()) return false;
     manifest_checked_ = true;
     return true;
   }
@@ -406,7 +495,7 @@ class Verifier {
     previous_appended_ = appended;
     previous_line_ = line;
 
-    return MatchManifest(claim, prev_known, *leaf, *prev, *chain);
+    return MatchManifest(claim, prev_known, *leaf, *prev, *chain, appended);
   }
 
   bool End(uint64_t file_bytes, const Digest& file_sha256) {
@@ -443,6 +532,8 @@ class Verifier {
     ExportVerification v;
     v.records_checked = records_checked_;
     v.consistent = failure_.empty() && ended_;
+    v.proven = v.consistent && key_ != nullptr && runs_proven_ == runs_.size();
+    if (v.proven) v.checkpoints = checkpoints_;
     v.ok = v.consistent && unreadable_.empty();
     v.failure = failure_;
     if (manifest_checked_) v.unreadable = unreadable_;
@@ -547,7 +638,8 @@ class Verifier {
 
   // The record must be the next one the manifest lists.
   bool MatchManifest(const ClaimedRecord& claim, bool prev_known, const Digest& leaf,
-                     const Digest& prev, const Digest& chain) {
+                     const Digest& prev, const Digest& chain,
+                     const std::optional<absl::Time>& appended) {
     const auto is_at = [&](size_t r, uint64_t from) {
       return ShardOf(runs_[r]) == claim.shard && claim.index >= std::max(runs_[r].first, from) &&
              claim.index <= runs_[r].last;
@@ -598,6 +690,18 @@ class Verifier {
     if (claim.index == run.last && *storage::DigestFromHex(run.range->chain_sha256()) != chain) {
       return FailLine("chain_sha256 is not the manifest's anchor for its range");
     }
+    if (run.proof.has_value()) {
+      // The tree's leaf covers the bytes (leaf) and the append time.
+      run.proof->Append(storage::RecordMerkleLeaf(appended, leaf));
+      if (claim.index == run.last) {
+        if (absl::Status proven = run.proof->Finish(roots_[run.shard]); !proven.ok()) {
+          return FailLine(
+              absl::StrCat("range ", RangeText(run.first, run.last),
+                           " is not what the shard's signed checkpoint holds: ", proven.message()));
+        }
+        ++runs_proven_;
+      }
+    }
     if (claim.index == run.last) {
       ++run_;
       if (run_ < runs_.size()) expected_ = runs_[run_].first;
@@ -609,6 +713,11 @@ class Verifier {
 
   const ExportManifest& manifest_;
   const ExportFormat format_;
+  const storage::NoteVerifier* const key_;
+  // With key_: per manifest shard, its checkpoint's root; and the checkpoints.
+  std::vector<Digest> roots_;
+  std::vector<VerifiedCheckpoint> checkpoints_;
+  size_t runs_proven_ = 0;
   std::vector<Run> runs_;
   size_t run_ = 0;         // the run holding the next expected record
   uint64_t expected_ = 0;  // its index
@@ -646,7 +755,17 @@ class Verifier {
 }  // namespace
 
 absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
-                                                const std::string& manifest_path) {
+                                                const std::string& manifest_path,
+                                                const VerifyOptions& options) {
+  std::unique_ptr<storage::NoteVerifier> key;
+  if (!options.verifier_key.empty()) {
+    absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> parsed =
+        storage::NoteVerifier::Create(options.verifier_key);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("verifier key: ", parsed.status().message()));
+    }
+    key = *std::move(parsed);
+  }
   ASSIGN_OR_RETURN(const std::string manifest_json, ReadWholeFile(manifest_path));
   ExportManifest manifest;
   const auto parsed = google::protobuf::util::JsonStringToMessage(manifest_json, &manifest);
@@ -658,10 +777,12 @@ absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
   // Version 2 added each record's append time (appendedAt; the CSV column
   // appended_at). A version-1 JSON lines file is the same without it; a
   // version-1 CSV file has other columns.
-  if (manifest.format_version() != 1 && manifest.format_version() != 2) {
+  // Version 3 added checkpoints and range proofs (absent, as in older
+  // versions, when predlogd had no signing key).
+  if (manifest.format_version() < 1 || manifest.format_version() > 3) {
     return absl::FailedPreconditionError(
         absl::StrCat("manifest ", manifest_path, " has format_version ", manifest.format_version(),
-                     "; this build reads versions 1 and 2"));
+                     "; this build reads versions 1 to 3"));
   }
   if (manifest.format_version() == 1 && manifest.file_format() == "csv") {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -685,7 +806,7 @@ absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
     path = absl::StrCat(DirName(manifest_path), "/", manifest.file_name());
   }
 
-  Verifier verifier(manifest, *format);
+  Verifier verifier(manifest, *format, key.get());
   if (!verifier.CheckManifest()) return verifier.result();
   ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader,
                    RecordReader::Open(path, *format == ExportFormat::kCsv));

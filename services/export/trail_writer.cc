@@ -9,8 +9,10 @@
 #include <atomic>
 #include <cerrno>
 #include <deque>
+#include <map>
 #include <optional>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -87,6 +89,7 @@ class TrailWriter::Impl {
   }
 
   absl::Status AddBatch(predlog::v1::ExportBatch batch) {
+    TakeProofs(&batch);
     if (format_ == ExportFormat::kCsv) {
       // A CSV row depends on the header, which depends on the first
       // prediction: rows are rendered in order, here.
@@ -135,7 +138,8 @@ class TrailWriter::Impl {
       RETURN_IF_ERROR(WriteCsvHeader(CsvColumns()));
     }
     RETURN_IF_ERROR(sink_->Close());
-    manifest.set_format_version(2);
+    RETURN_IF_ERROR(AttachProofs());
+    manifest.set_format_version(3);
     manifest.set_file_name(BaseName(path_));
     const absl::string_view format = ExportFormatName(format_);
     manifest.set_file_format(format.data(), format.size());
@@ -566,6 +570,44 @@ class TrailWriter::Impl {
     return status;
   }
 
+  // Keeps the batch's checkpoints and range proofs for the manifest.
+  void TakeProofs(predlog::v1::ExportBatch* batch) {
+    for (predlog::v1::ShardCheckpoint& c : *batch->mutable_checkpoints()) {
+      checkpoints_[c.shard()] = std::move(*c.mutable_note());
+    }
+    for (predlog::v1::RangeProof& p : *batch->mutable_range_proofs()) {
+      range_proofs_[std::make_tuple(p.shard(), p.first_index(), p.last_index())] =
+          std::move(*p.mutable_proof_sha256());
+    }
+    batch->clear_checkpoints();
+    batch->clear_range_proofs();
+  }
+
+  // Puts each shard's checkpoint and each range's proof into shards_.
+  // INVALID_ARGUMENT for a proof of a run the export does not have (the
+  // server must prove exactly the runs it sent).
+  absl::Status AttachProofs() {
+    for (ExportManifest::ShardRanges& shard : shards_) {
+      if (auto it = checkpoints_.find(shard.shard()); it != checkpoints_.end()) {
+        shard.set_checkpoint(std::move(it->second));
+      }
+      for (ExportManifest::Range& range : *shard.mutable_ranges()) {
+        auto it = range_proofs_.find(
+            std::make_tuple(shard.shard(), range.first_index(), range.last_index()));
+        if (it == range_proofs_.end()) continue;
+        *range.mutable_proof_sha256() = std::move(it->second);
+        range_proofs_.erase(it);
+      }
+    }
+    if (!range_proofs_.empty()) {
+      const auto& [shard, first, last] = range_proofs_.begin()->first;
+      return absl::InvalidArgumentError(absl::StrCat("the server sent a range proof of ", shard,
+                                                     "#", first, "..", last,
+                                                     ", which is not a run of the export"));
+    }
+    return absl::OkStatus();
+  }
+
   // Constant after construction.
   const std::string path_;
   const ExportFormat format_;
@@ -573,6 +615,12 @@ class TrailWriter::Impl {
 
   // The caller's thread only.
   bool finished_ = false;
+  // Checkpoints by shard, and range proofs by (shard, first, last), as the
+  // server sent them (AddBatch), until Finish puts them in the manifest.
+  std::map<std::string, std::string> checkpoints_;
+  std::map<std::tuple<std::string, uint64_t, uint64_t>,
+           google::protobuf::RepeatedPtrField<std::string>>
+      range_proofs_;
   bool written_ = false;              // Finish put the file under its name
   std::vector<std::thread> workers_;  // started by the first AddBatch
   // The record being added by Add, parsed on an arena reset per record

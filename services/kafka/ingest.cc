@@ -65,6 +65,13 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     writer_options.snapshot_every_events = options.snapshot_every_events;
     writer_options.snapshot_every = options.snapshot_every;
     writer_options.snapshot_retention = options.snapshot_retention;
+    writer_options.checkpoint_signer = options.checkpoint_signer;
+    if (options.checkpoint_signer != nullptr) {
+      writer_options.checkpoint_origin =
+          absl::StrCat(options.checkpoint_signer->name(), "/", shard_options.name);
+    }
+    writer_options.checkpoint_every_events = options.checkpoint_every_events;
+    writer_options.checkpoint_every = options.checkpoint_every;
     ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardWriter> writer,
                      storage::ShardWriter::Start(std::move(shard), writer_options));
     ingest->shards_.push_back(&writer->shard());

@@ -96,6 +96,13 @@ struct IngestOptions {
   // fsync the shards' WAL on every group commit (ShardOptions::sync_writes):
   // an answered write survives a power loss, not only a killed process.
   bool sync_writes = true;
+  // The key that signs every shard's checkpoints, with origin
+  // "<key name>/<shard>" (ShardWriterOptions::checkpoint_signer); null: no
+  // checkpoints. Borrowed; must outlive the Ingest.
+  const storage::NoteSigner* checkpoint_signer = nullptr;
+  // Their schedule (ShardWriterOptions::checkpoint_every_events, _every).
+  uint64_t checkpoint_every_events = 10'000;
+  absl::Duration checkpoint_every = absl::Minutes(1);
 };
 
 // What became of one Kafka message.
@@ -179,6 +186,14 @@ class Ingest {
   // ingest's own folds. Borrowed; valid for the Ingest's lifetime.
   storage::ShardWriter& writer(int partition) { return *writers_[partition]; }
   storage::ShardWriter& registry_writer() { return *writers_.back(); }
+  // Whether the shards sign checkpoints (IngestOptions::checkpoint_signer).
+  bool signs_checkpoints() const { return options_.checkpoint_signer != nullptr; }
+  // ShardWriter::SignCheckpoint of shard `shard` (partitions in order, then
+  // the registry at partitions()). Signing adds no record to the log, so a
+  // reader may ask for it. Thread-safe.
+  absl::StatusOr<std::string> SignCheckpoint(int shard) const {
+    return writers_[shard]->SignCheckpoint();
+  }
 
  private:
   // Shards are numbered: predlog.events partitions 0..N-1, then the registry.

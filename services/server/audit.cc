@@ -53,8 +53,8 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
           ingest_->Shards().PartitionsOf(request.subject_id(),
                                          absl::StrCat("exporting subject ", request.subject_id())));
       for (int p : partitions) {
-        plan.push_back({&ingest_->shard(p)});
-        plan.back().end_index = plan.back().shard->Head().next_index;
+        ASSIGN_OR_RETURN(ExportCursor::ShardPlan shard_plan, PlanShard(p));
+        plan.push_back(std::move(shard_plan));
       }
       break;
     }
@@ -64,22 +64,18 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
       }
       RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("exporting a model version"));
       for (int p = 0; p < ingest_->partitions(); ++p) {
-        plan.push_back({&ingest_->shard(p)});
-        plan.back().end_index = plan.back().shard->Head().next_index;
+        ASSIGN_OR_RETURN(ExportCursor::ShardPlan shard_plan, PlanShard(p));
+        plan.push_back(std::move(shard_plan));
       }
       break;
     case predlog::v1::ExportTrailRequest::kAll: {
       if (!request.all()) return absl::InvalidArgumentError("all is false: set a filter");
       RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("exporting everything"));
-      std::vector<const storage::ShardStore*> shards;
-      for (int p = 0; p < ingest_->partitions(); ++p) shards.push_back(&ingest_->shard(p));
-      shards.push_back(&ingest_->registry());
-      for (const storage::ShardStore* shard : shards) {
-        // The export is of the log as it is now: records folded later are
-        // not in it, so its manifest describes a fixed set.
-        ExportCursor::ShardPlan p{shard};
+      // Every partition's shard, then the registry's.
+      for (int number = 0; number <= ingest_->partitions(); ++number) {
+        ASSIGN_OR_RETURN(ExportCursor::ShardPlan p, PlanShard(number));
+        const storage::ShardStore* shard = p.shard;
         p.read_log = true;
-        p.end_index = shard->Head().next_index;
         if (range.from != absl::InfinitePast()) {
           ASSIGN_OR_RETURN(p.next_index, shard->CutAtTime(range.from));
         }
@@ -96,6 +92,76 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
       return absl::InvalidArgumentError("filter is missing: set subject_id, model or all");
   }
   return std::unique_ptr<ExportCursor>(new ExportCursor(request, std::move(plan)));
+}
+
+const storage::ShardStore& Audit::ShardAt(int number) const {
+  return number < ingest_->partitions() ? ingest_->shard(number) : ingest_->registry();
+}
+
+absl::StatusOr<ExportCursor::ShardPlan> Audit::PlanShard(int number) const {
+  ExportCursor::ShardPlan plan;
+  plan.shard = &ShardAt(number);
+  // The export is of the log as it is now: records folded later are not in
+  // it, so its manifest describes a fixed set; with a checkpoint, exactly
+  // the records its tree holds.
+  plan.end_index = plan.shard->Head().next_index;
+  if (ingest_->signs_checkpoints()) {
+    ASSIGN_OR_RETURN(plan.checkpoint, ingest_->SignCheckpoint(number));
+    ASSIGN_OR_RETURN(std::string text, storage::UnverifiedNoteText(plan.checkpoint));
+    ASSIGN_OR_RETURN(storage::Checkpoint checkpoint, storage::ParseCheckpoint(text));
+    plan.tree_size = checkpoint.size;
+    plan.end_index = checkpoint.size;
+  }
+  return plan;
+}
+
+absl::StatusOr<int> Audit::ShardNumber(absl::string_view name, absl::string_view what) const {
+  for (int p = 0; p < ingest_->partitions(); ++p) {
+    if (ingest_->shard(p).name() == name) {
+      RETURN_IF_ERROR(ingest_->CheckFoldedHere({p}, what));
+      return p;
+    }
+  }
+  if (ingest_->registry().name() == name) return ingest_->partitions();
+  return absl::NotFoundError(absl::StrCat("no shard named \"", name, "\""));
+}
+
+absl::StatusOr<predlog::v1::SignCheckpointsResponse> Audit::SignCheckpoints(
+    const predlog::v1::SignCheckpointsRequest& request) const {
+  if (ingest_ == nullptr) return absl::UnavailableError("this process has no shards");
+  if (!ingest_->signs_checkpoints()) {
+    return absl::FailedPreconditionError(
+        "this predlogd signs no checkpoints: it was started without a signing key");
+  }
+  std::vector<int> numbers;
+  if (request.shards().empty()) {
+    RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("signing checkpoints"));
+    for (int number = 0; number <= ingest_->partitions(); ++number) numbers.push_back(number);
+  }
+  for (const std::string& name : request.shards()) {
+    ASSIGN_OR_RETURN(int number, ShardNumber(name, absl::StrCat("signing a checkpoint of ", name)));
+    numbers.push_back(number);
+  }
+  predlog::v1::SignCheckpointsResponse response;
+  for (int number : numbers) {
+    predlog::v1::ShardCheckpoint* checkpoint = response.add_checkpoints();
+    checkpoint->set_shard(ShardAt(number).name());
+    ASSIGN_OR_RETURN(*checkpoint->mutable_note(), ingest_->SignCheckpoint(number));
+  }
+  return response;
+}
+
+absl::StatusOr<predlog::v1::GetConsistencyProofResponse> Audit::GetConsistencyProof(
+    const predlog::v1::GetConsistencyProofRequest& request) const {
+  if (ingest_ == nullptr) return absl::UnavailableError("this process has no shards");
+  ASSIGN_OR_RETURN(
+      int number,
+      ShardNumber(request.shard(), absl::StrCat("proving ", request.shard(), " consistent")));
+  ASSIGN_OR_RETURN(std::vector<storage::Digest> proof,
+                   ShardAt(number).ConsistencyProof(request.old_size(), request.new_size()));
+  predlog::v1::GetConsistencyProofResponse response;
+  for (const storage::Digest& hash : proof) response.add_proof_sha256(storage::ToHex(hash));
+  return response;
 }
 
 absl::Status ExportCursor::Scan(ShardPlan* plan) const {
@@ -196,9 +262,34 @@ absl::StatusOr<std::optional<storage::Digest>> ExportCursor::ChainBefore(
   return previous.status();
 }
 
+void ExportCursor::CloseRun(const ShardPlan& plan, Out* out) {
+  if (!run_.has_value()) return;
+  const auto [first, last] = *run_;
+  run_.reset();
+  if (plan.checkpoint.empty()) return;
+  absl::StatusOr<std::vector<storage::Digest>> proof =
+      plan.shard->RangeProof(first, last + 1, plan.tree_size);
+  if (!proof.ok()) {
+    PREDLOG_LOG(WARNING) << "export: " << plan.shard->name() << " records " << first << ".." << last
+                         << " go without a range proof: " << proof.status();
+    return;
+  }
+  predlog::v1::RangeProof* range = out->batch->add_range_proofs();
+  range->set_shard(plan.shard->name());
+  range->set_first_index(first);
+  range->set_last_index(last);
+  for (const storage::Digest& hash : *proof) AssignHex(hash, range->add_proof_sha256());
+}
+
 absl::Status ExportCursor::Add(const ShardPlan& plan, storage::StoredRecord& record, Out* out) {
   ASSIGN_OR_RETURN(std::optional<storage::Digest> prev_chain, ChainBefore(plan, record, out));
   CloseUnreadable(out);  // it comes before this record
+  if (run_.has_value() && run_->second + 1 == record.index) {
+    run_->second = record.index;
+  } else {
+    CloseRun(plan, out);
+    run_ = std::make_pair(record.index, record.index);
+  }
   predlog::v1::ExportedRecord* exported = out->batch->add_records();
   exported->set_shard(plan.shard->name());
   exported->set_index(record.index);
@@ -341,12 +432,19 @@ absl::StatusOr<bool> ExportCursor::Next(size_t max_records, size_t max_bytes,
     }
     if (shard_done) {
       CloseUnreadable(&out);
+      CloseRun(plan, &out);
+      if (!plan.checkpoint.empty()) {
+        predlog::v1::ShardCheckpoint* checkpoint = batch->add_checkpoints();
+        checkpoint->set_shard(plan.shard->name());
+        checkpoint->set_note(plan.checkpoint);
+      }
       ++current_;
       last_.reset();
       last_unreadable_.reset();
     }
   }
-  return batch->records_size() > 0 || batch->unreadable_size() > 0;
+  return batch->records_size() > 0 || batch->unreadable_size() > 0 ||
+         batch->checkpoints_size() > 0 || batch->range_proofs_size() > 0;
 }
 
 absl::StatusOr<predlog::v1::GetChainValuesResponse> Audit::GetChainValues(
@@ -360,23 +458,10 @@ absl::StatusOr<predlog::v1::GetChainValuesResponse> Audit::GetChainValues(
   }
   predlog::v1::GetChainValuesResponse response;
   for (const predlog::v1::Position& position : request.positions()) {
-    const storage::ShardStore* shard = nullptr;
-    int partition = -1;
-    for (int p = 0; p < ingest_->partitions() && shard == nullptr; ++p) {
-      if (ingest_->shard(p).name() == position.shard()) {
-        shard = &ingest_->shard(p);
-        partition = p;
-      }
-    }
-    if (shard == nullptr && ingest_->registry().name() == position.shard()) {
-      shard = &ingest_->registry();
-    }
-    if (shard == nullptr) {
-      return absl::NotFoundError(absl::StrCat("no shard named \"", position.shard(), "\""));
-    }
     const std::string what =
         absl::StrCat("reading the chain value of ", position.shard(), "#", position.index());
-    if (partition >= 0) RETURN_IF_ERROR(ingest_->CheckFoldedHere({partition}, what));
+    ASSIGN_OR_RETURN(int number, ShardNumber(position.shard(), what));
+    const storage::ShardStore* shard = &ShardAt(number);
     const uint64_t records = shard->Head().next_index;
     if (position.index() >= records) {
       return absl::NotFoundError(absl::StrCat(position.shard(), " has ", records,

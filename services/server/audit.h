@@ -47,6 +47,11 @@ class ExportCursor {
   friend class Audit;
   struct ShardPlan {
     const storage::ShardStore* shard = nullptr;
+    // The shard's signed checkpoint when predlogd signs them (empty
+    // otherwise): end_index is then at most its size, and every run of
+    // consecutive exported records gets a range proof against it.
+    std::string checkpoint;
+    uint64_t tree_size = 0;
     // read_log (all; subject/model once their index could not be read):
     // the index range [next_index, end_index) of the log is read in order;
     // for every filter, end_index is the shard's head when the export
@@ -93,6 +98,11 @@ class ExportCursor {
   absl::Status Offer(ShardPlan* plan, storage::StoredRecord& record, Out* out);
   // Sends `record` (its chain value before it looked up first).
   absl::Status Add(const ShardPlan& plan, storage::StoredRecord& record, Out* out);
+  // Ends the current run of consecutive exported records: sends its range
+  // proof when the shard has a checkpoint. A proof the shard cannot read
+  // (a damaged tree node) is left out and logged: `predlog verify --key`
+  // then names the range as unproven.
+  void CloseRun(const ShardPlan& plan, Out* out);
   // The chain value before `record`: nullopt when it is the chain value of
   // an unreadable record (which is then marked unreadable if it was not).
   absl::StatusOr<std::optional<storage::Digest>> ChainBefore(const ShardPlan& plan,
@@ -117,10 +127,15 @@ class ExportCursor {
   // of the shard marked unreadable.
   std::optional<OpenUnreadable> open_unreadable_;
   std::optional<uint64_t> last_unreadable_;
+  // The current shard's run of consecutive exported records, [first, last].
+  std::optional<std::pair<uint64_t, uint64_t>> run_;
 };
 
 class Audit {
  public:
+  // With an ingest that signs checkpoints (Ingest::signs_checkpoints), every
+  // export signs one per shard when it starts and proves its records
+  // against it (ExportBatch.checkpoints, range_proofs).
   explicit Audit(const Ingest* ingest) : ingest_(ingest) {}
 
   // Positions one GetChainValues call may ask for.
@@ -142,7 +157,29 @@ class Audit {
 
   absl::StatusOr<predlog::v1::StatusResponse> Status() const;
 
+  // A signed checkpoint of each shard asked for (all when none is), in
+  // request order. FAILED_PRECONDITION without a signing key, or naming a
+  // shard another ingest instance folds; NOT_FOUND naming an unknown shard;
+  // DATA_LOSS for a shard that lost acknowledged records.
+  absl::StatusOr<predlog::v1::SignCheckpointsResponse> SignCheckpoints(
+      const predlog::v1::SignCheckpointsRequest& request) const;
+
+  // ShardStore::ConsistencyProof of one shard. NOT_FOUND naming an unknown
+  // shard; INVALID_ARGUMENT for old_size 0 or above new_size; OUT_OF_RANGE
+  // for new_size beyond the log; FAILED_PRECONDITION and DATA_LOSS as above.
+  absl::StatusOr<predlog::v1::GetConsistencyProofResponse> GetConsistencyProof(
+      const predlog::v1::GetConsistencyProofRequest& request) const;
+
  private:
+  // A shard by name, as Ingest numbers them (partitions, then the registry),
+  // checked readable here (folded here, nothing lost). NOT_FOUND naming an
+  // unknown shard; CheckFoldedHere's errors naming `what`.
+  absl::StatusOr<int> ShardNumber(absl::string_view name, absl::string_view what) const;
+  const storage::ShardStore& ShardAt(int number) const;
+  // The plan of shard `number`'s export: with a signed checkpoint when the
+  // ingest signs them, end_index its size; else end_index its head now.
+  absl::StatusOr<ExportCursor::ShardPlan> PlanShard(int number) const;
+
   const Ingest* const ingest_;
 };
 

@@ -645,4 +645,25 @@ grpc::ServerUnaryReactor* AuditService::GetChainValues(grpc::CallbackServerConte
       });
 }
 
+grpc::ServerUnaryReactor* AuditService::SignCheckpoints(grpc::CallbackServerContext* context,
+                                                        const grpc::ByteBuffer* request,
+                                                        grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::SignCheckpointsRequest, predlog::v1::SignCheckpointsResponse>(
+      workers_, context, request, response,
+      [this](const predlog::v1::SignCheckpointsRequest& parsed) {
+        return audit_->SignCheckpoints(parsed);
+      });
+}
+
+grpc::ServerUnaryReactor* AuditService::GetConsistencyProof(grpc::CallbackServerContext* context,
+                                                            const grpc::ByteBuffer* request,
+                                                            grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::GetConsistencyProofRequest,
+                      predlog::v1::GetConsistencyProofResponse>(
+      workers_, context, request, response,
+      [this](const predlog::v1::GetConsistencyProofRequest& parsed) {
+        return audit_->GetConsistencyProof(parsed);
+      });
+}
+
 }  // namespace predlog::services

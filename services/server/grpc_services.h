@@ -58,7 +58,10 @@ using RawReplayService = predlog::v1::Replay::WithRawCallbackMethod_Rerun<
                 predlog::v1::Replay::Service>>>>;
 using RawAuditService = predlog::v1::Audit::WithRawCallbackMethod_ExportTrail<
     predlog::v1::Audit::WithRawCallbackMethod_GetStatus<
-        predlog::v1::Audit::WithRawCallbackMethod_GetChainValues<predlog::v1::Audit::Service>>>;
+        predlog::v1::Audit::WithRawCallbackMethod_GetChainValues<
+            predlog::v1::Audit::WithRawCallbackMethod_SignCheckpoints<
+                predlog::v1::Audit::WithRawCallbackMethod_GetConsistencyProof<
+                    predlog::v1::Audit::Service>>>>>;
 
 // Most LogStream requests of one stream awaiting or holding unwritten receipts;
 // reading pauses above it (backpressure instead of unbounded memory).
@@ -167,6 +170,12 @@ class AuditService final : public RawAuditService {
   grpc::ServerUnaryReactor* GetChainValues(grpc::CallbackServerContext* context,
                                            const grpc::ByteBuffer* request,
                                            grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* SignCheckpoints(grpc::CallbackServerContext* context,
+                                            const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* context,
+                                                const grpc::ByteBuffer* request,
+                                                grpc::ByteBuffer* response) override;
 
  private:
   const Audit* const audit_;

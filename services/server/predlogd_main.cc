@@ -51,6 +51,16 @@ ABSL_FLAG(uint64_t, shard_cache_mb, 64,
           "Each shard's RocksDB block cache, in MiB (one shard per partition plus the "
           "registry's): decompressed record and index blocks kept for reads. The OS page "
           "cache holds the compressed files besides.");
+ABSL_FLAG(std::string, checkpoint_key, "",
+          "File holding the Ed25519 signer key (a signed-note PRIVATE+KEY+... line, mode 0600) "
+          "that signs every shard's checkpoints. Empty: <data_dir>/keys/checkpoint.key, "
+          "generated on first start; its verifier key, which auditors pass to "
+          "`predlog verify --key`, is printed at start and kept in <key file>.pub.");
+ABSL_FLAG(uint64_t, checkpoint_every_events, 10000,
+          "Sign a checkpoint of a shard after this many new records (0: never by count).");
+ABSL_FLAG(int64_t, checkpoint_every_seconds, 60,
+          "Sign a checkpoint of a shard with records not yet in one after this many seconds "
+          "(0: never by time). Exports sign one of every shard they read besides.");
 ABSL_FLAG(std::string, roles, "all",
           "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
 
@@ -87,6 +97,9 @@ int main(int argc, char** argv) {
   options.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
   options.min_free_bytes = absl::GetFlag(FLAGS_min_free_mb) << 20;
   options.shard_block_cache_bytes = absl::GetFlag(FLAGS_shard_cache_mb) << 20;
+  options.checkpoint_key = absl::GetFlag(FLAGS_checkpoint_key);
+  options.checkpoint_every_events = absl::GetFlag(FLAGS_checkpoint_every_events);
+  options.checkpoint_every_seconds = absl::GetFlag(FLAGS_checkpoint_every_seconds);
   const absl::Status status = predlog::services::RunUntilSignalled(options);
   if (!status.ok()) {
     std::cerr << "predlogd: " << status << "\n";

@@ -1,6 +1,7 @@
 #include "services/server/server.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,7 @@
 #include "services/server/grpc_services.h"
 #include "services/server/prediction_log.h"
 #include "storage/logging.h"
+#include "storage/signed_note.h"
 #include "storage/status_macros.h"
 
 namespace predlog::services {
@@ -35,6 +37,7 @@ struct Server::Parts {
   std::unique_ptr<EmbeddedBroker> broker;
   std::unique_ptr<TcpForwarder> forwarder;
   std::unique_ptr<storage::ArtifactStore> artifacts;  // the ingest's registry shard checks it
+  storage::NoteKeyFile checkpoint_key;                // the ingest's shard writers sign with it
   std::unique_ptr<Ingest> ingest;
   std::unique_ptr<Producer> producer;
   std::unique_ptr<PredictionLog> log;
@@ -129,6 +132,20 @@ struct Server::Parts {
 };
 
 namespace {
+
+// "predlog-<host name>", with what a note key name may not hold replaced.
+std::string DefaultKeyName() {
+  char host[256] = {};
+  std::string name = "predlog";
+  if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') {
+    absl::StrAppend(&name, "-", host);
+  }
+  for (char& c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '+' || u <= 0x20 || u >= 0x7f) c = '_';
+  }
+  return name;
+}
 
 // Serves GET /metrics on `listen` ("host:port"; port 0 picks one).
 absl::Status StartHttp(const std::string& listen, Server::Parts* parts) {
@@ -249,7 +266,28 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                                                                   : options.artifact_dir));
   }
   if (roles.ingest) {
+    if (options.checkpoint_every_seconds < 0) {
+      return absl::InvalidArgumentError("--checkpoint_every_seconds must be >= 0");
+    }
+    const std::string key_path = options.checkpoint_key.empty()
+                                     ? options.data_dir + "/keys/checkpoint.key"
+                                     : options.checkpoint_key;
+    absl::StatusOr<storage::NoteKeyFile> key =
+        storage::LoadNoteKeyFile(key_path, options.checkpoint_key.empty() ? DefaultKeyName() : "");
+    if (!key.ok()) {
+      return absl::Status(key.status().code(),
+                          absl::StrCat("--checkpoint_key: ", key.status().message()));
+    }
+    parts->checkpoint_key = *std::move(key);
+    if (parts->checkpoint_key.generated) {
+      PREDLOG_LOG(INFO) << "predlogd: generated the checkpoint signing key " << key_path
+                        << " (keep it secret and back it up; its verifier key is in " << key_path
+                        << ".pub)";
+    }
     IngestOptions ingest_options;
+    ingest_options.checkpoint_signer = parts->checkpoint_key.signer.get();
+    ingest_options.checkpoint_every_events = options.checkpoint_every_events;
+    ingest_options.checkpoint_every = absl::Seconds(options.checkpoint_every_seconds);
     ingest_options.artifacts = parts->artifacts.get();
     ingest_options.data_dir = options.data_dir;
     ingest_options.bootstrap_servers = parts->kafka_address;
@@ -371,6 +409,12 @@ Server::~Server() = default;
 const std::string& Server::grpc_address() const { return parts_->grpc_address; }
 const std::string& Server::http_address() const { return parts_->http_address; }
 const std::string& Server::kafka_address() const { return parts_->kafka_address; }
+const std::string& Server::checkpoint_verifier_key() const {
+  static const std::string* const kNone = new std::string;
+  return parts_->checkpoint_key.signer != nullptr ? parts_->checkpoint_key.signer->verifier_key()
+                                                  : *kNone;
+}
+bool Server::checkpoint_key_generated() const { return parts_->checkpoint_key.generated; }
 
 absl::Status RunUntilSignalled(const ServerOptions& options) {
   // Block the signals in every thread (gRPC and librdkafka threads inherit
@@ -389,6 +433,11 @@ absl::Status RunUntilSignalled(const ServerOptions& options) {
             << " roles=" << (options.roles.broker ? "broker," : "")
             << (options.roles.ingest ? "ingest," : "") << (options.roles.gateway ? "gateway" : "")
             << " data_dir=" << options.data_dir << std::endl;
+  if (!server->checkpoint_verifier_key().empty()) {
+    std::cout << "predlogd: checkpoints are signed by " << server->checkpoint_verifier_key()
+              << (server->checkpoint_key_generated() ? " (a key generated now)" : "")
+              << "; `predlog verify --key` takes this verifier key" << std::endl;
+  }
   int signal = 0;
   sigwait(&signals, &signal);
   PREDLOG_LOG(INFO) << "predlogd: signal " << signal << ", shutting down";

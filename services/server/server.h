@@ -71,6 +71,15 @@ struct ServerOptions {
   // Each shard's block cache (--shard_cache_mb): decompressed blocks of
   // records and indexes kept for reads. Must be > 0.
   size_t shard_block_cache_bytes = size_t{64} << 20;
+  // The signer key file (storage/signed_note.h LoadNoteKeyFile) whose key
+  // signs every shard's checkpoints (--checkpoint_key). Empty:
+  // <data_dir>/keys/checkpoint.key, generated on first start (named
+  // "predlog-<host name>"), its verifier key printed and kept beside it.
+  std::string checkpoint_key;
+  // Checkpoint schedule per shard (0 turns that trigger off); exports and
+  // Audit.SignCheckpoints sign one besides.
+  uint64_t checkpoint_every_events = 10'000;
+  int64_t checkpoint_every_seconds = 60;
 };
 
 // A running predlogd. Thread-safe.
@@ -87,6 +96,10 @@ class Server {
   const std::string& http_address() const;
   // The Kafka bootstrap address in use.
   const std::string& kafka_address() const;
+  // The verifier key of the checkpoints' signer ("name+id+key"), and whether
+  // this start generated the key; empty without the ingest role.
+  const std::string& checkpoint_verifier_key() const;
+  bool checkpoint_key_generated() const;
 
   // The running pieces; public only so server.cc's helpers can name it.
   struct Parts;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -25,6 +26,7 @@
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/export/trail_export.h"
 #include "storage/sha256.h"
+#include "storage/signed_note.h"
 #include "tests/e2e/child_process.h"
 #include "tests/testing/corrupt_block.h"
 #include "tests/testing/events.h"
@@ -105,7 +107,7 @@ TEST_F(ExportVerifyCliTest, VerifyServerPassesAnHonestExportAndFailsAReencodedOn
   auto [offline_code, offline] = Verify(file);
   EXPECT_EQ(offline_code, 0) << offline;
   EXPECT_THAT(offline, HasSubstr("OK: 200 records verified"));
-  EXPECT_THAT(offline, HasSubstr("It cannot prove the manifest came from predlog"));
+  EXPECT_THAT(offline, HasSubstr("Without --key it cannot prove the manifest came from predlog"));
   EXPECT_THAT(offline, HasSubstr("'predlog verify --server ADDR' checks the manifest's chain "
                                  "anchors against the live shards"));
   auto [live_code, live] = Verify(file, server_->grpc());
@@ -182,6 +184,245 @@ TEST_F(ExportVerifyCliTest, VerifyServerPassesAnHonestExportAndFailsAReencodedOn
   auto [unreachable_code, unreachable] = Verify(file, "127.0.0.1:1");
   EXPECT_EQ(unreachable_code, 1) << unreachable;
   EXPECT_THAT(unreachable, HasSubstr("cannot reach predlogd at 127.0.0.1:1"));
+}
+
+// The records of a JSON-lines export, as the server sent them.
+std::vector<predlog::v1::ExportedRecord> ReadRecords(const std::string& file) {
+  std::vector<predlog::v1::ExportedRecord> records;
+  for (absl::string_view line : absl::StrSplit(ReadFile(file), '\n', absl::SkipEmpty())) {
+    predlog::v1::TrailLine trail;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(line), &trail).ok());
+    predlog::v1::ExportedRecord& r = records.emplace_back();
+    r.set_shard(trail.shard());
+    r.set_index(trail.index());
+    r.set_event_bytes(trail.event_bytes());
+    r.set_leaf_sha256(trail.leaf_sha256());
+    r.set_prev_chain_sha256(trail.prev_chain_sha256());
+    r.set_chain_sha256(trail.chain_sha256());
+    if (trail.has_appended_at()) *r.mutable_appended_at() = trail.appended_at();
+  }
+  return records;
+}
+
+predlog::v1::ExportManifest ReadManifest(const std::string& path) {
+  predlog::v1::ExportManifest manifest;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(ReadFile(path), &manifest).ok());
+  return manifest;
+}
+
+// Recomputes every leaf and chain value of `records` from their bytes, as a
+// forger who edited some would.
+void Rechain(std::vector<predlog::v1::ExportedRecord>* records) {
+  std::map<std::string, std::string> head;
+  for (predlog::v1::ExportedRecord& r : *records) {
+    if (head.count(r.shard()) > 0) r.set_prev_chain_sha256(head[r.shard()]);
+    const storage::Digest leaf = storage::Sha256(r.event_bytes());
+    r.set_leaf_sha256(storage::ToHex(leaf));
+    r.set_chain_sha256(
+        storage::ToHex(storage::ChainNext(*storage::DigestFromHex(r.prev_chain_sha256()), leaf)));
+    head[r.shard()] = r.chain_sha256();
+  }
+}
+
+// Writes `records` as an export at `path` whose manifest is rewritten to
+// match them (TrailWriter), then given `original`'s checkpoints and, range
+// by range, its proofs where a range has the same bounds, else the proof of
+// the original range that starts there (a forger reuses what he has), then
+// `edit` applied.
+void WriteForgery(const std::string& path, const std::vector<predlog::v1::ExportedRecord>& records,
+                  const predlog::v1::ExportManifest& original,
+                  const std::function<void(predlog::v1::ExportManifest*)>& edit = nullptr) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto writer,
+                         services::TrailWriter::Create(path, services::ExportFormat::kJsonl));
+    for (const auto& r : records) ASSERT_OK(writer->Add(r));
+    ASSERT_OK(writer->Finish(original, path + ".manifest.json").status());
+  }
+  predlog::v1::ExportManifest manifest = ReadManifest(path + ".manifest.json");
+  for (auto& shard : *manifest.mutable_shards()) {
+    for (const auto& old_shard : original.shards()) {
+      if (old_shard.shard() != shard.shard()) continue;
+      shard.set_checkpoint(old_shard.checkpoint());
+      for (auto& range : *shard.mutable_ranges()) {
+        for (const auto& old_range : old_shard.ranges()) {
+          if (old_range.first_index() == range.first_index()) {
+            *range.mutable_proof_sha256() = old_range.proof_sha256();
+          }
+        }
+      }
+    }
+  }
+  if (edit) edit(&manifest);
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(manifest, &json).ok());
+  std::ofstream(path + ".manifest.json", std::ios::trunc) << json;
+}
+
+TEST_F(ExportVerifyCliTest, VerifyKeyProvesAnHonestExportAndEveryForgeryFailsWhateverItsManifest) {
+  Start(2);
+  LogPredictions(200);
+  const std::string key = dir_.Sub("data/keys/checkpoint.key.pub");
+  ASSERT_TRUE(std::filesystem::exists(key)) << "predlogd generates its signing key on first start";
+  const std::string file = dir_.Sub("all.jsonl");
+  auto [code, out] = RunCommand(Cli() + " export --all --format jsonl --out " + file);
+  ASSERT_EQ(code, 0) << out;
+  const predlog::v1::ExportManifest manifest = ReadManifest(file + ".manifest.json");
+  ASSERT_EQ(manifest.format_version(), 3u);
+  ASSERT_EQ(manifest.shards_size(), 2);  // the registry shard holds nothing to export
+  const auto verify_key = [&](const std::string& f, const std::string& k) {
+    return RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify --key " + k + " " + f + " " + f +
+                      ".manifest.json");
+  };
+
+  auto [honest_code, honest] = verify_key(file, key);
+  EXPECT_EQ(honest_code, 0) << honest;
+  EXPECT_THAT(honest, HasSubstr("OK: 200 records verified"));
+  EXPECT_THAT(honest, HasSubstr("PROVEN: every record is in the log its shard's checkpoint signs"));
+  EXPECT_THAT(honest, HasSubstr("predlog.events-0: checkpoint of "));
+  // The key itself works as well as its file.
+  std::string key_text;
+  std::getline(std::ifstream(key), key_text);
+  EXPECT_EQ(verify_key(file, key_text).first, 0);
+
+  const std::vector<predlog::v1::ExportedRecord> records = ReadRecords(file);
+  // A sparse export: its ranges have proofs of a few hashes each (a range
+  // of a whole tree needs none).
+  const std::string sparse = dir_.Sub("customer-7.jsonl");
+  auto [sparse_code, sparse_out] =
+      RunCommand(Cli() + " export --subject customer-7 --format jsonl --out " + sparse);
+  ASSERT_EQ(sparse_code, 0) << sparse_out;
+  auto [sparse_verify_code, sparse_verify] = verify_key(sparse, key);
+  EXPECT_EQ(sparse_verify_code, 0) << sparse_verify;
+  EXPECT_THAT(sparse_verify, HasSubstr("PROVEN: "));
+  const predlog::v1::ExportManifest sparse_manifest = ReadManifest(sparse + ".manifest.json");
+  ASSERT_GT(sparse_manifest.shards(0).ranges(0).proof_sha256_size(), 1);
+  const std::vector<predlog::v1::ExportedRecord> sparse_records = ReadRecords(sparse);
+
+  const auto expect_forgery_fails =
+      [&](const std::string& name, std::vector<predlog::v1::ExportedRecord> forged,
+          const std::string& why,
+          const std::function<void(predlog::v1::ExportManifest*)>& edit = nullptr) {
+        SCOPED_TRACE(name);
+        const std::string path = dir_.Sub(name + ".jsonl");
+        const bool is_sparse = forged.size() == sparse_records.size() &&
+                               forged[0].index() == sparse_records[0].index();
+        WriteForgery(path, forged, is_sparse ? sparse_manifest : manifest, edit);
+        auto [forged_code, forged_out] = verify_key(path, key);
+        EXPECT_EQ(forged_code, 1) << forged_out;
+        EXPECT_THAT(forged_out, HasSubstr("FAILED: "));
+        EXPECT_THAT(forged_out, HasSubstr(why));
+        EXPECT_THAT(forged_out, Not(HasSubstr("PROVEN")));
+      };
+  // Unchanged records, the manifest rewritten the same way: proven (the
+  // forgery harness itself is sound).
+  {
+    const std::string path = dir_.Sub("rewritten.jsonl");
+    WriteForgery(path, records, manifest);
+    auto [same_code, same] = verify_key(path, key);
+    EXPECT_EQ(same_code, 0) << same;
+  }
+  // One record re-encoded (its decision changed), leaves and chain recomputed.
+  {
+    std::vector<predlog::v1::ExportedRecord> forged = records;
+    predlog::v1::AuditEvent event;
+    ASSERT_TRUE(event.ParseFromString(forged[10].event_bytes()));
+    event.mutable_prediction_logged()->mutable_output()->set_label("deny");
+    forged[10].set_event_bytes(event.SerializeAsString());
+    Rechain(&forged);
+    expect_forgery_fails("reencoded", forged, "is not what the shard's signed checkpoint holds");
+  }
+  // Only its append time changed: the tree covers it too.
+  {
+    std::vector<predlog::v1::ExportedRecord> forged = records;
+    size_t last0 = 0;
+    for (size_t i = 0; i < forged.size(); ++i) {
+      if (forged[i].shard() == "predlog.events-0") last0 = i;
+    }
+    forged[last0].mutable_appended_at()->set_seconds(forged[last0].appended_at().seconds() + 1);
+    expect_forgery_fails("retimed", forged, "is not what the shard's signed checkpoint holds");
+  }
+  // A forged record appended to shard 0, the manifest's range extended.
+  {
+    std::vector<predlog::v1::ExportedRecord> forged;
+    size_t last0 = 0;
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (records[i].shard() == "predlog.events-0") last0 = i;
+    }
+    for (size_t i = 0; i < records.size(); ++i) {
+      forged.push_back(records[i]);
+      if (i == last0) {
+        predlog::v1::ExportedRecord extra = records[i];
+        extra.set_index(records[i].index() + 1);
+        forged.push_back(extra);
+      }
+    }
+    Rechain(&forged);
+    expect_forgery_fails("appended", forged, "is beyond the shard's checkpoint");
+  }
+  // The last five records of shard 0 dropped (truncated), or its first one.
+  {
+    std::vector<predlog::v1::ExportedRecord> forged;
+    size_t count0 = 0;
+    for (const auto& r : records) count0 += r.shard() == "predlog.events-0";
+    size_t seen = 0;
+    for (const auto& r : records) {
+      if (r.shard() == "predlog.events-0" && ++seen > count0 - 5) continue;
+      forged.push_back(r);
+    }
+    expect_forgery_fails("truncated", forged, "but its checkpoint holds");
+    std::vector<predlog::v1::ExportedRecord> headless;
+    for (const auto& r : records) {
+      if (!(r.shard() == "predlog.events-0" && r.index() == 0)) headless.push_back(r);
+    }
+    expect_forgery_fails("headless", headless, "starts at index 1");
+  }
+  // What a dishonest server could send in the manifest's proofs and checkpoints.
+  const auto proof_of = [](predlog::v1::ExportManifest* m) {
+    return m->mutable_shards(0)->mutable_ranges(0)->mutable_proof_sha256();
+  };
+  expect_forgery_fails("bitflip", sparse_records, "is not what the shard's signed checkpoint holds",
+                       [&](predlog::v1::ExportManifest* m) {
+                         std::string& hash = *proof_of(m)->Mutable(0);
+                         hash[5] = hash[5] == '0' ? '1' : '0';
+                       });
+  expect_forgery_fails("shortproof", sparse_records, "hashes; leaves [",
+                       [&](predlog::v1::ExportManifest* m) { proof_of(m)->RemoveLast(); });
+  expect_forgery_fails("emptyproof", sparse_records, "has no proof",
+                       [&](predlog::v1::ExportManifest* m) { proof_of(m)->Clear(); });
+  expect_forgery_fails(
+      "longproof", records, "hashes; leaves [",
+      [&](predlog::v1::ExportManifest* m) { proof_of(m)->Add(std::string(64, 'a')); });
+  expect_forgery_fails("garbagefirst", sparse_records, "hashes; leaves [",
+                       [&](predlog::v1::ExportManifest* m) {
+                         proof_of(m)->Add(std::string(64, 'b'));
+                         for (int i = proof_of(m)->size() - 1; i > 0; --i) {
+                           proof_of(m)->SwapElements(i, i - 1);
+                         }
+                       });
+  expect_forgery_fails("nothex", sparse_records, "is not hex",
+                       [&](predlog::v1::ExportManifest* m) { *proof_of(m)->Mutable(0) = "zz"; });
+  expect_forgery_fails("swappedcheckpoint", records, "is of log",
+                       [&](predlog::v1::ExportManifest* m) {
+                         std::string first = m->shards(0).checkpoint();
+                         m->mutable_shards(0)->set_checkpoint(m->shards(1).checkpoint());
+                         m->mutable_shards(1)->set_checkpoint(first);
+                       });
+  expect_forgery_fails(
+      "nocheckpoint", records, "carries no checkpoint",
+      [&](predlog::v1::ExportManifest* m) { m->mutable_shards(1)->clear_checkpoint(); });
+  // A checkpoint signed by another key, over the same text.
+  ASSERT_OK_AND_ASSIGN(storage::NoteKeyPair other, storage::GenerateNoteKey("attacker"));
+  ASSERT_OK_AND_ASSIGN(auto other_signer, storage::NoteSigner::Create(other.signer_key));
+  ASSERT_OK_AND_ASSIGN(std::string text,
+                       storage::UnverifiedNoteText(manifest.shards(0).checkpoint()));
+  ASSERT_OK_AND_ASSIGN(std::string resigned, other_signer->Sign(text));
+  expect_forgery_fails(
+      "otherkey", records, "the note has no signature by predlog-",
+      [&](predlog::v1::ExportManifest* m) { m->mutable_shards(0)->set_checkpoint(resigned); });
+  // Verified with the attacker's key instead: the origin is not his log.
+  // And without --key, the same forgeries pass offline: what --key adds.
+  auto [unkeyed_code, unkeyed] = Verify(dir_.Sub("reencoded.jsonl"));
+  EXPECT_EQ(unkeyed_code, 0) << unkeyed;
 }
 
 TEST_F(ExportVerifyCliTest, ExportOverACorruptBlockWritesEveryReadableRecordAndVerifyNamesTheRest) {

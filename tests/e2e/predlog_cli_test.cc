@@ -216,7 +216,7 @@ TEST_F(PredlogCliTest, ExportVerifiesAndEveryKindOfTamperingIsNamed) {
                                   ".manifest.json");
   EXPECT_EQ(ok_code, 0) << ok;
   EXPECT_THAT(ok, HasSubstr("OK"));
-  EXPECT_THAT(ok, HasSubstr("It cannot prove the manifest came from predlog"));
+  EXPECT_THAT(ok, HasSubstr("Without --key it cannot prove the manifest came from predlog"));
 
   const std::string original = ReadFile(file);
   std::vector<std::string> lines = absl::StrSplit(original, '\n', absl::SkipEmpty());

@@ -228,6 +228,76 @@ TEST(MerkleTest, EveryProofUpTo70LeavesVerifiesAndNoAlteredOneDoes) {
   }
 }
 
+TEST(MerkleTest, EveryRangeProofUpTo40LeavesVerifiesAndNoAlteredOneDoes) {
+  std::vector<std::string> data;
+  std::vector<Digest> leaves;
+  Tree tree;
+  for (int i = 0; i < 40; ++i) {
+    data.push_back("leaf-" + std::to_string(i));
+    leaves.push_back(MerkleLeafHash(data.back()));
+    tree.Append(data.back());
+  }
+  for (uint64_t size = 1; size <= data.size(); ++size) {
+    const Digest root = ReferenceRoot(data, 0, size);
+    for (uint64_t begin = 0; begin < size; ++begin) {
+      for (uint64_t end = begin + 1; end <= size; ++end) {
+        ASSERT_OK_AND_ASSIGN(std::vector<Digest> proof,
+                             MerkleRangeProof(begin, end, size, tree.Reader()));
+        const absl::Span<const Digest> range(&leaves[begin], end - begin);
+        ASSERT_THAT(VerifyMerkleRange(begin, size, range, proof, root), IsOk())
+            << "[" << begin << ", " << end << ") of " << size;
+        // A forged leaf, a dropped leaf at either end, a shifted range.
+        std::vector<Digest> forged(range.begin(), range.end());
+        forged[forged.size() / 2] = MerkleLeafHash("forged");
+        EXPECT_FALSE(VerifyMerkleRange(begin, size, forged, proof, root).ok());
+        if (end - begin > 1) {
+          EXPECT_FALSE(VerifyMerkleRange(begin, size, range.subspan(1), proof, root).ok());
+          EXPECT_FALSE(
+              VerifyMerkleRange(begin, size, range.subspan(0, range.size() - 1), proof, root).ok());
+        }
+        if (end < size) {
+          EXPECT_FALSE(VerifyMerkleRange(begin + 1, size, range, proof, root).ok());
+        }
+        // A flipped bit, one hash too many or too few, a wrong root.
+        if (!proof.empty()) {
+          std::vector<Digest> flipped = proof;
+          flipped[(begin + end) % flipped.size()][31] ^= 0x80;
+          EXPECT_FALSE(VerifyMerkleRange(begin, size, range, flipped, root).ok());
+          std::vector<Digest> shorter(proof.begin(), proof.end() - 1);
+          EXPECT_FALSE(VerifyMerkleRange(begin, size, range, shorter, root).ok());
+        }
+        std::vector<Digest> longer = proof;
+        longer.insert(longer.begin(), root);
+        EXPECT_FALSE(VerifyMerkleRange(begin, size, range, longer, root).ok());
+        EXPECT_FALSE(VerifyMerkleRange(begin, size, range, proof, MerkleLeafHash("x")).ok());
+      }
+    }
+  }
+}
+
+TEST(MerkleTest, RangeProofsOutsideTheTreeAreRefusedByName) {
+  Tree tree;
+  for (const std::string& leaf : Leaves()) tree.Append(leaf);
+  const Digest root = Hex(kRoots[7]);
+  const std::vector<Digest> two = {MerkleLeafHash(Leaves()[6]), MerkleLeafHash(Leaves()[7])};
+  ASSERT_OK_AND_ASSIGN(std::vector<Digest> proof, MerkleRangeProof(6, 8, 8, tree.Reader()));
+  EXPECT_THAT(VerifyMerkleRange(6, 8, two, proof, root), IsOk());
+  EXPECT_THAT(VerifyMerkleRange(7, 8, two, proof, root),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("are not all in")));
+  EXPECT_THAT(VerifyMerkleRange(0, 8, {}, proof, root),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("are no leaves")));
+  EXPECT_THAT(VerifyMerkleRange(6, 0, two, {}, MerkleEmptyRoot()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a tree of 0")));
+  EXPECT_THAT(VerifyMerkleRange(uint64_t{0} - 1, 8, two, proof, root),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("are not all in")));
+  EXPECT_THAT(VerifyMerkleRange(6, 8, two, {}, root),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("has 0 hashes")));
+  EXPECT_THAT(MerkleRangeProof(3, 3, 8, tree.Reader()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no range proof")));
+  EXPECT_THAT(MerkleRangeProof(3, 9, 8, tree.Reader()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no range proof")));
+}
+
 TEST(MerkleTest, AConsistencyProofAcrossARewrittenHistoryFails) {
   std::vector<std::string> honest, rewritten;
   Tree b;
