@@ -53,15 +53,16 @@ class ExportVerifyCliTest : public ::testing::Test {
     ASSERT_FALSE(server_->grpc().empty()) << server_->startup_line();
   }
 
-  // `n` predictions of 40 customers, ~700 bytes each (incompressible).
-  void LogPredictions(int n) {
+  // `n` predictions of 40 customers, ~700 bytes each (incompressible), with
+  // ids from p<first> on.
+  void LogPredictions(int n, int first_id = 0) {
     auto log = predlog::v1::PredictionLog::NewStub(
         grpc::CreateChannel(server_->grpc(), grpc::InsecureChannelCredentials()));
     for (int first = 0; first < n; first += 100) {
       predlog::v1::LogBatchRequest request;
       for (int i = first; i < std::min(n, first + 100); ++i) {
         testing::PredictionSpec spec;
-        spec.prediction_id = absl::StrCat("p", i);
+        spec.prediction_id = absl::StrCat("p", first_id + i);
         spec.subject_id = absl::StrCat("customer-", i % 40);
         spec.raw_request_bytes = 400;
         spec.random_content = true;
@@ -423,6 +424,81 @@ TEST_F(ExportVerifyCliTest, VerifyKeyProvesAnHonestExportAndEveryForgeryFailsWha
   // And without --key, the same forgeries pass offline: what --key adds.
   auto [unkeyed_code, unkeyed] = Verify(dir_.Sub("reencoded.jsonl"));
   EXPECT_EQ(unkeyed_code, 0) << unkeyed;
+}
+
+TEST_F(ExportVerifyCliTest, VerifyConsistencyPassesAGrowingLogAndFailsARewrittenOne) {
+  Start(2);
+  const std::string key = dir_.Sub("data/keys/checkpoint.key.pub");
+  LogPredictions(100);
+  const std::string old_file = dir_.Sub("old.json");
+  auto [old_code, old_out] = RunCommand(Cli() + " checkpoint --out " + old_file);
+  ASSERT_EQ(old_code, 0) << old_out;
+  EXPECT_THAT(old_out, HasSubstr("# predlog.events-0\n"));
+  EXPECT_THAT(old_out, HasSubstr("/predlog.events-0\n"));  // the origin line
+  LogPredictions(100, 100);
+  const std::string new_file = dir_.Sub("new.json");
+  ASSERT_EQ(RunCommand(Cli() + " checkpoint --out " + new_file).first, 0);
+  const auto consistency = [&](const std::string& server, const std::string& older,
+                               const std::string& newer) {
+    return RunCommand(std::string(PREDLOG_CLI_BINARY) + " --server=" + server +
+                      " verify-consistency --key " + key + " " + older + " " + newer);
+  };
+
+  auto [ok_code, ok] = consistency(server_->grpc(), old_file, new_file);
+  EXPECT_EQ(ok_code, 0) << ok;
+  EXPECT_THAT(ok, HasSubstr("OK: predlog.events-0: "));
+  EXPECT_THAT(ok, HasSubstr("OK: predlog.events-1: "));
+  EXPECT_THAT(ok, HasSubstr("The newer checkpoints extend the older ones"));
+  // An export's manifest carries checkpoints too.
+  const std::string file = dir_.Sub("all.jsonl");
+  ASSERT_EQ(RunCommand(Cli() + " export --all --out " + file).first, 0);
+  auto [manifest_code, manifest_out] =
+      consistency(server_->grpc(), old_file, file + ".manifest.json");
+  EXPECT_EQ(manifest_code, 0) << manifest_out;
+
+  // The two swapped: a log never shrinks.
+  auto [swapped_code, swapped] = consistency(server_->grpc(), new_file, old_file);
+  EXPECT_EQ(swapped_code, 1) << swapped;
+  EXPECT_THAT(swapped, HasSubstr("FAILED: predlog.events-0: the newer checkpoint holds "));
+  EXPECT_THAT(swapped, HasSubstr("a log never shrinks"));
+
+  // A server with the same key but another history (a rewritten log): its
+  // checkpoints are signed by the key and still do not extend the old ones.
+  testing::Predlogd other(
+      PREDLOGD_BINARY,
+      std::vector<std::string>{"--data_dir=" + dir_.Sub("other"), "--grpc_listen=127.0.0.1:0",
+                               "--http_listen=", "--partitions=2",
+                               "--checkpoint_key=" + dir_.Sub("data/keys/checkpoint.key")});
+  ASSERT_FALSE(other.grpc().empty()) << other.startup_line();
+  auto log = predlog::v1::PredictionLog::NewStub(
+      grpc::CreateChannel(other.grpc(), grpc::InsecureChannelCredentials()));
+  predlog::v1::LogBatchRequest request;
+  for (int i = 0; i < 150; ++i) {
+    testing::PredictionSpec spec;
+    spec.prediction_id = absl::StrCat("rewritten-", i);
+    spec.subject_id = absl::StrCat("customer-", i % 40);
+    *request.add_requests()->mutable_prediction() =
+        testing::MakePrediction(spec).prediction_logged();
+  }
+  predlog::v1::LogBatchResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(log->LogBatch(&context, request, &response).ok());
+  const std::string rewritten = dir_.Sub("rewritten.json");
+  ASSERT_EQ(RunCommand(std::string(PREDLOG_CLI_BINARY) + " --server=" + other.grpc() +
+                       " checkpoint --out " + rewritten)
+                .first,
+            0);
+  auto [rewritten_code, rewritten_out] = consistency(other.grpc(), old_file, rewritten);
+  EXPECT_EQ(rewritten_code, 1) << rewritten_out;
+  EXPECT_THAT(rewritten_out, HasSubstr("FAILED: predlog.events-0: the newer checkpoint does not "
+                                       "extend the older ("));
+  EXPECT_THAT(rewritten_out, HasSubstr("the log lost or rewrote records"));
+  // Asked to prove the honest new checkpoints, that server cannot: the
+  // sizes are beyond its log, or its proof does not verify.
+  auto [beyond_code, beyond] = consistency(other.grpc(), old_file, new_file);
+  EXPECT_EQ(beyond_code, 1) << beyond;
+  EXPECT_THAT(beyond, HasSubstr("FAILED: predlog.events-"));
+  EXPECT_THAT(beyond, Not(HasSubstr("The newer checkpoints extend")));
 }
 
 TEST_F(ExportVerifyCliTest, ExportOverACorruptBlockWritesEveryReadableRecordAndVerifyNamesTheRest) {

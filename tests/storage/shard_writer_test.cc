@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/sha256.h"
@@ -166,6 +167,89 @@ TEST_F(ShardWriterTest, AppendsQueuedAtDestructionAreFoldedBeforeItReturns) {
   EXPECT_EQ(answered.load(), 500);
   Open();
   EXPECT_EQ(writer_->shard().Head().next_index, 500u);
+}
+
+// The checkpoint a writer keeps last, opened with `key`.
+Checkpoint LatestOpened(const ShardWriter& writer, const NoteVerifier& key) {
+  absl::StatusOr<std::string> note = writer.shard().LatestCheckpoint();
+  if (!note.ok()) return Checkpoint{};
+  absl::StatusOr<std::string> text = key.Open(*note);
+  EXPECT_TRUE(text.ok()) << text.status();
+  absl::StatusOr<Checkpoint> checkpoint = ParseCheckpoint(text.value_or(""));
+  EXPECT_TRUE(checkpoint.ok()) << checkpoint.status();
+  return checkpoint.value_or(Checkpoint{});
+}
+
+// Waits until the writer kept a checkpoint of at least `size` records: it
+// signs after a group's callers were answered, or on its own timer. The
+// bound is for a loaded machine, not a speed requirement.
+Checkpoint AwaitCheckpoint(const ShardWriter& writer, const NoteVerifier& key, uint64_t size) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (LatestOpened(writer, key).size < size && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return LatestOpened(writer, key);
+}
+
+TEST_F(ShardWriterTest, SignsACheckpointEveryNRecordsOfItsShardsLog) {
+  writer_.reset();
+  ASSERT_OK_AND_ASSIGN(NoteKeyPair pair, GenerateNoteKey("test-log"));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<NoteSigner> signer, NoteSigner::Create(pair.signer_key));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<NoteVerifier> key, NoteVerifier::Create(pair.verifier_key));
+  ShardOptions options;
+  options.dir = dir_.Sub("shard");
+  options.name = "predlog.events-0";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShardStore> shard, ShardStore::Open(options));
+  ShardWriterOptions writer_options;
+  writer_options.checkpoint_signer = signer.get();
+  writer_options.checkpoint_origin = "test-log/predlog.events-0";
+  writer_options.checkpoint_every_events = 5;
+  writer_options.checkpoint_every = absl::ZeroDuration();
+  ASSERT_OK_AND_ASSIGN(writer_, ShardWriter::Start(std::move(shard), writer_options));
+  for (int i = 0; i < 4; ++i) ASSERT_OK(AppendAndWait(Prediction(i)).status());
+  EXPECT_THAT(writer_->shard().LatestCheckpoint(),
+              ::predlog::testing::StatusIs(absl::StatusCode::kNotFound,
+                                           ::testing::HasSubstr("no checkpoint yet")));
+  ASSERT_OK(AppendAndWait(Prediction(4)).status());
+  // One append at a time: the group that made 5 records signed them.
+  const Checkpoint checkpoint = AwaitCheckpoint(*writer_, *key, 5);
+  EXPECT_EQ(checkpoint.origin, "test-log/predlog.events-0");
+  EXPECT_EQ(checkpoint.size, 5u);
+  ASSERT_OK_AND_ASSIGN(Digest root, writer_->shard().TreeRoot(5));
+  EXPECT_EQ(checkpoint.root, root);
+  // On request, of the log as it is now.
+  ASSERT_OK(AppendAndWait(Prediction(5)).status());
+  ASSERT_OK_AND_ASSIGN(std::string note, writer_->SignCheckpoint());
+  ASSERT_OK_AND_ASSIGN(std::string text, key->Open(note));
+  ASSERT_OK_AND_ASSIGN(Checkpoint now, ParseCheckpoint(text));
+  EXPECT_EQ(now.size, 6u);
+}
+
+TEST_F(ShardWriterTest, AnIdleWriterStillSignsItsNewestRecordsWhenTheTimeComes) {
+  writer_.reset();
+  ASSERT_OK_AND_ASSIGN(NoteKeyPair pair, GenerateNoteKey("test-log"));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<NoteSigner> signer, NoteSigner::Create(pair.signer_key));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<NoteVerifier> key, NoteVerifier::Create(pair.verifier_key));
+  ShardOptions options;
+  options.dir = dir_.Sub("shard");
+  options.name = "predlog.events-0";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShardStore> shard, ShardStore::Open(options));
+  ShardWriterOptions writer_options;
+  writer_options.checkpoint_signer = signer.get();
+  writer_options.checkpoint_origin = "test-log/predlog.events-0";
+  writer_options.checkpoint_every_events = 0;
+  writer_options.checkpoint_every = absl::Milliseconds(50);
+  ASSERT_OK_AND_ASSIGN(writer_, ShardWriter::Start(std::move(shard), writer_options));
+  for (int i = 0; i < 3; ++i) ASSERT_OK(AppendAndWait(Prediction(i)).status());
+  // No more appends: only the writer's own timer can sign record 3.
+  EXPECT_EQ(AwaitCheckpoint(*writer_, *key, 3).size, 3u);
+  // Without a key the writer signs nothing and says why.
+  writer_.reset();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShardStore> reopened, ShardStore::Open(options));
+  ASSERT_OK_AND_ASSIGN(writer_, ShardWriter::Start(std::move(reopened), {}));
+  EXPECT_THAT(writer_->SignCheckpoint(),
+              ::predlog::testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                           ::testing::HasSubstr("no checkpoint signing key")));
 }
 
 }  // namespace
