@@ -123,15 +123,14 @@ struct RestoreReport {
 // CRC32C), copies the artifacts (each checked against its digest), restores
 // the shards and the keys into <data_dir>/restoring/ and then renames them
 // into place, the shards last: a restore that fails leaves no shards behind
-// (a crashed one leaves <data_dir>/restoring/, which the next restore
-// removes). Each restored shard opens cleanly, its acked mark at its
-// restored head (ShardStore::RestoreBackup). Errors: INVALID_ARGUMENT for a
-// relative or empty path, or when options.partitions differs from the
-// backup's (naming both); FAILED_PRECONDITION naming the path when data_dir
-// already holds shards, or when a key file in <data_dir>/keys differs from
-// the backup's; NOT_FOUND for no manifest or an unknown backup id; DATA_LOSS
-// naming the shard or the artifact when the backup is damaged; UNAVAILABLE
-// while a backup into backup_dir runs.
+// (a crashed one may leave <data_dir>/restoring/, which the next restore
+// removes). Relative paths are the calling process's. Each restored shard opens cleanly, its acked
+// mark at its restored head (ShardStore::RestoreBackup). Errors: INVALID_ARGUMENT for an empty
+// path, or when options.partitions differs from the backup's (naming both); FAILED_PRECONDITION
+// naming the path when data_dir already holds shards, or when a key file in <data_dir>/keys differs
+// from the backup's; NOT_FOUND for no manifest or an unknown backup id; DATA_LOSS naming the shard
+// or the artifact when the backup is damaged (NOT_FOUND for a backup directory that does not
+// exist); UNAVAILABLE while a backup into backup_dir runs.
 absl::StatusOr<RestoreReport> RestoreBackup(const RestoreOptions& options);
 
 // What a restore did, for people: a line naming the backup and the data dir,
