@@ -334,6 +334,68 @@ void BM_Read_ScanSubjectTrail(benchmark::State& state) {
 }
 BENCHMARK(BM_Read_ScanSubjectTrail)->Unit(benchmark::kMicrosecond);
 
+// What a sparse export pays per record on top of reading it: the range
+// proof of one record against the whole tree (~2 log2(n) node reads).
+void BM_Proof_OneRecordRange(benchmark::State& state) {
+  ReadShard& shard = LargeShard();
+  const uint64_t size = static_cast<uint64_t>(shard.events);
+  uint64_t x = 88172645463325252ull;
+  size_t hashes = 0;
+  for (auto _ : state) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    const uint64_t index = x % size;
+    auto proof = shard.store->RangeProof(index, index + 1, size);
+    PREDLOG_CHECK(proof.ok()) << proof.status();
+    hashes += proof->size();
+  }
+  state.counters["hashes_per_proof"] =
+      static_cast<double>(hashes) / static_cast<double>(state.iterations());
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Proof_OneRecordRange)->Unit(benchmark::kMicrosecond);
+
+// A consistency proof between two random sizes (what verify-consistency asks).
+void BM_Proof_Consistency(benchmark::State& state) {
+  ReadShard& shard = LargeShard();
+  const uint64_t size = static_cast<uint64_t>(shard.events);
+  uint64_t x = 88172645463325252ull;
+  for (auto _ : state) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    const uint64_t old_size = 1 + x % (size - 1);
+    auto proof = shard.store->ConsistencyProof(old_size, size);
+    PREDLOG_CHECK(proof.ok()) << proof.status();
+    benchmark::DoNotOptimize(proof->data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Proof_Consistency)->Unit(benchmark::kMicrosecond);
+
+// Signing a checkpoint of the whole log (root, Ed25519, a synced meta Put):
+// what the writer pays every --checkpoint_every_events records and an
+// export per shard. Each iteration adds one record so a new size is signed.
+void BM_SignCheckpoint(benchmark::State& state) {
+  ReadShard& shard = LargeShard();
+  auto pair = GenerateNoteKey("bench");
+  PREDLOG_CHECK(pair.ok()) << pair.status();
+  auto signer = NoteSigner::Create(pair->signer_key);
+  PREDLOG_CHECK(signer.ok()) << signer.status();
+  int64_t next = shard.events;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const std::string payload = testing::MakeSizedPredictionPayload(next, kEventBytes, kSubjects);
+    const SourceMessage message{"bench", next, payload};
+    auto applied = shard.store->ApplyBatch({&message, 1});
+    PREDLOG_CHECK(applied.ok()) << applied.status();
+    ++next;
+    state.ResumeTiming();
+    auto note = shard.store->SignCheckpoint(**signer, "bench/predlog.events-0");
+    PREDLOG_CHECK(note.ok()) << note.status();
+  }
+  shard.events = next;
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SignCheckpoint)->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 }  // namespace predlog::storage
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -331,6 +332,72 @@ absl::StatusOr<ArtifactInfo> ArtifactStore::Stat(const Digest& digest) const {
   }
   return ArtifactInfo{digest, static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_ino),
                       static_cast<int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec};
+}
+
+absl::StatusOr<std::vector<Digest>> ArtifactStore::List() const {
+  std::vector<Digest> digests;
+  const std::string sha_dir = absl::StrCat(dir_, "/sha256");
+  std::error_code ec;
+  for (std::filesystem::directory_iterator fanout(sha_dir, ec), end; !ec && fanout != end;
+       fanout.increment(ec)) {
+    const std::string prefix = fanout->path().filename().string();
+    if (prefix.size() != 2 || !fanout->is_directory(ec)) continue;
+    for (std::filesystem::directory_iterator file(fanout->path(), ec); !ec && file != end;
+         file.increment(ec)) {
+      const std::string hex = file->path().filename().string();
+      std::optional<Digest> digest = DigestFromHex(hex);
+      // DigestFromHex takes upper case too; committed names are lower case.
+      if (!digest.has_value() || ToHex(*digest) != hex || hex.substr(0, 2) != prefix) continue;
+      digests.push_back(*digest);
+    }
+    if (ec) break;
+  }
+  if (ec) return absl::InternalError(absl::StrCat("list ", sha_dir, ": ", ec.message()));
+  std::sort(digests.begin(), digests.end());
+  return digests;
+}
+
+absl::StatusOr<ArtifactStore::Copied> ArtifactStore::CopyFrom(const ArtifactStore& source,
+                                                              const Digest& digest) {
+  absl::StatusOr<ArtifactInfo> here = Stat(digest);
+  if (here.ok()) return Copied{false, here->size_bytes};
+  if (!absl::IsNotFound(here.status())) return here.status();
+
+  const std::string path = source.PathOf(digest);
+  const int fd = RetryOnEintr([&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC); });
+  if (fd < 0) {
+    if (errno == ENOENT) return NotStored(source.dir(), digest);
+    return ErrnoStatus(errno, "open", path);
+  }
+  absl::StatusOr<std::unique_ptr<ArtifactWriter>> writer = NewWriter();
+  if (!writer.ok()) {
+    ::close(fd);
+    return writer.status();
+  }
+  std::string buffer(1 << 20, '\0');
+  while (true) {
+    const ssize_t n = RetryOnEintr([&] { return ::read(fd, buffer.data(), buffer.size()); });
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return ErrnoStatus(err, "read", path);
+    }
+    if (n == 0) break;
+    if (absl::Status appended =
+            (*writer)->Append(absl::string_view(buffer.data(), static_cast<size_t>(n)));
+        !appended.ok()) {
+      ::close(fd);
+      return appended;
+    }
+  }
+  ::close(fd);
+  absl::StatusOr<ArtifactInfo> committed = (*writer)->Commit(digest);
+  if (absl::IsInvalidArgument(committed.status())) {  // the bytes hash to another digest
+    return absl::DataLossError(absl::StrCat("artifact sha256:", ToHex(digest), " in ", source.dir(),
+                                            " is corrupt: ", committed.status().message()));
+  }
+  if (!committed.ok()) return committed.status();
+  return Copied{true, committed->size_bytes};
 }
 
 std::string ArtifactStore::PathOf(const Digest& digest) const { return ArtifactName(dir_, digest); }

@@ -30,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -120,6 +121,24 @@ class ArtifactStore {
   // Existence and size, without reading or verifying the bytes. NOT_FOUND as
   // for Read.
   absl::StatusOr<ArtifactInfo> Stat(const Digest& digest) const;
+
+  // The digest of every committed artifact, ascending. Names under sha256/
+  // that are not an artifact's (64 lower-case hex digits in the directory of
+  // their first two) are not listed. INTERNAL for I/O errors.
+  absl::StatusOr<std::vector<Digest>> List() const;
+
+  // Stores `source`'s artifact `digest` here, unless this store has it
+  // already (then nothing is read: its file was checked when it was
+  // committed, and every read checks it again). The bytes are streamed
+  // through an upload, never whole in memory, and committed only if they
+  // hash to `digest`: DATA_LOSS "artifact sha256:<hex> in <source dir> is
+  // corrupt: ..." otherwise, with nothing stored. NOT_FOUND when `source`
+  // does not have it; INTERNAL for I/O errors. Backups copy artifacts with it.
+  struct Copied {
+    bool copied = false;  // false: already here
+    uint64_t size_bytes = 0;
+  };
+  absl::StatusOr<Copied> CopyFrom(const ArtifactStore& source, const Digest& digest);
 
   // The file an artifact is (or would be) stored in, for inspection.
   std::string PathOf(const Digest& digest) const;

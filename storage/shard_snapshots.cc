@@ -135,6 +135,19 @@ absl::Status ShardStore::Impl::RemoveOrphanSnapshots() {
   return absl::OkStatus();
 }
 
+absl::Status ShardStore::Impl::UncatalogMissingSnapshots() {
+  ASSIGN_OR_RETURN(std::vector<SnapshotInfo> snapshots, ListSnapshots());
+  for (const SnapshotInfo& snapshot : snapshots) {
+    std::error_code ec;
+    if (fs::exists(snapshot.path, ec)) continue;
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    RETURN_IF_ERROR(FromRocks(db_->Delete(sync, cfs_[kMetaCf], SnapshotKey(snapshot.index)),
+                              absl::StrCat("shard ", options_.name, ": uncatalog snapshot")));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<ShardStore>> ShardStore::OpenSnapshot(
     const SnapshotInfo& snapshot) const {
   ShardOptions options = impl_->options();

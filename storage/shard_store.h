@@ -253,6 +253,25 @@ Digest RecordMerkleLeaf(const std::optional<absl::Time>& appended_at, const Dige
 //   leaf_data := 0x00 index:u64 (big-endian)
 Digest LostMerkleLeaf(uint64_t index);
 
+// What ShardStore::Backup wrote: one RocksDB BackupEngine backup.
+struct ShardBackupInfo {
+  // The backup's id in its BackupEngine directory (what RestoreBackup takes).
+  uint32_t backup_id = 0;
+  // The shard's head when the call began: the backup holds at least these
+  // records (so every record acknowledged before the call began), and the
+  // chain value after the last of them is chain_head. Kept in the backup's
+  // metadata; RestoreBackup checks the restored log against it.
+  uint64_t records = 0;
+  Digest chain_head = kChainGenesis;
+  // The backup's files (shared SSTs included) and their bytes ...
+  uint32_t total_files = 0;
+  uint64_t total_bytes = 0;
+  // ... and those no earlier backup in the directory holds: what this call
+  // copied (the rest are shared SSTs it reused).
+  uint32_t new_files = 0;
+  uint64_t new_bytes = 0;
+};
+
 struct VerifyReport {
   uint64_t records_checked = 0;
   // First index whose leaf or chain value does not match; nullopt when intact.
@@ -374,6 +393,54 @@ class ShardStore {
   absl::StatusOr<std::unique_ptr<ShardStore>> OpenSnapshot(const SnapshotInfo& snapshot) const;
   // Deletes the snapshots `policy` does not keep; returns how many.
   absl::StatusOr<int> PruneSnapshots(const RetentionPolicy& policy, absl::Time now = absl::Now());
+
+  // Backups (RocksDB BackupEngine, storage/shard_backup.cc). `backup_dir`
+  // is one shard's BackupEngine directory; every backup into it shares the
+  // SST files earlier backups copied, so a backup copies only the SSTs that
+  // are new since the last one, plus a few small private files (MANIFEST,
+  // OPTIONS, the WAL written since the flush).
+  //
+  // Backup flushes the shard's memtables and then copies (flush_before_backup),
+  // so every record folded before the call began, and with it every record
+  // acknowledged before it, is in the backup's SSTs or in the WAL it copies
+  // with them; RocksDB includes the WAL written during the flush, so the
+  // backup is one consistent state of the shard (all of a WriteBatch or none
+  // of it), as after a crash. The acked mark and the snapshots (<dir>/acked,
+  // <dir>/snapshots/) are not in it: RestoreBackup writes a new mark, and
+  // snapshots are a cache that the writer takes again.
+  // Errors: DATA_LOSS from CheckNotLost while lost() is set (a restore of
+  // such a backup would hide the loss: accept it first); FAILED_PRECONDITION
+  // for a shard open read-only; INTERNAL (RESOURCE_EXHAUSTED for a full disk)
+  // naming the shard and the directory for RocksDB's errors. A failed call
+  // leaves no new backup (BackupEngine removes what it copied next time).
+  // Thread-safe: it may run while the writer folds and readers read. Calls
+  // into one backup_dir must not overlap (BackupEngine's directory has one
+  // writer at a time): callers serialize them.
+  absl::StatusOr<ShardBackupInfo> Backup(const std::string& backup_dir) const;
+
+  // Checks backup `backup_id` in `backup_dir` without restoring it: every
+  // file it lists exists with its recorded size and CRC32C. NOT_FOUND when
+  // there is no such backup; DATA_LOSS naming `name` (the shard, for
+  // messages), the backup and what is wrong otherwise. Thread-safe.
+  static absl::Status VerifyBackup(const std::string& backup_dir, uint32_t backup_id,
+                                   absl::string_view name);
+
+  // Restores backup `backup_id` of `backup_dir` as the shard at options.dir,
+  // which must not exist or be empty (FAILED_PRECONDITION naming it); its
+  // name (options.name, or the directory's) must be the one the backup was
+  // taken of (FAILED_PRECONDITION naming both). Copies the database (every
+  // file checked against its CRC32C as it is copied: DATA_LOSS naming the
+  // shard), opens it once with sync_writes (the WAL it holds is replayed),
+  // writes and fdatasyncs a new acked mark equal to the restored head, so
+  // the restored shard opens cleanly and its mark is never ahead of its log,
+  // and uncatalogues the snapshots (their directories are not in backups).
+  // Then checks the restored log holds the records the backup's metadata
+  // promises (ShardBackupInfo::records, chain_head): DATA_LOSS otherwise.
+  // NOT_FOUND when there is no such backup. options.group and artifacts are
+  // ignored (nothing is folded); the shard is closed on return. Returns the
+  // restored shard's head.
+  static absl::StatusOr<ShardHead> RestoreBackup(const std::string& backup_dir, uint32_t backup_id,
+                                                 const ShardOptions& options);
 
   // Compacts every column family into its bottommost level (RocksDB
   // DB::CompactRange over the whole key range): each key once, nothing

@@ -8,6 +8,7 @@
 //   shard_fold.cc       ApplyBatch: the fold of a batch into one WriteBatch
 //   shard_reads.cc      Get, scans, CutAtTime, rejected, state, registry, Verify
 //   shard_snapshots.cc  snapshots: create, list, open, prune, orphan removal
+//   shard_backup.cc     backups (RocksDB BackupEngine): create, verify, restore
 //
 // On-disk format of a shard (RocksDB under <dir>/db, column families below).
 // Integers are big-endian fixed width (storage/key_codec.h); lp(s) is a u32
@@ -322,6 +323,10 @@ class ShardStore::Impl {
   absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots() const;
   absl::StatusOr<int> PruneSnapshots(const RetentionPolicy& policy, absl::Time now);
   absl::Status Compact();
+  absl::StatusOr<ShardBackupInfo> Backup(const std::string& backup_dir) const;
+  // Deletes the catalog entries of snapshots whose directory is missing (a
+  // restored backup holds none). Writable shards only.
+  absl::Status UncatalogMissingSnapshots();
 
   const ShardOptions& options() const { return options_; }
   uint64_t read_corruptions() const { return read_corruptions_.load(std::memory_order_relaxed); }

@@ -303,11 +303,21 @@ absl::StatusOr<NoteKeyFile> LoadNoteKeyFile(const std::string& path,
         absl::StrCat("signing key ", path, ": ", signer.status().message()));
   }
   out.signer = *std::move(signer);
-  // The verifier key beside it, written once (also after a crash right
-  // after the key was).
+  // The verifier key beside it, written when missing (also after a crash
+  // right after the key was) or not this key's (the key file was replaced):
+  // what auditors are given must never be another key.
   const std::string pub = path + ".pub";
-  if (::access(pub.c_str(), F_OK) != 0) {
-    RETURN_IF_ERROR(WriteNewFile(pub, out.signer->verifier_key() + "\n", 0644));
+  const std::string want = out.signer->verifier_key() + "\n";
+  std::ifstream pub_in(pub);
+  std::stringstream have;
+  have << pub_in.rdbuf();
+  if (!pub_in || have.str() != want) {
+    const std::string tmp = pub + ".tmp";
+    ::unlink(tmp.c_str());
+    RETURN_IF_ERROR(WriteNewFile(tmp, want, 0644));
+    if (::rename(tmp.c_str(), pub.c_str()) != 0) return ErrnoStatus(errno, "rename", tmp);
+    const std::string dir = std::filesystem::path(pub).parent_path().string();
+    RETURN_IF_ERROR(SyncDir(dir.empty() ? "." : dir));
   }
   return out;
 }

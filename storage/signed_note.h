@@ -94,7 +94,8 @@ class NoteVerifier {
 
 // A signer key kept in a file: one line, the signer key (PRIVATE+KEY+...),
 // mode 0600; its verifier key beside it in `path` + ".pub" (world-readable:
-// it is what auditors are given), written whenever it is missing.
+// it is what auditors are given), written whenever it is missing or holds
+// another key.
 struct NoteKeyFile {
   std::unique_ptr<NoteSigner> signer;
   bool generated = false;  // this call created the files

@@ -304,6 +304,28 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         0,
         0,
         &Cli::Status}},
+      {"backup",
+       {"backup --out DIR",
+        "have predlogd back up its shards, artifacts and keys into DIR on its host",
+        "predlogd writes the backup itself, into DIR on the host it runs on (not this\n"
+        "machine's, unless they are one): every shard (RocksDB BackupEngine), the\n"
+        "artifact store and the signing keys, listed in DIR/BACKUPS. Backups into the\n"
+        "same DIR are incremental: files an earlier one copied are not copied again.\n"
+        "Each shard's backup holds every event acknowledged before the call. predlogd\n"
+        "goes on logging meanwhile. Restore one with predlogd --restore DIR (into a\n"
+        "data dir without shards; --restore_backup_id N, default the latest).\n"
+        "\n"
+        "flags:\n"
+        "  --out DIR                the backup directory, an absolute path on predlogd's\n"
+        "                           host (required); created when missing\n"
+        "  --timeout_seconds N      default here: 3600 (a backup copies files)\n"
+        "\n"
+        "example:\n"
+        "  predlog backup --out /var/backups/predlog\n",
+        {"out"},
+        0,
+        0,
+        &Cli::Backup}},
       {"case",
        {"case PREDICTION_ID --out DIR [--against name@version] [--entity-type customer] "
         "[--window-days 30]",

@@ -163,6 +163,7 @@ class Cli {
   absl::StatusOr<std::string> VerifierKeyFlag() const;
   int Case();
   int Demo();
+  int Backup();
   // Streams `request`'s export into `path` and its manifest beside it;
   // returns the manifest (which may list ranges the server could not read),
   // or an error message, and then nothing new is left at `path`.

@@ -666,4 +666,13 @@ grpc::ServerUnaryReactor* AuditService::GetConsistencyProof(grpc::CallbackServer
       });
 }
 
+grpc::ServerUnaryReactor* AdminService::CreateBackup(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::CreateBackupRequest, predlog::v1::CreateBackupResponse>(
+      workers_, context, request, response, [this](const predlog::v1::CreateBackupRequest& parsed) {
+        return admin_->CreateBackup(parsed);
+      });
+}
+
 }  // namespace predlog::services

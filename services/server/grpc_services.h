@@ -24,11 +24,13 @@
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "predlog/v1/admin.grpc.pb.h"
 #include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/registry.grpc.pb.h"
 #include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
 #include "replay/replayer.h"
+#include "services/server/admin.h"
 #include "services/server/audit.h"
 #include "services/server/model_registry.h"
 #include "services/server/prediction_log.h"
@@ -62,6 +64,8 @@ using RawAuditService = predlog::v1::Audit::WithRawCallbackMethod_ExportTrail<
             predlog::v1::Audit::WithRawCallbackMethod_SignCheckpoints<
                 predlog::v1::Audit::WithRawCallbackMethod_GetConsistencyProof<
                     predlog::v1::Audit::Service>>>>>;
+using RawAdminService =
+    predlog::v1::Admin::WithRawCallbackMethod_CreateBackup<predlog::v1::Admin::Service>;
 
 // Most LogStream requests of one stream awaiting or holding unwritten receipts;
 // reading pauses above it (backpressure instead of unbounded memory).
@@ -179,6 +183,22 @@ class AuditService final : public RawAuditService {
 
  private:
   const Audit* const audit_;
+  WorkerPool* const workers_;
+};
+
+// predlog.v1.Admin. Borrows `admin`, which must outlive the server. A backup
+// copies files for seconds to minutes: it runs on the worker pool.
+class AdminService final : public RawAdminService {
+ public:
+  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
+  AdminService(const Admin* admin, WorkerPool* workers) : admin_(admin), workers_(workers) {}
+
+  grpc::ServerUnaryReactor* CreateBackup(grpc::CallbackServerContext* context,
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
+
+ private:
+  const Admin* const admin_;
   WorkerPool* const workers_;
 };
 

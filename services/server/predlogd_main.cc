@@ -8,6 +8,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
+#include "services/backup/backup.h"
 #include "services/server/server.h"
 
 ABSL_FLAG(std::string, data_dir, "./data", "Directory for shards and snapshots.");
@@ -63,6 +64,14 @@ ABSL_FLAG(int64_t, checkpoint_every_seconds, 60,
           "(0: never by time). Exports sign one of every shard they read besides.");
 ABSL_FLAG(std::string, roles, "all",
           "What this process runs: all, or a comma list of broker, gateway, ingest, query.");
+ABSL_FLAG(std::string, restore, "",
+          "A backup directory (written by `predlog backup --out DIR`): before starting, restore "
+          "its shards into --data_dir (which must hold no shards), its artifacts into "
+          "--artifact_dir (or <data_dir>/artifacts) and its signing keys into <data_dir>/keys, "
+          "each shard's backup checked first; then start normally. --partitions must equal the "
+          "backup's.");
+ABSL_FLAG(uint32_t, restore_backup_id, 0,
+          "With --restore: the backup to restore, as listed in DIR/BACKUPS; 0: the latest.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("predlogd: the predlog audit-log service");
@@ -100,6 +109,27 @@ int main(int argc, char** argv) {
   options.checkpoint_key = absl::GetFlag(FLAGS_checkpoint_key);
   options.checkpoint_every_events = absl::GetFlag(FLAGS_checkpoint_every_events);
   options.checkpoint_every_seconds = absl::GetFlag(FLAGS_checkpoint_every_seconds);
+  if (!absl::GetFlag(FLAGS_restore).empty()) {
+    predlog::services::RestoreOptions restore;
+    restore.backup_dir = absl::GetFlag(FLAGS_restore);
+    if (absl::GetFlag(FLAGS_restore_backup_id) != 0) {
+      restore.backup_id = absl::GetFlag(FLAGS_restore_backup_id);
+    }
+    restore.data_dir = options.data_dir;
+    restore.artifact_dir = options.artifact_dir;
+    restore.partitions = options.partitions;
+    const absl::StatusOr<predlog::services::RestoreReport> restored =
+        predlog::services::RestoreBackup(restore);
+    if (!restored.ok()) {
+      std::cerr << "predlogd: --restore " << restore.backup_dir << ": " << restored.status()
+                << "\n";
+      return absl::IsInvalidArgument(restored.status()) ? 2 : 1;
+    }
+    std::cerr << predlog::services::DescribeRestore(restore, *restored);
+  } else if (absl::GetFlag(FLAGS_restore_backup_id) != 0) {
+    std::cerr << "predlogd: --restore_backup_id needs --restore\n";
+    return 2;
+  }
   const absl::Status status = predlog::services::RunUntilSignalled(options);
   if (!status.ok()) {
     std::cerr << "predlogd: " << status << "\n";

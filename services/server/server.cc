@@ -48,6 +48,8 @@ struct Server::Parts {
   std::unique_ptr<ReplayService> replay_service;
   std::unique_ptr<Audit> audit;
   std::unique_ptr<AuditService> audit_service;
+  std::unique_ptr<Admin> admin;
+  std::unique_ptr<AdminService> admin_service;
   // Blocking work of calls (queries, replays, exports, artifact uploads) runs
   // here, not on gRPC's threads. It stops right after the gRPC server, whose
   // shutdown waits for every call, and so for all that work, to be answered.
@@ -356,6 +358,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         std::make_unique<ReplayService>(parts->replayer.get(), parts->workers.get());
     parts->audit = std::make_unique<Audit>(parts->ingest.get());
     parts->audit_service = std::make_unique<AuditService>(parts->audit.get(), parts->workers.get());
+    parts->admin =
+        std::make_unique<Admin>(parts->ingest.get(), parts->artifacts.get(), options.data_dir);
+    parts->admin_service = std::make_unique<AdminService>(parts->admin.get(), parts->workers.get());
   }
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -367,7 +372,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       {predlog::v1::PredictionLog::service_full_name(), parts->service.get()},
       {predlog::v1::Registry::service_full_name(), parts->registry_service.get()},
       {predlog::v1::Replay::service_full_name(), parts->replay_service.get()},
-      {predlog::v1::Audit::service_full_name(), parts->audit_service.get()}};
+      {predlog::v1::Audit::service_full_name(), parts->audit_service.get()},
+      {predlog::v1::Admin::service_full_name(), parts->admin_service.get()}};
   for (const auto& [name, service] : services) {
     if (service == nullptr) continue;
     // Every method parses its own request (grpc_services.h); one left to
@@ -396,6 +402,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       served.push_back(predlog::v1::Replay::service_full_name());
     }
     if (parts->audit_service != nullptr) served.push_back(predlog::v1::Audit::service_full_name());
+    if (parts->admin_service != nullptr) served.push_back(predlog::v1::Admin::service_full_name());
     for (const std::string& name : served) health->SetServingStatus(name, true);
   }
   parts->grpc_address =

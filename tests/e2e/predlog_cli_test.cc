@@ -267,6 +267,48 @@ TEST_F(PredlogCliTest, ExportVerifiesAndEveryKindOfTamperingIsNamed) {
   EXPECT_THAT(format, HasSubstr("--format"));
 }
 
+TEST_F(PredlogCliTest, BackupIsRestoredByPredlogdWithTheSameRecordsAndReruns) {
+  const std::string backups = dir_->Sub("backups");
+  auto [code, out] = RunCommand(Cli() + " backup --out " + backups);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("backup 1 written to " + backups));
+  EXPECT_THAT(out, HasSubstr("predlog.registry-0"));
+  EXPECT_THAT(out, HasSubstr("artifacts  2 copied"));  // credit@v1 and @v2
+  EXPECT_THAT(out, HasSubstr("predlogd --restore " + backups + " --restore_backup_id 1"));
+  auto [export_code, export_out] =
+      RunCommand(Cli() + " export --all --format jsonl --out " + dir_->Sub("before.jsonl"));
+  ASSERT_EQ(export_code, 0) << export_out;
+
+  // Refusals: a relative --out (the path is predlogd's), another partition count.
+  auto [relative_code, relative] = RunCommand(Cli() + " backup --out backups");
+  EXPECT_EQ(relative_code, 2);
+  EXPECT_THAT(relative, HasSubstr("--out backups is not an absolute path"));
+  auto [partitions_code, partitions] = RunCommand(
+      std::string(PREDLOGD_BINARY) + " --restore " + backups + " --data_dir " +
+      dir_->Sub("restored") + " --partitions=3 --grpc_listen=127.0.0.1:0 --http_listen=");
+  EXPECT_EQ(partitions_code, 2) << partitions;
+  EXPECT_THAT(partitions, HasSubstr("--partitions 3 differs from backup 1"));
+
+  testing::Predlogd restored(PREDLOGD_BINARY,
+                             {"--restore=" + backups, "--data_dir=" + dir_->Sub("restored"),
+                              "--grpc_listen=127.0.0.1:0", "--http_listen=", "--partitions=2"});
+  ASSERT_FALSE(restored.grpc().empty()) << restored.startup_line();
+  const std::string restored_cli = std::string(PREDLOG_CLI_BINARY) + " --server=" + restored.grpc();
+  auto [after_code, after_out] =
+      RunCommand(restored_cli + " export --all --format jsonl --out " + dir_->Sub("after.jsonl"));
+  ASSERT_EQ(after_code, 0) << after_out;
+  EXPECT_TRUE(ReadFile(dir_->Sub("before.jsonl")) == ReadFile(dir_->Sub("after.jsonl")));
+  auto [replay_code, replay] = RunCommand(restored_cli + " replay " + *prediction_);
+  EXPECT_EQ(replay_code, 0) << replay;
+  EXPECT_THAT(replay, HasSubstr("match        exact (bit for bit)"));
+  // A data dir that holds shards is not restored into.
+  auto [used_code, used] = RunCommand(std::string(PREDLOGD_BINARY) + " --restore " + backups +
+                                      " --data_dir " + dir_->Sub("restored") +
+                                      " --partitions=2 --grpc_listen=127.0.0.1:0 --http_listen=");
+  EXPECT_EQ(used_code, 1) << used;
+  EXPECT_THAT(used, HasSubstr("already holds shards (" + dir_->Sub("restored") + "/shards)"));
+}
+
 TEST_F(PredlogCliTest, StatusShowsEveryShard) {
   auto [code, out] = RunCommand(Cli() + " status");
   EXPECT_EQ(code, 0) << out;

@@ -24,6 +24,7 @@ namespace predlog::storage {
 namespace {
 
 using ::predlog::testing::IsOk;
+using ::predlog::testing::IsOkAndHolds;
 using ::predlog::testing::ReadFile;
 using ::predlog::testing::StatusIs;
 using ::predlog::testing::TempDir;
@@ -350,6 +351,53 @@ TEST_F(ArtifactStoreTest, ConcurrentCommitsOfSameContentBothSucceedWithOneFile) 
     ASSERT_OK_AND_ASSIGN(const std::string read, store_->Read(Sha256(bytes)));
     EXPECT_TRUE(read == bytes);
   }
+}
+
+TEST_F(ArtifactStoreTest, ListNamesEveryCommittedArtifactAscending) {
+  EXPECT_THAT(store_->List(), IsOkAndHolds(std::vector<Digest>{}));
+  std::vector<Digest> digests;
+  for (uint32_t seed = 1; seed <= 5; ++seed) {
+    ASSERT_OK_AND_ASSIGN(const ArtifactInfo info, store_->Put(RandomBytes(1000, seed)));
+    digests.push_back(info.digest);
+  }
+  std::sort(digests.begin(), digests.end());
+  // An upload in progress and a stray file are not artifacts.
+  ASSERT_OK_AND_ASSIGN(auto writer, store_->NewWriter());
+  ASSERT_OK(writer->Append("half"));
+  std::ofstream(store_dir_ + "/sha256/README") << "not an artifact";
+  EXPECT_THAT(store_->List(), IsOkAndHolds(digests));
+}
+
+TEST_F(ArtifactStoreTest, CopyFromStoresAMissingArtifactAndSkipsOneAlreadyHere) {
+  const std::string bytes = RandomBytes(3'000'000, 11);  // several read chunks
+  ASSERT_OK_AND_ASSIGN(const ArtifactInfo info, store_->Put(bytes));
+  ASSERT_OK_AND_ASSIGN(auto copy, ArtifactStore::Open(temp_.Sub("copy")));
+  ASSERT_OK_AND_ASSIGN(ArtifactStore::Copied copied, copy->CopyFrom(*store_, info.digest));
+  EXPECT_TRUE(copied.copied);
+  EXPECT_EQ(copied.size_bytes, bytes.size());
+  ASSERT_OK_AND_ASSIGN(const std::string read, copy->Read(info.digest));
+  EXPECT_TRUE(read == bytes);
+  ASSERT_OK_AND_ASSIGN(copied, copy->CopyFrom(*store_, info.digest));
+  EXPECT_FALSE(copied.copied);
+  EXPECT_THAT(copy->List(), IsOkAndHolds(std::vector<Digest>{info.digest}));
+  EXPECT_THAT(copy->CopyFrom(*store_, Sha256("never stored")),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(store_dir_)));
+}
+
+TEST_F(ArtifactStoreTest, CopyFromADamagedArtifactIsDataLossAndStoresNothing) {
+  std::string bytes = RandomBytes(100'000, 12);
+  ASSERT_OK_AND_ASSIGN(const ArtifactInfo info, store_->Put(bytes));
+  const std::string path = store_->PathOf(info.digest);
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  bytes[777] ^= 0x01;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  ASSERT_OK_AND_ASSIGN(auto copy, ArtifactStore::Open(temp_.Sub("copy")));
+  EXPECT_THAT(copy->CopyFrom(*store_, info.digest),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr(absl::StrCat("artifact sha256:", ToHex(info.digest), " in ",
+                                              store_dir_, " is corrupt"))));
+  EXPECT_THAT(copy->List(), IsOkAndHolds(std::vector<Digest>{}));
+  EXPECT_THAT(ListDir(temp_.Sub("copy/tmp")), IsEmpty());
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "predlog/v1/admin.grpc.pb.h"
 #include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/registry.grpc.pb.h"
 #include "predlog/v1/replay.grpc.pb.h"
@@ -168,7 +169,8 @@ std::vector<const MethodDescriptor*> EveryMethod() {
   std::vector<const MethodDescriptor*> methods;
   for (const char* service :
        {predlog::v1::PredictionLog::service_full_name(), predlog::v1::Registry::service_full_name(),
-        predlog::v1::Replay::service_full_name(), predlog::v1::Audit::service_full_name()}) {
+        predlog::v1::Replay::service_full_name(), predlog::v1::Audit::service_full_name(),
+        predlog::v1::Admin::service_full_name()}) {
     const google::protobuf::ServiceDescriptor* descriptor =
         google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service);
     EXPECT_NE(descriptor, nullptr) << service;
@@ -263,7 +265,7 @@ bool IsLogStream(const MethodDescriptor& method) {
 
 TEST_F(BadRequestTest, EveryMethod_BytesThatAreNotProtobufAreInvalidArgumentNamingTheType) {
   const std::vector<const MethodDescriptor*> methods = EveryMethod();
-  ASSERT_GE(methods.size(), 16u);
+  ASSERT_GE(methods.size(), 17u);
   for (const MethodDescriptor* method : methods) {
     SCOPED_TRACE(method->full_name());
     const std::string expected =
@@ -312,7 +314,7 @@ TEST_F(BadRequestTest, EveryMethod_StringFieldThatIsNotUtf8IsInvalidArgumentNami
                 HasSubstr(absl::StrCat("could not be parsed as ", method->input_type()->full_name(),
                                        ": ", expected)));
   }
-  EXPECT_GE(covered, 14);  // all but the requests without a string field
+  EXPECT_GE(covered, 15);  // all but the requests without a string field
   ExpectGoodLogIsApplied("good-after-utf8");
 }
 

@@ -779,7 +779,7 @@ grpc::Status HealthCheck(const std::string& address, const std::string& service,
 
 TEST_P(PipelineTest, EveryServiceAnswersTheHealthCheckByItsName) {
   for (const std::string service : {"", "predlog.v1.PredictionLog", "predlog.v1.Registry",
-                                    "predlog.v1.Replay", "predlog.v1.Audit"}) {
+                                    "predlog.v1.Replay", "predlog.v1.Audit", "predlog.v1.Admin"}) {
     std::string response;
     grpc::Status status = HealthCheck(server_->grpc_address(), service, &response);
     ASSERT_TRUE(status.ok()) << "'" << service << "': " << status.error_message();
