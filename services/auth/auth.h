@@ -154,6 +154,15 @@ class Identities {
   std::vector<CertificateEntry> certificates_;
 };
 
+// ---------------------------------------------------------------- addresses
+
+// Whether `address` ("host:port" or "[v6]:port", as --grpc_listen and
+// --server take it) names a loopback interface: localhost, 127.0.0.0/8, ::1
+// (also IPv4-mapped). A unix: socket counts as local. Host names other than
+// localhost are not resolved: they are not loopback. Where predlogd may serve
+// without TLS and identities, and where predlog may send a token in clear.
+bool IsLoopbackAddress(absl::string_view address);
+
 // ---------------------------------------------------------------- one call
 
 // The caller of one call, as predlogd authenticated it.

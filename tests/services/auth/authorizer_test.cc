@@ -147,5 +147,17 @@ TEST(DisabledAuthorizerTest, WithoutIdentitiesEveryCallIsAllowedAndNobodyKnown) 
   EXPECT_OK(authorizer.Check("/predlog.v1.Admin/CreateBackup", Credentials{}));
 }
 
+TEST(IsLoopbackAddressTest, OnlyLoopbackInterfacesAndLocalhost) {
+  for (const char* address : {"127.0.0.1:50051", "127.3.4.5:1", "localhost:50051", "LOCALHOST:1",
+                              "[::1]:50051", "[::ffff:127.0.0.1]:1", "unix:/run/predlog.sock"}) {
+    EXPECT_TRUE(IsLoopbackAddress(address)) << address;
+  }
+  for (const char* address : {"0.0.0.0:50051", "[::]:50051", "192.168.1.10:50051", "10.0.0.1:1",
+                              "[fe80::1]:1", "predlog.example.com:50051", "localhost.example.com:1",
+                              "128.0.0.1:1", "[::ffff:10.0.0.1]:1", ":50051"}) {
+    EXPECT_FALSE(IsLoopbackAddress(address)) << address;
+  }
+}
+
 }  // namespace
 }  // namespace predlog::auth
