@@ -11,6 +11,8 @@
 // authentication at all, so --embedded_kafka_listen must be loopback always.
 // /metrics holds counters per shard and per status code, no event data, and
 // stays open on any --http_listen.
+//
+// The functions keep no state: thread-safe.
 #ifndef PREDLOG_SERVICES_SERVER_LISTENER_SECURITY_H_
 #define PREDLOG_SERVICES_SERVER_LISTENER_SECURITY_H_
 
