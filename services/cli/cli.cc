@@ -21,6 +21,12 @@ constexpr absl::string_view kGlobalHelp =
     "                           127.0.0.1:50051\n"
     "  --json                   protobuf JSON on stdout, one object a line, bytes exact\n"
     "  --timeout_seconds N      each call's deadline; default: 30\n"
+    "  --tls_ca FILE            talk TLS, trusting predlogd's certificate if this CA\n"
+    "                           (PEM) signed it; default: plaintext\n"
+    "  --tls_cert FILE          a client certificate (PEM), for a predlogd with\n"
+    "  --tls_key FILE           --tls_client_ca, and its key; both need --tls_ca\n"
+    "  --token_file FILE        the bearer token to send (default: $PREDLOG_TOKEN);\n"
+    "                           `predlog auth new-token` makes one\n"
     "  --help, -h               this help\n"
     "\n"
     "exit codes: 0 ok; 1 not found, a failed request or verification, a logged line\n"
@@ -326,6 +332,22 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         0,
         0,
         &Cli::Backup}},
+      {"auth",
+       {"auth new-token NAME --roles ROLE[,ROLE...]",
+        "make a bearer token and its line for predlogd's identities file",
+        "Prints a new random token once (predlogd keeps only its SHA-256: store the\n"
+        "token where the caller reads it, as PREDLOG_TOKEN or a --token_file), then\n"
+        "the line to append to predlogd's --identities file. Talks to no predlogd.\n"
+        "\n"
+        "flags:\n"
+        "  --roles ROLE[,ROLE...]   writer, support, auditor, admin (required)\n"
+        "\n"
+        "example:\n"
+        "  predlog auth new-token limits-api --roles=writer\n",
+        {"roles"},
+        2,
+        2,
+        &Cli::Auth}},
       {"case",
        {"case PREDICTION_ID --out DIR [--against name@version] [--entity-type customer] "
         "[--window-days 30]",
@@ -405,6 +427,15 @@ int Cli::Run(const std::string& command) {
     }
   }
   if (bad_timeout_) return Usage("--timeout_seconds must be a positive integer");
+  // Subcommands that talk to predlogd read its TLS files and the token (an
+  // offline verify and `auth` do not, so a $PREDLOG_TOKEN meant for another
+  // server does not stop them).
+  const bool offline = command == "auth" || (command == "verify" && !args_.Has("server"));
+  if (!offline) {
+    absl::StatusOr<ChannelSecurity> security = LoadChannelSecurity(args_, server_);
+    if (!security.ok()) return Usage(std::string(security.status().message()));
+    security_ = std::move(*security);
+  }
   if (args_.positional.size() < c.min_positional || args_.positional.size() > c.max_positional) {
     return Usage(absl::StrCat("usage: predlog ", c.usage));
   }

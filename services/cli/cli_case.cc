@@ -195,6 +195,7 @@ int Cli::Case() {
   md << "| Subject | " << p.subject_id() << " |\n";
   md << "| Decision | " << OutputText(p.output()) << " |\n";
   md << "| Served at | " << IsoTime(p.served_at()) << " by " << p.service() << " |\n";
+  md << "| Logged by | " << ActorText(record.event()) << " |\n";
   md << "| Model | " << p.model().name() << "@" << p.model().version() << " |\n";
   md << "| Recorded at | " << record.position().shard() << "#" << record.position().index()
      << ", leaf sha256 `" << record.leaf_sha256() << "` |\n";

@@ -31,7 +31,8 @@ namespace predlog::services::cli_internal {
 namespace v1 = ::predlog::v1;
 
 // Flags every subcommand takes.
-inline const std::set<std::string> kGlobalFlags = {"server", "json", "timeout_seconds", "help"};
+inline const std::set<std::string> kGlobalFlags = {
+    "server", "json", "timeout_seconds", "help", "tls_ca", "tls_cert", "tls_key", "token_file"};
 // Flags without a value. -h is read as --help.
 inline const std::set<std::string> kBoolFlags = {"json", "explain", "all", "help"};
 
@@ -51,6 +52,29 @@ struct Args {
     return it == flags.end() ? kNone : it->second;
   }
 };
+
+// How predlog reaches predlogd (cli_channel.cc): TLS with --tls_ca (the
+// server's CA), a client certificate with --tls_cert and --tls_key, and a
+// bearer token from --token_file or else $PREDLOG_TOKEN (never a flag's
+// value: command lines show in ps and shell history).
+struct ChannelSecurity {
+  std::string tls_ca_pem;  // empty: plaintext
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  std::string token;  // empty: none
+};
+
+// Reads the files the flags name. INVALID_ARGUMENT names the flag and the
+// file (unreadable, empty token file), a client certificate without
+// --tls_ca, or a token that would go to a non-loopback `server` in clear.
+absl::StatusOr<ChannelSecurity> LoadChannelSecurity(const Args& args, const std::string& server);
+
+// A channel to `server` with `security`: TLS credentials, and the token sent
+// as "authorization: Bearer <token>" on every call (a client interceptor,
+// so it works over plaintext on loopback too, where gRPC would not send
+// call credentials).
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& server,
+                                          const ChannelSecurity& security);
 
 // One call's context: the server, output mode and streams.
 class Cli {
@@ -104,12 +128,7 @@ class Cli {
   static std::string Help(const std::string& name, const Command& c);
 
   std::shared_ptr<grpc::Channel> Channel() {
-    if (channel_ == nullptr) {
-      grpc::ChannelArguments channel_args;
-      channel_args.SetMaxReceiveMessageSize(64 << 20);
-      channel_ =
-          grpc::CreateCustomChannel(server_, grpc::InsecureChannelCredentials(), channel_args);
-    }
+    if (channel_ == nullptr) channel_ = NewChannel(server_, security_);
     return channel_;
   }
   void SetDeadline(grpc::ClientContext* context) const {
@@ -121,6 +140,13 @@ class Cli {
         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       err_ << "predlog " << command_ << ": cannot reach predlogd at " << server_ << ": "
            << status.error_message() << "\n";
+    } else if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+               status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      // Who may do what: the code says which of the two went wrong.
+      err_ << "predlog " << command_ << ": "
+           << (status.error_code() == grpc::StatusCode::UNAUTHENTICATED ? "UNAUTHENTICATED"
+                                                                        : "PERMISSION_DENIED")
+           << ": " << status.error_message() << "\n";
     } else {
       err_ << "predlog " << command_ << ": " << status.error_message() << "\n";
     }
@@ -164,6 +190,7 @@ class Cli {
   int Case();
   int Demo();
   int Backup();
+  int Auth();
   // Streams `request`'s export into `path` and its manifest beside it;
   // returns the manifest (which may list ranges the server could not read),
   // or an error message, and then nothing new is left at `path`.
@@ -181,6 +208,7 @@ class Cli {
   std::ostream out_;
   std::ostream err_;
   std::string server_;
+  ChannelSecurity security_;
   std::string command_;
   bool bad_timeout_ = false;
   std::chrono::seconds timeout_{30};

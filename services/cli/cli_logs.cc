@@ -17,6 +17,7 @@
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/cli/cli_format.h"
 #include "services/cli/cli_internal.h"
+#include "services/export/trail_export.h"
 #include "storage/status_macros.h"
 #include "storage/timestamps.h"
 
@@ -198,7 +199,7 @@ int Cli::Get() {
   fields.AddRow({"subject", p.subject_id()});
   fields.AddRow({"served_at", IsoTime(p.served_at())});
   fields.AddRow({"recorded_at", IsoTime(e.recorded_at())});
-  fields.AddRow({"actor", e.actor()});
+  fields.AddRow({"actor", ActorText(e)});
   fields.AddRow({"service", p.service()});
   fields.AddRow({"model", absl::StrCat(p.model().name(), "@", p.model().version())});
   if (!p.model().artifact_sha256().empty())

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
+#include "services/export/trail_export.h"
 #include "services/export/trail_internal.h"
 #include "services/export/trail_json.h"
 
@@ -160,7 +161,7 @@ void AppendCsvRow(const CsvColumns& columns, const RowKey& key, const AuditEvent
   out->push_back(',');
   AppendCell(CsvTime(event.has_recorded_at(), event.recorded_at()), out);
   out->push_back(',');
-  AppendCell(SpreadsheetText(event.actor()), out);
+  AppendCell(SpreadsheetText(::predlog::services::ActorText(event)), out);
   out->push_back(',');
   if (event.body_case() != AuditEvent::BODY_NOT_SET) {
     const auto* field = AuditEvent::descriptor()->FindFieldByNumber(event.body_case());

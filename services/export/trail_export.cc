@@ -25,7 +25,10 @@
 //             artifact_sha256,pipeline_name,pipeline_version,scores,label,trace_id
 //   The input columns are the first prediction record's input names in its
 //   order (first of each name; none when the export holds no prediction).
-//   kind is the body's proto field name ("prediction_logged"); times are RFC
+//   actor is the event's actor with its claimed_actor beside it as ActorText
+//   writes it ("alice", "alice (claimed)", "svc (claimed: alice)"; an event
+//   without claimed_actor shows its actor alone, as before claimed_actor
+//   existed); kind is the body's proto field name ("prediction_logged"); times are RFC
 //   3339 as in JSON ("invalid(seconds=<s> nanos=<n>)" outside protobuf's
 //   range); numbers print as in JSON (NaN, Infinity, -Infinity bare); scores
 //   are the float scores then the double scores, ';'-joined; an input cell is
@@ -105,6 +108,14 @@ absl::StatusOr<ExportFormat> ParseExportFormat(absl::string_view name) {
 
 absl::string_view ExportFormatName(ExportFormat format) {
   return format == ExportFormat::kJsonl ? "jsonl" : "csv";
+}
+
+std::string ActorText(const predlog::v1::AuditEvent& event) {
+  const std::string& actor = event.actor();
+  const std::string& claim = event.claimed_actor();
+  if (claim.empty() || claim == actor) return actor;
+  if (actor.empty()) return absl::StrCat(claim, " (claimed)");
+  return absl::StrCat(actor, " (claimed: ", claim, ")");
 }
 
 }  // namespace predlog::services

@@ -47,6 +47,13 @@ inline constexpr char kPartialSuffix[] = ".partial";
 
 // "jsonl" or "csv"; INVALID_ARGUMENT naming anything else.
 absl::StatusOr<ExportFormat> ParseExportFormat(absl::string_view name);
+
+// Who caused `event`, as people read it (the CLI, case files, the CSV actor
+// column): the authenticated actor; "<claim> (claimed)" when predlogd knew
+// nobody and only the client's claim was recorded; "<actor> (claimed:
+// <claim>)" when the client claimed another name than the one it
+// authenticated as; "" when neither is recorded.
+std::string ActorText(const predlog::v1::AuditEvent& event);
 absl::string_view ExportFormatName(ExportFormat format);
 
 // Writes exported records, in the order the server streams them (shard by

@@ -384,6 +384,7 @@ bool EmitEvent(const predlog::v1::AuditEvent& e, std::string* out) {
     return false;
   }
   if (e.schema_version() != 0) AppendInt(e.schema_version(), w.Key("\"schemaVersion\":"));
+  if (!w.String("\"claimedActor\":", e.claimed_actor())) return false;
   switch (e.body_case()) {
     case E::kPredictionLogged:
       return EmitPrediction(e.prediction_logged(), w.Key("\"predictionLogged\":"));
@@ -464,6 +465,7 @@ bool FastTrailJsonCoversSchema() {
           {2, "recordedAt"},
           {3, "actor"},
           {4, "schemaVersion"},
+          {5, "claimedActor"},
           {10, "predictionLogged"},
           {11, "modelRegistered"},
           {12, "modelDeployed"},

@@ -57,10 +57,12 @@ constexpr absl::string_view kIncarnationTopicPrefix = "__predlog_incarnation.";
 }  // namespace
 
 absl::StatusOr<std::string> DiscoverIncarnation(const std::string& bootstrap_servers,
-                                                absl::Duration timeout) {
-  ASSIGN_OR_RETURN(rd_kafka_t * rk,
-                   NewKafkaClient(RD_KAFKA_PRODUCER,
-                                  {{"bootstrap.servers", bootstrap_servers}, {"log_level", "3"}}));
+                                                absl::Duration timeout,
+                                                const KafkaSettings& client_properties) {
+  KafkaSettings settings = client_properties;
+  settings.emplace_back("bootstrap.servers", bootstrap_servers);
+  settings.emplace_back("log_level", "3");
+  ASSIGN_OR_RETURN(rd_kafka_t * rk, NewKafkaClient(RD_KAFKA_PRODUCER, settings));
   const rd_kafka_metadata_t* metadata = nullptr;
   const rd_kafka_resp_err_t err = rd_kafka_metadata(
       rk, 1, nullptr, &metadata, static_cast<int>(absl::ToInt64Milliseconds(timeout)));

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/kafka/kafka_config.h"
 #include "services/kafka/produce_size_guard.h"
 
 namespace predlog::services {
@@ -57,9 +58,12 @@ class EmbeddedBroker {
 // broker announces its own (as an empty topic named
 // "__predlog_incarnation.<incarnation>"), so an ingest in another process
 // notices when that broker restarted empty. A real cluster is "kafka".
-// UNAVAILABLE when the cluster cannot be reached within `timeout`.
+// `client_properties` (a --kafka_properties file: security settings) apply
+// to the metadata client. UNAVAILABLE when the cluster cannot be reached
+// within `timeout`; INTERNAL when the client cannot be created with them.
 absl::StatusOr<std::string> DiscoverIncarnation(const std::string& bootstrap_servers,
-                                                absl::Duration timeout);
+                                                absl::Duration timeout,
+                                                const KafkaSettings& client_properties = {});
 
 }  // namespace predlog::services
 

@@ -104,6 +104,10 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
       {"socket.nagle.disable", "true"},
       {"log_level", "4"},
   };
+  // A --kafka_properties file's settings first; none of them is one predlog
+  // sets (ParseKafkaProperties refuses those).
+  settings.insert(settings.begin(), options.client_properties.begin(),
+                  options.client_properties.end());
   const bool embedded = absl::StartsWith(options.incarnation, kEmbeddedIncarnationPrefix);
   if (embedded) {
     // A real broker answers a fetch as soon as data arrives, so there the

@@ -45,6 +45,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/kafka/kafka_config.h"
 #include "storage/artifact_store.h"
 #include "storage/shard_group.h"
 #include "storage/shard_set.h"
@@ -64,6 +65,10 @@ struct IngestOptions {
   // predlog.events; empty (the default): no group, this instance folds every
   // partition (what a gateway in front of the embedded broker needs).
   std::string group_id;
+  // librdkafka settings applied to every consumer before predlog's own (a
+  // --kafka_properties file: security.protocol, sasl.*, ssl.*);
+  // ParseKafkaProperties refuses the ones predlog sets.
+  KafkaSettings client_properties;
   // Most messages folded into one partition's WriteBatch.
   size_t max_batch_messages = 1000;
   // Snapshot a shard once this many records were added since its last

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "storage/event_validation.h"
 
 namespace predlog::services {
@@ -35,9 +36,40 @@ int32_t PartitionForKey(absl::string_view key, int partitions);
 
 using KafkaSettings = std::vector<std::pair<std::string, std::string>>;
 
-// A new rd_kafka_conf_t with `settings` applied; INVALID_ARGUMENT names the
-// setting librdkafka refused. The caller owns the result (rd_kafka_new takes it).
+// A new rd_kafka_conf_t with `settings` applied in order; INVALID_ARGUMENT
+// names the setting librdkafka refused (its value only when it is not a
+// secret: passwords, secrets and keys show as <hidden>). The caller owns the
+// result (rd_kafka_new takes it).
 absl::StatusOr<rd_kafka_conf_t*> NewKafkaConf(const KafkaSettings& settings);
+
+// Parses a librdkafka properties file (predlogd --kafka_properties): the
+// security settings (security.protocol, sasl.*, ssl.*) and any other client
+// setting, applied to every producer, consumer and metadata client predlogd
+// creates against --kafka_brokers, before predlog's own settings. Grammar
+// (as Java's client.properties, minus line continuations and escapes):
+//   file     := line*
+//   line     := blank* [comment | property] ("\n" | end)   ("\r" before "\n" ignored)
+//   comment  := ("#" | "!") any*      -- whole lines only: a value may hold '#'
+//   property := name blank* "=" blank* value
+//   value    := any*, trailing blanks dropped (may be empty)
+// INVALID_ARGUMENT "kafka properties file F line N: ..." for a line without
+// '=', a name librdkafka does not know or a value it refuses, a name given
+// twice, or a property predlog sets itself (kPredlogKafkaProperties says
+// why). A secret's value is never repeated in a message.
+absl::StatusOr<KafkaSettings> ParseKafkaProperties(absl::string_view text, absl::string_view file);
+// Reads `path` and parses it; INVALID_ARGUMENT names the file when it cannot
+// be read.
+absl::StatusOr<KafkaSettings> LoadKafkaProperties(const std::string& path);
+
+// The properties predlog sets on its clients itself, with why: for
+// correctness (exactly once, acks=all, murmur2 partitioning, gaps never
+// skipped, read_committed, the shards as the truth of what was folded) or
+// because predlog tunes them; a properties file may not set them.
+struct PredlogKafkaProperty {
+  absl::string_view name;
+  absl::string_view why;
+};
+absl::Span<const PredlogKafkaProperty> PredlogKafkaProperties();
 
 // Creates a client of `type` from `settings`.
 absl::StatusOr<rd_kafka_t*> NewKafkaClient(rd_kafka_type_t type, const KafkaSettings& settings);

@@ -14,22 +14,24 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Open(const ProducerOptions& 
   if (options.delivery_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("ProducerOptions.delivery_timeout must be > 0");
   }
-  ASSIGN_OR_RETURN(
-      rd_kafka_conf_t * conf,
-      NewKafkaConf({
-          {"bootstrap.servers", options.bootstrap_servers},
-          {"enable.idempotence", "true"},
-          {"acks", "all"},
-          // Small requests go out at once instead of waiting behind an unacknowledged
-          // one for the broker's delayed ACK (up to 40 ms).
-          {"socket.nagle.disable", "true"},
-          {"partitioner", "murmur2_random"},
-          {"message.max.bytes", absl::StrCat(kMaxMessageBytes)},
-          {"linger.ms", absl::StrCat(absl::ToDoubleMilliseconds(options.linger))},
-          {"message.timeout.ms", absl::StrCat(absl::ToInt64Milliseconds(options.delivery_timeout))},
-          {"queue.buffering.max.messages", absl::StrCat(options.max_queued_messages)},
-          {"log_level", "4"},
-      }));
+  KafkaSettings settings = {
+      {"bootstrap.servers", options.bootstrap_servers},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      // Small requests go out at once instead of waiting behind an unacknowledged
+      // one for the broker's delayed ACK (up to 40 ms).
+      {"socket.nagle.disable", "true"},
+      {"partitioner", "murmur2_random"},
+      {"message.max.bytes", absl::StrCat(kMaxMessageBytes)},
+      {"linger.ms", absl::StrCat(absl::ToDoubleMilliseconds(options.linger))},
+      {"message.timeout.ms", absl::StrCat(absl::ToInt64Milliseconds(options.delivery_timeout))},
+      {"queue.buffering.max.messages", absl::StrCat(options.max_queued_messages)},
+      {"log_level", "4"},
+  };
+  // A --kafka_properties file's settings first; none of them is one of these.
+  settings.insert(settings.begin(), options.client_properties.begin(),
+                  options.client_properties.end());
+  ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, NewKafkaConf(settings));
   rd_kafka_conf_set_dr_msg_cb(conf, &Producer::OnDelivery);
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));

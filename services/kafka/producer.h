@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "services/kafka/kafka_config.h"
 
 namespace predlog::services {
 
@@ -35,6 +36,10 @@ struct ProducerOptions {
   absl::Duration linger = absl::ZeroDuration();
   // Messages queued locally before Produce answers RESOURCE_EXHAUSTED.
   int max_queued_messages = 100'000;
+  // librdkafka settings applied before predlog's own (a --kafka_properties
+  // file: security.protocol, sasl.*, ssl.*); ParseKafkaProperties refuses the
+  // ones predlog sets.
+  KafkaSettings client_properties;
 };
 
 struct Delivery {

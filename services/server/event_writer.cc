@@ -45,11 +45,13 @@ void SetFoldResult(const std::string& shard, const storage::MessageResult& resul
   }
 }
 
-void EventWriter::StampEnvelope(absl::string_view actor, predlog::v1::AuditEvent* event) {
+void EventWriter::StampEnvelope(absl::string_view actor, absl::string_view claimed_actor,
+                                predlog::v1::AuditEvent* event) {
   thread_local std::mt19937_64 rng(std::random_device{}());
   event->set_event_id(absl::StrFormat("%016x%016x", rng(), rng()));
   storage::TimeToProto(absl::Now(), event->mutable_recorded_at());
   event->set_actor(std::string(actor));
+  event->set_claimed_actor(std::string(claimed_actor));
   event->set_schema_version(storage::kSchemaVersion);
 }
 

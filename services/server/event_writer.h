@@ -51,9 +51,12 @@ class EventWriter {
   EventWriter(Producer* producer, Ingest* ingest, EventWriterOptions options)
       : producer_(producer), ingest_(ingest), options_(options) {}
 
-  // Fills the envelope: a fresh event_id, recorded_at = now, `actor`, the
-  // current schema version. Call before validating.
-  static void StampEnvelope(absl::string_view actor, predlog::v1::AuditEvent* event);
+  // Fills the envelope: a fresh event_id, recorded_at = now, `actor` (the
+  // authenticated identity's name, "" when predlogd knows nobody),
+  // `claimed_actor` (the request's own actor field, as sent), the current
+  // schema version. Call before validating.
+  static void StampEnvelope(absl::string_view actor, absl::string_view claimed_actor,
+                            predlog::v1::AuditEvent* event);
 
   // Validation names fields by the event body ("prediction_logged.subject_id
   // is empty"); a request calls the body otherwise ("prediction."). Rewrites

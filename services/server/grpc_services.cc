@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "services/auth/grpc_auth.h"
 #include "services/server/request_parse.h"
 
 namespace predlog::services {
@@ -72,27 +73,58 @@ class UnaryCall {
   Request request_;
 };
 
-// Parses the request and, when it parses, hands the call to `serve`, which
-// must Reply once, from any thread.
+// Every method begins in ServeUnary or ServeStream: they take the call's
+// caller (auth::CallerOf; the port's metadata processor has already checked
+// the call against the role table) and hand it on with the call.
+
+// Parses the request and, when it parses, hands the call and its caller
+// (valid while `serve` runs) to `serve`, which must Reply once, from any
+// thread.
 template <typename Request, typename Response, typename Serve>
-grpc::ServerUnaryReactor* ServeUnary(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* ServeUnary(const auth::Authorizer& authorizer,
+                                     grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                      Serve serve) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<auth::Caller> caller = auth::CallerOf(authorizer, *context);
+  if (!caller.ok()) {
+    reactor->Finish(ToGrpcStatus(caller.status()));
+    return reactor;
+  }
   auto* call = new UnaryCall<Request, Response>(reactor, response);
-  if (call->Parse(*request)) serve(call);
+  if (call->Parse(*request)) serve(call, *caller);
   call->Release();  // the handler's reference
   return reactor;
+}
+
+// A stream refused before it began: it finishes at once with `status`.
+template <typename Reactor>
+class RefusedStream final : public Reactor {
+ public:
+  explicit RefusedStream(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+// Begins a streaming call: the reactor `start(caller)` returns serves it
+// (the caller is valid while `start` runs).
+template <typename Reactor, typename Start>
+Reactor* ServeStream(const auth::Authorizer& authorizer, grpc::CallbackServerContext* context,
+                     Start start) {
+  absl::StatusOr<auth::Caller> caller = auth::CallerOf(authorizer, *context);
+  if (!caller.ok()) return new RefusedStream<Reactor>(ToGrpcStatus(caller.status()));
+  return start(*caller);
 }
 
 // Answers a unary call with what `read(request)` returns, computed on
 // `workers`, never on gRPC's own threads (see worker_pool.h).
 template <typename Request, typename Response, typename Read>
-grpc::ServerUnaryReactor* FinishOnPool(WorkerPool* workers, grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* FinishOnPool(const auth::Authorizer& authorizer, WorkerPool* workers,
+                                       grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                        Read read) {
   return ServeUnary<Request, Response>(
-      context, request, response, [workers, &read](UnaryCall<Request, Response>* call) {
+      authorizer, context, request, response,
+      [workers, &read](UnaryCall<Request, Response>* call, const auth::Caller&) {
         workers->Submit([call, read = std::move(read)] { call->Reply(read(call->request())); });
       });
 }
@@ -100,23 +132,28 @@ grpc::ServerUnaryReactor* FinishOnPool(WorkerPool* workers, grpc::CallbackServer
 // Answers a unary call with what `read(request)` returns, computed right here
 // on gRPC's callback thread. Only for bounded reads (see PredictionLogService).
 template <typename Request, typename Response, typename Read>
-grpc::ServerUnaryReactor* FinishInline(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* FinishInline(const auth::Authorizer& authorizer,
+                                       grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                        Read read) {
   return ServeUnary<Request, Response>(
-      context, request, response,
-      [&read](UnaryCall<Request, Response>* call) { call->Reply(read(call->request())); });
+      authorizer, context, request, response,
+      [&read](UnaryCall<Request, Response>* call, const auth::Caller&) {
+        call->Reply(read(call->request()));
+      });
 }
 
 // Answers a unary call whose work completes through a callback (writes:
-// the shard writer's or the producer's).
+// the shard writer's or the producer's). `start(request, caller, done)`.
 template <typename Request, typename Response, typename Start>
-grpc::ServerUnaryReactor* FinishFromCallback(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* FinishFromCallback(const auth::Authorizer& authorizer,
+                                             grpc::CallbackServerContext* context,
                                              const grpc::ByteBuffer* request,
                                              grpc::ByteBuffer* response, Start start) {
   return ServeUnary<Request, Response>(
-      context, request, response, [&start](UnaryCall<Request, Response>* call) {
-        start(call->request(),
+      authorizer, context, request, response,
+      [&start](UnaryCall<Request, Response>* call, const auth::Caller& caller) {
+        start(call->request(), caller,
               [call](absl::StatusOr<Response> result) { call->Reply(std::move(result)); });
       });
 }
@@ -127,8 +164,9 @@ grpc::ServerUnaryReactor* PredictionLogService::Log(grpc::CallbackServerContext*
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* response) {
   return FinishFromCallback<predlog::v1::LogRequest, predlog::v1::LogReceipt>(
-      context, request, response, [this](const predlog::v1::LogRequest& parsed, auto done) {
-        log_->Log(parsed, std::move(done));
+      authorizer_, context, request, response,
+      [this](const predlog::v1::LogRequest& parsed, const auth::Caller& caller, auto done) {
+        log_->Log(parsed, caller.name, std::move(done));
       });
 }
 
@@ -136,8 +174,9 @@ grpc::ServerUnaryReactor* PredictionLogService::LogBatch(grpc::CallbackServerCon
                                                          const grpc::ByteBuffer* request,
                                                          grpc::ByteBuffer* response) {
   return FinishFromCallback<predlog::v1::LogBatchRequest, predlog::v1::LogBatchResponse>(
-      context, request, response, [this](const predlog::v1::LogBatchRequest& parsed, auto done) {
-        log_->LogBatch(parsed, std::move(done));
+      authorizer_, context, request, response,
+      [this](const predlog::v1::LogBatchRequest& parsed, const auth::Caller& caller, auto done) {
+        log_->LogBatch(parsed, caller.name, std::move(done));
       });
 }
 
@@ -145,17 +184,17 @@ grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(grpc::CallbackServe
                                                              const grpc::ByteBuffer* request,
                                                              grpc::ByteBuffer* response) {
   return FinishFromCallback<predlog::v1::ChangeEntityRequest, predlog::v1::LogReceipt>(
-      context, request, response,
-      [this](const predlog::v1::ChangeEntityRequest& parsed, auto done) {
-        log_->ChangeEntity(parsed, std::move(done));
-      });
+      authorizer_, context, request, response,
+      [this](const predlog::v1::ChangeEntityRequest& parsed, const auth::Caller& caller,
+             auto done) { log_->ChangeEntity(parsed, caller.name, std::move(done)); });
 }
 
 grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(grpc::CallbackServerContext* context,
                                                               const grpc::ByteBuffer* request,
                                                               grpc::ByteBuffer* response) {
   return FinishInline<predlog::v1::GetPredictionRequest, predlog::v1::PredictionRecord>(
-      context, request, response, [this](const predlog::v1::GetPredictionRequest& parsed) {
+      authorizer_, context, request, response,
+      [this](const predlog::v1::GetPredictionRequest& parsed) {
         return log_->GetPrediction(parsed);
       });
 }
@@ -181,7 +220,10 @@ std::string PredictionIdOf(const grpc::ByteBuffer& bytes) {
 // touches freed memory.
 class LogStreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  explicit LogStreamReactor(PredictionLog* log) : log_(log) { StartRead(&request_bytes_); }
+  // Records `actor` (the caller's identity) on every event of the stream.
+  LogStreamReactor(PredictionLog* log, absl::string_view actor) : log_(log), actor_(actor) {
+    StartRead(&request_bytes_);
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -201,10 +243,11 @@ class LogStreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     }
     if (ParseMessage(request_bytes_, &request_)) {
       const std::string prediction_id = request_.prediction().prediction_id();
-      log_->Log(request_, [this, prediction_id](absl::StatusOr<predlog::v1::LogReceipt> result) {
-        Complete(result.ok() ? std::move(*result)
-                             : PredictionLog::ErrorReceipt(prediction_id, result.status()));
-      });
+      log_->Log(
+          request_, actor_, [this, prediction_id](absl::StatusOr<predlog::v1::LogReceipt> result) {
+            Complete(result.ok() ? std::move(*result)
+                                 : PredictionLog::ErrorReceipt(prediction_id, result.status()));
+          });
     } else {
       Complete(PredictionLog::ErrorReceipt(
           PredictionIdOf(request_bytes_),
@@ -315,6 +358,7 @@ class LogStreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
   }
 
   PredictionLog* const log_;
+  const std::string actor_;
   grpc::ByteBuffer request_bytes_;   // the read path's alone
   predlog::v1::LogRequest request_;  // the read path's alone
   int64_t requests_read_ = 0;        // the read path's alone
@@ -335,7 +379,9 @@ class LogStreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* PredictionLogService::LogStream(
     grpc::CallbackServerContext* context) {
-  return new LogStreamReactor(log_);
+  return ServeStream<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
+      authorizer_, context,
+      [this](const auth::Caller& caller) { return new LogStreamReactor(log_, caller.name); });
 }
 
 grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
@@ -343,7 +389,7 @@ grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
     grpc::ByteBuffer* response) {
   using Call = UnaryCall<predlog::v1::ListPredictionsRequest, predlog::v1::ListPredictionsResponse>;
   return ServeUnary<predlog::v1::ListPredictionsRequest, predlog::v1::ListPredictionsResponse>(
-      context, request, response, [this](Call* call) {
+      authorizer_, context, request, response, [this](Call* call, const auth::Caller&) {
         if (call->request().page_size() <= PredictionLog::kDefaultPageSize) {  // 0: the default
           call->Reply(log_->ListPredictions(call->request()));
           return;
@@ -362,10 +408,11 @@ class RegisterModelReactor final : public grpc::ServerReadReactor<grpc::ByteBuff
   // Artifact writes (and their fsync) and the parsing of each message run on
   // `workers`, never on gRPC's threads; one read is outstanding at a time, so
   // chunks stay in order. `response` is gRPC's, valid until the call is done.
+  // `actor`: the caller's identity, recorded on the ModelRegistered event.
   RegisterModelReactor(grpc::CallbackServerContext* context, ModelRegistry* registry,
-                       grpc::ByteBuffer* response, WorkerPool* workers)
+                       absl::string_view actor, grpc::ByteBuffer* response, WorkerPool* workers)
       : context_(context),
-        upload_(registry->StartUpload()),
+        upload_(registry->StartUpload(actor)),
         response_(response),
         workers_(workers) {
     StartRead(&request_bytes_);
@@ -443,15 +490,19 @@ class RegisterModelReactor final : public grpc::ServerReadReactor<grpc::ByteBuff
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* RegistryService::RegisterModel(
     grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
-  return new RegisterModelReactor(context, registry_, response, workers_);
+  return ServeStream<grpc::ServerReadReactor<grpc::ByteBuffer>>(
+      authorizer_, context, [&](const auth::Caller& caller) {
+        return new RegisterModelReactor(context, registry_, caller.name, response, workers_);
+      });
 }
 
 grpc::ServerUnaryReactor* RegistryService::DeployModel(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
   return FinishFromCallback<predlog::v1::DeployModelRequest, predlog::v1::RegistryReceipt>(
-      context, request, response, [this](const predlog::v1::DeployModelRequest& parsed, auto done) {
-        registry_->Deploy(parsed, std::move(done));
+      authorizer_, context, request, response,
+      [this](const predlog::v1::DeployModelRequest& parsed, const auth::Caller& caller, auto done) {
+        registry_->Deploy(parsed, caller.name, std::move(done));
       });
 }
 
@@ -459,7 +510,7 @@ grpc::ServerUnaryReactor* RegistryService::GetModel(grpc::CallbackServerContext*
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetModelRequest, predlog::v1::ModelRecord>(
-      workers_, context, request, response,
+      authorizer_, workers_, context, request, response,
       [this](const predlog::v1::GetModelRequest& parsed) { return registry_->GetModel(parsed); });
 }
 
@@ -467,7 +518,8 @@ grpc::ServerUnaryReactor* RegistryService::ListModels(grpc::CallbackServerContex
                                                       const grpc::ByteBuffer* request,
                                                       grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::ListModelsRequest, predlog::v1::ListModelsResponse>(
-      workers_, context, request, response, [this](const predlog::v1::ListModelsRequest& parsed) {
+      authorizer_, workers_, context, request, response,
+      [this](const predlog::v1::ListModelsRequest& parsed) {
         return registry_->ListModels(parsed);
       });
 }
@@ -476,7 +528,7 @@ grpc::ServerUnaryReactor* ReplayService::Rerun(grpc::CallbackServerContext* cont
                                                const grpc::ByteBuffer* request,
                                                grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::RerunRequest, predlog::v1::RerunReport>(
-      workers_, context, request, response,
+      authorizer_, workers_, context, request, response,
       [this](const predlog::v1::RerunRequest& parsed) { return replayer_->Rerun(parsed); });
 }
 
@@ -484,7 +536,8 @@ grpc::ServerUnaryReactor* ReplayService::RerunTrace(grpc::CallbackServerContext*
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::RerunTraceRequest, predlog::v1::RerunTraceReport>(
-      workers_, context, request, response, [this](const predlog::v1::RerunTraceRequest& parsed) {
+      authorizer_, workers_, context, request, response,
+      [this](const predlog::v1::RerunTraceRequest& parsed) {
         return replayer_->RerunTrace(parsed);
       });
 }
@@ -493,7 +546,8 @@ grpc::ServerUnaryReactor* ReplayService::GetEntityAt(grpc::CallbackServerContext
                                                      const grpc::ByteBuffer* request,
                                                      grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetEntityAtRequest, predlog::v1::EntityAtResponse>(
-      workers_, context, request, response, [this](const predlog::v1::GetEntityAtRequest& parsed) {
+      authorizer_, workers_, context, request, response,
+      [this](const predlog::v1::GetEntityAtRequest& parsed) {
         return replayer_->GetEntityAt(parsed);
       });
 }
@@ -502,7 +556,7 @@ grpc::ServerUnaryReactor* ReplayService::GetRegistryAt(grpc::CallbackServerConte
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetRegistryAtRequest, predlog::v1::RegistryAtResponse>(
-      workers_, context, request, response,
+      authorizer_, workers_, context, request, response,
       [this](const predlog::v1::GetRegistryAtRequest& parsed) {
         return replayer_->GetRegistryAt(parsed);
       });
@@ -624,14 +678,16 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* AuditService::ExportTrail(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  return new ExportTrailReactor(audit_, *request, workers_);
+  return ServeStream<grpc::ServerWriteReactor<grpc::ByteBuffer>>(
+      authorizer_, context,
+      [&](const auth::Caller&) { return new ExportTrailReactor(audit_, *request, workers_); });
 }
 
 grpc::ServerUnaryReactor* AuditService::GetStatus(grpc::CallbackServerContext* context,
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetStatusRequest, predlog::v1::StatusResponse>(
-      workers_, context, request, response,
+      authorizer_, workers_, context, request, response,
       [this](const predlog::v1::GetStatusRequest&) { return audit_->Status(); });
 }
 
@@ -639,7 +695,7 @@ grpc::ServerUnaryReactor* AuditService::GetChainValues(grpc::CallbackServerConte
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetChainValuesRequest, predlog::v1::GetChainValuesResponse>(
-      workers_, context, request, response,
+      authorizer_, workers_, context, request, response,
       [this](const predlog::v1::GetChainValuesRequest& parsed) {
         return audit_->GetChainValues(parsed);
       });
@@ -649,7 +705,7 @@ grpc::ServerUnaryReactor* AuditService::SignCheckpoints(grpc::CallbackServerCont
                                                         const grpc::ByteBuffer* request,
                                                         grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::SignCheckpointsRequest, predlog::v1::SignCheckpointsResponse>(
-      workers_, context, request, response,
+      authorizer_, workers_, context, request, response,
       [this](const predlog::v1::SignCheckpointsRequest& parsed) {
         return audit_->SignCheckpoints(parsed);
       });
@@ -660,7 +716,7 @@ grpc::ServerUnaryReactor* AuditService::GetConsistencyProof(grpc::CallbackServer
                                                             grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetConsistencyProofRequest,
                       predlog::v1::GetConsistencyProofResponse>(
-      workers_, context, request, response,
+      authorizer_, workers_, context, request, response,
       [this](const predlog::v1::GetConsistencyProofRequest& parsed) {
         return audit_->GetConsistencyProof(parsed);
       });
@@ -670,7 +726,8 @@ grpc::ServerUnaryReactor* AdminService::CreateBackup(grpc::CallbackServerContext
                                                      const grpc::ByteBuffer* request,
                                                      grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::CreateBackupRequest, predlog::v1::CreateBackupResponse>(
-      workers_, context, request, response, [this](const predlog::v1::CreateBackupRequest& parsed) {
+      authorizer_, workers_, context, request, response,
+      [this](const predlog::v1::CreateBackupRequest& parsed) {
         return admin_->CreateBackup(parsed);
       });
 }

@@ -18,6 +18,12 @@
 // `response` before finishing; the status codes are those of the plain
 // class it calls, plus INVALID_ARGUMENT for a request that cannot be parsed.
 // Thread-safe: gRPC calls the methods concurrently.
+//
+// Who may call what is not decided here: with an identities file every call
+// has passed the role table in the port's metadata processor
+// (services/auth/grpc_auth.h) before a method below runs. Each method takes
+// its caller from the shared entry helpers (ServeUnary, ServeStream in the
+// .cc: auth::CallerOf) and writes record that identity as AuditEvent.actor.
 #ifndef PREDLOG_SERVICES_SERVER_GRPC_SERVICES_H_
 #define PREDLOG_SERVICES_SERVER_GRPC_SERVICES_H_
 
@@ -30,6 +36,7 @@
 #include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
 #include "replay/replayer.h"
+#include "services/auth/auth.h"
 #include "services/server/admin.h"
 #include "services/server/audit.h"
 #include "services/server/model_registry.h"
@@ -82,8 +89,10 @@ inline constexpr int kMaxStreamInFlight = 500;
 // (bench/RESULTS.md, issue 11). Larger pages run on the pool.
 class PredictionLogService final : public RawPredictionLogService {
  public:
-  // Large pages run on `workers` (borrowed; it must outlive the gRPC server).
-  PredictionLogService(PredictionLog* log, WorkerPool* workers) : log_(log), workers_(workers) {}
+  // Large pages run on `workers`; callers are authenticated by `authorizer`
+  // (both borrowed; they must outlive the gRPC server).
+  PredictionLogService(PredictionLog* log, WorkerPool* workers, const auth::Authorizer* authorizer)
+      : log_(log), workers_(workers), authorizer_(*authorizer) {}
 
   grpc::ServerUnaryReactor* Log(grpc::CallbackServerContext* context,
                                 const grpc::ByteBuffer* request,
@@ -106,14 +115,16 @@ class PredictionLogService final : public RawPredictionLogService {
  private:
   PredictionLog* const log_;
   WorkerPool* const workers_;
+  const auth::Authorizer& authorizer_;
 };
 
 // predlog.v1.Registry. Borrows `registry`, which must outlive the server.
 class RegistryService final : public RawRegistryService {
  public:
-  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
-  RegistryService(ModelRegistry* registry, WorkerPool* workers)
-      : registry_(registry), workers_(workers) {}
+  // Blocking work runs on `workers`; callers are authenticated by
+  // `authorizer` (both borrowed; they must outlive the gRPC server).
+  RegistryService(ModelRegistry* registry, WorkerPool* workers, const auth::Authorizer* authorizer)
+      : registry_(registry), workers_(workers), authorizer_(*authorizer) {}
 
   grpc::ServerReadReactor<grpc::ByteBuffer>* RegisterModel(grpc::CallbackServerContext* context,
                                                            grpc::ByteBuffer* response) override;
@@ -130,6 +141,7 @@ class RegistryService final : public RawRegistryService {
  private:
   ModelRegistry* const registry_;
   WorkerPool* const workers_;
+  const auth::Authorizer& authorizer_;
 };
 
 // predlog.v1.Replay. Borrows `replayer`, which must outlive the server. Calls
@@ -137,9 +149,11 @@ class RegistryService final : public RawRegistryService {
 // reads up to one snapshot interval of records.
 class ReplayService final : public RawReplayService {
  public:
-  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
-  ReplayService(const replay::Replayer* replayer, WorkerPool* workers)
-      : replayer_(replayer), workers_(workers) {}
+  // Blocking work runs on `workers`; callers are authenticated by
+  // `authorizer` (both borrowed; they must outlive the gRPC server).
+  ReplayService(const replay::Replayer* replayer, WorkerPool* workers,
+                const auth::Authorizer* authorizer)
+      : replayer_(replayer), workers_(workers), authorizer_(*authorizer) {}
 
   grpc::ServerUnaryReactor* Rerun(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,
@@ -157,14 +171,17 @@ class ReplayService final : public RawReplayService {
  private:
   const replay::Replayer* const replayer_;
   WorkerPool* const workers_;
+  const auth::Authorizer& authorizer_;
 };
 
 // predlog.v1.Audit. Borrows `audit`, which must outlive the server. An export
 // streams batches as the client reads them (one read of the shard per write).
 class AuditService final : public RawAuditService {
  public:
-  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
-  AuditService(const Audit* audit, WorkerPool* workers) : audit_(audit), workers_(workers) {}
+  // Blocking work runs on `workers`; callers are authenticated by
+  // `authorizer` (both borrowed; they must outlive the gRPC server).
+  AuditService(const Audit* audit, WorkerPool* workers, const auth::Authorizer* authorizer)
+      : audit_(audit), workers_(workers), authorizer_(*authorizer) {}
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* ExportTrail(grpc::CallbackServerContext* context,
                                                           const grpc::ByteBuffer* request) override;
@@ -184,6 +201,7 @@ class AuditService final : public RawAuditService {
  private:
   const Audit* const audit_;
   WorkerPool* const workers_;
+  const auth::Authorizer& authorizer_;
 };
 
 // predlog.v1.Admin. Borrows `admin`, which must outlive the server. A backup
@@ -191,7 +209,8 @@ class AuditService final : public RawAuditService {
 class AdminService final : public RawAdminService {
  public:
   // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
-  AdminService(const Admin* admin, WorkerPool* workers) : admin_(admin), workers_(workers) {}
+  AdminService(const Admin* admin, WorkerPool* workers, const auth::Authorizer* authorizer)
+      : admin_(admin), workers_(workers), authorizer_(*authorizer) {}
 
   grpc::ServerUnaryReactor* CreateBackup(grpc::CallbackServerContext* context,
                                          const grpc::ByteBuffer* request,
@@ -200,6 +219,7 @@ class AdminService final : public RawAdminService {
  private:
   const Admin* const admin_;
   WorkerPool* const workers_;
+  const auth::Authorizer& authorizer_;
 };
 
 }  // namespace predlog::services

@@ -37,7 +37,7 @@ absl::Status ModelRegistry::Upload::Begin(const predlog::v1::RegisterModelReques
         "metadata is missing: the first RegisterModel message must carry it, chunks follow");
   }
   metadata_ = first.metadata();
-  actor_ = first.actor();
+  claimed_actor_ = first.actor();
   const predlog::v1::ModelRef& model = metadata_.model();
   if (model.name().empty()) return absl::InvalidArgumentError("metadata.model.name is empty");
   if (model.version().empty()) return absl::InvalidArgumentError("metadata.model.version is empty");
@@ -89,7 +89,7 @@ void ModelRegistry::Upload::Finish(
   metadata_.mutable_model()->set_artifact_sha256(storage::ToHex(stored->digest));
   metadata_.set_artifact_size_bytes(stored->size_bytes);
   predlog::v1::AuditEvent event;
-  EventWriter::StampEnvelope(actor_, &event);
+  EventWriter::StampEnvelope(actor_, claimed_actor_, &event);
   *event.mutable_model_registered() = metadata_;
   if (absl::Status valid = storage::ValidateEvent(event, registry_->options_.limits); !valid.ok()) {
     done(EventWriter::RenameFieldPath(valid, "model_registered", "metadata"));
@@ -111,7 +111,7 @@ void ModelRegistry::Upload::Finish(
       });
 }
 
-void ModelRegistry::Deploy(const predlog::v1::DeployModelRequest& request,
+void ModelRegistry::Deploy(const predlog::v1::DeployModelRequest& request, absl::string_view actor,
                            std::function<void(absl::StatusOr<RegistryReceipt>)> done) {
   if (absl::Status ok = NeedShards(); !ok.ok()) {
     done(ok);
@@ -122,7 +122,7 @@ void ModelRegistry::Deploy(const predlog::v1::DeployModelRequest& request,
     return;
   }
   predlog::v1::AuditEvent event;
-  EventWriter::StampEnvelope(request.actor(), &event);
+  EventWriter::StampEnvelope(actor, request.actor(), &event);
   predlog::v1::ModelDeployed* deploy = event.mutable_model_deployed();
   *deploy = request.deployment();
   if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {

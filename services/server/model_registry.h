@@ -34,6 +34,10 @@ class ModelRegistry {
   ModelRegistry(Producer* producer, Ingest* ingest, storage::ArtifactStore* artifacts,
                 ModelRegistryOptions options);
 
+  // Writes take `actor`, the name of the identity that authenticated the call
+  // ("" when predlogd knows nobody): it is recorded as AuditEvent.actor, the
+  // request's own actor field as AuditEvent.claimed_actor.
+  //
   // One RegisterModel call: Begin with the first message, Append each chunk,
   // then Finish. Not thread-safe (one per call). Abandoning an upload
   // removes its partial artifact.
@@ -49,18 +53,21 @@ class ModelRegistry {
 
    private:
     friend class ModelRegistry;
-    explicit Upload(ModelRegistry* registry) : registry_(registry) {}
+    Upload(ModelRegistry* registry, absl::string_view actor) : registry_(registry), actor_(actor) {}
     ModelRegistry* const registry_;
+    const std::string actor_;
     predlog::v1::ModelRegistered metadata_;
-    std::string actor_;
+    std::string claimed_actor_;
     std::optional<storage::Digest> expected_;
     std::unique_ptr<storage::ArtifactWriter> writer_;
   };
-  std::unique_ptr<Upload> StartUpload() { return std::unique_ptr<Upload>(new Upload(this)); }
+  std::unique_ptr<Upload> StartUpload(absl::string_view actor) {
+    return std::unique_ptr<Upload>(new Upload(this, actor));
+  }
 
   // FAILED_PRECONDITION when the model is not registered; INVALID_ARGUMENT
   // names the field.
-  void Deploy(const predlog::v1::DeployModelRequest& request,
+  void Deploy(const predlog::v1::DeployModelRequest& request, absl::string_view actor,
               std::function<void(absl::StatusOr<predlog::v1::RegistryReceipt>)> done);
 
   absl::StatusOr<predlog::v1::ModelRecord> GetModel(

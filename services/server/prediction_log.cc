@@ -21,7 +21,8 @@ PredictionLog::PredictionLog(Producer* producer, Ingest* ingest, PredictionLogOp
   if (ingest_ != nullptr) shards_ = ingest_->Shards();
 }
 
-void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user_done) {
+void PredictionLog::Log(const predlog::v1::LogRequest& request, absl::string_view actor,
+                        LogCallback user_done) {
   // Every call ends in exactly one counter: acked, or failed by code.
   LogCallback done = [this, start = absl::Now(), user_done = std::move(user_done)](
                          absl::StatusOr<predlog::v1::LogReceipt> result) {
@@ -41,7 +42,7 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user
     return;
   }
   predlog::v1::AuditEvent event;
-  EventWriter::StampEnvelope(request.actor(), &event);
+  EventWriter::StampEnvelope(actor, request.actor(), &event);
   *event.mutable_prediction_logged() = request.prediction();
   if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
     done(EventWriter::RenameFieldPath(valid, "prediction_logged", "prediction"));
@@ -57,7 +58,7 @@ void PredictionLog::Log(const predlog::v1::LogRequest& request, LogCallback user
 }
 
 void PredictionLog::LogBatch(
-    const predlog::v1::LogBatchRequest& request,
+    const predlog::v1::LogBatchRequest& request, absl::string_view actor,
     std::function<void(absl::StatusOr<predlog::v1::LogBatchResponse>)> done) {
   const int n = request.requests_size();
   if (n == 0) {
@@ -82,17 +83,18 @@ void PredictionLog::LogBatch(
   for (int i = 0; i < n; ++i) pending->response.add_receipts();
   for (int i = 0; i < n; ++i) {
     const predlog::v1::LogRequest& one = request.requests(i);
-    Log(one, [pending, i, prediction_id = one.prediction().prediction_id()](
-                 absl::StatusOr<predlog::v1::LogReceipt> result) {
-      bool last;
-      {
-        absl::MutexLock lock(&pending->mu);
-        *pending->response.mutable_receipts(i) =
-            result.ok() ? std::move(*result) : ErrorReceipt(prediction_id, result.status());
-        last = --pending->outstanding == 0;
-      }
-      if (last) pending->done(std::move(pending->response));
-    });
+    Log(one, actor,
+        [pending, i, prediction_id = one.prediction().prediction_id()](
+            absl::StatusOr<predlog::v1::LogReceipt> result) {
+          bool last;
+          {
+            absl::MutexLock lock(&pending->mu);
+            *pending->response.mutable_receipts(i) =
+                result.ok() ? std::move(*result) : ErrorReceipt(prediction_id, result.status());
+            last = --pending->outstanding == 0;
+          }
+          if (last) pending->done(std::move(pending->response));
+        });
   }
 }
 
@@ -106,13 +108,13 @@ predlog::v1::LogReceipt PredictionLog::ErrorReceipt(absl::string_view prediction
 }
 
 void PredictionLog::ChangeEntity(const predlog::v1::ChangeEntityRequest& request,
-                                 LogCallback done) {
+                                 absl::string_view actor, LogCallback done) {
   if (!request.has_change()) {
     done(absl::InvalidArgumentError("change is missing"));
     return;
   }
   predlog::v1::AuditEvent event;
-  EventWriter::StampEnvelope(request.actor(), &event);
+  EventWriter::StampEnvelope(actor, request.actor(), &event);
   *event.mutable_entity_changed() = request.change();
   if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
     done(EventWriter::RenameFieldPath(valid, "entity_changed", "change"));

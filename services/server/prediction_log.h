@@ -33,17 +33,22 @@ class PredictionLog {
   // `ingest` may be null (a gateway without shards): reads are then UNAVAILABLE.
   PredictionLog(Producer* producer, Ingest* ingest, PredictionLogOptions options);
 
+  // Writes take `actor`: the name of the identity that authenticated the call
+  // ("" when predlogd has no identities file and so knows nobody). It is
+  // recorded as AuditEvent.actor; the request's own actor field is recorded as
+  // AuditEvent.claimed_actor.
+  //
   // Calls `done` exactly once (possibly before returning). INVALID_ARGUMENT
   // names the field; RESOURCE_EXHAUSTED (too much in flight, or the disk
   // below its free-space reserve) and UNAVAILABLE mean retry later; DATA_LOSS
   // when the subject's shard lost acknowledged records and refuses writes.
-  void Log(const predlog::v1::LogRequest& request, LogCallback done);
+  void Log(const predlog::v1::LogRequest& request, absl::string_view actor, LogCallback done);
   // Logs each request of `request` as Log does and calls `done` once, when
   // every one is answered, with a receipt per request in request order (a
   // failed one as ErrorReceipt). INVALID_ARGUMENT only for an empty batch or
   // one of more than kMaxLogBatch requests.
   static constexpr int kMaxLogBatch = 10'000;
-  void LogBatch(const predlog::v1::LogBatchRequest& request,
+  void LogBatch(const predlog::v1::LogBatchRequest& request, absl::string_view actor,
                 std::function<void(absl::StatusOr<predlog::v1::LogBatchResponse>)> done);
   // The receipt of a request that failed: its prediction_id, the status code
   // as error_code and the message as reason (LogStream, LogBatch).
@@ -51,7 +56,8 @@ class PredictionLog {
                                               const absl::Status& status);
   // Records an EntityChanged, keyed by entity_id; as Log (the receipt has no
   // prediction_id).
-  void ChangeEntity(const predlog::v1::ChangeEntityRequest& request, LogCallback done);
+  void ChangeEntity(const predlog::v1::ChangeEntityRequest& request, absl::string_view actor,
+                    LogCallback done);
 
   // NOT_FOUND when no shard holds the id. With subject_id, only that
   // subject's shard is searched.

@@ -15,13 +15,31 @@ ABSL_FLAG(std::string, data_dir, "./data", "Directory for shards and snapshots."
 ABSL_FLAG(std::string, artifact_dir, "",
           "Model artifact store; empty: <data_dir>/artifacts. Instances of one deployment share "
           "it: a registered model whose artifact is not in it is rejected.");
-ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051", "gRPC listen address (host:port).");
+ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051",
+          "gRPC listen address (host:port). Anything but loopback needs --tls_cert, --tls_key "
+          "and --identities: predlogd refuses to serve everyone in clear.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "TLS on the gRPC port: the server's certificate chain (PEM file); with --tls_key.");
+ABSL_FLAG(std::string, tls_key, "", "The private key of --tls_cert (PEM file, no passphrase).");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "With TLS: require client certificates signed by these CAs (PEM file) and verify them "
+          "(mTLS); identities may then be named by certificate (cert: lines of --identities).");
+ABSL_FLAG(std::string, identities, "",
+          "Who may call what: the identities file (NAME ROLES CREDENTIAL lines; tokens only as "
+          "their SHA-256, see `predlog auth new-token`). Every call is then checked against the "
+          "role table, and events record the caller's identity as their actor. Empty: predlogd "
+          "knows nobody (loopback only).");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
           "Prometheus /metrics listen address (host:port); empty turns it off.");
 ABSL_FLAG(std::string, embedded_kafka_listen, "",
-          "Fixed bootstrap address (IPv4 host:port) for the embedded broker; empty: none.");
+          "Fixed bootstrap address (IPv4 host:port) for the embedded broker; empty: none. "
+          "Loopback only: the embedded broker has no authentication.");
 ABSL_FLAG(std::string, kafka_brokers, "",
           "Kafka bootstrap servers; empty starts the embedded broker.");
+ABSL_FLAG(std::string, kafka_properties, "",
+          "A librdkafka properties file (name=value lines, # comments) for every Kafka client "
+          "predlogd creates against --kafka_brokers: security.protocol, sasl.*, ssl.* "
+          "(deploy/README.md, \"Security\"). Settings predlog makes itself are refused.");
 ABSL_FLAG(int, partitions, 4, "Partitions (= shards) of predlog.events, >= 1.");
 ABSL_FLAG(std::string, ingest_group, "predlog-ingest",
           "Kafka consumer group of the ingest: instances in one group split the partitions, "
@@ -94,8 +112,13 @@ int main(int argc, char** argv) {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.artifact_dir = absl::GetFlag(FLAGS_artifact_dir);
   options.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.identities_file = absl::GetFlag(FLAGS_identities);
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.kafka_brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  options.kafka_properties_file = absl::GetFlag(FLAGS_kafka_properties);
   options.embedded_kafka_listen = absl::GetFlag(FLAGS_embedded_kafka_listen);
   options.partitions = absl::GetFlag(FLAGS_partitions);
   options.ingest_group = absl::GetFlag(FLAGS_ingest_group);

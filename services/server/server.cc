@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -19,11 +20,13 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "httplib.h"
+#include "services/auth/auth.h"
 #include "services/kafka/embedded_broker.h"
 #include "services/kafka/ingest.h"
 #include "services/kafka/producer.h"
 #include "services/kafka/tcp_forwarder.h"
 #include "services/server/grpc_services.h"
+#include "services/server/listener_security.h"
 #include "services/server/prediction_log.h"
 #include "storage/logging.h"
 #include "storage/signed_note.h"
@@ -40,6 +43,8 @@ struct Server::Parts {
   storage::NoteKeyFile checkpoint_key;                // the ingest's shard writers sign with it
   std::unique_ptr<Ingest> ingest;
   std::unique_ptr<Producer> producer;
+  // Who the callers are; shared with the gRPC port's metadata processor.
+  std::shared_ptr<const auth::Authorizer> authorizer;
   std::unique_ptr<PredictionLog> log;
   std::unique_ptr<PredictionLogService> service;
   std::unique_ptr<ModelRegistry> registry;
@@ -231,6 +236,31 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::InvalidArgumentError(
         "--kafka_brokers is required when the broker role does not run in this process");
   }
+  // Who may reach what is settled before anything starts listening.
+  std::optional<GrpcSecurity> grpc_security;
+  if (roles.gateway) {
+    ASSIGN_OR_RETURN(grpc_security, PrepareGrpcSecurity(options));
+  } else if (!options.tls_cert_file.empty() || !options.tls_key_file.empty() ||
+             !options.tls_client_ca_file.empty() || !options.identities_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_cert, --tls_key, --tls_client_ca and --identities secure the gRPC port, and this "
+        "process serves none (--roles has no gateway or query)");
+  }
+  if (roles.broker) RETURN_IF_ERROR(CheckEmbeddedKafkaListen(options));
+  KafkaSettings kafka_properties;
+  if (!options.kafka_properties_file.empty()) {
+    if (options.kafka_brokers.empty()) {
+      return absl::InvalidArgumentError(
+          "--kafka_properties configures the clients of --kafka_brokers; the embedded broker "
+          "takes no client settings (it has no security to configure)");
+    }
+    absl::StatusOr<KafkaSettings> loaded = LoadKafkaProperties(options.kafka_properties_file);
+    if (!loaded.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--kafka_properties: ", loaded.status().message()));
+    }
+    kafka_properties = std::move(*loaded);
+  }
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) {
@@ -251,7 +281,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     std::ofstream(options.data_dir + "/embedded_kafka_address") << parts->kafka_address << "\n";
   } else {
     parts->kafka_address = options.kafka_brokers;
-    ASSIGN_OR_RETURN(incarnation, DiscoverIncarnation(parts->kafka_address, absl::Seconds(10)));
+    ASSIGN_OR_RETURN(incarnation, DiscoverIncarnation(parts->kafka_address, absl::Seconds(10),
+                                                      kafka_properties));
   }
   // The embedded broker (here or in another process) keeps messages in memory
   // only, so an ack must wait until the event is folded: that needs the ingest.
@@ -296,6 +327,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     ingest_options.incarnation = incarnation;
     ingest_options.partitions = options.partitions;
     ingest_options.group_id = options.ingest_group;
+    ingest_options.client_properties = kafka_properties;
     if (embedded_source && roles.gateway && !options.ingest_group.empty()) {
       // Acks wait for folds in this process (the embedded broker keeps
       // messages in memory only), so no partition may move to another
@@ -325,6 +357,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 
   ProducerOptions producer_options;
   producer_options.bootstrap_servers = parts->kafka_address;
+  producer_options.client_properties = kafka_properties;
   ASSIGN_OR_RETURN(parts->producer, Producer::Open(producer_options));
   PredictionLogOptions log_options;
   // The embedded broker holds messages in memory only: an ack must mean folded.
@@ -343,31 +376,37 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   parts->log =
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
   parts->workers = std::make_unique<WorkerPool>(options.worker_threads);
-  parts->service = std::make_unique<PredictionLogService>(parts->log.get(), parts->workers.get());
+  parts->authorizer = grpc_security->authorizer;
+  parts->service = std::make_unique<PredictionLogService>(parts->log.get(), parts->workers.get(),
+                                                          parts->authorizer.get());
   ModelRegistryOptions registry_options;
   registry_options.writer.always_wait_durable = embedded_source;
   registry_options.writer.direct = direct;
   parts->registry = std::make_unique<ModelRegistry>(parts->producer.get(), parts->ingest.get(),
                                                     parts->artifacts.get(), registry_options);
-  parts->registry_service =
-      std::make_unique<RegistryService>(parts->registry.get(), parts->workers.get());
+  parts->registry_service = std::make_unique<RegistryService>(
+      parts->registry.get(), parts->workers.get(), parts->authorizer.get());
   if (parts->ingest != nullptr) {
     parts->replayer = std::make_unique<replay::Replayer>(
         parts->log->shards(), parts->artifacts.get(), replay::RuntimeRegistry::WithBuiltins());
-    parts->replay_service =
-        std::make_unique<ReplayService>(parts->replayer.get(), parts->workers.get());
+    parts->replay_service = std::make_unique<ReplayService>(
+        parts->replayer.get(), parts->workers.get(), parts->authorizer.get());
     parts->audit = std::make_unique<Audit>(parts->ingest.get());
-    parts->audit_service = std::make_unique<AuditService>(parts->audit.get(), parts->workers.get());
+    parts->audit_service = std::make_unique<AuditService>(parts->audit.get(), parts->workers.get(),
+                                                          parts->authorizer.get());
     parts->admin =
         std::make_unique<Admin>(parts->ingest.get(), parts->artifacts.get(), options.data_dir);
-    parts->admin_service = std::make_unique<AdminService>(parts->admin.get(), parts->workers.get());
+    parts->admin_service = std::make_unique<AdminService>(parts->admin.get(), parts->workers.get(),
+                                                          parts->authorizer.get());
   }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &port);
+  // With identities, the credentials carry the metadata processor that checks
+  // every call on this port against the role table before any handler runs.
+  builder.AddListeningPort(options.grpc_listen, grpc_security->credentials, &port);
   const std::pair<const char*, grpc::Service*> services[] = {
       {predlog::v1::PredictionLog::service_full_name(), parts->service.get()},
       {predlog::v1::Registry::service_full_name(), parts->registry_service.get()},
@@ -439,7 +478,16 @@ absl::Status RunUntilSignalled(const ServerOptions& options) {
             << (options.roles.broker ? " (embedded broker)" : "")
             << " roles=" << (options.roles.broker ? "broker," : "")
             << (options.roles.ingest ? "ingest," : "") << (options.roles.gateway ? "gateway" : "")
-            << " data_dir=" << options.data_dir << std::endl;
+            << " data_dir=" << options.data_dir;
+  if (options.roles.gateway) {
+    // How the gRPC port is secured: tls or plaintext, and who is known.
+    std::cout << " grpc_security="
+              << (options.tls_cert_file.empty()        ? "plaintext"
+                  : options.tls_client_ca_file.empty() ? "tls"
+                                                       : "mtls")
+              << (options.identities_file.empty() ? ",no-identities" : ",identities");
+  }
+  std::cout << std::endl;
   if (!server->checkpoint_verifier_key().empty()) {
     std::cout << "predlogd: checkpoints are signed by " << server->checkpoint_verifier_key()
               << (server->checkpoint_key_generated() ? " (a key generated now)" : "")

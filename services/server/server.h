@@ -35,13 +35,31 @@ struct ServerOptions {
   // registers a model stores the artifact there, and every instance's
   // registry fold rejects a ModelRegistered whose artifact it cannot find.
   std::string artifact_dir;
+  // Must be a loopback address unless both TLS and identities are set (the
+  // loopback rule, listener_security.h).
   std::string grpc_listen = "127.0.0.1:50051";
+  // TLS on the gRPC listener: the certificate chain and its private key, PEM
+  // files (--tls_cert, --tls_key); both or neither.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // With TLS: require client certificates signed by these CAs (PEM), and
+  // verify them (--tls_client_ca, mTLS). Empty: no client certificates.
+  std::string tls_client_ca_file;
+  // Who may call what (--identities; the format is in
+  // services/auth/identities.cc). Empty: predlogd knows nobody and every
+  // caller may call everything (loopback only); events record actor "".
+  std::string identities_file;
   // Prometheus /metrics over HTTP; port 0 picks one; empty turns it off.
   std::string http_listen = "127.0.0.1:9464";
   // Empty: use the embedded broker (the broker role must run here).
   std::string kafka_brokers;
+  // librdkafka properties (security.protocol, sasl.*, ssl.*, ...) for every
+  // Kafka client against kafka_brokers (--kafka_properties; the format is at
+  // ParseKafkaProperties in services/kafka/kafka_config.h). Needs
+  // kafka_brokers.
+  std::string kafka_properties_file;
   // A fixed bootstrap address for the embedded broker (forwarded to the port
-  // it picked); empty: none.
+  // it picked); empty: none. Loopback only: the broker has no authentication.
   std::string embedded_kafka_listen;
   int partitions = 4;
   // Kafka consumer group the ingest joins to split the partitions with other

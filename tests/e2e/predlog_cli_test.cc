@@ -553,11 +553,13 @@ TEST(PredlogCliLog, LogsJsonLinesAndReadsThemBackWithPreciseExitCodes) {
 
   auto [get_code, get_out] = RunCommand(cli + " get cli-2");
   EXPECT_EQ(get_code, 0) << get_out;
-  EXPECT_THAT(get_out, HasSubstr("support"));
+  // predlogd knows nobody here: the request's actor shows as a claim.
+  EXPECT_THAT(get_out, HasSubstr("support (claimed)"));
   EXPECT_THAT(get_out, HasSubstr("debt"));
   auto [json_code, json_out] = RunCommand(cli + " get --json cli-2");
   EXPECT_EQ(json_code, 0);
-  EXPECT_THAT(json_out, HasSubstr(R"("actor":"support")"));
+  EXPECT_THAT(json_out, HasSubstr(R"("claimedActor":"support")"));
+  EXPECT_THAT(json_out, HasSubstr(R"("actor":"")"));
 
   auto [missing_code, missing_out] = RunCommand(cli + " get no-such-id");
   EXPECT_EQ(missing_code, 1);

@@ -1,5 +1,7 @@
 #include "storage/signed_note.h"
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/escaping.h"
@@ -9,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "storage/merkle.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace predlog::storage {
 namespace {
@@ -146,6 +149,46 @@ TEST(CheckpointTest, TextRoundTripsAndBadLinesAreNamed) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 3")));
   EXPECT_THAT(ParseCheckpoint("o\n8\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("want origin")));
+}
+
+TEST(NoteKeyFileTest, GeneratesAKeyOnceWithMode0600AndItsVerifierKeyBeside) {
+  testing::TempDir dir;
+  const std::string path = dir.Sub("keys/checkpoint.key");
+  ASSERT_OK_AND_ASSIGN(NoteKeyFile first, LoadNoteKeyFile(path, "predlog-test"));
+  EXPECT_TRUE(first.generated);
+  EXPECT_EQ(first.signer->name(), "predlog-test");
+  EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_EQ(testing::ReadFile(path + ".pub"), first.signer->verifier_key() + "\n");
+  // The second start reads the same key.
+  ASSERT_OK_AND_ASSIGN(NoteKeyFile second, LoadNoteKeyFile(path, "predlog-test"));
+  EXPECT_FALSE(second.generated);
+  EXPECT_EQ(second.signer->verifier_key(), first.signer->verifier_key());
+  // A .pub that holds another key (the key file was replaced) is rewritten:
+  // auditors must never be handed another key.
+  std::ofstream(path + ".pub", std::ios::trunc) << "someone+00000000+AAAA\n";
+  ASSERT_OK(LoadNoteKeyFile(path, "").status());
+  EXPECT_EQ(testing::ReadFile(path + ".pub"), first.signer->verifier_key() + "\n");
+}
+
+TEST(NoteKeyFileTest, AMissingLooseOrBadKeyFileIsRefusedNamingIt) {
+  testing::TempDir dir;
+  const std::string path = dir.Sub("checkpoint.key");
+  EXPECT_THAT(LoadNoteKeyFile(path, ""), StatusIs(absl::StatusCode::kNotFound, HasSubstr(path)));
+  ASSERT_OK_AND_ASSIGN(NoteKeyPair pair, GenerateNoteKey("loose"));
+  std::ofstream(path) << pair.signer_key << "\n";
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read |
+                                         std::filesystem::perms::owner_write |
+                                         std::filesystem::perms::group_read);
+  EXPECT_THAT(LoadNoteKeyFile(path, ""),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("chmod 600 " + path)));
+  std::filesystem::permissions(
+      path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  ASSERT_OK(LoadNoteKeyFile(path, "").status());
+  // A verifier key where the signer key belongs.
+  std::ofstream(path, std::ios::trunc) << pair.verifier_key << "\n";
+  EXPECT_THAT(LoadNoteKeyFile(path, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("signing key " + path)));
 }
 
 }  // namespace

@@ -477,6 +477,36 @@ TEST_F(TrailExportTest, CsvTextThatLooksLikeAFormulaIsShownAsText) {
   EXPECT_EQ(Verify(manifest).records_checked, 1u);
 }
 
+// The actor column shows the client's claim beside the authenticated actor
+// (issue 14), and what it shows is re-rendered and verified like any cell.
+TEST_F(TrailExportTest, CsvActorShowsTheClaimBesideTheAuthenticatedActor) {
+  const struct {
+    const char* actor;
+    const char* claim;
+    const char* cell;
+  } cases[] = {
+      {"limits-api", "", ",limits-api,prediction_logged,"},
+      {"", "limits-api", ",limits-api (claimed),prediction_logged,"},
+      {"svc-a", "alice", ",svc-a (claimed: alice),prediction_logged,"},
+      {"alice", "alice", ",alice,prediction_logged,"},
+      {"", "=1+1", ",'=1+1 (claimed),prediction_logged,"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.cell);
+    testing::PredictionSpec spec;
+    spec.prediction_id = "claim-" + std::to_string(n);
+    spec.features = 1;
+    AuditEvent event = testing::MakePrediction(spec);
+    event.set_actor(c.actor);
+    event.set_claimed_actor(c.claim);
+    std::string manifest;
+    ASSERT_NO_FATAL_FAILURE(ExportOneEventAsCsv(event, "claim" + std::to_string(n++), &manifest));
+    EXPECT_THAT(ReadFile(FileOf(manifest, ExportFormat::kCsv)), HasSubstr(c.cell));
+    EXPECT_EQ(Verify(manifest).records_checked, 1u);
+  }
+}
+
 // A line break before the formula does not hide it: a cell is quoted with
 // its line break kept, and the spreadsheet evaluates what follows.
 TEST_F(TrailExportTest, CsvTextStartingWithALineBreakIsShownAsText) {

@@ -33,6 +33,7 @@ class RandomEvents {
     if (Chance(0.8)) Time(e.mutable_recorded_at());
     MaybeString(e.mutable_actor());
     if (Chance(0.5)) e.set_schema_version(Int(0, 3));
+    MaybeString(e.mutable_claimed_actor());
     switch (Int(0, 7)) {
       case 0:
         break;  // no body

@@ -42,7 +42,7 @@ TEST(PredictionLogBackpressure, AboveTheInFlightBoundLogIsResourceExhaustedAndNo
   int answered = 0, ok = 0, exhausted = 0;
   for (int i = 0; i < kCalls; ++i) {
     request.mutable_prediction()->set_prediction_id("bp-" + std::to_string(i));
-    log.Log(request, [&](absl::StatusOr<predlog::v1::LogReceipt> result) {
+    log.Log(request, "limits-api", [&](absl::StatusOr<predlog::v1::LogReceipt> result) {
       absl::MutexLock lock(&mu);
       ++answered;
       if (result.ok()) {
@@ -75,7 +75,7 @@ TEST(PredictionLogBackpressure, AboveTheInFlightBoundLogIsResourceExhaustedAndNo
   // Once the burst is answered the bound is free again.
   request.mutable_prediction()->set_prediction_id("bp-after");
   absl::Notification after;
-  log.Log(request, [&](absl::StatusOr<predlog::v1::LogReceipt> result) {
+  log.Log(request, "limits-api", [&](absl::StatusOr<predlog::v1::LogReceipt> result) {
     EXPECT_TRUE(result.ok()) << result.status();
     after.Notify();
   });
@@ -95,7 +95,7 @@ TEST(EventWriterPaths, ADirectAppendStoresTheSameBytesAsTheKafkaPath) {
 
   // One stamped event, written once down each path.
   predlog::v1::AuditEvent event = MakePrediction(PredictionSpec{});
-  EventWriter::StampEnvelope("limits-api", &event);
+  EventWriter::StampEnvelope("limits-api", "limits-api-claim", &event);
   auto write = [&](EventWriter& writer) {
     absl::Notification done;
     absl::StatusOr<predlog::v1::LogReceipt> receipt;

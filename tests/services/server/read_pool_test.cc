@@ -48,7 +48,7 @@ class ReadPoolTest : public ::testing::Test {
     log_options.writer.always_wait_durable = true;  // as in the embedded default
     log_ = std::make_unique<PredictionLog>(kafka_.producer.get(), kafka_.ingest.get(), log_options);
     workers_ = std::make_unique<WorkerPool>(1);
-    service_ = std::make_unique<PredictionLogService>(log_.get(), workers_.get());
+    service_ = std::make_unique<PredictionLogService>(log_.get(), workers_.get(), &authorizer_);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -78,6 +78,7 @@ class ReadPoolTest : public ::testing::Test {
   KafkaPipeline kafka_;
   std::unique_ptr<PredictionLog> log_;
   std::unique_ptr<WorkerPool> workers_;
+  const auth::Authorizer authorizer_;  // no identities: the zero-config default
   std::unique_ptr<PredictionLogService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<predlog::v1::PredictionLog::Stub> stub_;
