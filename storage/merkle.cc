@@ -189,6 +189,17 @@ std::vector<std::pair<uint8_t, uint64_t>> AlignedCover(uint64_t begin, uint64_t 
 
 }  // namespace
 
+MerkleNodeReader MerkleNodeCache::Wrap(const MerkleNodeReader& read) {
+  return [this, &read](uint8_t level, uint64_t index) -> absl::StatusOr<Digest> {
+    const auto key = std::make_pair(level, index);
+    if (auto it = nodes_.find(key); it != nodes_.end()) return it->second;
+    ASSIGN_OR_RETURN(Digest hash, read(level, index));
+    if (nodes_.size() >= max_nodes_) nodes_.clear();
+    nodes_.emplace(key, hash);
+    return hash;
+  };
+}
+
 absl::StatusOr<std::vector<Digest>> MerkleRangeProof(uint64_t begin, uint64_t end, uint64_t size,
                                                      const MerkleNodeReader& read) {
   if (begin >= end || end > size) {

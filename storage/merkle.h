@@ -20,6 +20,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -95,6 +97,26 @@ absl::StatusOr<std::vector<Digest>> MerkleInclusionProof(uint64_t index, uint64_
 // equal. INVALID_ARGUMENT unless 0 < old_size <= size.
 absl::StatusOr<std::vector<Digest>> MerkleConsistencyProof(uint64_t old_size, uint64_t size,
                                                            const MerkleNodeReader& read);
+
+// Remembers the node hashes a series of proofs over one tree reads: the
+// proofs of an export's runs, in log order, share most of their nodes (the
+// perfect subtrees left of nearby runs are the same, and so are the large
+// ones right of them). Forgets everything once it holds `max_nodes`.
+// Single-threaded; only for nodes that never change (a tree's nodes are
+// written once).
+class MerkleNodeCache {
+ public:
+  explicit MerkleNodeCache(size_t max_nodes = 1 << 16) : max_nodes_(max_nodes) {}
+  // A reader that answers from the cache, else from `read` (remembering
+  // what it answered). Borrows this cache and `read` for its lifetime.
+  MerkleNodeReader Wrap(const MerkleNodeReader& read);
+  void Clear() { nodes_.clear(); }
+  size_t size() const { return nodes_.size(); }
+
+ private:
+  size_t max_nodes_;
+  std::map<std::pair<uint8_t, uint64_t>, Digest> nodes_;
+};
 
 // A range proof: that leaves [begin, end) are exactly those of the tree of
 // `size` leaves. It is the two compact ranges around them (the technique of

@@ -326,9 +326,11 @@ absl::StatusOr<std::vector<Digest>> ShardStore::Impl::ConsistencyProof(uint64_t 
 }
 
 absl::StatusOr<std::vector<Digest>> ShardStore::Impl::RangeProof(uint64_t begin, uint64_t end,
-                                                                 uint64_t size) const {
+                                                                 uint64_t size,
+                                                                 MerkleNodeCache* cache) const {
   RETURN_IF_ERROR(CheckTreeSize(size));
-  return MerkleRangeProof(begin, end, size, NodeReader(nullptr));
+  const MerkleNodeReader read = NodeReader(nullptr);
+  return MerkleRangeProof(begin, end, size, cache != nullptr ? cache->Wrap(read) : read);
 }
 
 absl::StatusOr<std::string> ShardStore::Impl::SignCheckpoint(const NoteSigner& signer,

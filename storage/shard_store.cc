@@ -463,8 +463,9 @@ absl::StatusOr<std::vector<Digest>> ShardStore::ConsistencyProof(uint64_t old_si
 }
 
 absl::StatusOr<std::vector<Digest>> ShardStore::RangeProof(uint64_t begin, uint64_t end,
-                                                           uint64_t size) const {
-  return impl_->RangeProof(begin, end, size);
+                                                           uint64_t size,
+                                                           MerkleNodeCache* cache) const {
+  return impl_->RangeProof(begin, end, size, cache);
 }
 
 absl::StatusOr<std::string> ShardStore::SignCheckpoint(const NoteSigner& signer,

@@ -34,6 +34,7 @@
 #include "absl/types/span.h"
 #include "predlog/v1/events.pb.h"
 #include "storage/event_validation.h"
+#include "storage/merkle.h"
 #include "storage/sha256.h"
 #include "storage/signed_note.h"
 #include "storage/snapshot_retention.h"
@@ -370,7 +371,10 @@ class ShardStore {
   absl::StatusOr<std::vector<Digest>> InclusionProof(uint64_t index, uint64_t size) const;
   absl::StatusOr<std::vector<Digest>> ConsistencyProof(uint64_t old_size, uint64_t size) const;
   // MerkleRangeProof: records [begin, end) are leaves of the tree of `size`.
-  absl::StatusOr<std::vector<Digest>> RangeProof(uint64_t begin, uint64_t end, uint64_t size) const;
+  // `cache` (may be null; borrowed, one caller's) keeps the nodes read for
+  // the next proofs of this shard, as an export's runs need.
+  absl::StatusOr<std::vector<Digest>> RangeProof(uint64_t begin, uint64_t end, uint64_t size,
+                                                 MerkleNodeCache* cache = nullptr) const;
 
   // Signs a checkpoint of the whole log as it is now (storage/signed_note.h,
   // C2SP tlog-checkpoint: `origin`, Head().next_index, TreeRoot of it) and

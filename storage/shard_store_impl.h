@@ -315,7 +315,8 @@ class ShardStore::Impl {
   absl::StatusOr<Digest> TreeRoot(uint64_t size) const;
   absl::StatusOr<std::vector<Digest>> InclusionProof(uint64_t index, uint64_t size) const;
   absl::StatusOr<std::vector<Digest>> ConsistencyProof(uint64_t old_size, uint64_t size) const;
-  absl::StatusOr<std::vector<Digest>> RangeProof(uint64_t begin, uint64_t end, uint64_t size) const;
+  absl::StatusOr<std::vector<Digest>> RangeProof(uint64_t begin, uint64_t end, uint64_t size,
+                                                 MerkleNodeCache* cache) const;
   absl::StatusOr<std::string> SignCheckpoint(const NoteSigner& signer, absl::string_view origin);
   absl::StatusOr<std::string> LatestCheckpoint() const;
   absl::StatusOr<std::string> CheckpointAt(uint64_t size) const;

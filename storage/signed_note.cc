@@ -312,12 +312,20 @@ absl::StatusOr<NoteKeyFile> LoadNoteKeyFile(const std::string& path,
   std::stringstream have;
   have << pub_in.rdbuf();
   if (!pub_in || have.str() != want) {
+    // A key on a read-only mount (a secret) still signs: the .pub is a
+    // convenience, and the verifier key is logged instead.
     const std::string tmp = pub + ".tmp";
     ::unlink(tmp.c_str());
-    RETURN_IF_ERROR(WriteNewFile(tmp, want, 0644));
-    if (::rename(tmp.c_str(), pub.c_str()) != 0) return ErrnoStatus(errno, "rename", tmp);
+    absl::Status written = WriteNewFile(tmp, want, 0644);
+    if (written.ok() && ::rename(tmp.c_str(), pub.c_str()) != 0) {
+      written = ErrnoStatus(errno, "rename", tmp);
+    }
     const std::string dir = std::filesystem::path(pub).parent_path().string();
-    RETURN_IF_ERROR(SyncDir(dir.empty() ? "." : dir));
+    if (written.ok()) written = SyncDir(dir.empty() ? "." : dir);
+    if (!written.ok()) {
+      PREDLOG_LOG(WARNING) << "signing key " << path << ": cannot write its verifier key to " << pub
+                           << " (" << written << "); it is " << out.signer->verifier_key();
+    }
   }
   return out;
 }

@@ -95,7 +95,8 @@ class NoteVerifier {
 // A signer key kept in a file: one line, the signer key (PRIVATE+KEY+...),
 // mode 0600; its verifier key beside it in `path` + ".pub" (world-readable:
 // it is what auditors are given), written whenever it is missing or holds
-// another key.
+// another key (a failure to write it is logged, not returned: a key on a
+// read-only mount still signs).
 struct NoteKeyFile {
   std::unique_ptr<NoteSigner> signer;
   bool generated = false;  // this call created the files

@@ -157,7 +157,14 @@ absl::StatusOr<std::string> Cli::VerifierKeyFlag() const {
   const std::string value = args_.Get("key");
   if (value.empty()) return absl::InvalidArgumentError("--key is empty");
   std::ifstream file(value);
-  if (!file) return value;  // the key itself
+  if (!file) {
+    // The key itself ("name+id+base64"), or a file that is not there.
+    if (value.find('+') == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--key ", value, ": no such file, and not a verifier key"));
+    }
+    return value;
+  }
   std::string key;
   std::getline(file, key);
   if (key.empty()) return absl::InvalidArgumentError(absl::StrCat("--key ", value, " is empty"));
@@ -206,6 +213,17 @@ int Cli::Verify() {
             "after an unreadable one has no chain value before it, so only the live shard "
             "(--server) ties its leaf to its chain value.\n";
   }
+  if (!options.verifier_key.empty() && !result->proven) {
+    out_ << "NOT PROVEN: "
+         << (result->checkpoints.empty() ? "the export carries no checkpoint"
+                                         : "some records come without a proof")
+         << "\n";
+    for (const std::string& range : result->unproven) {
+      out_ << "  " << range
+           << ": no proof (predlogd could not read the tree next to an unreadable record)\n";
+    }
+    return kExitFailed;
+  }
   if (result->proven) {
     out_ << "PROVEN: every record is in the log its shard's checkpoint signs (key "
          << options.verifier_key.substr(0, options.verifier_key.find('+')) << "):\n";
@@ -213,9 +231,13 @@ int Cli::Verify() {
       out_ << "  " << c.shard << ": checkpoint of " << c.size << " records, root "
            << c.root_sha256.substr(0, 16) << "\n";
     }
-    out_ << "Re-encoded, forged, appended, dropped or truncated records would fail this, "
-            "whatever the manifest says. 'predlog verify-consistency' proves a later "
-            "checkpoint extends these.";
+    out_ << "Re-encoded, forged or appended records would fail this, whatever the manifest says"
+         << (result->complete_proven
+                 ? ", and so would dropped or truncated ones: every shard listed holds every "
+                   "record below its checkpoint."
+                 : ". That no record was left out is not proven for a subject, model or "
+                   "time-bounded export: the server chose them.")
+         << " 'predlog verify-consistency' proves a later checkpoint extends these.";
   } else {
     out_ << "This proves the file is the one the manifest describes and is internally "
             "consistent. Without --key it cannot prove the manifest came from predlog: a file "

@@ -155,7 +155,18 @@ struct ExportVerification {
   // by that key for that shard's log, and every range of the file is proven
   // to be those records of the log the checkpoint signs.
   bool proven = false;
-  std::vector<VerifiedCheckpoint> checkpoints;
+  // proven, for an export of everything without from or to: then also no
+  // record of a listed shard below its checkpoint is missing. Filtered or
+  // time-bounded exports prove what they hold, not that nothing was left out
+  // (the server chose the records; their edges are not proven). Nor is the
+  // set of shards signed: a shard left out of the manifest whole is not
+  // detected.
+  bool complete_proven = false;
+  std::vector<VerifiedCheckpoint> checkpoints;  // with a key, when consistent
+  // With a key: ranges the server sent without a proof because it could not
+  // read a tree node next to an unreadable record ("range 3..9 of
+  // predlog.events-1"); the export is then not proven (and incomplete).
+  std::vector<std::string> unproven;
   // Every check passed: the file is the one the manifest describes.
   bool consistent = false;
   // consistent, and the manifest lists no unreadable range: the export is
@@ -250,7 +261,8 @@ struct ConsistencyCheck {
   // equal sizes with other roots, a consistency proof that does not verify
   // (the log lost or rewrote records), or one the server cannot give.
   std::vector<std::string> failures;
-  // Shards in only one of the sets (named; neither consistent nor failed).
+  // Shards only in the newer set (named; neither consistent nor failed). A
+  // shard only in the older set is a failure: the newer set may hide it.
   std::vector<std::string> unmatched;
 };
 

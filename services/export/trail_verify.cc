@@ -206,6 +206,13 @@ class Verifier {
         }
         absl::StatusOr<storage::MerkleRangeVerifier> verifier =
             storage::MerkleRangeVerifier::Start(r.first, r.last + 1, checkpoint->size, proof);
+        if (!verifier.ok() && range.proof_sha256().empty() && !shard.unreadable().empty()) {
+          // The server could not read a tree node this range's proof needs:
+          // a leaf next to an unreadable record (leaves are read from the
+          // records). Unproven, not forged: the export is incomplete anyway.
+          unproven_.push_back(which);
+          continue;
+        }
         if (!verifier.ok()) {
           return Fail(absl::StrCat("manifest: ", which,
                                    range.proof_sha256().empty() ? " has no proof: " : ": ",
@@ -532,9 +539,15 @@ class Verifier {
     ExportVerification v;
     v.records_checked = records_checked_;
     v.consistent = failure_.empty() && ended_;
-    v.proven = v.consistent && key_ != nullptr && runs_proven_ == runs_.size();
-    if (v.proven) v.checkpoints = checkpoints_;
     v.ok = v.consistent && unreadable_.empty();
+    v.proven =
+        v.consistent && key_ != nullptr && !checkpoints_.empty() && runs_proven_ == runs_.size();
+    if (v.consistent && key_ != nullptr) {
+      v.checkpoints = checkpoints_;
+      v.unproven = unproven_;
+      const predlog::v1::ExportTrailRequest& f = manifest_.filter();
+      v.complete_proven = v.proven && v.ok && f.has_all() && !f.has_from() && !f.has_to();
+    }
     v.failure = failure_;
     if (manifest_checked_) v.unreadable = unreadable_;
     v.filtered = !manifest_.filter().has_all();
@@ -718,6 +731,7 @@ class Verifier {
   std::vector<Digest> roots_;
   std::vector<VerifiedCheckpoint> checkpoints_;
   size_t runs_proven_ = 0;
+  std::vector<std::string> unproven_;  // ranges sent without a proof
   std::vector<Run> runs_;
   size_t run_ = 0;         // the run holding the next expected record
   uint64_t expected_ = 0;  // its index

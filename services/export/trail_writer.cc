@@ -590,6 +590,7 @@ class TrailWriter::Impl {
     for (ExportManifest::ShardRanges& shard : shards_) {
       if (auto it = checkpoints_.find(shard.shard()); it != checkpoints_.end()) {
         shard.set_checkpoint(std::move(it->second));
+        checkpoints_.erase(it);
       }
       for (ExportManifest::Range& range : *shard.mutable_ranges()) {
         auto it = range_proofs_.find(
@@ -598,6 +599,14 @@ class TrailWriter::Impl {
         *range.mutable_proof_sha256() = std::move(it->second);
         range_proofs_.erase(it);
       }
+    }
+    // A shard the export read but that holds none of its records is listed
+    // with its checkpoint all the same: an export of everything then proves
+    // that shard had nothing to hold (its checkpoint's size says how many).
+    for (auto& [name, note] : checkpoints_) {
+      ExportManifest::ShardRanges& shard = shards_.emplace_back();
+      shard.set_shard(name);
+      shard.set_checkpoint(std::move(note));
     }
     if (!range_proofs_.empty()) {
       const auto& [shard, first, last] = range_proofs_.begin()->first;

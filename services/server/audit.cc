@@ -105,13 +105,24 @@ absl::StatusOr<ExportCursor::ShardPlan> Audit::PlanShard(int number) const {
   // it, so its manifest describes a fixed set; with a checkpoint, exactly
   // the records its tree holds.
   plan.end_index = plan.shard->Head().next_index;
-  if (ingest_->signs_checkpoints()) {
-    ASSIGN_OR_RETURN(plan.checkpoint, ingest_->SignCheckpoint(number));
-    ASSIGN_OR_RETURN(std::string text, storage::UnverifiedNoteText(plan.checkpoint));
-    ASSIGN_OR_RETURN(storage::Checkpoint checkpoint, storage::ParseCheckpoint(text));
-    plan.tree_size = checkpoint.size;
-    plan.end_index = checkpoint.size;
+  if (!ingest_->signs_checkpoints()) return plan;
+  // An export is a read: when no checkpoint can be signed (a full disk
+  // refuses its synced write) it still goes on, without proofs, and
+  // `predlog verify --key` says the export carries no checkpoint.
+  absl::StatusOr<std::string> note = ingest_->SignCheckpoint(number);
+  absl::StatusOr<std::string> text =
+      note.ok() ? storage::UnverifiedNoteText(*note) : absl::StatusOr<std::string>(note.status());
+  absl::StatusOr<storage::Checkpoint> checkpoint =
+      text.ok() ? storage::ParseCheckpoint(*text)
+                : absl::StatusOr<storage::Checkpoint>(text.status());
+  if (!checkpoint.ok()) {
+    PREDLOG_LOG(WARNING) << "export: " << plan.shard->name()
+                         << " is exported without a checkpoint: " << checkpoint.status();
+    return plan;
   }
+  plan.checkpoint = *std::move(note);
+  plan.tree_size = checkpoint->size;
+  plan.end_index = checkpoint->size;
   return plan;
 }
 
@@ -268,7 +279,7 @@ void ExportCursor::CloseRun(const ShardPlan& plan, Out* out) {
   run_.reset();
   if (plan.checkpoint.empty()) return;
   absl::StatusOr<std::vector<storage::Digest>> proof =
-      plan.shard->RangeProof(first, last + 1, plan.tree_size);
+      plan.shard->RangeProof(first, last + 1, plan.tree_size, &proof_nodes_);
   if (!proof.ok()) {
     PREDLOG_LOG(WARNING) << "export: " << plan.shard->name() << " records " << first << ".." << last
                          << " go without a range proof: " << proof.status();
@@ -433,6 +444,7 @@ absl::StatusOr<bool> ExportCursor::Next(size_t max_records, size_t max_bytes,
     if (shard_done) {
       CloseUnreadable(&out);
       CloseRun(plan, &out);
+      proof_nodes_.Clear();
       if (!plan.checkpoint.empty()) {
         predlog::v1::ShardCheckpoint* checkpoint = batch->add_checkpoints();
         checkpoint->set_shard(plan.shard->name());

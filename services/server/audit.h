@@ -129,6 +129,9 @@ class ExportCursor {
   std::optional<uint64_t> last_unreadable_;
   // The current shard's run of consecutive exported records, [first, last].
   std::optional<std::pair<uint64_t, uint64_t>> run_;
+  // The tree nodes the current shard's range proofs read, kept for its
+  // next runs (a sparse export's nearby runs share most of them).
+  storage::MerkleNodeCache proof_nodes_;
 };
 
 class Audit {

@@ -42,6 +42,30 @@ using ::predlog::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+// The records of a JSON-lines export, as the server sent them.
+std::vector<predlog::v1::ExportedRecord> ReadRecords(const std::string& file) {
+  std::vector<predlog::v1::ExportedRecord> records;
+  for (absl::string_view line : absl::StrSplit(ReadFile(file), '\n', absl::SkipEmpty())) {
+    predlog::v1::TrailLine trail;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(line), &trail).ok());
+    predlog::v1::ExportedRecord& r = records.emplace_back();
+    r.set_shard(trail.shard());
+    r.set_index(trail.index());
+    r.set_event_bytes(trail.event_bytes());
+    r.set_leaf_sha256(trail.leaf_sha256());
+    r.set_prev_chain_sha256(trail.prev_chain_sha256());
+    r.set_chain_sha256(trail.chain_sha256());
+    if (trail.has_appended_at()) *r.mutable_appended_at() = trail.appended_at();
+  }
+  return records;
+}
+
+predlog::v1::ExportManifest ReadManifest(const std::string& path) {
+  predlog::v1::ExportManifest manifest;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(ReadFile(path), &manifest).ok());
+  return manifest;
+}
+
 class ExportVerifyCliTest : public ::testing::Test {
  protected:
   void Start(int partitions) {
@@ -121,22 +145,8 @@ TEST_F(ExportVerifyCliTest, VerifyServerPassesAnHonestExportAndFailsAReencodedOn
 
   // A forger changes one record of shard 0, recomputes its leaf and the
   // chain from it on, and writes the file and a manifest to match.
-  predlog::v1::ExportManifest manifest;
-  ASSERT_TRUE(
-      google::protobuf::util::JsonStringToMessage(ReadFile(file + ".manifest.json"), &manifest)
-          .ok());
-  std::vector<predlog::v1::ExportedRecord> records;
-  for (absl::string_view line : absl::StrSplit(ReadFile(file), '\n', absl::SkipEmpty())) {
-    predlog::v1::TrailLine trail;
-    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(line), &trail).ok());
-    predlog::v1::ExportedRecord& r = records.emplace_back();
-    r.set_shard(trail.shard());
-    r.set_index(trail.index());
-    r.set_event_bytes(trail.event_bytes());
-    r.set_leaf_sha256(trail.leaf_sha256());
-    r.set_prev_chain_sha256(trail.prev_chain_sha256());
-    r.set_chain_sha256(trail.chain_sha256());
-  }
+  const predlog::v1::ExportManifest manifest = ReadManifest(file + ".manifest.json");
+  std::vector<predlog::v1::ExportedRecord> records = ReadRecords(file);
   std::string real_head, forged_head;
   uint64_t last = 0;
   bool forging = false;
@@ -185,30 +195,6 @@ TEST_F(ExportVerifyCliTest, VerifyServerPassesAnHonestExportAndFailsAReencodedOn
   auto [unreachable_code, unreachable] = Verify(file, "127.0.0.1:1");
   EXPECT_EQ(unreachable_code, 1) << unreachable;
   EXPECT_THAT(unreachable, HasSubstr("cannot reach predlogd at 127.0.0.1:1"));
-}
-
-// The records of a JSON-lines export, as the server sent them.
-std::vector<predlog::v1::ExportedRecord> ReadRecords(const std::string& file) {
-  std::vector<predlog::v1::ExportedRecord> records;
-  for (absl::string_view line : absl::StrSplit(ReadFile(file), '\n', absl::SkipEmpty())) {
-    predlog::v1::TrailLine trail;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(line), &trail).ok());
-    predlog::v1::ExportedRecord& r = records.emplace_back();
-    r.set_shard(trail.shard());
-    r.set_index(trail.index());
-    r.set_event_bytes(trail.event_bytes());
-    r.set_leaf_sha256(trail.leaf_sha256());
-    r.set_prev_chain_sha256(trail.prev_chain_sha256());
-    r.set_chain_sha256(trail.chain_sha256());
-    if (trail.has_appended_at()) *r.mutable_appended_at() = trail.appended_at();
-  }
-  return records;
-}
-
-predlog::v1::ExportManifest ReadManifest(const std::string& path) {
-  predlog::v1::ExportManifest manifest;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(ReadFile(path), &manifest).ok());
-  return manifest;
 }
 
 // Recomputes every leaf and chain value of `records` from their bytes, as a
@@ -269,7 +255,12 @@ TEST_F(ExportVerifyCliTest, VerifyKeyProvesAnHonestExportAndEveryForgeryFailsWha
   ASSERT_EQ(code, 0) << out;
   const predlog::v1::ExportManifest manifest = ReadManifest(file + ".manifest.json");
   ASSERT_EQ(manifest.format_version(), 3u);
-  ASSERT_EQ(manifest.shards_size(), 2);  // the registry shard holds nothing to export
+  // The registry shard holds no record, but its checkpoint is listed: an
+  // export of everything proves it had none.
+  ASSERT_EQ(manifest.shards_size(), 3);
+  EXPECT_EQ(manifest.shards(2).shard(), "predlog.registry-0");
+  EXPECT_EQ(manifest.shards(2).records(), 0u);
+  EXPECT_FALSE(manifest.shards(2).checkpoint().empty());
   const auto verify_key = [&](const std::string& f, const std::string& k) {
     return RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify --key " + k + " " + f + " " + f +
                       ".manifest.json");
@@ -279,6 +270,7 @@ TEST_F(ExportVerifyCliTest, VerifyKeyProvesAnHonestExportAndEveryForgeryFailsWha
   EXPECT_EQ(honest_code, 0) << honest;
   EXPECT_THAT(honest, HasSubstr("OK: 200 records verified"));
   EXPECT_THAT(honest, HasSubstr("PROVEN: every record is in the log its shard's checkpoint signs"));
+  EXPECT_THAT(honest, HasSubstr("and so would dropped or truncated ones"));
   EXPECT_THAT(honest, HasSubstr("predlog.events-0: checkpoint of "));
   // The key itself works as well as its file.
   std::string key_text;
@@ -295,6 +287,7 @@ TEST_F(ExportVerifyCliTest, VerifyKeyProvesAnHonestExportAndEveryForgeryFailsWha
   auto [sparse_verify_code, sparse_verify] = verify_key(sparse, key);
   EXPECT_EQ(sparse_verify_code, 0) << sparse_verify;
   EXPECT_THAT(sparse_verify, HasSubstr("PROVEN: "));
+  EXPECT_THAT(sparse_verify, HasSubstr("That no record was left out is not proven for a subject"));
   const predlog::v1::ExportManifest sparse_manifest = ReadManifest(sparse + ".manifest.json");
   ASSERT_GT(sparse_manifest.shards(0).ranges(0).proof_sha256_size(), 1);
   const std::vector<predlog::v1::ExportedRecord> sparse_records = ReadRecords(sparse);
@@ -420,8 +413,15 @@ TEST_F(ExportVerifyCliTest, VerifyKeyProvesAnHonestExportAndEveryForgeryFailsWha
   expect_forgery_fails(
       "otherkey", records, "the note has no signature by predlog-",
       [&](predlog::v1::ExportManifest* m) { m->mutable_shards(0)->set_checkpoint(resigned); });
-  // Verified with the attacker's key instead: the origin is not his log.
-  // And without --key, the same forgeries pass offline: what --key adds.
+  // A manifest whose shards were all removed proves nothing.
+  {
+    const std::string path = dir_.Sub("noshards.jsonl");
+    WriteForgery(path, {}, manifest, [](predlog::v1::ExportManifest* m) { m->clear_shards(); });
+    auto [empty_code, empty] = verify_key(path, key);
+    EXPECT_EQ(empty_code, 1) << empty;
+    EXPECT_THAT(empty, HasSubstr("NOT PROVEN: the export carries no checkpoint"));
+  }
+  // Without --key, the same forgeries pass offline: what --key adds.
   auto [unkeyed_code, unkeyed] = Verify(dir_.Sub("reencoded.jsonl"));
   EXPECT_EQ(unkeyed_code, 0) << unkeyed;
 }
@@ -536,6 +536,14 @@ TEST_F(ExportVerifyCliTest, ExportOverACorruptBlockWritesEveryReadableRecordAndV
   EXPECT_THAT(verify, HasSubstr(range + " could not be read when exported: "));
   EXPECT_THAT(verify, Not(HasSubstr("OK:")));
   EXPECT_THAT(verify, HasSubstr("This proves the file is the one the manifest describes"));
+  // With the key: not proven complete, never a false FAILED or PROVEN-complete.
+  auto [key_code, keyed] = RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify --key " +
+                                      dir_.Sub("data/keys/checkpoint.key.pub") + " " + file + " " +
+                                      file + ".manifest.json");
+  EXPECT_EQ(key_code, 1) << keyed;
+  EXPECT_THAT(keyed, HasSubstr("INCOMPLETE: "));
+  EXPECT_THAT(keyed, Not(HasSubstr("FAILED")));
+  EXPECT_THAT(keyed, Not(HasSubstr("and so would dropped or truncated ones")));
   // The readable runs agree with the live shard; the export is still incomplete.
   auto [live_code, live] = Verify(file, server_->grpc());
   EXPECT_EQ(live_code, 1) << live;

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "storage/logging.h"
 #include "storage/sha256.h"
 #include "tests/testing/events.h"
 #include "tests/testing/status_matchers.h"
@@ -28,6 +29,16 @@ using ::predlog::testing::TempDir;
 class ShardWriterTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
+
+  // Closes the writer and opens the shard again under a writer with `options`.
+  void Restart(ShardWriterOptions options) {
+    writer_.reset();
+    ShardOptions shard_options;
+    shard_options.dir = dir_.Sub("shard");
+    shard_options.name = "predlog.events-0";
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShardStore> shard, ShardStore::Open(shard_options));
+    ASSERT_OK_AND_ASSIGN(writer_, ShardWriter::Start(std::move(shard), std::move(options)));
+  }
 
   void Open() {
     ShardOptions options;
@@ -169,6 +180,20 @@ TEST_F(ShardWriterTest, AppendsQueuedAtDestructionAreFoldedBeforeItReturns) {
   EXPECT_EQ(writer_->shard().Head().next_index, 500u);
 }
 
+// A checkpoint signing key and its verifier.
+struct SigningKey {
+  std::unique_ptr<NoteSigner> signer;
+  std::unique_ptr<NoteVerifier> verifier;
+  static SigningKey Make() {
+    absl::StatusOr<NoteKeyPair> pair = GenerateNoteKey("test-log");
+    PREDLOG_CHECK(pair.ok()) << pair.status();
+    SigningKey key;
+    key.signer = *NoteSigner::Create(pair->signer_key);
+    key.verifier = *NoteVerifier::Create(pair->verifier_key);
+    return key;
+  }
+};
+
 // The checkpoint a writer keeps last, opened with `key`.
 Checkpoint LatestOpened(const ShardWriter& writer, const NoteVerifier& key) {
   absl::StatusOr<std::string> note = writer.shard().LatestCheckpoint();
@@ -192,27 +217,21 @@ Checkpoint AwaitCheckpoint(const ShardWriter& writer, const NoteVerifier& key, u
 }
 
 TEST_F(ShardWriterTest, SignsACheckpointEveryNRecordsOfItsShardsLog) {
-  writer_.reset();
-  ASSERT_OK_AND_ASSIGN(NoteKeyPair pair, GenerateNoteKey("test-log"));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<NoteSigner> signer, NoteSigner::Create(pair.signer_key));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<NoteVerifier> key, NoteVerifier::Create(pair.verifier_key));
-  ShardOptions options;
-  options.dir = dir_.Sub("shard");
-  options.name = "predlog.events-0";
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShardStore> shard, ShardStore::Open(options));
+  SigningKey signing = SigningKey::Make();
   ShardWriterOptions writer_options;
-  writer_options.checkpoint_signer = signer.get();
+  writer_options.checkpoint_signer = signing.signer.get();
   writer_options.checkpoint_origin = "test-log/predlog.events-0";
   writer_options.checkpoint_every_events = 5;
   writer_options.checkpoint_every = absl::ZeroDuration();
-  ASSERT_OK_AND_ASSIGN(writer_, ShardWriter::Start(std::move(shard), writer_options));
+  Restart(writer_options);
+  const NoteVerifier& key = *signing.verifier;
   for (int i = 0; i < 4; ++i) ASSERT_OK(AppendAndWait(Prediction(i)).status());
   EXPECT_THAT(writer_->shard().LatestCheckpoint(),
               ::predlog::testing::StatusIs(absl::StatusCode::kNotFound,
                                            ::testing::HasSubstr("no checkpoint yet")));
   ASSERT_OK(AppendAndWait(Prediction(4)).status());
   // One append at a time: the group that made 5 records signed them.
-  const Checkpoint checkpoint = AwaitCheckpoint(*writer_, *key, 5);
+  const Checkpoint checkpoint = AwaitCheckpoint(*writer_, key, 5);
   EXPECT_EQ(checkpoint.origin, "test-log/predlog.events-0");
   EXPECT_EQ(checkpoint.size, 5u);
   ASSERT_OK_AND_ASSIGN(Digest root, writer_->shard().TreeRoot(5));
@@ -220,33 +239,25 @@ TEST_F(ShardWriterTest, SignsACheckpointEveryNRecordsOfItsShardsLog) {
   // On request, of the log as it is now.
   ASSERT_OK(AppendAndWait(Prediction(5)).status());
   ASSERT_OK_AND_ASSIGN(std::string note, writer_->SignCheckpoint());
-  ASSERT_OK_AND_ASSIGN(std::string text, key->Open(note));
+  ASSERT_OK_AND_ASSIGN(std::string text, key.Open(note));
   ASSERT_OK_AND_ASSIGN(Checkpoint now, ParseCheckpoint(text));
   EXPECT_EQ(now.size, 6u);
 }
 
 TEST_F(ShardWriterTest, AnIdleWriterStillSignsItsNewestRecordsWhenTheTimeComes) {
-  writer_.reset();
-  ASSERT_OK_AND_ASSIGN(NoteKeyPair pair, GenerateNoteKey("test-log"));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<NoteSigner> signer, NoteSigner::Create(pair.signer_key));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<NoteVerifier> key, NoteVerifier::Create(pair.verifier_key));
-  ShardOptions options;
-  options.dir = dir_.Sub("shard");
-  options.name = "predlog.events-0";
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShardStore> shard, ShardStore::Open(options));
+  SigningKey signing = SigningKey::Make();
   ShardWriterOptions writer_options;
-  writer_options.checkpoint_signer = signer.get();
+  writer_options.checkpoint_signer = signing.signer.get();
   writer_options.checkpoint_origin = "test-log/predlog.events-0";
   writer_options.checkpoint_every_events = 0;
   writer_options.checkpoint_every = absl::Milliseconds(50);
-  ASSERT_OK_AND_ASSIGN(writer_, ShardWriter::Start(std::move(shard), writer_options));
+  Restart(writer_options);
+  const NoteVerifier& key = *signing.verifier;
   for (int i = 0; i < 3; ++i) ASSERT_OK(AppendAndWait(Prediction(i)).status());
   // No more appends: only the writer's own timer can sign record 3.
-  EXPECT_EQ(AwaitCheckpoint(*writer_, *key, 3).size, 3u);
+  EXPECT_EQ(AwaitCheckpoint(*writer_, key, 3).size, 3u);
   // Without a key the writer signs nothing and says why.
-  writer_.reset();
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShardStore> reopened, ShardStore::Open(options));
-  ASSERT_OK_AND_ASSIGN(writer_, ShardWriter::Start(std::move(reopened), {}));
+  Restart({});
   EXPECT_THAT(writer_->SignCheckpoint(),
               ::predlog::testing::StatusIs(absl::StatusCode::kFailedPrecondition,
                                            ::testing::HasSubstr("no checkpoint signing key")));
