@@ -17,12 +17,15 @@
 // everything else checks out; each readable run is then checked on its own
 // from its anchors, and the first record after an unreadable one has no
 // chain value before it, so its leaf is tied to its chain value only by the
-// live check. What it cannot prove alone: that the manifest itself is the
-// server's. CheckAgainstServer adds that the anchors (and those first
-// records) are the live shards' own, which holds as far as that server is
-// trusted, until manifests are signed. In a subject or model export, a
-// manifest rewritten to drop an unreadable range (or a record, with the file)
-// is not detectable offline: only an export of everything is gap-free.
+// live check. What it cannot prove without a key: that the manifest itself
+// is the server's. With the checkpoint verifier key (VerifyOptions) it does:
+// every range is proven to be those records of the log the shard's signed
+// checkpoint holds (format 3 manifests). CheckAgainstServer adds that the
+// anchors (and those first records) are the live shards' own, as far as that
+// server is trusted. In a subject or model export, a manifest rewritten to
+// drop an unreadable range (or a record, with the file) is not detectable
+// offline, key or not: only an export of everything (without from/to) is
+// proven gap-free, and then only for the shards its manifest lists.
 #ifndef PREDLOG_SERVICES_EXPORT_TRAIL_EXPORT_H_
 #define PREDLOG_SERVICES_EXPORT_TRAIL_EXPORT_H_
 
