@@ -236,7 +236,8 @@ int Cli::Verify() {
                  ? ", and so would dropped or truncated ones: every shard listed holds every "
                    "record below its checkpoint."
                  : ". That no record was left out is not proven for a subject, model or "
-                   "time-bounded export: the server chose them.")
+                   "time-bounded export (the server chose its records), nor for an incomplete "
+                   "one.")
          << " 'predlog verify-consistency' proves a later checkpoint extends these.";
   } else {
     out_ << "This proves the file is the one the manifest describes and is internally "

@@ -201,9 +201,11 @@ struct VerifyOptions {
   // signed for origin "<key name>/<shard>", each range must be proven
   // against it (storage/merkle.h MerkleRangeProof over RecordMerkleLeaf of
   // its records, so bytes and append times are both covered), and an
-  // export of everything without `to` must reach the checkpoint's size. So
-  // re-encoded, forged, appended, dropped or truncated records fail, however
-  // the manifest was rewritten.
+  // export of everything must start at 0 without `from` and reach the
+  // checkpoint's size without `to`. So re-encoded, forged or appended
+  // records fail, however the manifest was rewritten, and in an export of
+  // everything without from/to dropped or truncated ones too (of the shards
+  // its manifest lists: the set of shards is not signed).
   std::string verifier_key;
 };
 
