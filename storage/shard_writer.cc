@@ -21,13 +21,20 @@ absl::StatusOr<std::unique_ptr<ShardWriter>> ShardWriter::Start(std::unique_ptr<
   writer->last_snapshot_index_ = snapshots.empty() ? 0 : snapshots.back().index;
   writer->last_snapshot_time_ = snapshots.empty() ? absl::Now() : snapshots.back().created_at;
   writer->last_checkpoint_time_ = absl::Now();
+  // Where the checkpoint schedule resumes. A kept checkpoint that cannot be
+  // read only makes the next one come sooner: it never keeps the shard from
+  // opening (the log, not its checkpoints, is the system of record).
   absl::StatusOr<std::string> latest = writer->shard_->LatestCheckpoint();
-  if (latest.ok()) {
-    ASSIGN_OR_RETURN(std::string text, UnverifiedNoteText(*latest));
-    ASSIGN_OR_RETURN(Checkpoint checkpoint, ParseCheckpoint(text));
-    writer->last_checkpoint_size_ = checkpoint.size;
-  } else if (!absl::IsNotFound(latest.status())) {
-    return latest.status();
+  absl::StatusOr<std::string> text =
+      latest.ok() ? UnverifiedNoteText(*latest) : absl::StatusOr<std::string>(latest.status());
+  absl::StatusOr<Checkpoint> checkpoint =
+      text.ok() ? ParseCheckpoint(*text) : absl::StatusOr<Checkpoint>(text.status());
+  if (checkpoint.ok()) {
+    writer->last_checkpoint_size_ = checkpoint->size;
+  } else if (!absl::IsNotFound(checkpoint.status())) {
+    PREDLOG_LOG(WARNING) << "shard writer: " << writer->shard_->name()
+                         << ": its latest kept checkpoint cannot be read (" << checkpoint.status()
+                         << "); the next one is signed on schedule from index 0";
   }
   writer->thread_ = std::thread([raw = writer.get()] { raw->Run(); });
   return writer;

@@ -15,6 +15,7 @@
 #include "storage/logging.h"
 #include "storage/sha256.h"
 #include "tests/testing/events.h"
+#include "tests/testing/raw_shard_db.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -261,6 +262,30 @@ TEST_F(ShardWriterTest, AnIdleWriterStillSignsItsNewestRecordsWhenTheTimeComes) 
   EXPECT_THAT(writer_->SignCheckpoint(),
               ::predlog::testing::StatusIs(absl::StatusCode::kFailedPrecondition,
                                            ::testing::HasSubstr("no checkpoint signing key")));
+}
+
+TEST_F(ShardWriterTest, ADamagedKeptCheckpointNeverKeepsTheShardFromOpening) {
+  SigningKey signing = SigningKey::Make();
+  ShardWriterOptions writer_options;
+  writer_options.checkpoint_signer = signing.signer.get();
+  writer_options.checkpoint_origin = "test-log/predlog.events-0";
+  Restart(writer_options);
+  ASSERT_OK(AppendAndWait(Prediction(0)).status());
+  ASSERT_OK(writer_->SignCheckpoint().status());
+  writer_.reset();
+  // Every kept checkpoint's bytes replaced by something that is no note.
+  testing::EditRawShardDb(dir_.Sub("shard"), "meta", [](rocksdb::DB* db, auto* cf) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf));
+    for (it->Seek("checkpoint/"); it->Valid() && it->key().starts_with("checkpoint/"); it->Next()) {
+      PREDLOG_CHECK(db->Put(rocksdb::WriteOptions(), cf, it->key(), "not a note").ok());
+    }
+  });
+  Restart(writer_options);
+  ASSERT_OK(AppendAndWait(Prediction(1)).status());
+  ASSERT_OK_AND_ASSIGN(std::string note, writer_->SignCheckpoint());
+  ASSERT_OK_AND_ASSIGN(std::string text, signing.verifier->Open(note));
+  ASSERT_OK_AND_ASSIGN(Checkpoint checkpoint, ParseCheckpoint(text));
+  EXPECT_EQ(checkpoint.size, 2u);
 }
 
 }  // namespace
