@@ -135,6 +135,8 @@ absl::Status ValidateEvent(const AuditEvent& event, const EventLimits& limits) {
       }
       return CheckId("dataset_registered.dataset.version", d.dataset().version(), limits);
     }
+    case AuditEvent::kAccessRecorded:
+      return CheckId("access_recorded.method", event.access_recorded().method(), limits);
     case AuditEvent::kSourceReset:
       return absl::InvalidArgumentError("source_reset is written by predlog only");
     case AuditEvent::kSourceGap:

@@ -238,9 +238,23 @@ void ShardStore::Impl::FoldMessage(const SourceMessage& m, BatchState* b, Messag
       }
     }
   }
+  if (folded_->has_access_recorded() != options_.access_trail) {
+    return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt,
+                  options_.access_trail
+                      ? absl::StrCat("shard ", options_.name,
+                                     " is the access trail: it takes access_recorded events only")
+                      : absl::StrCat("access_recorded belongs in the access trail "
+                                     "(predlog.access), not in shard ",
+                                     options_.name),
+                  b, r);
+  }
   switch (folded_->body_case()) {
     case AuditEvent::kPredictionLogged:
       return FoldPrediction(m, b, r);
+    case AuditEvent::kAccessRecorded:
+      r->outcome = FoldOutcome::kApplied;
+      r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
+      return;
     case AuditEvent::kModelRegistered: {
       const auto& registered = folded_->model_registered();
       const auto& model = registered.model();
@@ -604,7 +618,10 @@ absl::Status ShardStore::Impl::CheckFreeSpace(absl::Span<const SourceMessage> me
   uint64_t incoming = 0;
   for (const SourceMessage& m : messages) incoming += m.payload.size();
   const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-  if (free_bytes >= options_.min_free_bytes + incoming) return absl::OkStatus();
+  // (Compared without the sum, which a reserve near 2^64 would overflow.)
+  if (free_bytes >= incoming && free_bytes - incoming >= options_.min_free_bytes) {
+    return absl::OkStatus();
+  }
   return absl::ResourceExhaustedError(absl::StrCat(
       "shard ", options_.name, ": the disk of ", options_.dir, " has ", free_bytes,
       " bytes free, below the reserve of ", options_.min_free_bytes,

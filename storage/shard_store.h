@@ -91,6 +91,10 @@ struct ShardOptions {
   // be in (whichever path the event came by), else the event is rejected.
   // Borrowed. Null: not checked.
   const ArtifactStore* artifacts = nullptr;
+  // The access trail's shard (predlog.access): it folds AccessRecorded
+  // events and rejects every other body; every other shard rejects
+  // AccessRecorded. Either rejection is kept in `rejected`, naming the shard.
+  bool access_trail = false;
   // The clock that stamps each batch's append time (StoredRecord::appended_at);
   // a clock that goes back is clamped to the shard's latest append time.
   // Null: absl::Now(). Tests set it to play skewed and stepped clocks.

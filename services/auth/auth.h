@@ -73,11 +73,21 @@ enum class Access : uint8_t {
   kRoles,        // an identity holding one of `roles`
 };
 
+// Whether a call leaves a record in the access trail.
+enum class Trail : uint8_t {
+  kNone,
+  // The call reads recorded data (a prediction, a replay, a state as of a
+  // cut, an export, the registry, the trail): before it runs, predlogd
+  // appends an AccessRecorded to predlog.access (services/server/access_trail.h).
+  kRecorded,
+};
+
 struct MethodAccess {
   // The gRPC path: "/predlog.v1.Audit/ExportTrail".
   absl::string_view method;
   Access access;
   RoleSet roles;  // kRoles only
+  Trail trail = Trail::kNone;
 };
 
 // Every method predlogd serves, by path. A method that is not here may be

@@ -11,6 +11,11 @@
 //            backups; reads the registry and shard status and has
 //            checkpoints signed.
 //
+// Every call that reads recorded data is marked Trail::kRecorded: it leaves an
+// AccessRecorded in the access trail (who read what), which auditors read
+// with ListAccess (itself recorded). Writes are their own record; status,
+// chain values, checkpoints and proofs hold no event data.
+//
 // The registry's reads (GetModel, ListModels) hold no customer data, so every
 // role that works with models has them. Shard status (GetStatus) holds counts,
 // offsets and chain heads, no event data: auditors and admins. gRPC health is
@@ -40,24 +45,25 @@ constexpr MethodAccess kTable[] = {
     {"/predlog.v1.PredictionLog/LogStream", Access::kRoles, kWriter},
     {"/predlog.v1.PredictionLog/LogBatch", Access::kRoles, kWriter},
     {"/predlog.v1.PredictionLog/ChangeEntity", Access::kRoles, kWriter},
-    {"/predlog.v1.PredictionLog/GetPrediction", Access::kRoles, kSupport},
-    {"/predlog.v1.PredictionLog/ListPredictions", Access::kRoles, kSupport},
+    {"/predlog.v1.PredictionLog/GetPrediction", Access::kRoles, kSupport, Trail::kRecorded},
+    {"/predlog.v1.PredictionLog/ListPredictions", Access::kRoles, kSupport, Trail::kRecorded},
     // predlog.v1.Registry (registry.proto)
     {"/predlog.v1.Registry/RegisterModel", Access::kRoles, kAdmin},
     {"/predlog.v1.Registry/DeployModel", Access::kRoles, kAdmin},
-    {"/predlog.v1.Registry/GetModel", Access::kRoles, kRegistryReaders},
-    {"/predlog.v1.Registry/ListModels", Access::kRoles, kRegistryReaders},
+    {"/predlog.v1.Registry/GetModel", Access::kRoles, kRegistryReaders, Trail::kRecorded},
+    {"/predlog.v1.Registry/ListModels", Access::kRoles, kRegistryReaders, Trail::kRecorded},
     // predlog.v1.Replay (replay.proto)
-    {"/predlog.v1.Replay/Rerun", Access::kRoles, kSupport},
-    {"/predlog.v1.Replay/RerunTrace", Access::kRoles, kSupport},
-    {"/predlog.v1.Replay/GetEntityAt", Access::kRoles, kSupport},
-    {"/predlog.v1.Replay/GetRegistryAt", Access::kRoles, kSupport},
+    {"/predlog.v1.Replay/Rerun", Access::kRoles, kSupport, Trail::kRecorded},
+    {"/predlog.v1.Replay/RerunTrace", Access::kRoles, kSupport, Trail::kRecorded},
+    {"/predlog.v1.Replay/GetEntityAt", Access::kRoles, kSupport, Trail::kRecorded},
+    {"/predlog.v1.Replay/GetRegistryAt", Access::kRoles, kSupport, Trail::kRecorded},
     // predlog.v1.Audit (audit.proto)
-    {"/predlog.v1.Audit/ExportTrail", Access::kRoles, kAuditor},
+    {"/predlog.v1.Audit/ExportTrail", Access::kRoles, kAuditor, Trail::kRecorded},
     {"/predlog.v1.Audit/GetStatus", Access::kRoles, kStatusReaders},
     {"/predlog.v1.Audit/GetChainValues", Access::kRoles, kAuditor},
     {"/predlog.v1.Audit/SignCheckpoints", Access::kRoles, kCheckpointSigners},
     {"/predlog.v1.Audit/GetConsistencyProof", Access::kRoles, kAuditor},
+    {"/predlog.v1.Audit/ListAccess", Access::kRoles, kAuditor, Trail::kRecorded},
     // predlog.v1.Admin (admin.proto)
     {"/predlog.v1.Admin/CreateBackup", Access::kRoles, kAdmin},
     // gRPC's own services.

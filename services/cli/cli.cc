@@ -213,13 +213,14 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         1,
         &Cli::Model}},
       {"export",
-       {"export (--subject S | --model name@version | --all) [--from T] [--to T] "
+       {"export (--subject S | --model name@version | --all | --access-trail) [--from T] [--to T] "
         "--format jsonl|csv --out FILE   (writes FILE.manifest.json beside it)",
         "export a trail with its hashes and a manifest, for an auditor",
         "flags:\n"
         "  --subject S | --model name@version | --all   what to export (exactly one)\n"
-        "  --from T, --to T         served at or after / before T (--all: recorded at,\n"
-        "                           as each shard's cut); default: no bound\n"
+        "  --access-trail           or the access trail (who read what; not in --all)\n"
+        "  --from T, --to T         served at or after / before T (--all, --access-trail:\n"
+        "                           appended at, as each shard's cut); default: no bound\n"
         "  --format jsonl|csv       default: jsonl\n"
         "  --out FILE               the file to write (required); FILE.manifest.json\n"
         "                           is written beside it (FILE.partial until complete;\n"
@@ -230,7 +231,7 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "\n"
         "example:\n"
         "  predlog export --subject c-0042 --format csv --out c-0042.csv\n",
-        {"subject", "model", "all", "from", "to", "format", "out"},
+        {"subject", "model", "all", "access-trail", "from", "to", "format", "out"},
         0,
         0,
         &Cli::Export}},
@@ -311,6 +312,27 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         0,
         0,
         &Cli::Status}},
+      {"access",
+       {"access [--identity NAME] [--method M] [--from T] [--to T] [--limit N]",
+        "list the access trail, newest first: who read what, when, from where",
+        "Every call that reads recorded data (get, trail, replay, state, models, export,\n"
+        "access itself) is recorded in predlog.access-0 before predlogd answers it.\n"
+        "\n"
+        "flags:\n"
+        "  --identity NAME          only this identity's calls (\"\" for calls made while\n"
+        "                           predlogd had no --identities); default: everyone's\n"
+        "  --method M               only this method: its name (ExportTrail) or full path\n"
+        "                           (/predlog.v1.Audit/ExportTrail); default: all\n"
+        "  --from T, --to T         recorded at or after / before T (RFC 3339 or a date,\n"
+        "                           UTC, by the trail's append time); default: no bound\n"
+        "  --limit N                at most N entries, newest first; default: 100\n"
+        "\n"
+        "example:\n"
+        "  predlog access --identity auditor-ana --from 2026-11-01\n",
+        {"identity", "method", "from", "to", "limit"},
+        0,
+        0,
+        &Cli::Access}},
       {"backup",
        {"backup --out DIR",
         "have predlogd back up its shards, artifacts and keys into DIR on its host",

@@ -33,14 +33,16 @@ std::string Plural(uint64_t n, absl::string_view one, absl::string_view many) {
 // ---------------------------------------------------------------- export, verify, status
 
 int Cli::Export() {
-  const int filters = args_.Has("subject") + args_.Has("model") + args_.Has("all");
-  if (filters != 1) return Usage("give exactly one of --subject, --model, --all");
+  const int filters =
+      args_.Has("subject") + args_.Has("model") + args_.Has("all") + args_.Has("access-trail");
+  if (filters != 1) return Usage("give exactly one of --subject, --model, --all, --access-trail");
   if (!args_.Has("out")) return Usage("--out is required");
   absl::StatusOr<ExportFormat> format = ParseExportFormat(args_.Get("format", "jsonl"));
   if (!format.ok()) return Usage(absl::StrCat("--format: ", format.status().message()));
   v1::ExportTrailRequest request;
   if (args_.Has("subject")) request.set_subject_id(args_.Get("subject"));
   if (args_.Has("all")) request.set_all(true);
+  if (args_.Has("access-trail")) request.set_access_trail(true);
   if (args_.Has("model")) {
     absl::StatusOr<std::pair<std::string, std::string>> model =
         ParseModelRef(args_.Get("model"), "--model");
@@ -328,9 +330,9 @@ int Cli::VerifyConsistency() {
   if (!args_.Has("key")) return Usage("--key is required: the verifier key the checkpoints have");
   absl::StatusOr<std::string> key = VerifierKeyFlag();
   if (!key.ok()) return Usage(std::string(key.status().message()));
-  std::vector<v1::ShardCheckpoint> sets[2];
+  CheckpointSet sets[2];
   for (int i = 0; i < 2; ++i) {
-    absl::StatusOr<std::vector<v1::ShardCheckpoint>> read = ReadCheckpoints(args_.positional[i]);
+    absl::StatusOr<CheckpointSet> read = ReadCheckpoints(args_.positional[i]);
     if (!read.ok()) {
       err_ << "predlog verify-consistency: " << read.status().message() << "\n";
       return kExitFailed;

@@ -34,7 +34,7 @@ namespace v1 = ::predlog::v1;
 inline const std::set<std::string> kGlobalFlags = {
     "server", "json", "timeout_seconds", "help", "tls_ca", "tls_cert", "tls_key", "token_file"};
 // Flags without a value. -h is read as --help.
-inline const std::set<std::string> kBoolFlags = {"json", "explain", "all", "help"};
+inline const std::set<std::string> kBoolFlags = {"json", "explain", "all", "access-trail", "help"};
 
 // A subcommand's parsed command line.
 struct Args {
@@ -184,6 +184,7 @@ class Cli {
   int Checkpoint();
   int VerifyConsistency();
   int Status();
+  int Access();
   // The verifier key of --key: the key itself ("name+id+base64"), or a file
   // holding it (what predlogd writes beside its signing key, *.pub).
   absl::StatusOr<std::string> VerifierKeyFlag() const;

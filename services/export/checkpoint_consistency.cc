@@ -1,6 +1,7 @@
 // ReadCheckpoints and CheckConsistency (trail_export.h): that a newer signed
 // checkpoint of a shard extends an older one, as transparency-log auditors
 // check (RFC 9162 §2.1.4; C2SP tlog-checkpoint notes).
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -90,13 +91,25 @@ absl::StatusOr<std::string> Compare(const storage::NoteVerifier& key,
 
 }  // namespace
 
-absl::StatusOr<std::vector<predlog::v1::ShardCheckpoint>> ReadCheckpoints(const std::string& path) {
+bool CheckpointSet::Covers(absl::string_view shard) const {
+  if (topics.empty()) return true;
+  const size_t dash = shard.rfind('-');
+  const absl::string_view topic = dash == absl::string_view::npos ? shard : shard.substr(0, dash);
+  return std::find(topics.begin(), topics.end(), topic) != topics.end();
+}
+
+absl::StatusOr<CheckpointSet> ReadCheckpoints(const std::string& path) {
   ASSIGN_OR_RETURN(const std::string json, ReadWholeFile(path));
-  std::vector<predlog::v1::ShardCheckpoint> out;
+  CheckpointSet set;
+  std::vector<predlog::v1::ShardCheckpoint>& out = set.checkpoints;
   google::protobuf::util::JsonParseOptions strict;  // unknown fields tell the two apart
   predlog::v1::ExportManifest manifest;
   predlog::v1::SignCheckpointsResponse signed_now;
   if (google::protobuf::util::JsonStringToMessage(json, &manifest, strict).ok()) {
+    const predlog::v1::ExportTrailRequest& filter = manifest.filter();
+    set.topics = filter.has_all() ? std::vector<std::string>{"predlog.events", "predlog.registry"}
+                 : filter.has_access_trail() ? std::vector<std::string>{"predlog.access"}
+                                             : std::vector<std::string>{"predlog.events"};
     for (const auto& shard : manifest.shards()) {
       if (shard.checkpoint().empty()) continue;
       predlog::v1::ShardCheckpoint c;
@@ -114,22 +127,22 @@ absl::StatusOr<std::vector<predlog::v1::ShardCheckpoint>> ReadCheckpoints(const 
   if (out.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, " holds no signed checkpoint"));
   }
-  return out;
+  return set;
 }
 
-absl::StatusOr<ConsistencyCheck> CheckConsistency(
-    const std::vector<predlog::v1::ShardCheckpoint>& older,
-    const std::vector<predlog::v1::ShardCheckpoint>& newer, absl::string_view verifier_key,
-    const ConsistencyProofFetcher& fetch) {
+absl::StatusOr<ConsistencyCheck> CheckConsistency(const CheckpointSet& older,
+                                                  const CheckpointSet& newer,
+                                                  absl::string_view verifier_key,
+                                                  const ConsistencyProofFetcher& fetch) {
   absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> key =
       storage::NoteVerifier::Create(verifier_key);
   if (!key.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("verifier key: ", key.status().message()));
   }
   std::map<std::string, const predlog::v1::ShardCheckpoint*> by_shard;
-  for (const auto& c : older) by_shard[c.shard()] = &c;
+  for (const auto& c : older.checkpoints) by_shard[c.shard()] = &c;
   ConsistencyCheck check;
-  for (const auto& c : newer) {
+  for (const auto& c : newer.checkpoints) {
     auto it = by_shard.find(c.shard());
     if (it == by_shard.end()) {
       check.unmatched.push_back(absl::StrCat(c.shard(), ": only in the newer set"));
@@ -145,8 +158,14 @@ absl::StatusOr<ConsistencyCheck> CheckConsistency(
     }
   }
   // A shard the older set signed and the newer one lacks may have been
-  // left out to hide it: a failure, not a skip.
+  // left out to hide it: a failure, not a skip, unless the newer set was
+  // never meant to hold it.
   for (const auto& [shard, c] : by_shard) {
+    if (!newer.Covers(shard)) {
+      check.unmatched.push_back(
+          absl::StrCat(shard, ": only in the older set (the newer export's filter leaves it out)"));
+      continue;
+    }
     check.failures.push_back(absl::StrCat(
         shard, ": the older set has a checkpoint of it, the newer set none (left out?)"));
   }

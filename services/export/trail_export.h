@@ -245,12 +245,25 @@ absl::StatusOr<ServerCheck> CheckAgainstServer(const ExportVerification& verific
                                                size_t max_positions,
                                                const ChainValueFetcher& fetch);
 
-// Signed checkpoints kept in a file: an export manifest (its shards'
+// Signed checkpoints kept in a file, and which shards the file speaks for.
+struct CheckpointSet {
+  std::vector<predlog::v1::ShardCheckpoint> checkpoints;
+  // The topics whose shards the file was meant to hold: empty for what
+  // `predlog checkpoint --out` writes (every shard); for an export manifest,
+  // the topics its filter reads (`all`: predlog.events and predlog.registry;
+  // `access_trail`: predlog.access; a subject or model: predlog.events).
+  std::vector<std::string> topics;
+
+  // Whether the file was meant to hold `shard` ("<topic>-<partition>").
+  bool Covers(absl::string_view shard) const;
+};
+
+// The signed checkpoints of a file: an export manifest (its shards'
 // checkpoints) or what `predlog checkpoint --out` writes (a
 // predlog.v1.SignCheckpointsResponse in the protobuf JSON mapping). Errors
 // name the path: NOT_FOUND / PERMISSION_DENIED / INTERNAL for reading,
 // INVALID_ARGUMENT when it is neither or holds no checkpoint.
-absl::StatusOr<std::vector<predlog::v1::ShardCheckpoint>> ReadCheckpoints(const std::string& path);
+absl::StatusOr<CheckpointSet> ReadCheckpoints(const std::string& path);
 
 // The RFC 6962 consistency proof of a shard's tree from old_size to
 // new_size, lower-case hex (Audit.GetConsistencyProof).
@@ -267,7 +280,10 @@ struct ConsistencyCheck {
   // (the log lost or rewrote records), or one the server cannot give.
   std::vector<std::string> failures;
   // Shards only in the newer set (named; neither consistent nor failed). A
-  // shard only in the older set is a failure: the newer set may hide it.
+  // shard only in the older set is a failure when the newer set was meant
+  // to hold it (CheckpointSet::Covers): the newer set may hide it.
+  // Otherwise (an export of everything does not hold the access trail) it
+  // is named here too.
   std::vector<std::string> unmatched;
 };
 
@@ -278,10 +294,10 @@ struct ConsistencyCheck {
 // does not verify is a failure. INVALID_ARGUMENT for a key that does not
 // parse; a fetch error other than NOT_FOUND, OUT_OF_RANGE, INVALID_ARGUMENT
 // or DATA_LOSS (which are failures of their shard) is returned.
-absl::StatusOr<ConsistencyCheck> CheckConsistency(
-    const std::vector<predlog::v1::ShardCheckpoint>& older,
-    const std::vector<predlog::v1::ShardCheckpoint>& newer, absl::string_view verifier_key,
-    const ConsistencyProofFetcher& fetch);
+absl::StatusOr<ConsistencyCheck> CheckConsistency(const CheckpointSet& older,
+                                                  const CheckpointSet& newer,
+                                                  absl::string_view verifier_key,
+                                                  const ConsistencyProofFetcher& fetch);
 
 }  // namespace predlog::services
 

@@ -375,6 +375,12 @@ bool EmitRecordsLost(const predlog::v1::RecordsLost& l, std::string* out) {
          w.String("\"reason\":", l.reason());
 }
 
+bool EmitAccessRecorded(const predlog::v1::AccessRecorded& a, std::string* out) {
+  ObjectWriter w(out);
+  return w.String("\"method\":", a.method()) && w.String("\"requestJson\":", a.request_json()) &&
+         w.String("\"peer\":", a.peer()) && w.String("\"credential\":", a.credential());
+}
+
 bool EmitEvent(const predlog::v1::AuditEvent& e, std::string* out) {
   using E = predlog::v1::AuditEvent;
   ObjectWriter w(out);
@@ -396,6 +402,8 @@ bool EmitEvent(const predlog::v1::AuditEvent& e, std::string* out) {
       return EmitEntityChanged(e.entity_changed(), w.Key("\"entityChanged\":"));
     case E::kDatasetRegistered:
       return EmitDatasetRegistered(e.dataset_registered(), w.Key("\"datasetRegistered\":"));
+    case E::kAccessRecorded:
+      return EmitAccessRecorded(e.access_recorded(), w.Key("\"accessRecorded\":"));
     case E::kSourceReset:
       return EmitSourceReset(e.source_reset(), w.Key("\"sourceReset\":"));
     case E::kSourceGap:
@@ -471,6 +479,7 @@ bool FastTrailJsonCoversSchema() {
           {12, "modelDeployed"},
           {13, "entityChanged"},
           {14, "datasetRegistered"},
+          {15, "accessRecorded"},
           {20, "sourceReset"},
           {21, "sourceGap"},
           {22, "recordsLost"}}},
@@ -536,6 +545,8 @@ bool FastTrailJsonCoversSchema() {
           {2, "previousLastOffset"},
           {3, "newIncarnation"},
           {4, "newFirstOffset"}}},
+        {v1::AccessRecorded::descriptor(),
+         {{1, "method"}, {2, "requestJson"}, {3, "peer"}, {4, "credential"}}},
         {v1::SourceGap::descriptor(),
          {{1, "incarnation"}, {2, "firstMissingOffset"}, {3, "lastMissingOffset"}, {4, "reason"}}},
         {v1::RecordsLost::descriptor(),

@@ -94,7 +94,9 @@ absl::StatusOr<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(
   broker->cluster_ = rd_kafka_mock_cluster_new(broker->handle_, 1);
   if (broker->cluster_ == nullptr) return absl::InternalError("rd_kafka_mock_cluster_new failed");
   for (const auto& [topic, partitions] :
-       {std::pair<const char*, int>{kEventsTopic, options.partitions}, {kRegistryTopic, 1}}) {
+       {std::pair<const char*, int>{kEventsTopic, options.partitions},
+        {kRegistryTopic, 1},
+        {kAccessTopic, 1}}) {
     const rd_kafka_resp_err_t err =
         rd_kafka_mock_topic_create(broker->cluster_, topic, partitions, 1);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {

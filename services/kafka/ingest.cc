@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
   std::unique_ptr<Ingest> ingest(new Ingest(options));
   for (int p = 0; p < options.partitions; ++p) ingest->sources_.push_back({kEventsTopic, p});
   ingest->sources_.push_back({kRegistryTopic, 0});
+  ingest->sources_.push_back({kAccessTopic, 0});
   const int shard_count = static_cast<int>(ingest->sources_.size());
   ingest->group_ = std::make_unique<storage::ShardGroup>(
       options.partitions, [partitions = options.partitions](absl::string_view key) {
@@ -56,8 +57,10 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     if (source.topic == kEventsTopic) {
       shard_options.group = ingest->group_.get();
       shard_options.partition = source.partition;
-    } else {
+    } else if (source.topic == kRegistryTopic) {
       shard_options.artifacts = options.artifacts;
+    } else {
+      shard_options.access_trail = true;
     }
     ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardStore> shard,
                      storage::ShardStore::Open(shard_options));
@@ -165,14 +168,17 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
     // predlog.registry is small and totally ordered, and every instance needs
     // all of it: reruns look models up in it, and a gateway's registry calls
     // wait for their fold here. So it stays outside the group, folded by
-    // every instance through a consumer of its own.
+    // every instance through a consumer of its own; so does predlog.access,
+    // whose trail each instance's ListAccess reads whole.
     ASSIGN_OR_RETURN(ingest->registry_consumer_, NewKafkaClient(RD_KAFKA_CONSUMER, manual));
     rd_kafka_poll_set_consumer(ingest->registry_consumer_);
   }
   // Partitions the shards do not cover would never be folded, and queries
   // would look for a subject in the wrong shard: refuse to start instead.
   for (const auto& [topic_name, expected_partitions] :
-       {std::pair<const char*, int>{kEventsTopic, options.partitions}, {kRegistryTopic, 1}}) {
+       {std::pair<const char*, int>{kEventsTopic, options.partitions},
+        {kRegistryTopic, 1},
+        {kAccessTopic, 1}}) {
     rd_kafka_topic_t* topic = rd_kafka_topic_new(ingest->consumer_, topic_name, nullptr);
     const rd_kafka_metadata_t* metadata = nullptr;
     const rd_kafka_resp_err_t err =
@@ -206,7 +212,8 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
           absl::StrCat("kafka subscribe (group ", options.group_id, "): ", rd_kafka_err2str(err)));
     }
     PREDLOG_LOG(INFO) << "ingest: joining consumer group " << options.group_id;
-    RETURN_IF_ERROR(ingest->Assign({shard_count - 1}, /*incremental=*/false, /*by_group=*/false));
+    RETURN_IF_ERROR(ingest->Assign({ingest->registry_shard(), ingest->access_shard()},
+                                   /*incremental=*/false, /*by_group=*/false));
   } else {
     std::vector<int> all(shard_count);
     for (int i = 0; i < shard_count; ++i) all[i] = i;
@@ -263,7 +270,8 @@ Ingest::~Ingest() {
 
 int Ingest::ShardOf(absl::string_view topic, int32_t partition) const {
   if (topic == kEventsTopic) return partition >= 0 && partition < partitions() ? partition : -1;
-  if (topic == kRegistryTopic && partition == 0) return static_cast<int>(shards_.size()) - 1;
+  if (topic == kRegistryTopic && partition == 0) return registry_shard();
+  if (topic == kAccessTopic && partition == 0) return access_shard();
   return -1;
 }
 
@@ -376,9 +384,7 @@ void Ingest::FoldPending() {
 }
 
 rd_kafka_t* Ingest::ConsumerOf(int shard) const {
-  return registry_consumer_ != nullptr && shard == static_cast<int>(shards_.size()) - 1
-             ? registry_consumer_
-             : consumer_;
+  return registry_consumer_ != nullptr && shard >= partitions() ? registry_consumer_ : consumer_;
 }
 
 bool Ingest::RecordGapAndResume(int shard_id) {

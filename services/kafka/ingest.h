@@ -1,4 +1,5 @@
-// Ingest: consumes predlog.events and predlog.registry and folds each
+// Ingest: consumes predlog.events, predlog.registry and predlog.access (the
+// access trail) and folds each
 // partition into its shard (data_dir/shards/<topic>-<p>/), one batch per
 // partition per poll, through the shard's one ShardWriter (which the
 // gateway's direct appends share, so each group is one WriteBatch). The shard, not Kafka's
@@ -8,8 +9,9 @@
 //
 // Ownership. With a group id the ingest joins that Kafka consumer group
 // (cooperative-sticky), and the instances of the group split the partitions
-// of predlog.events. predlog.registry stays outside the group: every instance
-// folds all of it (reruns and registry calls need the whole registry).
+// of predlog.events. predlog.registry and predlog.access stay outside the
+// group: every instance folds all of them (reruns and registry calls need the
+// whole registry; ListAccess reads the whole trail).
 // Each instance has its own data_dir, so a shard is that instance's copy of
 // its partition, folded while the group assigns the partition here. Every
 // shard stays open for the Ingest's lifetime, owned or not (readers hold
@@ -60,7 +62,8 @@ struct IngestOptions {
   // Name of the source: the embedded broker's incarnation, or a name for the
   // real cluster's topic. Required.
   std::string incarnation;
-  int partitions = 4;  // of predlog.events; must be >= 1 (predlog.registry has 1)
+  // Of predlog.events; must be >= 1 (predlog.registry and predlog.access have 1).
+  int partitions = 4;
   // Kafka consumer group whose instances split the partitions of
   // predlog.events; empty (the default): no group, this instance folds every
   // partition (what a gateway in front of the embedded broker needs).
@@ -165,7 +168,8 @@ class Ingest {
 
   // Partitions of predlog.events.
   int partitions() const { return options_.partitions; }
-  // Every shard: predlog.events partitions in order, then the registry.
+  // Every shard: predlog.events partitions in order, then the registry, then
+  // the access trail.
   std::vector<PartitionStatus> Status() const;
   // OK when this instance folds every predlog.events partition in
   // `partitions` (always, without a group) and none of their shards lost
@@ -182,26 +186,33 @@ class Ingest {
   void CancelWaiters();
   // Borrowed; valid for the Ingest's lifetime.
   const storage::ShardStore& shard(int partition) const { return *shards_[partition]; }
-  const storage::ShardStore& registry() const { return *shards_.back(); }
+  const storage::ShardStore& registry() const { return *shards_[registry_shard()]; }
+  const storage::ShardStore& access() const { return *shards_[access_shard()]; }
+  // The numbers of the registry's shard and the access trail's, in the
+  // order Status() and SignCheckpoint use (after the partitions).
+  int registry_shard() const { return options_.partitions; }
+  int access_shard() const { return options_.partitions + 1; }
   // The shards as reads see them: partition_of is PartitionForKey, and
   // check_folded is CheckFoldedHere. Borrows this Ingest.
   storage::ShardSet Shards() const;
-  // The one writer of a predlog.events partition's shard, and of the
-  // registry's: the gateway's direct appends go through them, beside the
-  // ingest's own folds. Borrowed; valid for the Ingest's lifetime.
+  // The one writer of a predlog.events partition's shard, of the registry's
+  // and of the access trail's: the gateway's direct appends go through them,
+  // beside the ingest's own folds. Borrowed; valid for the Ingest's lifetime.
   storage::ShardWriter& writer(int partition) { return *writers_[partition]; }
-  storage::ShardWriter& registry_writer() { return *writers_.back(); }
+  storage::ShardWriter& registry_writer() { return *writers_[registry_shard()]; }
+  storage::ShardWriter& access_writer() { return *writers_[access_shard()]; }
   // Whether the shards sign checkpoints (IngestOptions::checkpoint_signer).
   bool signs_checkpoints() const { return options_.checkpoint_signer != nullptr; }
   // ShardWriter::SignCheckpoint of shard `shard` (partitions in order, then
-  // the registry at partitions()). Signing adds no record to the log, so a
-  // reader may ask for it. Thread-safe.
+  // the registry at partitions(), the access trail after it). Signing adds no record to the log, so
+  // a reader may ask for it. Thread-safe.
   absl::StatusOr<std::string> SignCheckpoint(int shard) const {
     return writers_[shard]->SignCheckpoint();
   }
 
  private:
-  // Shards are numbered: predlog.events partitions 0..N-1, then the registry.
+  // Shards are numbered: predlog.events partitions 0..N-1, then the
+  // registry, then the access trail.
   struct ShardSource {
     std::string topic;
     int32_t partition = 0;
@@ -281,8 +292,8 @@ class Ingest {
   std::vector<int64_t> committed_;
   absl::Time next_commit_ = absl::InfinitePast();
   rd_kafka_t* consumer_ = nullptr;
-  // With a group: predlog.registry's own consumer, assigned by hand, so every
-  // instance folds the whole registry. Null without a group.
+  // With a group: the consumer of predlog.registry and predlog.access,
+  // assigned by hand, so every instance folds both whole. Null without a group.
   rd_kafka_t* registry_consumer_ = nullptr;
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -19,6 +19,8 @@ namespace predlog::services {
 // Topic names (DESIGN.md "Flow").
 inline constexpr char kEventsTopic[] = "predlog.events";
 inline constexpr char kRegistryTopic[] = "predlog.registry";
+// The access trail (AccessRecorded: who read what), one partition.
+inline constexpr char kAccessTopic[] = "predlog.access";
 
 // The largest Kafka message predlog produces and must be able to fetch, in
 // bytes: one event at storage::kMaxEventBytes plus the record batch's framing

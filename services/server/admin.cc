@@ -25,6 +25,7 @@ absl::StatusOr<predlog::v1::CreateBackupResponse> Admin::CreateBackup(
   BackupSource source;
   for (int p = 0; p < ingest_->partitions(); ++p) source.shards.push_back(&ingest_->shard(p));
   source.shards.push_back(&ingest_->registry());
+  source.shards.push_back(&ingest_->access());
   source.partitions = ingest_->partitions();
   source.artifacts = artifacts_;
   source.data_dir = data_dir_;

@@ -68,11 +68,18 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
         plan.push_back(std::move(shard_plan));
       }
       break;
-    case predlog::v1::ExportTrailRequest::kAll: {
-      if (!request.all()) return absl::InvalidArgumentError("all is false: set a filter");
-      RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("exporting everything"));
-      // Every partition's shard, then the registry's.
-      for (int number = 0; number <= ingest_->partitions(); ++number) {
+    case predlog::v1::ExportTrailRequest::kAll:
+    case predlog::v1::ExportTrailRequest::kAccessTrail: {
+      const bool all = request.has_all();
+      if (!(all ? request.all() : request.access_trail())) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(all ? "all" : "access_trail", " is false: set a filter"));
+      }
+      if (all) RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("exporting everything"));
+      // Every partition's shard, then the registry's; or the access trail's.
+      const int first = all ? 0 : ingest_->access_shard();
+      const int last = all ? ingest_->registry_shard() : ingest_->access_shard();
+      for (int number = first; number <= last; ++number) {
         ASSIGN_OR_RETURN(ExportCursor::ShardPlan p, PlanShard(number));
         const storage::ShardStore* shard = p.shard;
         p.read_log = true;
@@ -89,13 +96,16 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
       break;
     }
     case predlog::v1::ExportTrailRequest::FILTER_NOT_SET:
-      return absl::InvalidArgumentError("filter is missing: set subject_id, model or all");
+      return absl::InvalidArgumentError(
+          "filter is missing: set subject_id, model, all or access_trail");
   }
   return std::unique_ptr<ExportCursor>(new ExportCursor(request, std::move(plan)));
 }
 
 const storage::ShardStore& Audit::ShardAt(int number) const {
-  return number < ingest_->partitions() ? ingest_->shard(number) : ingest_->registry();
+  return number < ingest_->partitions()        ? ingest_->shard(number)
+         : number == ingest_->registry_shard() ? ingest_->registry()
+                                               : ingest_->access();
 }
 
 absl::StatusOr<ExportCursor::ShardPlan> Audit::PlanShard(int number) const {
@@ -133,7 +143,8 @@ absl::StatusOr<int> Audit::ShardNumber(absl::string_view name, absl::string_view
       return p;
     }
   }
-  if (ingest_->registry().name() == name) return ingest_->partitions();
+  if (ingest_->registry().name() == name) return ingest_->registry_shard();
+  if (ingest_->access().name() == name) return ingest_->access_shard();
   return absl::NotFoundError(absl::StrCat("no shard named \"", name, "\""));
 }
 
@@ -147,7 +158,7 @@ absl::StatusOr<predlog::v1::SignCheckpointsResponse> Audit::SignCheckpoints(
   std::vector<int> numbers;
   if (request.shards().empty()) {
     RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("signing checkpoints"));
-    for (int number = 0; number <= ingest_->partitions(); ++number) numbers.push_back(number);
+    for (int number = 0; number <= ingest_->access_shard(); ++number) numbers.push_back(number);
   }
   for (const std::string& name : request.shards()) {
     ASSIGN_OR_RETURN(int number, ShardNumber(name, absl::StrCat("signing a checkpoint of ", name)));
@@ -196,7 +207,7 @@ absl::Status ExportCursor::Scan(ShardPlan* plan) const {
 }
 
 std::optional<bool> ExportCursor::Matches(const storage::StoredRecord& record) const {
-  if (request_.has_all()) return true;
+  if (request_.has_all() || request_.has_access_trail()) return true;
   absl::StatusOr<predlog::v1::AuditEvent> event = record.Event();
   if (!event.ok()) return std::nullopt;
   if (!event->has_prediction_logged()) return false;
@@ -498,9 +509,7 @@ absl::StatusOr<predlog::v1::StatusResponse> Audit::Status() const {
   const std::vector<PartitionStatus> partitions = ingest_->Status();
   for (size_t i = 0; i < partitions.size(); ++i) {
     const PartitionStatus& p = partitions[i];
-    const storage::ShardStore& shard = i < static_cast<size_t>(ingest_->partitions())
-                                           ? ingest_->shard(static_cast<int>(i))
-                                           : ingest_->registry();
+    const storage::ShardStore& shard = ShardAt(static_cast<int>(i));
     predlog::v1::ShardStatus* out = response.add_shards();
     out->set_shard(p.shard);
     out->set_records(p.head.next_index);

@@ -174,9 +174,9 @@ class Audit {
       const predlog::v1::GetConsistencyProofRequest& request) const;
 
  private:
-  // A shard by name, as Ingest numbers them (partitions, then the registry),
-  // checked readable here (folded here, nothing lost). NOT_FOUND naming an
-  // unknown shard; CheckFoldedHere's errors naming `what`.
+  // A shard by name, as Ingest numbers them (partitions, the registry, the
+  // access trail), checked readable here (folded here, nothing lost).
+  // NOT_FOUND naming an unknown shard; CheckFoldedHere's errors naming `what`.
   absl::StatusOr<int> ShardNumber(absl::string_view name, absl::string_view what) const;
   const storage::ShardStore& ShardAt(int number) const;
   // The plan of shard `number`'s export: with a signed checkpoint when the

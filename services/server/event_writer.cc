@@ -136,9 +136,11 @@ void EventWriter::Append(absl::string_view topic, absl::string_view key,
     done(absl::FailedPreconditionError("direct appends need the shards of this process"));
     return;
   }
-  const bool registry = topic == kRegistryTopic;
-  const int32_t partition = registry ? 0 : PartitionForKey(key, ingest_->partitions());
-  storage::ShardWriter& writer = registry ? ingest_->registry_writer() : ingest_->writer(partition);
+  const bool events = topic == kEventsTopic;
+  const int32_t partition = events ? PartitionForKey(key, ingest_->partitions()) : 0;
+  storage::ShardWriter& writer = events                    ? ingest_->writer(partition)
+                                 : topic == kRegistryTopic ? ingest_->registry_writer()
+                                                           : ingest_->access_writer();
   LogReceipt receipt;
   receipt.set_shard(writer.shard().name());
   receipt.mutable_source()->set_incarnation(std::string(storage::kDirectSource));

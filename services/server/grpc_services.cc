@@ -21,6 +21,14 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 namespace {
 
+// Whether calls of `method` leave an AccessRecorded (the role table says so
+// and this process keeps an access trail).
+bool Recorded(const CallGate& gate, absl::string_view method) {
+  if (gate.access == nullptr) return false;
+  const auth::MethodAccess* entry = auth::FindMethodAccess(method);
+  return entry != nullptr && entry->trail == auth::Trail::kRecorded;
+}
+
 // One unary call over raw bytes: the request parsed here (request_parse.h),
 // the response serialized here, and the call finished on gRPC's default
 // reactor. That reactor's OnDone runs inline, where a reactor of our own
@@ -73,27 +81,54 @@ class UnaryCall {
   Request request_;
 };
 
-// Every method begins in ServeUnary or ServeStream: they take the call's
-// caller (auth::CallerOf; the port's metadata processor has already checked
-// the call against the role table) and hand it on with the call.
+// Every method begins in ServeUnary or ServeStream with its gRPC path: they
+// take the call's caller (auth::CallerOf; the port's metadata processor has
+// already checked the call against the role table) and hand it on with the
+// call. A method the role table marks recorded (auth::Trail::kRecorded) runs
+// only once the access trail holds its AccessRecorded (AccessTrail::Record),
+// and is refused with the trail's error when that fails.
 
-// Parses the request and, when it parses, hands the call and its caller
-// (valid while `serve` runs) to `serve`, which must Reply once, from any
-// thread.
+// Parses the request and, when it parses (and its access is recorded, where
+// the method is), hands the call and its caller to `serve`, which must Reply
+// once, from any thread. `serve` runs on gRPC's thread, or on a worker after
+// a recorded call's record is written; it is kept until it has run.
 template <typename Request, typename Response, typename Serve>
-grpc::ServerUnaryReactor* ServeUnary(const auth::Authorizer& authorizer,
+grpc::ServerUnaryReactor* ServeUnary(const CallGate& gate, absl::string_view method,
                                      grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                      Serve serve) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<auth::Caller> caller = auth::CallerOf(authorizer, *context);
+  absl::StatusOr<auth::Caller> caller = auth::CallerOf(*gate.authorizer, *context);
   if (!caller.ok()) {
     reactor->Finish(ToGrpcStatus(caller.status()));
     return reactor;
   }
   auto* call = new UnaryCall<Request, Response>(reactor, response);
-  if (call->Parse(*request)) serve(call, *caller);
-  call->Release();  // the handler's reference
+  if (!call->Parse(*request)) {
+    call->Release();
+    return reactor;
+  }
+  if (!Recorded(gate, method)) {
+    serve(call, *caller);
+    call->Release();  // the handler's reference
+    return reactor;
+  }
+  // The handler's reference is kept until `serve` has run on a worker.
+  const auth::Caller& who = *caller;
+  gate.access->Record(
+      method, who, context->peer(), call->request(),
+      [call, caller = who, serve = std::move(serve),
+       workers = gate.workers](absl::Status recorded) mutable {
+        if (!recorded.ok()) {
+          call->Reply(recorded);
+          call->Release();
+          return;
+        }
+        workers->Submit([call, caller = std::move(caller), serve = std::move(serve)]() mutable {
+          serve(call, caller);
+          call->Release();
+        });
+      });
   return reactor;
 }
 
@@ -106,11 +141,12 @@ class RefusedStream final : public Reactor {
 };
 
 // Begins a streaming call: the reactor `start(caller)` returns serves it
-// (the caller is valid while `start` runs).
+// (the caller is valid while `start` runs). A recorded streaming method
+// (ExportTrail) parses its request on a worker, so its reactor records the
+// call itself (AccessTrail::Record) before it reads anything.
 template <typename Reactor, typename Start>
-Reactor* ServeStream(const auth::Authorizer& authorizer, grpc::CallbackServerContext* context,
-                     Start start) {
-  absl::StatusOr<auth::Caller> caller = auth::CallerOf(authorizer, *context);
+Reactor* ServeStream(const CallGate& gate, grpc::CallbackServerContext* context, Start start) {
+  absl::StatusOr<auth::Caller> caller = auth::CallerOf(*gate.authorizer, *context);
   if (!caller.ok()) return new RefusedStream<Reactor>(ToGrpcStatus(caller.status()));
   return start(*caller);
 }
@@ -118,27 +154,29 @@ Reactor* ServeStream(const auth::Authorizer& authorizer, grpc::CallbackServerCon
 // Answers a unary call with what `read(request)` returns, computed on
 // `workers`, never on gRPC's own threads (see worker_pool.h).
 template <typename Request, typename Response, typename Read>
-grpc::ServerUnaryReactor* FinishOnPool(const auth::Authorizer& authorizer, WorkerPool* workers,
+grpc::ServerUnaryReactor* FinishOnPool(const CallGate& gate, absl::string_view method,
                                        grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                        Read read) {
   return ServeUnary<Request, Response>(
-      authorizer, context, request, response,
-      [workers, &read](UnaryCall<Request, Response>* call, const auth::Caller&) {
-        workers->Submit([call, read = std::move(read)] { call->Reply(read(call->request())); });
+      gate, method, context, request, response,
+      [workers = gate.workers, read = std::move(read)](UnaryCall<Request, Response>* call,
+                                                       const auth::Caller&) {
+        workers->Submit([call, read] { call->Reply(read(call->request())); });
       });
 }
 
 // Answers a unary call with what `read(request)` returns, computed right here
-// on gRPC's callback thread. Only for bounded reads (see PredictionLogService).
+// on gRPC's callback thread (a worker's, once a recorded call's record is
+// written). Only for bounded reads (see PredictionLogService).
 template <typename Request, typename Response, typename Read>
-grpc::ServerUnaryReactor* FinishInline(const auth::Authorizer& authorizer,
+grpc::ServerUnaryReactor* FinishInline(const CallGate& gate, absl::string_view method,
                                        grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                        Read read) {
   return ServeUnary<Request, Response>(
-      authorizer, context, request, response,
-      [&read](UnaryCall<Request, Response>* call, const auth::Caller&) {
+      gate, method, context, request, response,
+      [read = std::move(read)](UnaryCall<Request, Response>* call, const auth::Caller&) {
         call->Reply(read(call->request()));
       });
 }
@@ -146,13 +184,13 @@ grpc::ServerUnaryReactor* FinishInline(const auth::Authorizer& authorizer,
 // Answers a unary call whose work completes through a callback (writes:
 // the shard writer's or the producer's). `start(request, caller, done)`.
 template <typename Request, typename Response, typename Start>
-grpc::ServerUnaryReactor* FinishFromCallback(const auth::Authorizer& authorizer,
+grpc::ServerUnaryReactor* FinishFromCallback(const CallGate& gate, absl::string_view method,
                                              grpc::CallbackServerContext* context,
                                              const grpc::ByteBuffer* request,
                                              grpc::ByteBuffer* response, Start start) {
   return ServeUnary<Request, Response>(
-      authorizer, context, request, response,
-      [&start](UnaryCall<Request, Response>* call, const auth::Caller& caller) {
+      gate, method, context, request, response,
+      [start = std::move(start)](UnaryCall<Request, Response>* call, const auth::Caller& caller) {
         start(call->request(), caller,
               [call](absl::StatusOr<Response> result) { call->Reply(std::move(result)); });
       });
@@ -164,7 +202,7 @@ grpc::ServerUnaryReactor* PredictionLogService::Log(grpc::CallbackServerContext*
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* response) {
   return FinishFromCallback<predlog::v1::LogRequest, predlog::v1::LogReceipt>(
-      authorizer_, context, request, response,
+      gate_, "/predlog.v1.PredictionLog/Log", context, request, response,
       [this](const predlog::v1::LogRequest& parsed, const auth::Caller& caller, auto done) {
         log_->Log(parsed, caller.name, std::move(done));
       });
@@ -174,7 +212,7 @@ grpc::ServerUnaryReactor* PredictionLogService::LogBatch(grpc::CallbackServerCon
                                                          const grpc::ByteBuffer* request,
                                                          grpc::ByteBuffer* response) {
   return FinishFromCallback<predlog::v1::LogBatchRequest, predlog::v1::LogBatchResponse>(
-      authorizer_, context, request, response,
+      gate_, "/predlog.v1.PredictionLog/LogBatch", context, request, response,
       [this](const predlog::v1::LogBatchRequest& parsed, const auth::Caller& caller, auto done) {
         log_->LogBatch(parsed, caller.name, std::move(done));
       });
@@ -184,7 +222,7 @@ grpc::ServerUnaryReactor* PredictionLogService::ChangeEntity(grpc::CallbackServe
                                                              const grpc::ByteBuffer* request,
                                                              grpc::ByteBuffer* response) {
   return FinishFromCallback<predlog::v1::ChangeEntityRequest, predlog::v1::LogReceipt>(
-      authorizer_, context, request, response,
+      gate_, "/predlog.v1.PredictionLog/ChangeEntity", context, request, response,
       [this](const predlog::v1::ChangeEntityRequest& parsed, const auth::Caller& caller,
              auto done) { log_->ChangeEntity(parsed, caller.name, std::move(done)); });
 }
@@ -193,7 +231,7 @@ grpc::ServerUnaryReactor* PredictionLogService::GetPrediction(grpc::CallbackServ
                                                               const grpc::ByteBuffer* request,
                                                               grpc::ByteBuffer* response) {
   return FinishInline<predlog::v1::GetPredictionRequest, predlog::v1::PredictionRecord>(
-      authorizer_, context, request, response,
+      gate_, "/predlog.v1.PredictionLog/GetPrediction", context, request, response,
       [this](const predlog::v1::GetPredictionRequest& parsed) {
         return log_->GetPrediction(parsed);
       });
@@ -380,7 +418,7 @@ class LogStreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* PredictionLogService::LogStream(
     grpc::CallbackServerContext* context) {
   return ServeStream<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
-      authorizer_, context,
+      gate_, context,
       [this](const auth::Caller& caller) { return new LogStreamReactor(log_, caller.name); });
 }
 
@@ -389,12 +427,14 @@ grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
     grpc::ByteBuffer* response) {
   using Call = UnaryCall<predlog::v1::ListPredictionsRequest, predlog::v1::ListPredictionsResponse>;
   return ServeUnary<predlog::v1::ListPredictionsRequest, predlog::v1::ListPredictionsResponse>(
-      authorizer_, context, request, response, [this](Call* call, const auth::Caller&) {
+      gate_, "/predlog.v1.PredictionLog/ListPredictions", context, request, response,
+      [this](Call* call, const auth::Caller&) {
         if (call->request().page_size() <= PredictionLog::kDefaultPageSize) {  // 0: the default
           call->Reply(log_->ListPredictions(call->request()));
           return;
         }
-        workers_->Submit([this, call] { call->Reply(log_->ListPredictions(call->request())); });
+        gate_.workers->Submit(
+            [this, call] { call->Reply(log_->ListPredictions(call->request())); });
       });
 }
 
@@ -491,8 +531,8 @@ class RegisterModelReactor final : public grpc::ServerReadReactor<grpc::ByteBuff
 grpc::ServerReadReactor<grpc::ByteBuffer>* RegistryService::RegisterModel(
     grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
   return ServeStream<grpc::ServerReadReactor<grpc::ByteBuffer>>(
-      authorizer_, context, [&](const auth::Caller& caller) {
-        return new RegisterModelReactor(context, registry_, caller.name, response, workers_);
+      gate_, context, [&](const auth::Caller& caller) {
+        return new RegisterModelReactor(context, registry_, caller.name, response, gate_.workers);
       });
 }
 
@@ -500,7 +540,7 @@ grpc::ServerUnaryReactor* RegistryService::DeployModel(grpc::CallbackServerConte
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
   return FinishFromCallback<predlog::v1::DeployModelRequest, predlog::v1::RegistryReceipt>(
-      authorizer_, context, request, response,
+      gate_, "/predlog.v1.Registry/DeployModel", context, request, response,
       [this](const predlog::v1::DeployModelRequest& parsed, const auth::Caller& caller, auto done) {
         registry_->Deploy(parsed, caller.name, std::move(done));
       });
@@ -510,7 +550,7 @@ grpc::ServerUnaryReactor* RegistryService::GetModel(grpc::CallbackServerContext*
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetModelRequest, predlog::v1::ModelRecord>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Registry/GetModel", context, request, response,
       [this](const predlog::v1::GetModelRequest& parsed) { return registry_->GetModel(parsed); });
 }
 
@@ -518,7 +558,7 @@ grpc::ServerUnaryReactor* RegistryService::ListModels(grpc::CallbackServerContex
                                                       const grpc::ByteBuffer* request,
                                                       grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::ListModelsRequest, predlog::v1::ListModelsResponse>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Registry/ListModels", context, request, response,
       [this](const predlog::v1::ListModelsRequest& parsed) {
         return registry_->ListModels(parsed);
       });
@@ -528,7 +568,7 @@ grpc::ServerUnaryReactor* ReplayService::Rerun(grpc::CallbackServerContext* cont
                                                const grpc::ByteBuffer* request,
                                                grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::RerunRequest, predlog::v1::RerunReport>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Replay/Rerun", context, request, response,
       [this](const predlog::v1::RerunRequest& parsed) { return replayer_->Rerun(parsed); });
 }
 
@@ -536,7 +576,7 @@ grpc::ServerUnaryReactor* ReplayService::RerunTrace(grpc::CallbackServerContext*
                                                     const grpc::ByteBuffer* request,
                                                     grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::RerunTraceRequest, predlog::v1::RerunTraceReport>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Replay/RerunTrace", context, request, response,
       [this](const predlog::v1::RerunTraceRequest& parsed) {
         return replayer_->RerunTrace(parsed);
       });
@@ -546,7 +586,7 @@ grpc::ServerUnaryReactor* ReplayService::GetEntityAt(grpc::CallbackServerContext
                                                      const grpc::ByteBuffer* request,
                                                      grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetEntityAtRequest, predlog::v1::EntityAtResponse>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Replay/GetEntityAt", context, request, response,
       [this](const predlog::v1::GetEntityAtRequest& parsed) {
         return replayer_->GetEntityAt(parsed);
       });
@@ -556,7 +596,7 @@ grpc::ServerUnaryReactor* ReplayService::GetRegistryAt(grpc::CallbackServerConte
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetRegistryAtRequest, predlog::v1::RegistryAtResponse>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Replay/GetRegistryAt", context, request, response,
       [this](const predlog::v1::GetRegistryAtRequest& parsed) {
         return replayer_->GetRegistryAt(parsed);
       });
@@ -578,31 +618,39 @@ constexpr size_t kExportBatchBytes = 2 << 20;
 // batch_.
 class ExportTrailReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  // Parsing the request and reading the shards run on `workers`, never on
-  // gRPC's threads.
-  ExportTrailReactor(const Audit* audit, const grpc::ByteBuffer& request_bytes, WorkerPool* workers)
-      : workers_(workers) {
+  // Parsing the request and reading the shards run on the gate's workers,
+  // never on gRPC's threads. The call is recorded in the access trail (when
+  // the gate keeps one) once its request parsed, and nothing is read before
+  // that record is written.
+  ExportTrailReactor(const Audit* audit, const grpc::ByteBuffer& request_bytes,
+                     grpc::CallbackServerContext* context, const CallGate& gate,
+                     const auth::Caller& caller)
+      : workers_(gate.workers) {
     {
       absl::MutexLock lock(&mu_);
       pumping_ = true;
     }
     // The copy shares gRPC's slices.
-    workers_->Submit([this, audit, request_bytes] {
-      predlog::v1::ExportTrailRequest request;
-      if (absl::Status parsed = ParseRequest(request_bytes, &request); !parsed.ok()) {
+    workers_->Submit([this, audit, request_bytes, gate, caller, peer = context->peer()] {
+      if (absl::Status parsed = ParseRequest(request_bytes, &request_); !parsed.ok()) {
         Finish(ToGrpcStatus(parsed));
         return;
       }
-      absl::StatusOr<std::unique_ptr<ExportCursor>> cursor = audit->StartExport(request);
-      if (!cursor.ok()) {
-        Finish(ToGrpcStatus(cursor.status()));
+      if (!Recorded(gate, kMethod)) {
+        Start(audit);
         return;
       }
-      cursor_ = std::move(*cursor);
-      Fill();
-      Pump();
+      gate.access->Record(kMethod, caller, peer, request_, [this, audit](absl::Status recorded) {
+        if (!recorded.ok()) {
+          Finish(ToGrpcStatus(recorded));
+          return;
+        }
+        workers_->Submit([this, audit] { Start(audit); });
+      });
     });
   }
+
+  static constexpr absl::string_view kMethod = "/predlog.v1.Audit/ExportTrail";
 
   void OnWriteDone(bool ok) override {
     {
@@ -662,7 +710,20 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
     }
   }
 
+  // Begins reading (on a worker).
+  void Start(const Audit* audit) {
+    absl::StatusOr<std::unique_ptr<ExportCursor>> cursor = audit->StartExport(request_);
+    if (!cursor.ok()) {
+      Finish(ToGrpcStatus(cursor.status()));
+      return;
+    }
+    cursor_ = std::move(*cursor);
+    Fill();
+    Pump();
+  }
+
   WorkerPool* const workers_;
+  predlog::v1::ExportTrailRequest request_;
   std::unique_ptr<ExportCursor> cursor_;
   predlog::v1::ExportBatch batch_;   // read ahead by Fill
   grpc::ByteBuffer batch_bytes_;     // the write in flight
@@ -679,15 +740,16 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
 grpc::ServerWriteReactor<grpc::ByteBuffer>* AuditService::ExportTrail(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return ServeStream<grpc::ServerWriteReactor<grpc::ByteBuffer>>(
-      authorizer_, context,
-      [&](const auth::Caller&) { return new ExportTrailReactor(audit_, *request, workers_); });
+      gate_, context, [&](const auth::Caller& caller) {
+        return new ExportTrailReactor(audit_, *request, context, gate_, caller);
+      });
 }
 
 grpc::ServerUnaryReactor* AuditService::GetStatus(grpc::CallbackServerContext* context,
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetStatusRequest, predlog::v1::StatusResponse>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Audit/GetStatus", context, request, response,
       [this](const predlog::v1::GetStatusRequest&) { return audit_->Status(); });
 }
 
@@ -695,7 +757,7 @@ grpc::ServerUnaryReactor* AuditService::GetChainValues(grpc::CallbackServerConte
                                                        const grpc::ByteBuffer* request,
                                                        grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetChainValuesRequest, predlog::v1::GetChainValuesResponse>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Audit/GetChainValues", context, request, response,
       [this](const predlog::v1::GetChainValuesRequest& parsed) {
         return audit_->GetChainValues(parsed);
       });
@@ -705,7 +767,7 @@ grpc::ServerUnaryReactor* AuditService::SignCheckpoints(grpc::CallbackServerCont
                                                         const grpc::ByteBuffer* request,
                                                         grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::SignCheckpointsRequest, predlog::v1::SignCheckpointsResponse>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Audit/SignCheckpoints", context, request, response,
       [this](const predlog::v1::SignCheckpointsRequest& parsed) {
         return audit_->SignCheckpoints(parsed);
       });
@@ -716,9 +778,23 @@ grpc::ServerUnaryReactor* AuditService::GetConsistencyProof(grpc::CallbackServer
                                                             grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::GetConsistencyProofRequest,
                       predlog::v1::GetConsistencyProofResponse>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Audit/GetConsistencyProof", context, request, response,
       [this](const predlog::v1::GetConsistencyProofRequest& parsed) {
         return audit_->GetConsistencyProof(parsed);
+      });
+}
+
+grpc::ServerUnaryReactor* AuditService::ListAccess(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::ListAccessRequest, predlog::v1::ListAccessResponse>(
+      gate_, "/predlog.v1.Audit/ListAccess", context, request, response,
+      [this](const predlog::v1::ListAccessRequest& parsed)
+          -> absl::StatusOr<predlog::v1::ListAccessResponse> {
+        if (gate_.access == nullptr) {
+          return absl::UnavailableError("this predlogd keeps no access trail (it has no shards)");
+        }
+        return gate_.access->List(parsed);
       });
 }
 
@@ -726,7 +802,7 @@ grpc::ServerUnaryReactor* AdminService::CreateBackup(grpc::CallbackServerContext
                                                      const grpc::ByteBuffer* request,
                                                      grpc::ByteBuffer* response) {
   return FinishOnPool<predlog::v1::CreateBackupRequest, predlog::v1::CreateBackupResponse>(
-      authorizer_, workers_, context, request, response,
+      gate_, "/predlog.v1.Admin/CreateBackup", context, request, response,
       [this](const predlog::v1::CreateBackupRequest& parsed) {
         return admin_->CreateBackup(parsed);
       });

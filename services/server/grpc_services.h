@@ -24,6 +24,8 @@
 // (services/auth/grpc_auth.h) before a method below runs. Each method takes
 // its caller from the shared entry helpers (ServeUnary, ServeStream in the
 // .cc: auth::CallerOf) and writes record that identity as AuditEvent.actor.
+// A method the role table marks recorded (auth::Trail::kRecorded) runs only
+// once its AccessRecorded is in the access trail (CallGate::access).
 #ifndef PREDLOG_SERVICES_SERVER_GRPC_SERVICES_H_
 #define PREDLOG_SERVICES_SERVER_GRPC_SERVICES_H_
 
@@ -37,6 +39,7 @@
 #include "predlog/v1/service.grpc.pb.h"
 #include "replay/replayer.h"
 #include "services/auth/auth.h"
+#include "services/server/access_trail.h"
 #include "services/server/admin.h"
 #include "services/server/audit.h"
 #include "services/server/model_registry.h"
@@ -70,9 +73,22 @@ using RawAuditService = predlog::v1::Audit::WithRawCallbackMethod_ExportTrail<
         predlog::v1::Audit::WithRawCallbackMethod_GetChainValues<
             predlog::v1::Audit::WithRawCallbackMethod_SignCheckpoints<
                 predlog::v1::Audit::WithRawCallbackMethod_GetConsistencyProof<
-                    predlog::v1::Audit::Service>>>>>;
+                    predlog::v1::Audit::WithRawCallbackMethod_ListAccess<
+                        predlog::v1::Audit::Service>>>>>>;
 using RawAdminService =
     predlog::v1::Admin::WithRawCallbackMethod_CreateBackup<predlog::v1::Admin::Service>;
+
+// What every call passes through before its method runs: the caller's
+// identity, and for a method the role table marks recorded, its record in
+// the access trail. All borrowed; they must outlive the gRPC server.
+struct CallGate {
+  const auth::Authorizer* authorizer = nullptr;  // required
+  // Null: no call is recorded (a process without shards, whose reads fail
+  // anyway, or a test of the adapters alone).
+  AccessTrail* access = nullptr;
+  // Blocking work of calls runs here, never on gRPC's threads. Required.
+  WorkerPool* workers = nullptr;
+};
 
 // Most LogStream requests of one stream awaiting or holding unwritten receipts;
 // reading pauses above it (backpressure instead of unbounded memory).
@@ -89,10 +105,8 @@ inline constexpr int kMaxStreamInFlight = 500;
 // (bench/RESULTS.md, issue 11). Larger pages run on the pool.
 class PredictionLogService final : public RawPredictionLogService {
  public:
-  // Large pages run on `workers`; callers are authenticated by `authorizer`
-  // (both borrowed; they must outlive the gRPC server).
-  PredictionLogService(PredictionLog* log, WorkerPool* workers, const auth::Authorizer* authorizer)
-      : log_(log), workers_(workers), authorizer_(*authorizer) {}
+  // Large pages run on the gate's workers.
+  PredictionLogService(PredictionLog* log, const CallGate& gate) : log_(log), gate_(gate) {}
 
   grpc::ServerUnaryReactor* Log(grpc::CallbackServerContext* context,
                                 const grpc::ByteBuffer* request,
@@ -114,17 +128,15 @@ class PredictionLogService final : public RawPredictionLogService {
 
  private:
   PredictionLog* const log_;
-  WorkerPool* const workers_;
-  const auth::Authorizer& authorizer_;
+  const CallGate gate_;
 };
 
 // predlog.v1.Registry. Borrows `registry`, which must outlive the server.
 class RegistryService final : public RawRegistryService {
  public:
-  // Blocking work runs on `workers`; callers are authenticated by
-  // `authorizer` (both borrowed; they must outlive the gRPC server).
-  RegistryService(ModelRegistry* registry, WorkerPool* workers, const auth::Authorizer* authorizer)
-      : registry_(registry), workers_(workers), authorizer_(*authorizer) {}
+  // Blocking work runs on the gate's workers.
+  RegistryService(ModelRegistry* registry, const CallGate& gate)
+      : registry_(registry), gate_(gate) {}
 
   grpc::ServerReadReactor<grpc::ByteBuffer>* RegisterModel(grpc::CallbackServerContext* context,
                                                            grpc::ByteBuffer* response) override;
@@ -140,8 +152,7 @@ class RegistryService final : public RawRegistryService {
 
  private:
   ModelRegistry* const registry_;
-  WorkerPool* const workers_;
-  const auth::Authorizer& authorizer_;
+  const CallGate gate_;
 };
 
 // predlog.v1.Replay. Borrows `replayer`, which must outlive the server. Calls
@@ -149,11 +160,9 @@ class RegistryService final : public RawRegistryService {
 // reads up to one snapshot interval of records.
 class ReplayService final : public RawReplayService {
  public:
-  // Blocking work runs on `workers`; callers are authenticated by
-  // `authorizer` (both borrowed; they must outlive the gRPC server).
-  ReplayService(const replay::Replayer* replayer, WorkerPool* workers,
-                const auth::Authorizer* authorizer)
-      : replayer_(replayer), workers_(workers), authorizer_(*authorizer) {}
+  // Blocking work runs on the gate's workers.
+  ReplayService(const replay::Replayer* replayer, const CallGate& gate)
+      : replayer_(replayer), gate_(gate) {}
 
   grpc::ServerUnaryReactor* Rerun(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,
@@ -170,18 +179,16 @@ class ReplayService final : public RawReplayService {
 
  private:
   const replay::Replayer* const replayer_;
-  WorkerPool* const workers_;
-  const auth::Authorizer& authorizer_;
+  const CallGate gate_;
 };
 
 // predlog.v1.Audit. Borrows `audit`, which must outlive the server. An export
 // streams batches as the client reads them (one read of the shard per write).
 class AuditService final : public RawAuditService {
  public:
-  // Blocking work runs on `workers`; callers are authenticated by
-  // `authorizer` (both borrowed; they must outlive the gRPC server).
-  AuditService(const Audit* audit, WorkerPool* workers, const auth::Authorizer* authorizer)
-      : audit_(audit), workers_(workers), authorizer_(*authorizer) {}
+  // Blocking work runs on the gate's workers; ListAccess reads the gate's
+  // access trail.
+  AuditService(const Audit* audit, const CallGate& gate) : audit_(audit), gate_(gate) {}
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* ExportTrail(grpc::CallbackServerContext* context,
                                                           const grpc::ByteBuffer* request) override;
@@ -197,20 +204,21 @@ class AuditService final : public RawAuditService {
   grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* context,
                                                 const grpc::ByteBuffer* request,
                                                 grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ListAccess(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
 
  private:
   const Audit* const audit_;
-  WorkerPool* const workers_;
-  const auth::Authorizer& authorizer_;
+  const CallGate gate_;
 };
 
 // predlog.v1.Admin. Borrows `admin`, which must outlive the server. A backup
 // copies files for seconds to minutes: it runs on the worker pool.
 class AdminService final : public RawAdminService {
  public:
-  // Blocking work runs on `workers` (borrowed; it must outlive the gRPC server).
-  AdminService(const Admin* admin, WorkerPool* workers, const auth::Authorizer* authorizer)
-      : admin_(admin), workers_(workers), authorizer_(*authorizer) {}
+  // Blocking work runs on the gate's workers.
+  AdminService(const Admin* admin, const CallGate& gate) : admin_(admin), gate_(gate) {}
 
   grpc::ServerUnaryReactor* CreateBackup(grpc::CallbackServerContext* context,
                                          const grpc::ByteBuffer* request,
@@ -218,8 +226,7 @@ class AdminService final : public RawAdminService {
 
  private:
   const Admin* const admin_;
-  WorkerPool* const workers_;
-  const auth::Authorizer& authorizer_;
+  const CallGate gate_;
 };
 
 }  // namespace predlog::services

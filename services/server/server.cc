@@ -46,6 +46,8 @@ struct Server::Parts {
   // Who the callers are; shared with the gRPC port's metadata processor.
   std::shared_ptr<const auth::Authorizer> authorizer;
   std::unique_ptr<PredictionLog> log;
+  // Who read what: every recorded call's AccessRecorded (CallGate::access).
+  std::unique_ptr<AccessTrail> access_trail;
   std::unique_ptr<PredictionLogService> service;
   std::unique_ptr<ModelRegistry> registry;
   std::unique_ptr<RegistryService> registry_service;
@@ -377,27 +379,28 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       std::make_unique<PredictionLog>(parts->producer.get(), parts->ingest.get(), log_options);
   parts->workers = std::make_unique<WorkerPool>(options.worker_threads);
   parts->authorizer = grpc_security->authorizer;
-  parts->service = std::make_unique<PredictionLogService>(parts->log.get(), parts->workers.get(),
-                                                          parts->authorizer.get());
+  parts->access_trail =
+      std::make_unique<AccessTrail>(parts->producer.get(), parts->ingest.get(), log_options.writer);
+  CallGate gate;
+  gate.authorizer = parts->authorizer.get();
+  gate.access = parts->access_trail.get();
+  gate.workers = parts->workers.get();
+  parts->service = std::make_unique<PredictionLogService>(parts->log.get(), gate);
   ModelRegistryOptions registry_options;
   registry_options.writer.always_wait_durable = embedded_source;
   registry_options.writer.direct = direct;
   parts->registry = std::make_unique<ModelRegistry>(parts->producer.get(), parts->ingest.get(),
                                                     parts->artifacts.get(), registry_options);
-  parts->registry_service = std::make_unique<RegistryService>(
-      parts->registry.get(), parts->workers.get(), parts->authorizer.get());
+  parts->registry_service = std::make_unique<RegistryService>(parts->registry.get(), gate);
   if (parts->ingest != nullptr) {
     parts->replayer = std::make_unique<replay::Replayer>(
         parts->log->shards(), parts->artifacts.get(), replay::RuntimeRegistry::WithBuiltins());
-    parts->replay_service = std::make_unique<ReplayService>(
-        parts->replayer.get(), parts->workers.get(), parts->authorizer.get());
+    parts->replay_service = std::make_unique<ReplayService>(parts->replayer.get(), gate);
     parts->audit = std::make_unique<Audit>(parts->ingest.get());
-    parts->audit_service = std::make_unique<AuditService>(parts->audit.get(), parts->workers.get(),
-                                                          parts->authorizer.get());
+    parts->audit_service = std::make_unique<AuditService>(parts->audit.get(), gate);
     parts->admin =
         std::make_unique<Admin>(parts->ingest.get(), parts->artifacts.get(), options.data_dir);
-    parts->admin_service = std::make_unique<AdminService>(parts->admin.get(), parts->workers.get(),
-                                                          parts->authorizer.get());
+    parts->admin_service = std::make_unique<AdminService>(parts->admin.get(), gate);
   }
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -315,7 +315,47 @@ TEST_F(PredlogCliTest, StatusShowsEveryShard) {
   EXPECT_THAT(out, HasSubstr("predlog.events-0"));
   EXPECT_THAT(out, HasSubstr("predlog.events-1"));
   EXPECT_THAT(out, HasSubstr("predlog.registry-0"));
+  EXPECT_THAT(out, HasSubstr("predlog.access-0"));
   EXPECT_THAT(out, HasSubstr("LAG"));
+}
+
+// The access trail as an auditor reads it: the newest reads first, each
+// with its request; exported like any shard, with proofs that verify.
+TEST_F(PredlogCliTest, AccessListsWhoReadWhatAndTheTrailExportsProven) {
+  auto [get_code, get] = RunCommand(Cli() + " get " + *prediction_);
+  ASSERT_EQ(get_code, 0) << get;
+  auto [code, out] = RunCommand(Cli() + " access --method GetPrediction --limit 1");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("APPENDED_AT"));
+  EXPECT_THAT(out, HasSubstr("(nobody: no identities)"));
+  EXPECT_THAT(out, HasSubstr("/predlog.v1.PredictionLog/GetPrediction"));
+  EXPECT_THAT(out, HasSubstr("{\"predictionId\":\"" + *prediction_ + "\"}"));
+  EXPECT_THAT(out, HasSubstr("predlog.access-0#"));
+  EXPECT_THAT(out, Not(HasSubstr("newest")));
+  // When more match than are shown, it says so.
+  auto [more_code, more] = RunCommand(Cli() + " access --limit 1");
+  EXPECT_EQ(more_code, 0) << more;
+  EXPECT_THAT(more, HasSubstr("/predlog.v1.Audit/ListAccess"));
+  EXPECT_THAT(more, HasSubstr("the newest 1 shown; older ones match too"));
+  auto [json_code, json] = RunCommand(Cli() + " access --json --limit 2");
+  EXPECT_EQ(json_code, 0) << json;
+  EXPECT_THAT(json, HasSubstr("\"method\":\"/predlog.v1.Audit/ListAccess\""));
+  auto [none_code, none] = RunCommand(Cli() + " access --identity ada-auditor");
+  EXPECT_EQ(none_code, 0) << none;
+  EXPECT_THAT(none, HasSubstr("no recorded access matches"));
+  auto [bad_code, bad] = RunCommand(Cli() + " access --limit 0");
+  EXPECT_EQ(bad_code, 2);
+  EXPECT_THAT(bad, HasSubstr("--limit"));
+
+  const std::string file = dir_->Sub("access.jsonl");
+  auto [export_code, exported] = RunCommand(Cli() + " export --access-trail --out " + file);
+  ASSERT_EQ(export_code, 0) << exported;
+  EXPECT_THAT(ReadFile(file), HasSubstr("\"accessRecorded\":{\"method\":"));
+  auto [verify_code, verified] =
+      RunCommand(Cli() + " verify " + file + " " + file + ".manifest.json --key " +
+                 dir_->Sub("data") + "/keys/checkpoint.key.pub");
+  EXPECT_EQ(verify_code, 0) << verified;
+  EXPECT_THAT(verified, HasSubstr("predlog.access-0"));
 }
 
 TEST_F(PredlogCliTest, CaseFileHasEverythingAndItsExportVerifies) {

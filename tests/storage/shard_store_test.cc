@@ -203,6 +203,55 @@ TEST_F(ShardStoreTest, ApplyBatch_GarbageIsRejectedAndNeighboursAreFolded) {
   EXPECT_EQ(store_->Head().last_source->offset, 4);
 }
 
+// The access trail is a shard of its own: AccessRecorded goes there and
+// nowhere else, and nothing else goes there (a producer writing straight to
+// Kafka cannot mix them), each refusal kept in `rejected`.
+TEST_F(ShardStoreTest, ApplyBatch_AccessRecordedGoesIntoTheAccessTrailOnly) {
+  predlog::v1::AuditEvent access;
+  access.set_actor("auditor-ana");
+  access.mutable_access_recorded()->set_method("/predlog.v1.Audit/ExportTrail");
+  access.mutable_access_recorded()->set_request_json(R"({"all":true})");
+  const std::string access_payload = access.SerializeAsString();
+  predlog::v1::AuditEvent no_method = access;
+  no_method.mutable_access_recorded()->clear_method();
+  const std::string no_method_payload = no_method.SerializeAsString();
+
+  BatchResult r = Apply({Pred("a"), access_payload, Pred("b")});
+  EXPECT_EQ(r.messages[0].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(r.messages[1].outcome, FoldOutcome::kRejected);
+  EXPECT_EQ(r.messages[1].reason,
+            "access_recorded belongs in the access trail (predlog.access), not in shard "
+            "predlog.events-0");
+  EXPECT_EQ(r.messages[2].outcome, FoldOutcome::kApplied);
+
+  ShardOptions options;
+  options.dir = dir_.Sub("access");
+  options.name = "predlog.access-0";
+  options.access_trail = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ShardStore> trail, ShardStore::Open(options));
+  const std::string prediction = Pred("c");
+  ASSERT_OK_AND_ASSIGN(
+      BatchResult t,
+      trail->ApplyBatch({Msg(kInc, 0, access_payload), Msg(kInc, 1, prediction),
+                         Msg(kInc, 2, no_method_payload), Msg(kInc, 3, access_payload)}));
+  EXPECT_EQ(t.messages[0].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(t.messages[0].index, 0u);
+  EXPECT_EQ(t.messages[1].outcome, FoldOutcome::kRejected);
+  EXPECT_EQ(t.messages[1].reason,
+            "shard predlog.access-0 is the access trail: it takes access_recorded events only");
+  EXPECT_EQ(t.messages[2].outcome, FoldOutcome::kRejected);
+  EXPECT_EQ(t.messages[2].reason, "access_recorded.method is empty");
+  // Every access is its own record, even the same bytes again: no
+  // idempotency key, nothing deduplicated.
+  EXPECT_EQ(t.messages[3].outcome, FoldOutcome::kApplied);
+  EXPECT_EQ(t.messages[3].index, 1u);
+  ASSERT_OK_AND_ASSIGN(StoredRecord first, trail->Get(0));
+  EXPECT_EQ(first.payload, access_payload);
+  EXPECT_EQ(trail->Head().counters.rejected, 2u);
+  ASSERT_OK_AND_ASSIGN(VerifyReport report, trail->Verify());
+  EXPECT_FALSE(report.first_bad_index.has_value()) << report.problem;
+}
+
 TEST_F(ShardStoreTest, ApplyBatch_TimestampOutOfRangeIsRejectedNamingTheFieldAndNeighboursFold) {
   predlog::v1::AuditEvent year_one = MakePrediction(PredictionSpec{});
   year_one.mutable_prediction_logged()->set_prediction_id("year-one");

@@ -320,13 +320,17 @@ TEST_F(IngestGroupTest, ReadsOfPartitionsFoldedElsewhereSaySoInsteadOfNotFound) 
   // Status says which shards this instance folds.
   ASSERT_OK_AND_ASSIGN(predlog::v1::StatusResponse status_a, audit.Status());
   ASSERT_OK_AND_ASSIGN(predlog::v1::StatusResponse status_b, Audit(b.get()).Status());
-  ASSERT_EQ(status_a.shards_size(), kPartitions + 1);
+  ASSERT_EQ(status_a.shards_size(), kPartitions + 2);  // and the registry and access trail
   for (int p = 0; p < kPartitions; ++p) {
     EXPECT_EQ(status_a.shards(p).folded_elsewhere(), owners[p][0] != 0) << p;
     EXPECT_EQ(status_b.shards(p).folded_elsewhere(), owners[p][0] != 1) << p;
   }
   EXPECT_FALSE(status_a.shards(kRegistryShard).folded_elsewhere());
   EXPECT_FALSE(status_b.shards(kRegistryShard).folded_elsewhere());
+  // The access trail, like the registry, is folded whole by every instance.
+  EXPECT_EQ(status_a.shards(kRegistryShard + 1).shard(), "predlog.access-0");
+  EXPECT_FALSE(status_a.shards(kRegistryShard + 1).folded_elsewhere());
+  EXPECT_FALSE(status_b.shards(kRegistryShard + 1).folded_elsewhere());
 }
 
 TEST_F(IngestGroupTest, StoppedInstancesPartitionsAreFoldedByTheSurvivorFromTheSourceStart) {

@@ -252,7 +252,7 @@ TEST_F(AuditTest, StatusReportsEveryShardWithItsPosition) {
   predlog::v1::StatusResponse response;
   grpc::ClientContext context;
   ASSERT_TRUE(audit_->GetStatus(&context, predlog::v1::GetStatusRequest(), &response).ok());
-  ASSERT_EQ(response.shards_size(), 4);  // 3 event shards and the registry
+  ASSERT_EQ(response.shards_size(), 5);  // 3 event shards, the registry and the access trail
   uint64_t records = 0;
   for (const auto& s : response.shards()) {
     records += s.records();
@@ -260,6 +260,7 @@ TEST_F(AuditTest, StatusReportsEveryShardWithItsPosition) {
   }
   EXPECT_EQ(records, 30u);
   EXPECT_EQ(response.shards(3).shard(), "predlog.registry-0");
+  EXPECT_EQ(response.shards(4).shard(), "predlog.access-0");
 }
 
 }  // namespace

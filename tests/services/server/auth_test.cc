@@ -484,6 +484,51 @@ TEST_F(AuthTest, IdentitiesOnLoopbackWithoutTlsAreChecked) {
   EXPECT_EQ(record.event().claimed_actor(), "claim");
 }
 
+// The access trail names who read, by the identity that authenticated and
+// how; a call the role table refused never ran, so it left no record. Every
+// recorded method of the role table, called by a role that may, leaves
+// exactly one record, in call order; the others leave none.
+TEST_F(AuthTest, TheAccessTrailNamesTheIdentityOfEveryRecordedCall) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  predlog::v1::LogReceipt receipt;
+  ASSERT_TRUE(Log(As("limits-api"), "p-1", "", &receipt).ok());
+  predlog::v1::PredictionRecord record;
+  ASSERT_TRUE(Get(As("sam-support"), "p-1", &record).ok());
+  EXPECT_EQ(Get(As("limits-api"), "p-1", &record).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  std::vector<std::pair<std::string, std::string>> expected = {
+      {"/predlog.v1.PredictionLog/GetPrediction", "sam-support"}};
+  for (const auth::MethodAccess& entry : auth::RoleTable()) {
+    if (entry.access != auth::Access::kRoles) continue;
+    for (const TokenIdentity& identity : identities_) {
+      if (!entry.roles.Intersects(identity.roles)) continue;
+      SCOPED_TRACE(absl::StrCat(entry.method, " as ", identity.name));
+      // Streams of writes (LogStream, RegisterModel) end when the message
+      // is not one; a recorded call answers whatever its request was.
+      CallRaw(std::string(entry.method), As(identity.name));
+      if (entry.trail == auth::Trail::kRecorded) {
+        expected.emplace_back(std::string(entry.method), identity.name);
+      }
+    }
+  }
+  auto stub = predlog::v1::Audit::NewStub(Channel(As("ada-auditor")));
+  predlog::v1::ListAccessRequest request;
+  request.set_page_size(1000);
+  predlog::v1::ListAccessResponse trail;
+  grpc::ClientContext context;
+  Prepare(&context, As("ada-auditor"));
+  ASSERT_TRUE(stub->ListAccess(&context, request, &trail).ok());
+  expected.emplace_back("/predlog.v1.Audit/ListAccess", "ada-auditor");
+  std::vector<std::pair<std::string, std::string>> recorded;
+  for (auto it = trail.entries().rbegin(); it != trail.entries().rend(); ++it) {
+    recorded.emplace_back(it->event().access_recorded().method(), it->event().actor());
+    EXPECT_EQ(it->event().access_recorded().credential(), "bearer token");
+    EXPECT_EQ(it->event().claimed_actor(), "");
+  }
+  EXPECT_EQ(recorded, expected);
+  EXPECT_GE(expected.size(), 12u);
+}
+
 TEST_F(AuthTest, WithoutIdentitiesTheLoopbackDefaultServesEveryoneAsBefore) {
   ASSERT_NO_FATAL_FAILURE(StartServer(/*tls=*/false, /*identities=*/false));
   ClientOptions anonymous;

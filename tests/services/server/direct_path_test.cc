@@ -347,7 +347,7 @@ TEST_F(DirectPathTest, AFullDiskIsResourceExhaustedAndLoggingResumesOnceSpaceIsF
   server_.reset();
   const std::string small = dir_.Sub("small");
   std::filesystem::create_directories(small);
-  if (mount("tmpfs", small.c_str(), "tmpfs", 0, "size=24m") != 0) {
+  if (mount("tmpfs", small.c_str(), "tmpfs", 0, "size=32m") != 0) {
     GTEST_SKIP() << "cannot mount a small tmpfs here (" << std::strerror(errno)
                  << "); this test needs root";
   }
@@ -359,7 +359,8 @@ TEST_F(DirectPathTest, AFullDiskIsResourceExhaustedAndLoggingResumesOnceSpaceIsF
   options_.min_free_bytes = 4 << 20;
   StartServer();
   LogReceipt receipt;
-  ASSERT_TRUE(Log(1, &receipt).ok());
+  const grpc::Status first = Log(1, &receipt);
+  ASSERT_TRUE(first.ok()) << first.error_message();
   // Fill the filesystem to just above the reserve, then log until refused.
   const std::string ballast = small + "/ballast";
   {

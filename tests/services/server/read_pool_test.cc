@@ -48,7 +48,10 @@ class ReadPoolTest : public ::testing::Test {
     log_options.writer.always_wait_durable = true;  // as in the embedded default
     log_ = std::make_unique<PredictionLog>(kafka_.producer.get(), kafka_.ingest.get(), log_options);
     workers_ = std::make_unique<WorkerPool>(1);
-    service_ = std::make_unique<PredictionLogService>(log_.get(), workers_.get(), &authorizer_);
+    CallGate gate;
+    gate.authorizer = &authorizer_;
+    gate.workers = workers_.get();
+    service_ = std::make_unique<PredictionLogService>(log_.get(), gate);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
