@@ -8,8 +8,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "storage/key_codec.h"
 #include "storage/logging.h"
 #include "storage/sha256.h"
@@ -333,8 +335,21 @@ absl::StatusOr<std::vector<Digest>> ShardStore::Impl::RangeProof(uint64_t begin,
   return MerkleRangeProof(begin, end, size, cache != nullptr ? cache->Wrap(read) : read);
 }
 
-absl::StatusOr<std::string> ShardStore::Impl::SignCheckpoint(const NoteSigner& signer,
-                                                             absl::string_view origin) {
+absl::StatusOr<std::string> ShardStore::Impl::SignCheckpointText(
+    const NoteSigner& signer, absl::string_view origin, uint64_t size,
+    const std::vector<std::string>& extensions, absl::Time now) const {
+  Checkpoint checkpoint;
+  checkpoint.origin = std::string(origin);
+  checkpoint.size = size;
+  ASSIGN_OR_RETURN(checkpoint.root, TreeRoot(size));
+  checkpoint.extensions.push_back(SignedAtLine(now));
+  checkpoint.extensions.insert(checkpoint.extensions.end(), extensions.begin(), extensions.end());
+  return signer.Sign(checkpoint.Text());
+}
+
+absl::StatusOr<std::string> ShardStore::Impl::SignCheckpoint(
+    const NoteSigner& signer, absl::string_view origin, const std::vector<std::string>& extensions,
+    absl::Duration reuse_within) {
   if (options_.read_only) {
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", options_.name, " is open read-only"));
@@ -342,24 +357,44 @@ absl::StatusOr<std::string> ShardStore::Impl::SignCheckpoint(const NoteSigner& s
   if (origin.empty() || origin.find('\n') != absl::string_view::npos) {
     return absl::InvalidArgumentError("checkpoint origin must be one non-empty line");
   }
+  for (const std::string& line : extensions) {
+    if (line.empty() || line.find('\n') != std::string::npos ||
+        absl::StartsWith(line, kSignedAtExtension)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint extension \"", absl::CHexEscape(line),
+          "\" must be one non-empty line, and not a signed-at line (the shard adds that)"));
+    }
+  }
+  const absl::Time now = options_.clock ? options_.clock() : absl::Now();
   const uint64_t size = Head().next_index;
   absl::StatusOr<std::string> kept = CheckpointAt(size);
   if (!kept.ok() && kept.status().code() != absl::StatusCode::kNotFound) return kept;
   if (kept.ok()) {
-    // The kept one, when this key signed it for this origin; after a key
-    // rotation or a new origin, a new note for the same tree replaces it.
+    // The kept one, when this key signed it for this origin and these
+    // extensions recently enough; after a key rotation, a new origin or new
+    // extensions, or once it is too old, a new note for the same tree
+    // replaces it.
     ASSIGN_OR_RETURN(auto verifier, NoteVerifier::Create(signer.verifier_key()));
     absl::StatusOr<std::string> text = verifier->Open(*kept);
-    if (text.ok()) {
-      absl::StatusOr<Checkpoint> parsed = ParseCheckpoint(*text);
-      if (parsed.ok() && parsed->origin == origin) return kept;
+    absl::StatusOr<Checkpoint> parsed =
+        text.ok() ? ParseCheckpoint(*text) : absl::StatusOr<Checkpoint>(text.status());
+    if (parsed.ok() && parsed->origin == origin && !parsed->extensions.empty() &&
+        std::vector<std::string>(parsed->extensions.begin() + 1, parsed->extensions.end()) ==
+            extensions) {
+      absl::StatusOr<CheckpointExtensions> lines = ParseCheckpointExtensions(*parsed);
+      if (lines.ok() && lines->signed_at.has_value() &&
+          SignedAtLine(*lines->signed_at) == parsed->extensions[0]) {
+        if (reuse_within > absl::ZeroDuration() && now - *lines->signed_at < reuse_within) {
+          return kept;
+        }
+        // Only later: the same tree signed again, now. The kept one stays
+        // (it is what was handed out first, and a consistency proof needs
+        // only the size), and no write is needed.
+        return SignCheckpointText(signer, origin, size, extensions, now);
+      }
     }
   }
-  Checkpoint checkpoint;
-  checkpoint.origin = std::string(origin);
-  checkpoint.size = size;
-  ASSIGN_OR_RETURN(checkpoint.root, TreeRoot(size));
-  ASSIGN_OR_RETURN(std::string note, signer.Sign(checkpoint.Text()));
+  ASSIGN_OR_RETURN(std::string note, SignCheckpointText(signer, origin, size, extensions, now));
   std::string key(kCheckpointPrefix);
   AppendU64(&key, size);
   rocksdb::WriteOptions sync;

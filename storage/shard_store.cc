@@ -469,8 +469,10 @@ absl::StatusOr<std::vector<Digest>> ShardStore::RangeProof(uint64_t begin, uint6
 }
 
 absl::StatusOr<std::string> ShardStore::SignCheckpoint(const NoteSigner& signer,
-                                                       absl::string_view origin) {
-  return impl_->SignCheckpoint(signer, origin);
+                                                       absl::string_view origin,
+                                                       const std::vector<std::string>& extensions,
+                                                       absl::Duration reuse_within) {
+  return impl_->SignCheckpoint(signer, origin, extensions, reuse_within);
 }
 absl::StatusOr<std::string> ShardStore::LatestCheckpoint() const {
   return impl_->LatestCheckpoint();

@@ -381,12 +381,25 @@ class ShardStore {
                                                  MerkleNodeCache* cache = nullptr) const;
 
   // Signs a checkpoint of the whole log as it is now (storage/signed_note.h,
-  // C2SP tlog-checkpoint: `origin`, Head().next_index, TreeRoot of it) and
-  // keeps it in meta, so that later checkpoints can be proven consistent
-  // with it. Returns the signed note; when a checkpoint of this size is
-  // already kept, returns that one unchanged. FAILED_PRECONDITION when open
-  // read-only or without a tree; RocksDB's errors otherwise. Thread-safe.
-  absl::StatusOr<std::string> SignCheckpoint(const NoteSigner& signer, absl::string_view origin);
+  // C2SP tlog-checkpoint: `origin`, Head().next_index, TreeRoot of it, then
+  // the extension lines: the signed-at line of the shard's clock
+  // (ShardOptions::clock) and `extensions`, e.g. the shards line) and keeps
+  // it in meta, so that later checkpoints can be proven consistent with it.
+  // Returns the signed note. When a checkpoint of this size is kept, signed
+  // by `signer` for `origin` with these `extensions`, it is returned
+  // unchanged if signed less than `reuse_within` ago, and otherwise stays
+  // kept while a note signed now is returned (the same tree; a consistency
+  // proof needs only its size). A kept one signed by another key, for
+  // another origin, with other extensions or without a signing time is
+  // replaced by the new note.
+  // INVALID_ARGUMENT for an origin that is not one non-empty line, or an
+  // extension line that is empty, holds a newline or is a signed-at line;
+  // FAILED_PRECONDITION when open read-only or without a tree; RocksDB's
+  // errors otherwise. Thread-safe.
+  absl::StatusOr<std::string> SignCheckpoint(
+      const NoteSigner& signer, absl::string_view origin,
+      const std::vector<std::string>& extensions = {},
+      absl::Duration reuse_within = absl::InfiniteDuration());
   // The kept checkpoint (signed note) of the largest size; NOT_FOUND when
   // none was signed yet.
   absl::StatusOr<std::string> LatestCheckpoint() const;

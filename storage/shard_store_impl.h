@@ -317,7 +317,15 @@ class ShardStore::Impl {
   absl::StatusOr<std::vector<Digest>> ConsistencyProof(uint64_t old_size, uint64_t size) const;
   absl::StatusOr<std::vector<Digest>> RangeProof(uint64_t begin, uint64_t end, uint64_t size,
                                                  MerkleNodeCache* cache) const;
-  absl::StatusOr<std::string> SignCheckpoint(const NoteSigner& signer, absl::string_view origin);
+  absl::StatusOr<std::string> SignCheckpoint(const NoteSigner& signer, absl::string_view origin,
+                                             const std::vector<std::string>& extensions,
+                                             absl::Duration reuse_within);
+  // The signed note of the checkpoint of the first `size` records, signed at
+  // `now` with `extensions` after its signed-at line; keeps nothing.
+  absl::StatusOr<std::string> SignCheckpointText(const NoteSigner& signer, absl::string_view origin,
+                                                 uint64_t size,
+                                                 const std::vector<std::string>& extensions,
+                                                 absl::Time now) const;
   absl::StatusOr<std::string> LatestCheckpoint() const;
   absl::StatusOr<std::string> CheckpointAt(uint64_t size) const;
   absl::StatusOr<SnapshotInfo> CreateSnapshot(absl::Time now);

@@ -151,7 +151,11 @@ absl::StatusOr<std::string> ShardWriter::SignCheckpoint() {
     return absl::FailedPreconditionError(
         absl::StrCat(shard_->name(), ": no checkpoint signing key is configured"));
   }
-  return shard_->SignCheckpoint(*options_.checkpoint_signer, options_.checkpoint_origin);
+  // Never the kept one of this size: whoever asks (an export, `predlog
+  // checkpoint`) is told the log is this size now, not when it last grew.
+  return shard_->SignCheckpoint(*options_.checkpoint_signer, options_.checkpoint_origin,
+                                options_.checkpoint_extensions,
+                                /*reuse_within=*/absl::ZeroDuration());
 }
 
 absl::Duration ShardWriter::CheckpointDue() const {

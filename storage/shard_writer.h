@@ -54,6 +54,10 @@ struct ShardWriterOptions {
   const NoteSigner* checkpoint_signer = nullptr;
   // The checkpoints' origin line: the log's name, unique to this shard.
   std::string checkpoint_origin;
+  // Extension lines every checkpoint carries after its signed-at line
+  // (ShardStore::SignCheckpoint), e.g. the shards line of the shard's log
+  // family (storage/signed_note.h).
+  std::vector<std::string> checkpoint_extensions;
   // Sign a checkpoint once this many records were added since the last one
   // (0: never by count) ...
   uint64_t checkpoint_every_events = 10'000;
@@ -89,10 +93,11 @@ class ShardWriter {
   // Errors as Append's.
   absl::StatusOr<BatchResult> ApplyBatch(absl::Span<const SourceMessage> messages);
 
-  // Signs a checkpoint of the shard's log as it is now (or returns the kept
-  // one of that size): the signed note (storage/signed_note.h).
-  // FAILED_PRECONDITION without options.checkpoint_signer; otherwise
-  // ShardStore::SignCheckpoint's errors. Thread-safe.
+  // Signs a checkpoint of the shard's log as it is now, signed now (its
+  // signed-at line says so, however long ago the log last grew): the signed
+  // note (storage/signed_note.h). FAILED_PRECONDITION without
+  // options.checkpoint_signer; otherwise ShardStore::SignCheckpoint's
+  // errors. Thread-safe.
   absl::StatusOr<std::string> SignCheckpoint();
 
   const ShardStore& shard() const { return *shard_; }

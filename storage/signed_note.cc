@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "storage/errno_status.h"
 #include "storage/key_codec.h"
 #include "storage/logging.h"
@@ -433,6 +435,101 @@ absl::StatusOr<Checkpoint> ParseCheckpoint(absl::string_view text) {
   std::copy(root.begin(), root.end(), c.root.begin());
   for (size_t i = 3; i < lines.size(); ++i) c.extensions.emplace_back(lines[i]);
   return c;
+}
+
+namespace {
+
+constexpr char kSignedAtFormat[] = "%Y-%m-%dT%H:%M:%E6SZ";
+
+bool ValidTopic(absl::string_view topic) {
+  if (topic.empty()) return false;
+  for (char c : topic) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '/' || u <= 0x20 || u == 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string SignedAtLine(absl::Time t) {
+  const absl::Time micros = absl::FromUnixMicros(absl::ToUnixMicros(t));
+  return absl::StrCat(kSignedAtExtension, " ",
+                      absl::FormatTime(kSignedAtFormat, micros, absl::UTCTimeZone()));
+}
+
+absl::StatusOr<std::string> ShardsLine(const std::map<std::string, uint32_t>& shards) {
+  if (shards.empty()) return absl::InvalidArgumentError("a shards line needs at least one topic");
+  std::string line(kShardsExtension);
+  for (const auto& [topic, count] : shards) {
+    if (!ValidTopic(topic)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("topic \"", absl::CHexEscape(topic),
+                       "\" is empty or holds '/', a space or a control "
+                       "character"));
+    }
+    if (count == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("topic ", topic, " has 0 shards"));
+    }
+    absl::StrAppend(&line, " ", topic, "/", count);
+  }
+  return line;
+}
+
+absl::StatusOr<CheckpointExtensions> ParseCheckpointExtensions(const Checkpoint& checkpoint) {
+  CheckpointExtensions out;
+  for (size_t i = 0; i < checkpoint.extensions.size(); ++i) {
+    absl::string_view line = checkpoint.extensions[i];
+    // Lines 1 to 3 are origin, size and root.
+    const std::string where = absl::StrCat("checkpoint: line ", i + 4, " (", line.substr(0, 80),
+                                           line.size() > 80 ? "…" : "", ")");
+    const absl::string_view word = line.substr(0, line.find(' '));
+    if (word == kSignedAtExtension) {
+      if (out.signed_at.has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": a second ", word, " line"));
+      }
+      const absl::string_view value = line.substr(std::min(line.size(), word.size() + 1));
+      absl::Time t;
+      std::string error;
+      if (!absl::ParseTime(kSignedAtFormat, std::string(value), absl::UTCTimeZone(), &t, &error) ||
+          SignedAtLine(t) != line) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where,
+                         ": the signing time is not RFC 3339 UTC with six fraction digits "
+                         "(2025-06-01T12:34:56.123456Z)"));
+      }
+      out.signed_at = t;
+    } else if (word == kShardsExtension) {
+      if (out.shards.has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": a second ", word, " line"));
+      }
+      std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
+      if (parts.size() < 2) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": it names no shards"));
+      }
+      std::map<std::string, uint32_t>& shards = out.shards.emplace();
+      for (size_t k = 1; k < parts.size(); ++k) {
+        const absl::string_view part = parts[k];
+        const size_t slash = part.rfind('/');
+        const absl::string_view topic =
+            slash == absl::string_view::npos ? part : part.substr(0, slash);
+        const absl::string_view count =
+            slash == absl::string_view::npos ? absl::string_view() : part.substr(slash + 1);
+        uint32_t n = 0;
+        if (!ValidTopic(topic) || count.empty() || count[0] == '0' ||
+            !std::all_of(count.begin(), count.end(), absl::ascii_isdigit) ||
+            !absl::SimpleAtoi(count, &n)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": \"", part, "\" is not TOPIC/COUNT (a count >= 1)"));
+        }
+        if (!shards.emplace(std::string(topic), n).second) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": topic ", topic, " is named twice"));
+        }
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace predlog::storage

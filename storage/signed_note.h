@@ -11,6 +11,19 @@
 // - C2SP tlog-checkpoint (https://c2sp.org/tlog-checkpoint): a note whose text
 //   is origin "\n" tree size (decimal) "\n" base64(root hash) "\n" then any
 //   extension lines.
+// - predlog's extension lines of a checkpoint (CheckpointExtensions), after
+//   the root hash line, in this order; any other extension line is left to
+//   whoever wrote it, and checkpoints without them (kept before they existed)
+//   are still checkpoints:
+//     signed-at := "predlog-signed-at " time
+//                  time = RFC 3339 in UTC with exactly six fraction digits,
+//                  e.g. "2025-06-01T12:34:56.123456Z": when the checkpoint
+//                  was signed, by the signer's clock (whole microseconds)
+//     shards    := "predlog-shards" (" " topic "/" count)+
+//                  the shards of the signer's log family: shard
+//                  "<topic>-<p>" for each p in [0, count); topics distinct,
+//                  without "/" or spaces, count a decimal >= 1 without
+//                  leading zeros
 //
 // Ed25519 is OpenSSL's (libcrypto). Signers and verifiers are immutable after
 // creation and thread-safe.
@@ -18,12 +31,15 @@
 #define PREDLOG_STORAGE_SIGNED_NOTE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "storage/sha256.h"
 
 struct evp_pkey_st;
@@ -132,6 +148,31 @@ struct Checkpoint {
 // line that is wrong: an empty origin, a size that is not a canonical
 // decimal, a root that is not base64 of 32 bytes, a missing line.
 absl::StatusOr<Checkpoint> ParseCheckpoint(absl::string_view text);
+
+// The first words of predlog's extension lines (the grammar at the top).
+inline constexpr absl::string_view kSignedAtExtension = "predlog-signed-at";
+inline constexpr absl::string_view kShardsExtension = "predlog-shards";
+
+// What predlog's extension lines of a checkpoint say.
+struct CheckpointExtensions {
+  // When it was signed; nullopt: no signed-at line.
+  std::optional<absl::Time> signed_at;
+  // Shards per topic of the signer's log family; nullopt: no shards line.
+  std::optional<std::map<std::string, uint32_t>> shards;
+};
+
+// The signed-at line of `t`, truncated to whole microseconds (UTC).
+std::string SignedAtLine(absl::Time t);
+// The shards line of `shards` (topic -> count, in the map's order).
+// INVALID_ARGUMENT for no topic, a topic that is empty or holds "/", a space
+// or a control character, or a count of 0.
+absl::StatusOr<std::string> ShardsLine(const std::map<std::string, uint32_t>& shards);
+// Reads predlog's extension lines of `checkpoint` (other lines are skipped).
+// INVALID_ARGUMENT naming the line (its number in the note text, from 1) and
+// what is wrong: a line of either kind twice, a time that is not the form
+// above, a shards line without shards, with a malformed or repeated topic
+// or count.
+absl::StatusOr<CheckpointExtensions> ParseCheckpointExtensions(const Checkpoint& checkpoint);
 
 }  // namespace predlog::storage
 

@@ -236,7 +236,8 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         0,
         &Cli::Export}},
       {"verify",
-       {"verify FILE MANIFEST [--key KEY] [--server HOST:PORT]   (offline without --server)",
+       {"verify FILE MANIFEST [--key KEY [--not-older-than DURATION]] [--server HOST:PORT]\n"
+        "                                                         (offline without --server)",
         "check an export against its manifest, its signed checkpoints, or predlogd",
         "Checks leaf hashes, chain continuity, the manifest's ranges, that every\n"
         "record matches the manifest's filter, and the file's digest; exit 1 names the\n"
@@ -250,8 +251,15 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "                           file holding it: each shard's checkpoint must be\n"
         "                           signed by it and every record proven in its tree, so\n"
         "                           re-encoded, forged or appended records fail however\n"
-        "                           the manifest was rewritten (and dropped or truncated\n"
-        "                           ones in an --all export without --from/--to). Offline.\n"
+        "                           the manifest was rewritten; in an --all export also\n"
+        "                           dropped or truncated records (with --from/--to too:\n"
+        "                           the records just outside each shard's run are proven\n"
+        "                           to be outside the range) and a shard left out whole\n"
+        "                           (the checkpoints name the shards). Prints when each\n"
+        "                           checkpoint was signed. Offline.\n"
+        "  --not-older-than DURATION  with --key: fail, naming the shard, when a checkpoint\n"
+        "                           was signed longer than DURATION ago (10m, 24h, 1h30m)\n"
+        "                           or carries no signing time\n"
         "  --server HOST:PORT       after the offline checks, compare the manifest's chain\n"
         "                           anchors with the live shards of that predlogd; each\n"
         "                           mismatch is named, exit 1. Only when given: verify\n"
@@ -260,8 +268,10 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "examples:\n"
         "  predlog verify --key data/keys/checkpoint.key.pub c-0042.csv "
         "c-0042.csv.manifest.json\n"
+        "  predlog verify --key data/keys/checkpoint.key.pub --not-older-than 24h \\\n"
+        "      c-0042.csv c-0042.csv.manifest.json\n"
         "  predlog verify --server 127.0.0.1:50051 c-0042.csv c-0042.csv.manifest.json\n",
-        {"key"},
+        {"key", "not-older-than"},
         2,
         2,
         &Cli::Verify}},

@@ -10,6 +10,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "predlog/v1/audit.grpc.pb.h"
 #include "services/cli/cli_format.h"
@@ -180,6 +182,20 @@ int Cli::Verify() {
     if (!key.ok()) return Usage(std::string(key.status().message()));
     options.verifier_key = *key;
   }
+  if (args_.Has("not-older-than")) {
+    if (options.verifier_key.empty()) {
+      return Usage(
+          "--not-older-than needs --key: a checkpoint's signing time is proven by its "
+          "signature");
+    }
+    const std::string value = args_.Get("not-older-than");
+    if (!absl::ParseDuration(value, &options.not_older_than) ||
+        options.not_older_than <= absl::ZeroDuration() ||
+        options.not_older_than == absl::InfiniteDuration()) {
+      return Usage(absl::StrCat("--not-older-than ", value,
+                                " is not a positive duration (e.g. 10m, 24h, 1h30m)"));
+    }
+  }
   absl::StatusOr<ExportVerification> result =
       VerifyExport(args_.positional[0], args_.positional[1], options);
   if (!result.ok()) {
@@ -231,16 +247,37 @@ int Cli::Verify() {
          << options.verifier_key.substr(0, options.verifier_key.find('+')) << "):\n";
     for (const VerifiedCheckpoint& c : result->checkpoints) {
       out_ << "  " << c.shard << ": checkpoint of " << c.size << " records, root "
-           << c.root_sha256.substr(0, 16) << "\n";
+           << c.root_sha256.substr(0, 16) << ", "
+           << (c.signed_at.has_value()
+                   ? absl::StrCat("signed ", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *c.signed_at,
+                                                              absl::UTCTimeZone()))
+                   : std::string("signing time unknown (signed by an older predlogd)"))
+           << "\n";
     }
-    out_ << "Re-encoded, forged or appended records would fail this, whatever the manifest says"
-         << (result->complete_proven
-                 ? ", and so would dropped or truncated ones: every shard listed holds every "
-                   "record below its checkpoint."
-                 : ". That no record was left out is not proven for a subject, model or "
-                   "time-bounded export (the server chose its records), nor for an incomplete "
-                   "one.")
-         << " 'predlog verify-consistency' proves a later checkpoint extends these.";
+    if (options.not_older_than != absl::InfiniteDuration()) {
+      out_ << "Every checkpoint was signed within the last "
+           << absl::FormatDuration(options.not_older_than) << ".\n";
+    }
+    out_ << "Re-encoded, forged or appended records would fail this, whatever the manifest says";
+    if (result->complete_proven) {
+      out_ << ", and so would dropped or truncated records and a shard left out: the export "
+              "holds every shard of "
+           << absl::StrJoin(result->whole_log_topics, " and ")
+           << " its checkpoints name, each with every record below its checkpoint (of the "
+              "export's time range, when it has one).";
+    } else if (result->filtered) {
+      out_ << ". That no record was left out is not proven for a subject or model export (the "
+              "server chose its records).";
+    } else if (!result->ok) {
+      out_ << ". That no record was left out is not proven for an incomplete export.";
+    } else {
+      out_ << ". That no record was left out is NOT PROVEN:";
+      for (const std::string& why : result->completeness_unproven) {
+        out_ << "\n  " << Printable(why);
+      }
+      out_ << "\n";
+    }
+    out_ << " 'predlog verify-consistency' proves a later checkpoint extends these.";
   } else {
     out_ << "This proves the file is the one the manifest describes and is internally "
             "consistent. Without --key it cannot prove the manifest came from predlog: a file "

@@ -106,10 +106,9 @@ absl::StatusOr<CheckpointSet> ReadCheckpoints(const std::string& path) {
   predlog::v1::ExportManifest manifest;
   predlog::v1::SignCheckpointsResponse signed_now;
   if (google::protobuf::util::JsonStringToMessage(json, &manifest, strict).ok()) {
-    const predlog::v1::ExportTrailRequest& filter = manifest.filter();
-    set.topics = filter.has_all() ? std::vector<std::string>{"predlog.events", "predlog.registry"}
-                 : filter.has_access_trail() ? std::vector<std::string>{"predlog.access"}
-                                             : std::vector<std::string>{"predlog.events"};
+    // A subject or model export reads (some of) the predlog.events shards.
+    set.topics = WholeLogTopics(manifest.filter());
+    if (set.topics.empty()) set.topics = {kExportAllTopics[0]};
     for (const auto& shard : manifest.shards()) {
       if (shard.checkpoint().empty()) continue;
       predlog::v1::ShardCheckpoint c;

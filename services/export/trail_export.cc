@@ -66,6 +66,15 @@
 //                 (for its chain value), or, when the shard's index could not
 //                 be read and its log was read whole, any record; whether each
 //                 matched the filter is not known.
+//   checkpoint := (format 3) the shard's signed checkpoint note; each range
+//                 then has proofSha256, its range proof against it.
+//   edgeBefore, edgeAfter := (format 4; an export of everything with from or
+//                 to, with a checkpoint) {index, appendedAt, leafSha256,
+//                 proofSha256 (inclusion proof), or unreadable}: the record
+//                 right before the shard's run (absent when the run starts at
+//                 0) and right after it (absent when it ends at the
+//                 checkpoint's size); for a shard with no record in the
+//                 range they are adjacent, and say where its empty run is.
 //   A range without prevChainSha256 is checked from its first record's own
 //   chain value on; only the live shard ties that record's leaf to it
 //   (CheckAgainstServer).

@@ -24,20 +24,25 @@
 // anchors (and those first records) are the live shards' own, as far as that
 // server is trusted. In a subject or model export, a manifest rewritten to
 // drop an unreadable range (or a record, with the file) is not detectable
-// offline, key or not: only an export of everything (without from/to) is
-// proven gap-free, and then only for the shards its manifest lists.
+// offline, key or not. An export of everything is proven gap-free with the
+// key: every shard its checkpoints name (predlog-shards line) of the topics
+// it covers is in it, each from index 0 to its checkpoint's size or, with
+// from/to, each shard's run of records appended in [from, to) with the
+// records just outside it (edges, manifest format 4) proven to lie outside.
 #ifndef PREDLOG_SERVICES_EXPORT_TRAIL_EXPORT_H_
 #define PREDLOG_SERVICES_EXPORT_TRAIL_EXPORT_H_
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "predlog/v1/audit.pb.h"
 
 namespace predlog::services {
@@ -150,7 +155,23 @@ struct VerifiedCheckpoint {
   std::string origin;
   uint64_t size = 0;
   std::string root_sha256;  // lower-case hex
+  // When it was signed (its predlog-signed-at line); nullopt: it has none
+  // (signed by a predlogd before checkpoints carried one).
+  std::optional<absl::Time> signed_at;
 };
+
+// The topics an export of everything covers (ExportTrailRequest.all): with
+// a key, it must hold every shard of these topics its checkpoints name.
+// Shards of other topics (the access trail) have exports of their own.
+inline constexpr const char* kExportAllTopics[] = {"predlog.events", "predlog.registry"};
+// The topic of the access trail (ExportTrailRequest.access_trail).
+inline constexpr char kAccessTrailTopic[] = "predlog.access";
+
+// The topics whose shards an export with `filter` reads whole (every record,
+// or every record appended in [from, to)): kExportAllTopics for `all`,
+// kAccessTrailTopic for `access_trail`; none for a subject or model export,
+// which picks records from its shards.
+std::vector<std::string> WholeLogTopics(const predlog::v1::ExportTrailRequest& filter);
 
 struct ExportVerification {
   uint64_t records_checked = 0;
@@ -158,13 +179,24 @@ struct ExportVerification {
   // by that key for that shard's log, and every range of the file is proven
   // to be those records of the log the checkpoint signs.
   bool proven = false;
-  // proven, for an export of everything without from or to: then also no
-  // record of a listed shard below its checkpoint is missing. Filtered or
-  // time-bounded exports prove what they hold, not that nothing was left out
-  // (the server chose the records; their edges are not proven). Nor is the
-  // set of shards signed: a shard left out of the manifest whole is not
-  // detected.
+  // proven and ok, for an export of whole logs (everything, or the access trail): also no
+  // record is missing.
+  // Every shard of its WholeLogTopics that the checkpoints' predlog-shards line
+  // names is in the manifest (one left out fails), and each holds every
+  // record below its checkpoint or, with from/to, every record appended in
+  // [from, to): its edges (the records just before and after its run,
+  // manifest format 4) are proven to be outside [from, to), and the shard's
+  // append times never go back. Subject or model exports prove what they
+  // hold, not that nothing was left out (the server chose the records).
   bool complete_proven = false;
+  // The topics whose shards the export holds whole (WholeLogTopics of its
+  // filter): what complete_proven is about.
+  std::vector<std::string> whole_log_topics;
+  // With a key, when proven, for an export of everything that is not
+  // complete_proven: why, one line each (checkpoints that name no set of
+  // shards, a manifest before format 4 without edges, an edge record
+  // without an append time).
+  std::vector<std::string> completeness_unproven;
   std::vector<VerifiedCheckpoint> checkpoints;  // with a key, when consistent
   // With a key: ranges the server sent without a proof because it could not
   // read a tree node next to an unreadable record ("range 3..9 of
@@ -202,11 +234,19 @@ struct VerifyOptions {
   // against it (storage/merkle.h MerkleRangeProof over RecordMerkleLeaf of
   // its records, so bytes and append times are both covered), and an
   // export of everything must start at 0 without `from` and reach the
-  // checkpoint's size without `to`. So re-encoded, forged or appended
+  // checkpoint's size without `to`, or prove its edges with them, and hold
+  // every shard of its WholeLogTopics its checkpoints name; all checkpoints
+  // must name the same set of shards. So re-encoded, forged or appended
   // records fail, however the manifest was rewritten, and in an export of
-  // everything without from/to dropped or truncated ones too (of the shards
-  // its manifest lists: the set of shards is not signed).
+  // everything dropped or truncated ones and left-out shards too.
   std::string verifier_key;
+  // With verifier_key: every shard's checkpoint must have been signed at
+  // most this long before `now` (its predlog-signed-at line); one older, or
+  // without a signing time, fails naming the shard. InfiniteDuration: not
+  // checked.
+  absl::Duration not_older_than = absl::InfiniteDuration();
+  // What not_older_than is measured from; InfinitePast: absl::Now().
+  absl::Time now = absl::InfinitePast();
 };
 
 // Offline check of an export: reads `manifest_path` and the file it names
@@ -214,10 +254,11 @@ struct VerifyOptions {
 // else `file_path`). Error statuses only for inputs it cannot use: NOT_FOUND /
 // PERMISSION_DENIED / INTERNAL for unreadable files, INVALID_ARGUMENT for a
 // manifest that does not parse or names an unknown format,
-// FAILED_PRECONDITION for a manifest format_version other than 1. A bad export
+// FAILED_PRECONDITION for a manifest format_version not in 1..4. A bad export
 // is consistent=false with `failure`; an incomplete one ok=false.
 // With options.verifier_key also the checkpoints and proofs (VerifyOptions);
-// INVALID_ARGUMENT for a key that does not parse.
+// INVALID_ARGUMENT for a key that does not parse, or a finite
+// not_older_than without a key (a time is only proven by its signature).
 absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
                                                 const std::string& manifest_path,
                                                 const VerifyOptions& options = {});

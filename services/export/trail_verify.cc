@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "google/protobuf/arena.h"
 #include "google/protobuf/util/json_util.h"
@@ -131,14 +132,22 @@ std::string RangeText(uint64_t first, uint64_t last) { return absl::StrCat(first
 
 class Verifier {
  public:
-  // `key` (may be null: no checkpoints or proofs checked) is borrowed.
-  Verifier(const ExportManifest& manifest, ExportFormat format, const storage::NoteVerifier* key)
-      : manifest_(manifest), format_(format), key_(key) {}
+  // `key` (may be null: no checkpoints or proofs checked) is borrowed;
+  // checkpoints signed before `oldest` fail (InfinitePast: any age).
+  Verifier(const ExportManifest& manifest, ExportFormat format, const storage::NoteVerifier* key,
+           absl::Time oldest = absl::InfinitePast(),
+           absl::Duration max_age = absl::InfiniteDuration())
+      : manifest_(manifest),
+        whole_log_topics_(WholeLogTopics(manifest.filter())),
+        whole_log_(!whole_log_topics_.empty()),
+        format_(format),
+        key_(key),
+        oldest_(oldest),
+        max_age_(max_age) {}
 
   // With a key: each shard's checkpoint, and each range's proof against it.
   bool CheckCheckpoints() {
     if (key_ == nullptr) return true;
-    const predlog::v1::ExportTrailRequest& filter = manifest_.filter();
     size_t run = 0;
     for (const auto& shard : manifest_.shards()) {
       const std::string of = absl::StrCat("shard ", shard.shard());
@@ -164,32 +173,36 @@ class Verifier {
         return Fail(absl::StrCat("manifest: the checkpoint of ", of, " is of log \"",
                                  checkpoint->origin, "\", not \"", origin, "\""));
       }
+      absl::StatusOr<storage::CheckpointExtensions> lines =
+          storage::ParseCheckpointExtensions(*checkpoint);
+      if (!lines.ok()) {
+        return Fail(
+            absl::StrCat("manifest: the checkpoint of ", of, ": ", lines.status().message()));
+      }
+      if (max_age_ != absl::InfiniteDuration()) {
+        if (!lines->signed_at.has_value()) {
+          return Fail(absl::StrCat(
+              "manifest: the checkpoint of ", of,
+              " carries no signing time (no predlog-signed-at line: signed by a predlogd from "
+              "before checkpoints had one), so it cannot be shown to be at most ",
+              absl::FormatDuration(max_age_), " old"));
+        }
+        if (*lines->signed_at < oldest_) {
+          return Fail(absl::StrCat(
+              "manifest: the checkpoint of ", of, " was signed at ",
+              absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *lines->signed_at, absl::UTCTimeZone()), ", ",
+              absl::FormatDuration(
+                  absl::Trunc(oldest_ + max_age_ - *lines->signed_at, absl::Seconds(1))),
+              " before the verification: older than the ", absl::FormatDuration(max_age_),
+              " allowed"));
+        }
+      }
       checkpoints_.push_back(VerifiedCheckpoint{shard.shard(), checkpoint->origin, checkpoint->size,
-                                                storage::ToHex(checkpoint->root)});
+                                                storage::ToHex(checkpoint->root),
+                                                lines->signed_at});
       roots_.push_back(checkpoint->root);
-      // An export of everything holds every record its checkpoint does,
-      // from index 0 when it has no `from`: one that stops short or starts
-      // late was truncated.
-      uint64_t first = UINT64_MAX;
-      uint64_t end = 0;  // past the last index the manifest accounts for
-      for (const auto& u : shard.unreadable()) {
-        first = std::min(first, u.first_index());
-        end = std::max(end, u.last_index() + 1);
-      }
-      for (const auto& range : shard.ranges()) {
-        first = std::min(first, range.first_index());
-        end = std::max(end, range.last_index() + 1);
-      }
-      if (filter.has_all() && !filter.has_to() && end < checkpoint->size) {
-        return Fail(absl::StrCat("manifest: ", of, " ends at index ", end == 0 ? 0 : end - 1,
-                                 " but its checkpoint holds ", checkpoint->size,
-                                 " records: an export of everything (without `to`) holds every "
-                                 "record below its checkpoint"));
-      }
-      if (filter.has_all() && !filter.has_from() && first != 0 && first != UINT64_MAX) {
-        return Fail(absl::StrCat("manifest: ", of, " starts at index ", first,
-                                 ": an export of everything (without `from`) starts at 0"));
-      }
+      shard_sets_.push_back(lines->shards);
+      if (whole_log_ && !CheckRun(shard, *checkpoint)) return false;
       for (const auto& range : shard.ranges()) {
         Run& r = runs_[run++];
         const std::string which =
@@ -221,8 +234,222 @@ class Verifier {
         r.proof = *std::move(verifier);
       }
     }
+    return CheckShardSet();
+  }
+
+  // An export of everything: the shard's run [s, e) covers its checkpoint
+  // from 0 to its size, or (with from/to) its edges prove the records just
+  // outside the run lie outside [from, to).
+  bool CheckRun(const ExportManifest::ShardRanges& shard, const storage::Checkpoint& checkpoint) {
+    const predlog::v1::ExportTrailRequest& filter = manifest_.filter();
+    const std::string of = absl::StrCat("shard ", shard.shard());
+    const bool edges = manifest_.format_version() >= 4 && (filter.has_from() || filter.has_to());
+    uint64_t first = UINT64_MAX;
+    uint64_t end = 0;  // past the last index the manifest accounts for
+    for (const auto& u : shard.unreadable()) {
+      first = std::min(first, u.first_index());
+      end = std::max(end, u.last_index() + 1);
+    }
+    for (const auto& range : shard.ranges()) {
+      first = std::min(first, range.first_index());
+      end = std::max(end, range.last_index() + 1);
+    }
+    if (first == UINT64_MAX) {
+      // No record of the shard in the export: where its empty run is, its
+      // edges say (none: at 0).
+      first = 0;
+      if (edges && shard.has_edge_before()) {
+        first = shard.edge_before().index() + 1;
+      } else if (edges && shard.has_edge_after()) {
+        first = shard.edge_after().index();
+      } else if (!edges && filter.has_from()) {
+        // Before format 4 nothing says where an empty run is.
+        first = end = checkpoint.size;
+      }
+      end = std::max(end, first);
+      if (edges && shard.has_edge_before() && shard.has_edge_after() &&
+          shard.edge_after().index() != first) {
+        return Fail(absl::StrCat("manifest: ", of, " holds no record, but its edge records #",
+                                 shard.edge_before().index(), " and #", shard.edge_after().index(),
+                                 " are not adjacent: the records between them were left out"));
+      }
+    }
+    // Without `to` it holds every record its checkpoint does; without `from`
+    // from index 0: one that stops short or starts late was truncated.
+    if (!filter.has_to() && end < checkpoint.size) {
+      return Fail(absl::StrCat("manifest: ", of, " ends at index ", end == 0 ? 0 : end - 1,
+                               " but its checkpoint holds ", checkpoint.size,
+                               " records: an export of everything (without `to`) holds every "
+                               "record below its checkpoint"));
+    }
+    if (!filter.has_from() && first != 0) {
+      return Fail(absl::StrCat("manifest: ", of, " starts at index ", first,
+                               ": an export of everything (without `from`) starts at 0"));
+    }
+    if (!filter.has_from() && !filter.has_to()) return true;
+    if (!edges) {
+      NotProven(
+          "the export has from/to, and its manifest (before format 4) carries no edge records "
+          "to prove no record was left out at either end of a shard's run");
+      return true;
+    }
+    if (first > 0 && !CheckEdge(shard, checkpoint, /*before=*/true, first - 1)) return false;
+    if (end < checkpoint.size && !CheckEdge(shard, checkpoint, /*before=*/false, end)) return false;
     return true;
   }
+
+  // The edge record at `index` of `shard` (before its run, or after it):
+  // present, at that index, in the checkpoint's tree, and appended before
+  // `from` (before) or at or after `to` (after).
+  bool CheckEdge(const ExportManifest::ShardRanges& shard, const storage::Checkpoint& checkpoint,
+                 bool before, uint64_t index) {
+    const predlog::v1::ExportTrailRequest& filter = manifest_.filter();
+    const std::string at = RecordName(shard.shard(), index);
+    const std::string which = absl::StrCat(at, ", the record ", before ? "before" : "after",
+                                           " the run of ", shard.shard(), " the export holds,");
+    if (before ? !shard.has_edge_before() : !shard.has_edge_after()) {
+      return Fail(absl::StrCat(
+          "manifest: ", shard.shard(), "'s run ",
+          before ? "starts at index " : "ends before index ", before ? index + 1 : index,
+          ", but the manifest has no edge record ", before ? "before" : "after", " it (", at,
+          ") to prove that record was appended ", before ? "before `from`" : "at or after `to`",
+          ": records may have been left out"));
+    }
+    const predlog::v1::EdgeRecord& edge = before ? shard.edge_before() : shard.edge_after();
+    if (edge.index() != index) {
+      return Fail(absl::StrCat("manifest: the edge record ", before ? "before" : "after",
+                               " the run of ", shard.shard(), " is #", edge.index(), ", not #",
+                               index, ", the record right ", before ? "before" : "after", " it"));
+    }
+    if (!edge.unreadable().empty()) {
+      // Like a record that could not be read: the export is incomplete.
+      unreadable_.push_back(UnreadableRange{
+          shard.shard(), index, index,
+          absl::StrCat(
+              "the edge record ", before ? "before" : "after",
+              " the export's run, which proves nothing was left out there: ", edge.unreadable())});
+      return true;
+    }
+    const std::optional<Digest> leaf = storage::DigestFromHex(edge.leaf_sha256());
+    std::vector<Digest> proof;
+    bool hex = leaf.has_value();
+    for (const std::string& text : edge.proof_sha256()) {
+      std::optional<Digest> hash = storage::DigestFromHex(text);
+      hex = hex && hash.has_value();
+      proof.push_back(hash.value_or(Digest{}));
+    }
+    if (!hex) {
+      return Fail(
+          absl::StrCat("manifest: the edge record ", at, ": a digest is not 64 hex digits"));
+    }
+    const std::optional<absl::Time> appended =
+        edge.has_appended_at()
+            ? std::optional<absl::Time>(storage::TimeFromProto(edge.appended_at()))
+            : std::nullopt;
+    if (absl::Status included = storage::VerifyMerkleInclusion(
+            index, checkpoint.size, storage::RecordMerkleLeaf(appended, *leaf), proof,
+            checkpoint.root);
+        !included.ok()) {
+      return Fail(
+          absl::StrCat("manifest: the edge record ", at,
+                       " is not what the shard's signed checkpoint holds: ", included.message()));
+    }
+    if (!appended.has_value()) {
+      NotProven(absl::StrCat(at, ", the edge record ", before ? "before" : "after",
+                             " its run, has no append time (written before shard format 3)"));
+      return true;
+    }
+    const auto micros = [](absl::Time t) { return absl::ToUnixMicros(t); };
+    const auto format = [](absl::Time t) { return absl::FormatTime(t, absl::UTCTimeZone()); };
+    if (before && micros(*appended) >= micros(storage::TimeFromProto(filter.from()))) {
+      return Fail(absl::StrCat("manifest: ", which, " was appended at ", format(*appended),
+                               ", not before the filter's from ",
+                               format(storage::TimeFromProto(filter.from())),
+                               ": it, and maybe records before it, were left out"));
+    }
+    if (!before && micros(*appended) < micros(storage::TimeFromProto(filter.to()))) {
+      return Fail(absl::StrCat("manifest: ", which, " was appended at ", format(*appended),
+                               ", before the filter's to ",
+                               format(storage::TimeFromProto(filter.to())),
+                               ": it, and maybe records after it, were left out"));
+    }
+    return true;
+  }
+
+  // All checkpoints name one set of shards (those that name one), each
+  // listed shard is in it, and an export of whole logs holds each shard of
+  // its WholeLogTopics in it.
+  bool CheckShardSet() {
+    const std::optional<std::map<std::string, uint32_t>>* named = nullptr;
+    size_t named_by = 0;
+    std::vector<std::string> unnamed;
+    for (size_t i = 0; i < shard_sets_.size(); ++i) {
+      if (!shard_sets_[i].has_value()) {
+        unnamed.push_back(checkpoints_[i].shard);
+        continue;
+      }
+      if (named == nullptr) {
+        named = &shard_sets_[i];
+        named_by = i;
+      } else if (**named != *shard_sets_[i]) {
+        return Fail(absl::StrCat("manifest: the checkpoints disagree on the set of shards: ",
+                                 checkpoints_[named_by].shard, "'s names ", SetText(**named), ", ",
+                                 checkpoints_[i].shard, "'s names ", SetText(*shard_sets_[i])));
+      }
+    }
+    if (named == nullptr) {
+      if (whole_log_ && !checkpoints_.empty()) {
+        NotProven(
+            "the checkpoints do not name the set of shards (no predlog-shards line: signed by a "
+            "predlogd from before they had one), so a shard left out of the manifest whole would "
+            "not be noticed");
+      }
+      return true;
+    }
+    absl::flat_hash_set<std::string> in_set;
+    for (const auto& [topic, count] : **named) {
+      for (uint32_t p = 0; p < count; ++p) in_set.insert(absl::StrCat(topic, "-", p));
+    }
+    absl::flat_hash_set<std::string> listed;
+    for (const VerifiedCheckpoint& c : checkpoints_) {
+      listed.insert(c.shard);
+      if (!in_set.contains(c.shard)) {
+        return Fail(absl::StrCat("manifest: shard ", c.shard,
+                                 " is not one of the shards its log's checkpoints name (",
+                                 SetText(**named), ")"));
+      }
+    }
+    if (!whole_log_) return true;
+    for (const std::string& topic : whole_log_topics_) {
+      auto it = (*named)->find(topic);
+      if (it == (*named)->end()) continue;
+      for (uint32_t p = 0; p < it->second; ++p) {
+        const std::string name = absl::StrCat(topic, "-", p);
+        if (!listed.contains(name)) {
+          return Fail(absl::StrCat(
+              "manifest: shard ", name, " is missing: the checkpoints name the shards ",
+              SetText(**named), ", and an export of ",
+              manifest_.filter().has_all() ? "everything" : "the access trail",
+              " holds every shard of ", absl::StrJoin(whole_log_topics_, " and ")));
+        }
+      }
+    }
+    if (!unnamed.empty()) {
+      NotProven(absl::StrCat("the checkpoints of ", absl::StrJoin(unnamed, ", "),
+                             " do not name the set of shards"));
+    }
+    return true;
+  }
+
+  static std::string SetText(const std::map<std::string, uint32_t>& shards) {
+    std::string text;
+    for (const auto& [topic, count] : shards) {
+      absl::StrAppend(&text, text.empty() ? "" : " ", topic, "/", count);
+    }
+    return text;
+  }
+
+  void NotProven(std::string why) { completeness_unproven_.push_back(std::move(why)); }
 
   // Checks the manifest's own consistency.
   bool CheckManifest() {
@@ -310,7 +537,7 @@ class Verifier {
                                      "the chain's start (64 zeros)"));
           }
         }
-        if (manifest_.filter().has_all() && before != nullptr && !adjacent) {
+        if (whole_log_ && before != nullptr && !adjacent) {
           // An export of everything holds each shard's records contiguously,
           // but for the ranges it says could not be read; the only other gap
           // it may have is a loss the shard recorded (RecordsLost, at the
@@ -451,7 +678,7 @@ class Verifier {
         claim.appended_at.has_value()
             ? std::optional<absl::Time>(storage::TimeFromProto(*claim.appended_at))
             : std::nullopt;
-    if (appended.has_value() && manifest_.filter().has_all()) {
+    if (appended.has_value() && whole_log_) {
       const predlog::v1::ExportTrailRequest& f = manifest_.filter();
       const auto micros = [](absl::Time t) { return absl::ToUnixMicros(t); };
       if (f.has_from() && micros(*appended) < micros(storage::TimeFromProto(f.from()))) {
@@ -545,12 +772,15 @@ class Verifier {
     if (v.consistent && key_ != nullptr) {
       v.checkpoints = checkpoints_;
       v.unproven = unproven_;
-      const predlog::v1::ExportTrailRequest& f = manifest_.filter();
-      v.complete_proven = v.proven && v.ok && f.has_all() && !f.has_from() && !f.has_to();
+      if (v.proven && whole_log_) {
+        v.completeness_unproven = completeness_unproven_;
+        v.complete_proven = v.ok && completeness_unproven_.empty();
+        v.whole_log_topics = whole_log_topics_;
+      }
     }
     v.failure = failure_;
     if (manifest_checked_) v.unreadable = unreadable_;
-    v.filtered = !manifest_.filter().has_all();
+    v.filtered = !whole_log_;
     if (v.consistent && !unreadable_.empty()) {
       uint64_t records = 0;
       std::string ranges;
@@ -725,6 +955,9 @@ class Verifier {
   }
 
   const ExportManifest& manifest_;
+  // The topics the export reads whole (WholeLogTopics), and whether any.
+  const std::vector<std::string> whole_log_topics_;
+  const bool whole_log_;
   const ExportFormat format_;
   const storage::NoteVerifier* const key_;
   // With key_: per manifest shard, its checkpoint's root; and the checkpoints.
@@ -732,6 +965,13 @@ class Verifier {
   std::vector<VerifiedCheckpoint> checkpoints_;
   size_t runs_proven_ = 0;
   std::vector<std::string> unproven_;  // ranges sent without a proof
+  // Checkpoints signed before oldest_ fail (max_age_ says by how much).
+  const absl::Time oldest_;
+  const absl::Duration max_age_;
+  // With key_: per manifest shard, the set of shards its checkpoint names.
+  std::vector<std::optional<std::map<std::string, uint32_t>>> shard_sets_;
+  // Why an export of everything is not proven complete (ExportVerification).
+  std::vector<std::string> completeness_unproven_;
   std::vector<Run> runs_;
   size_t run_ = 0;         // the run holding the next expected record
   uint64_t expected_ = 0;  // its index
@@ -768,6 +1008,12 @@ class Verifier {
 
 }  // namespace
 
+std::vector<std::string> WholeLogTopics(const predlog::v1::ExportTrailRequest& filter) {
+  if (filter.has_all()) return {std::begin(kExportAllTopics), std::end(kExportAllTopics)};
+  if (filter.has_access_trail()) return {kAccessTrailTopic};
+  return {};
+}
+
 absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
                                                 const std::string& manifest_path,
                                                 const VerifyOptions& options) {
@@ -779,6 +1025,13 @@ absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
       return absl::InvalidArgumentError(absl::StrCat("verifier key: ", parsed.status().message()));
     }
     key = *std::move(parsed);
+  }
+  if (key == nullptr && options.not_older_than != absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        "a checkpoint's age needs the verifier key: its signing time is proven by its signature");
+  }
+  if (options.not_older_than < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("not_older_than is negative");
   }
   ASSIGN_OR_RETURN(const std::string manifest_json, ReadWholeFile(manifest_path));
   ExportManifest manifest;
@@ -793,10 +1046,11 @@ absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
   // version-1 CSV file has other columns.
   // Version 3 added checkpoints and range proofs (absent, as in older
   // versions, when predlogd had no signing key).
-  if (manifest.format_version() < 1 || manifest.format_version() > 3) {
+  // Version 4 added the edges of an export of everything with from/to.
+  if (manifest.format_version() < 1 || manifest.format_version() > 4) {
     return absl::FailedPreconditionError(
         absl::StrCat("manifest ", manifest_path, " has format_version ", manifest.format_version(),
-                     "; this build reads versions 1 to 3"));
+                     "; this build reads versions 1 to 4"));
   }
   if (manifest.format_version() == 1 && manifest.file_format() == "csv") {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -820,7 +1074,12 @@ absl::StatusOr<ExportVerification> VerifyExport(const std::string& file_path,
     path = absl::StrCat(DirName(manifest_path), "/", manifest.file_name());
   }
 
-  Verifier verifier(manifest, *format, key.get());
+  absl::Time oldest = absl::InfinitePast();
+  if (options.not_older_than != absl::InfiniteDuration()) {
+    oldest =
+        (options.now == absl::InfinitePast() ? absl::Now() : options.now) - options.not_older_than;
+  }
+  Verifier verifier(manifest, *format, key.get(), oldest, options.not_older_than);
   if (!verifier.CheckManifest()) return verifier.result();
   ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader,
                    RecordReader::Open(path, *format == ExportFormat::kCsv));

@@ -139,7 +139,7 @@ class TrailWriter::Impl {
     }
     RETURN_IF_ERROR(sink_->Close());
     RETURN_IF_ERROR(AttachProofs());
-    manifest.set_format_version(3);
+    manifest.set_format_version(4);
     manifest.set_file_name(BaseName(path_));
     const absl::string_view format = ExportFormatName(format_);
     manifest.set_file_format(format.data(), format.size());
@@ -579,8 +579,12 @@ class TrailWriter::Impl {
       range_proofs_[std::make_tuple(p.shard(), p.first_index(), p.last_index())] =
           std::move(*p.mutable_proof_sha256());
     }
+    for (predlog::v1::ShardEdges& e : *batch->mutable_edges()) {
+      edges_[e.shard()] = std::move(e);
+    }
     batch->clear_checkpoints();
     batch->clear_range_proofs();
+    batch->clear_edges();
   }
 
   // Puts each shard's checkpoint and each range's proof into shards_.
@@ -608,6 +612,20 @@ class TrailWriter::Impl {
       shard.set_shard(name);
       shard.set_checkpoint(std::move(note));
     }
+    for (ExportManifest::ShardRanges& shard : shards_) {
+      auto it = edges_.find(shard.shard());
+      if (it == edges_.end()) continue;
+      if (it->second.has_before())
+        *shard.mutable_edge_before() = std::move(*it->second.mutable_before());
+      if (it->second.has_after())
+        *shard.mutable_edge_after() = std::move(*it->second.mutable_after());
+      edges_.erase(it);
+    }
+    if (!edges_.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("the server sent the edges of ",
+                                                     edges_.begin()->first,
+                                                     ", which has no checkpoint in the export"));
+    }
     if (!range_proofs_.empty()) {
       const auto& [shard, first, last] = range_proofs_.begin()->first;
       return absl::InvalidArgumentError(absl::StrCat("the server sent a range proof of ", shard,
@@ -630,6 +648,8 @@ class TrailWriter::Impl {
   std::map<std::tuple<std::string, uint64_t, uint64_t>,
            google::protobuf::RepeatedPtrField<std::string>>
       range_proofs_;
+  // Edges by shard (an export of everything with from/to), likewise.
+  std::map<std::string, predlog::v1::ShardEdges> edges_;
   bool written_ = false;              // Finish put the file under its name
   std::vector<std::thread> workers_;  // started by the first AddBatch
   // The record being added by Add, parsed on an arena reset per record

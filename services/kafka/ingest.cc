@@ -7,6 +7,7 @@
 #include "services/kafka/embedded_broker.h"
 #include "services/kafka/kafka_config.h"
 #include "storage/logging.h"
+#include "storage/signed_note.h"
 #include "storage/status_macros.h"
 
 namespace predlog::services {
@@ -40,6 +41,19 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
         return PartitionForKey(key, partitions);
       });
 
+  // Every checkpoint names the shards of this log family (topic -> count):
+  // an auditor given an export of everything can then tell a shard left
+  // out of it (services/export, VerifyExport).
+  std::vector<std::string> checkpoint_extensions;
+  if (options.checkpoint_signer != nullptr) {
+    std::map<std::string, uint32_t> shard_counts;
+    for (const ShardSource& source : ingest->sources_) {
+      uint32_t& count = shard_counts[source.topic];
+      count = std::max(count, static_cast<uint32_t>(source.partition) + 1);
+    }
+    ASSIGN_OR_RETURN(std::string shards_line, storage::ShardsLine(shard_counts));
+    checkpoint_extensions.push_back(std::move(shards_line));
+  }
   // Every shard opens now and stays open, owned or not: readers keep
   // references, and a partition may be assigned here at any rebalance.
   for (const ShardSource& source : ingest->sources_) {
@@ -73,6 +87,7 @@ absl::StatusOr<std::unique_ptr<Ingest>> Ingest::Start(const IngestOptions& optio
       writer_options.checkpoint_origin =
           absl::StrCat(options.checkpoint_signer->name(), "/", shard_options.name);
     }
+    writer_options.checkpoint_extensions = checkpoint_extensions;
     writer_options.checkpoint_every_events = options.checkpoint_every_events;
     writer_options.checkpoint_every = options.checkpoint_every;
     ASSIGN_OR_RETURN(std::unique_ptr<storage::ShardWriter> writer,

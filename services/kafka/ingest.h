@@ -105,8 +105,10 @@ struct IngestOptions {
   // an answered write survives a power loss, not only a killed process.
   bool sync_writes = true;
   // The key that signs every shard's checkpoints, with origin
-  // "<key name>/<shard>" (ShardWriterOptions::checkpoint_signer); null: no
-  // checkpoints. Borrowed; must outlive the Ingest.
+  // "<key name>/<shard>" (ShardWriterOptions::checkpoint_signer) and the
+  // shards line naming every shard this Ingest folds, per topic
+  // (predlog.events/<partitions> predlog.registry/1; storage/signed_note.h);
+  // null: no checkpoints. Borrowed; must outlive the Ingest.
   const storage::NoteSigner* checkpoint_signer = nullptr;
   // Their schedule (ShardWriterOptions::checkpoint_every_events, _every).
   uint64_t checkpoint_every_events = 10'000;

@@ -59,6 +59,10 @@ class ExportCursor {
     bool read_log = false;
     uint64_t next_index = 0;
     uint64_t end_index = 0;
+    // all: where the run began ([begin_index, end_index) is the run of
+    // records appended in [from, to) that the export holds, whose edges it
+    // proves with a checkpoint).
+    uint64_t begin_index = 0;
     // read_log: the first index not yet accounted for (exported, skipped by
     // the filter, unreadable, or in a loss the log records); a record read
     // above it leaves a hole, unreadable unless that record is the
@@ -108,6 +112,11 @@ class ExportCursor {
   absl::StatusOr<std::optional<storage::Digest>> ChainBefore(const ShardPlan& plan,
                                                              const storage::StoredRecord& record,
                                                              Out* out);
+  // The edges of `plan`'s run ([begin_index, end_index)) in an export of
+  // everything with from or to, when it has a checkpoint: the record before
+  // it and the one at its end, as EdgeRecords with inclusion proofs (or the
+  // reason one could not be read).
+  predlog::v1::ShardEdges Edges(const ShardPlan& plan);
   // Records [first, last] of the current shard could not be read.
   void MarkUnreadable(uint64_t first, uint64_t last, absl::string_view reason, Out* out);
   // Sends the open unreadable range, if any.

@@ -18,6 +18,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
@@ -26,7 +28,9 @@
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/export/trail_export.h"
 #include "storage/sha256.h"
+#include "storage/shard_store.h"
 #include "storage/signed_note.h"
+#include "storage/timestamps.h"
 #include "tests/e2e/child_process.h"
 #include "tests/testing/corrupt_block.h"
 #include "tests/testing/events.h"
@@ -226,10 +230,21 @@ void WriteForgery(const std::string& path, const std::vector<predlog::v1::Export
     ASSERT_OK(writer->Finish(original, path + ".manifest.json").status());
   }
   predlog::v1::ExportManifest manifest = ReadManifest(path + ".manifest.json");
+  // The original's shards without records (they have no records to write)
+  // are kept as they were.
+  for (const auto& old_shard : original.shards()) {
+    if (old_shard.records() > 0) continue;
+    bool listed = false;
+    for (const auto& shard : manifest.shards())
+      listed = listed || shard.shard() == old_shard.shard();
+    if (!listed) *manifest.add_shards() = old_shard;
+  }
   for (auto& shard : *manifest.mutable_shards()) {
     for (const auto& old_shard : original.shards()) {
       if (old_shard.shard() != shard.shard()) continue;
       shard.set_checkpoint(old_shard.checkpoint());
+      if (old_shard.has_edge_before()) *shard.mutable_edge_before() = old_shard.edge_before();
+      if (old_shard.has_edge_after()) *shard.mutable_edge_after() = old_shard.edge_after();
       for (auto& range : *shard.mutable_ranges()) {
         for (const auto& old_range : old_shard.ranges()) {
           if (old_range.first_index() == range.first_index()) {
@@ -254,7 +269,7 @@ TEST_F(ExportVerifyCliTest, VerifyKeyProvesAnHonestExportAndEveryForgeryFailsWha
   auto [code, out] = RunCommand(Cli() + " export --all --format jsonl --out " + file);
   ASSERT_EQ(code, 0) << out;
   const predlog::v1::ExportManifest manifest = ReadManifest(file + ".manifest.json");
-  ASSERT_EQ(manifest.format_version(), 3u);
+  ASSERT_EQ(manifest.format_version(), 4u);
   // The registry shard holds no record, but its checkpoint is listed: an
   // export of everything proves it had none.
   ASSERT_EQ(manifest.shards_size(), 3);
@@ -270,7 +285,7 @@ TEST_F(ExportVerifyCliTest, VerifyKeyProvesAnHonestExportAndEveryForgeryFailsWha
   EXPECT_EQ(honest_code, 0) << honest;
   EXPECT_THAT(honest, HasSubstr("OK: 200 records verified"));
   EXPECT_THAT(honest, HasSubstr("PROVEN: every record is in the log its shard's checkpoint signs"));
-  EXPECT_THAT(honest, HasSubstr("and so would dropped or truncated ones"));
+  EXPECT_THAT(honest, HasSubstr("and so would dropped or truncated records and a shard left out"));
   EXPECT_THAT(honest, HasSubstr("predlog.events-0: checkpoint of "));
   // The key itself works as well as its file.
   std::string key_text;
@@ -426,6 +441,308 @@ TEST_F(ExportVerifyCliTest, VerifyKeyProvesAnHonestExportAndEveryForgeryFailsWha
   EXPECT_EQ(unkeyed_code, 0) << unkeyed;
 }
 
+std::string VerifyKey(const std::string& key, const std::string& file,
+                      const std::string& flags = "") {
+  return std::string(PREDLOG_CLI_BINARY) + " verify --key " + key + " " + flags + " " + file + " " +
+         file + ".manifest.json";
+}
+
+// Writes `manifest` over `path`'s manifest.
+void WriteManifest(const std::string& path, const predlog::v1::ExportManifest& manifest) {
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(manifest, &json).ok());
+  std::ofstream(path + ".manifest.json", std::ios::trunc) << json;
+}
+
+TEST_F(ExportVerifyCliTest, VerifyKeyFailsAnExportOfEverythingWithAShardLeftOutWhole) {
+  Start(2);
+  LogPredictions(100);
+  const std::string key = dir_.Sub("data/keys/checkpoint.key.pub");
+  const std::string file = dir_.Sub("all.jsonl");
+  ASSERT_EQ(RunCommand(Cli() + " export --all --format jsonl --out " + file).first, 0);
+  const predlog::v1::ExportManifest manifest = ReadManifest(file + ".manifest.json");
+  auto [honest_code, honest] = RunCommand(VerifyKey(key, file));
+  EXPECT_EQ(honest_code, 0) << honest;
+  EXPECT_THAT(honest, HasSubstr("and a shard left out"));
+
+  // Shard 1's records taken out of the file, its entry out of the manifest,
+  // everything else rewritten to match (the other checkpoints and proofs
+  // are the real ones).
+  std::vector<predlog::v1::ExportedRecord> records;
+  for (const auto& r : ReadRecords(file)) {
+    if (r.shard() != "predlog.events-1") records.push_back(r);
+  }
+  const std::string forged = dir_.Sub("without-1.jsonl");
+  WriteForgery(forged, records, manifest, [](predlog::v1::ExportManifest* m) {
+    auto* shards = m->mutable_shards();
+    for (int i = 0; i < shards->size(); ++i) {
+      if (shards->Get(i).shard() == "predlog.events-1") shards->DeleteSubrange(i, 1);
+    }
+  });
+  ASSERT_EQ(ReadManifest(forged + ".manifest.json").shards_size(), 2);
+  auto [forged_code, forged_out] = RunCommand(VerifyKey(key, forged));
+  EXPECT_EQ(forged_code, 1) << forged_out;
+  EXPECT_THAT(forged_out,
+              HasSubstr("FAILED: manifest: shard predlog.events-1 is missing: the checkpoints name "
+                        "the shards predlog.access/1 predlog.events/2 predlog.registry/1, and an "
+                        "export of everything holds every shard of predlog.events and "
+                        "predlog.registry"));
+  // The same file and manifest as a subject export would be: not required.
+  // And without the key the shard's absence is not noticed (what --key adds).
+  auto [unkeyed_code, unkeyed] = Verify(forged);
+  EXPECT_EQ(unkeyed_code, 0) << unkeyed;
+}
+
+// The checkpoint notes of `manifest` re-signed with predlogd's own key
+// (`signer_key_file`) after `edit` changed their extension lines: what a
+// predlogd from before those lines existed signed.
+void ResignCheckpoints(predlog::v1::ExportManifest* manifest, const std::string& signer_key_file,
+                       const std::function<void(std::vector<std::string>*)>& edit) {
+  std::string signer_key;
+  std::getline(std::ifstream(signer_key_file), signer_key);
+  ASSERT_OK_AND_ASSIGN(auto signer, storage::NoteSigner::Create(signer_key));
+  for (auto& shard : *manifest->mutable_shards()) {
+    ASSERT_OK_AND_ASSIGN(std::string text, storage::UnverifiedNoteText(shard.checkpoint()));
+    ASSERT_OK_AND_ASSIGN(storage::Checkpoint checkpoint, storage::ParseCheckpoint(text));
+    edit(&checkpoint.extensions);
+    ASSERT_OK_AND_ASSIGN(std::string note, signer->Sign(checkpoint.Text()));
+    shard.set_checkpoint(note);
+  }
+}
+
+TEST_F(ExportVerifyCliTest, VerifyNotOlderThanFailsAnOldCheckpointOrOneWithoutATime) {
+  Start(1);
+  LogPredictions(50);
+  const std::string key = dir_.Sub("data/keys/checkpoint.key.pub");
+  const std::string file = dir_.Sub("all.jsonl");
+  ASSERT_EQ(RunCommand(Cli() + " export --all --format jsonl --out " + file).first, 0);
+  auto [fresh_code, fresh] = RunCommand(VerifyKey(key, file, "--not-older-than 10m"));
+  EXPECT_EQ(fresh_code, 0) << fresh;
+  EXPECT_THAT(fresh, HasSubstr("Every checkpoint was signed within the last 10m."));
+  // Each checkpoint's signing time is printed.
+  const std::string year = absl::FormatTime("%Y-", absl::Now(), absl::UTCTimeZone());
+  EXPECT_THAT(fresh, HasSubstr(", signed " + year));
+
+  absl::SleepFor(absl::Seconds(2));
+  auto [old_code, old_out] = RunCommand(VerifyKey(key, file, "--not-older-than 1s"));
+  EXPECT_EQ(old_code, 1) << old_out;
+  EXPECT_THAT(old_out, HasSubstr("FAILED: manifest: the checkpoint of shard predlog.events-0 was "
+                                 "signed at " +
+                                 year));
+  EXPECT_THAT(old_out, HasSubstr("older than the 1s allowed"));
+  EXPECT_THAT(RunCommand(VerifyKey(key, file, "--not-older-than soon")).first, 2);
+  auto [unkeyed_code, unkeyed] =
+      RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify --not-older-than 10m " + file + " " +
+                 file + ".manifest.json");
+  EXPECT_EQ(unkeyed_code, 2) << unkeyed;
+  EXPECT_THAT(unkeyed, HasSubstr("--not-older-than needs --key"));
+
+  // Checkpoints as a predlogd from before their extension lines signed them:
+  // still proven, the set of shards not, and no age.
+  predlog::v1::ExportManifest manifest = ReadManifest(file + ".manifest.json");
+  ResignCheckpoints(&manifest, dir_.Sub("data/keys/checkpoint.key"),
+                    [](std::vector<std::string>* lines) { lines->clear(); });
+  WriteManifest(file, manifest);
+  auto [old_format_code, old_format] = RunCommand(VerifyKey(key, file));
+  EXPECT_EQ(old_format_code, 0) << old_format;
+  EXPECT_THAT(old_format, HasSubstr("PROVEN: every record is in the log"));
+  EXPECT_THAT(old_format, HasSubstr("signing time unknown"));
+  EXPECT_THAT(old_format, HasSubstr("That no record was left out is NOT PROVEN:\n  the checkpoints "
+                                    "do not name the set of shards"));
+  auto [timeless_code, timeless] = RunCommand(VerifyKey(key, file, "--not-older-than 24h"));
+  EXPECT_EQ(timeless_code, 1) << timeless;
+  EXPECT_THAT(timeless, HasSubstr("FAILED: manifest: the checkpoint of shard predlog.events-0 "
+                                  "carries no signing time"));
+  // Checkpoints that disagree on the set of shards.
+  manifest = ReadManifest(file + ".manifest.json");
+  ResignCheckpoints(&manifest, dir_.Sub("data/keys/checkpoint.key"),
+                    [n = 0](std::vector<std::string>* lines) mutable {
+                      lines->push_back(++n == 1 ? "predlog-shards predlog.events/1 "
+                                                  "predlog.registry/1"
+                                                : "predlog-shards predlog.events/2 "
+                                                  "predlog.registry/1");
+                    });
+  WriteManifest(file, manifest);
+  auto [disagree_code, disagree] = RunCommand(VerifyKey(key, file));
+  EXPECT_EQ(disagree_code, 1) << disagree;
+  EXPECT_THAT(disagree, HasSubstr("FAILED: manifest: the checkpoints disagree on the set of "
+                                  "shards: predlog.events-0's names predlog.events/1 "
+                                  "predlog.registry/1, predlog.registry-0's names "
+                                  "predlog.events/2"));
+}
+
+TEST_F(ExportVerifyCliTest, VerifyKeyProvesTheEdgesOfATimeBoundedExportOfEverything) {
+  Start(2);
+  const auto now = [] {
+    absl::SleepFor(absl::Milliseconds(20));  // records on either side are apart from it
+    const absl::Time t = absl::Now();
+    absl::SleepFor(absl::Milliseconds(20));
+    return t;
+  };
+  LogPredictions(100);
+  const absl::Time from = now();
+  // In [from, to): predictions of customer-0 only, so one events shard has
+  // no record in the range.
+  {
+    auto log = predlog::v1::PredictionLog::NewStub(
+        grpc::CreateChannel(server_->grpc(), grpc::InsecureChannelCredentials()));
+    predlog::v1::LogBatchRequest request;
+    for (int i = 0; i < 20; ++i) {
+      testing::PredictionSpec spec;
+      spec.prediction_id = absl::StrCat("middle-", i);
+      spec.subject_id = "customer-0";
+      *request.add_requests()->mutable_prediction() =
+          testing::MakePrediction(spec).prediction_logged();
+    }
+    predlog::v1::LogBatchResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(log->LogBatch(&context, request, &response).ok());
+  }
+  const absl::Time to = now();
+  LogPredictions(100, 1000);
+  const std::string key = dir_.Sub("data/keys/checkpoint.key.pub");
+  const std::string file = dir_.Sub("range.jsonl");
+  const auto rfc3339 = [](absl::Time t) {
+    return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
+  };
+  auto [code, out] = RunCommand(Cli() + " export --all --from " + rfc3339(from) + " --to " +
+                                rfc3339(to) + " --format jsonl --out " + file);
+  ASSERT_EQ(code, 0) << out;
+  const predlog::v1::ExportManifest manifest = ReadManifest(file + ".manifest.json");
+  ASSERT_EQ(manifest.record_count(), 20u);
+  ASSERT_EQ(manifest.shards_size(), 3);
+  // The shard with records, and the one without (its edges adjacent).
+  int full = -1, empty = -1;
+  for (int i = 0; i < 2; ++i) (manifest.shards(i).records() > 0 ? full : empty) = i;
+  ASSERT_GE(full, 0);
+  ASSERT_GE(empty, 0);
+  const auto& empty_shard = manifest.shards(empty);
+  ASSERT_TRUE(empty_shard.has_edge_before() && empty_shard.has_edge_after());
+  EXPECT_EQ(empty_shard.edge_after().index(), empty_shard.edge_before().index() + 1);
+  const auto& full_shard = manifest.shards(full);
+  const std::string full_name = full_shard.shard();
+  ASSERT_EQ(full_shard.ranges_size(), 1);
+  const uint64_t first = full_shard.ranges(0).first_index();
+  const uint64_t last = full_shard.ranges(0).last_index();
+  ASSERT_EQ(full_shard.edge_before().index(), first - 1);
+  ASSERT_EQ(full_shard.edge_after().index(), last + 1);
+
+  auto [honest_code, honest] = RunCommand(VerifyKey(key, file));
+  EXPECT_EQ(honest_code, 0) << honest;
+  EXPECT_THAT(honest, HasSubstr("OK: 20 records verified"));
+  EXPECT_THAT(honest, HasSubstr("and so would dropped or truncated records and a shard left out"));
+
+  // A forger with the shard's whole tree: predlogd stopped, its shards read.
+  ASSERT_EQ(server_->Stop(), 0);
+  storage::ShardOptions options;
+  options.dir = dir_.Sub("data/shards/" + full_name);
+  options.name = full_name;
+  options.read_only = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<storage::ShardStore> shard,
+                       storage::ShardStore::Open(options));
+  ASSERT_OK_AND_ASSIGN(std::string text, storage::UnverifiedNoteText(full_shard.checkpoint()));
+  ASSERT_OK_AND_ASSIGN(storage::Checkpoint checkpoint, storage::ParseCheckpoint(text));
+  const auto hexes = [](const std::vector<storage::Digest>& digests) {
+    google::protobuf::RepeatedPtrField<std::string> out;
+    for (const storage::Digest& d : digests) *out.Add() = storage::ToHex(d);
+    return out;
+  };
+  // The edge a forger would give: the record at `index`, with its true leaf
+  // data and inclusion proof.
+  const auto true_edge = [&](uint64_t index) {
+    predlog::v1::EdgeRecord edge;
+    absl::StatusOr<storage::StoredRecord> record = shard->Get(index);
+    EXPECT_TRUE(record.ok()) << record.status();
+    absl::StatusOr<std::vector<storage::Digest>> proof =
+        shard->InclusionProof(index, checkpoint.size);
+    EXPECT_TRUE(proof.ok()) << proof.status();
+    edge.set_index(index);
+    storage::TimeToProto(*record->appended_at, edge.mutable_appended_at());
+    edge.set_leaf_sha256(storage::ToHex(record->leaf));
+    *edge.mutable_proof_sha256() = hexes(*proof);
+    return edge;
+  };
+  const std::vector<predlog::v1::ExportedRecord> records = ReadRecords(file);
+  const auto expect_fails =
+      [&](const std::string& name, const std::vector<predlog::v1::ExportedRecord>& forged_records,
+          const std::string& why, const std::function<void(predlog::v1::ExportManifest*)>& edit) {
+        SCOPED_TRACE(name);
+        const std::string path = dir_.Sub(name + ".jsonl");
+        WriteForgery(path, forged_records, manifest, edit);
+        auto [forged_code, forged_out] = RunCommand(VerifyKey(key, path));
+        EXPECT_EQ(forged_code, 1) << forged_out;
+        EXPECT_THAT(forged_out, HasSubstr("FAILED: manifest: "));
+        EXPECT_THAT(forged_out, HasSubstr(why));
+      };
+  const auto full_of = [&](predlog::v1::ExportManifest* m) {
+    for (auto& s : *m->mutable_shards()) {
+      if (s.shard() == full_name) return &s;
+    }
+    ADD_FAILURE() << "no " << full_name;
+    return m->mutable_shards(0);
+  };
+  // The first record of the run dropped: the range's proof recomputed for
+  // what is left, and the dropped record as the edge before it.
+  {
+    std::vector<predlog::v1::ExportedRecord> forged;
+    for (const auto& r : records) {
+      if (!(r.shard() == full_name && r.index() == first)) forged.push_back(r);
+    }
+    ASSERT_OK_AND_ASSIGN(std::vector<storage::Digest> proof,
+                         shard->RangeProof(first + 1, last + 1, checkpoint.size));
+    expect_fails("headless", forged,
+                 absl::StrCat(full_name, "#", first, ", the record before the run of ", full_name,
+                              " the export holds, was appended at "),
+                 [&](predlog::v1::ExportManifest* m) {
+                   *full_of(m)->mutable_ranges(0)->mutable_proof_sha256() = hexes(proof);
+                   *full_of(m)->mutable_edge_before() = true_edge(first);
+                 });
+    // Left as it was, the edge is not the record right before the run.
+    expect_fails("headless-oldedge", forged,
+                 absl::StrCat("the edge record before the run of ", full_name, " is #", first - 1,
+                              ", not #", first),
+                 [&](predlog::v1::ExportManifest* m) {
+                   *full_of(m)->mutable_ranges(0)->mutable_proof_sha256() = hexes(proof);
+                 });
+    // Or left out.
+    expect_fails("headless-noedge", forged, "but the manifest has no edge record before it",
+                 [&](predlog::v1::ExportManifest* m) {
+                   *full_of(m)->mutable_ranges(0)->mutable_proof_sha256() = hexes(proof);
+                   full_of(m)->clear_edge_before();
+                 });
+  }
+  // The last record dropped, likewise.
+  {
+    std::vector<predlog::v1::ExportedRecord> forged;
+    for (const auto& r : records) {
+      if (!(r.shard() == full_name && r.index() == last)) forged.push_back(r);
+    }
+    ASSERT_OK_AND_ASSIGN(std::vector<storage::Digest> proof,
+                         shard->RangeProof(first, last, checkpoint.size));
+    expect_fails("tailless", forged,
+                 absl::StrCat(full_name, "#", last, ", the record after the run of ", full_name,
+                              " the export holds, was appended at "),
+                 [&](predlog::v1::ExportManifest* m) {
+                   *full_of(m)->mutable_ranges(0)->mutable_proof_sha256() = hexes(proof);
+                   *full_of(m)->mutable_edge_after() = true_edge(last);
+                 });
+  }
+  // The edge record's time moved out of the range: not the leaf the tree holds.
+  expect_fails("retimed-edge", records,
+               absl::StrCat("the edge record ", full_name, "#", first - 1,
+                            " is not what the shard's signed checkpoint holds"),
+               [&](predlog::v1::ExportManifest* m) {
+                 auto* t = full_of(m)->mutable_edge_before()->mutable_appended_at();
+                 t->set_seconds(t->seconds() - 3600);
+               });
+  // The shard without records in the range: its edges must stay adjacent.
+  expect_fails("gap-in-empty", records, "are not adjacent: the records between them were left out",
+               [&](predlog::v1::ExportManifest* m) {
+                 m->mutable_shards(empty)->mutable_edge_before()->set_index(
+                     empty_shard.edge_before().index() - 1);
+               });
+}
+
 TEST_F(ExportVerifyCliTest, VerifyConsistencyPassesAGrowingLogAndFailsARewrittenOne) {
   Start(2);
   const std::string key = dir_.Sub("data/keys/checkpoint.key.pub");
@@ -547,7 +864,7 @@ TEST_F(ExportVerifyCliTest, ExportOverACorruptBlockWritesEveryReadableRecordAndV
   EXPECT_EQ(key_code, 1) << keyed;
   EXPECT_THAT(keyed, HasSubstr("INCOMPLETE: "));
   EXPECT_THAT(keyed, Not(HasSubstr("FAILED")));
-  EXPECT_THAT(keyed, Not(HasSubstr("and so would dropped or truncated ones")));
+  EXPECT_THAT(keyed, Not(HasSubstr("and so would dropped or truncated")));
   // The readable runs agree with the live shard; the export is still incomplete.
   auto [live_code, live] = Verify(file, server_->grpc());
   EXPECT_EQ(live_code, 1) << live;

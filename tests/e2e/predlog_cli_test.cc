@@ -355,7 +355,9 @@ TEST_F(PredlogCliTest, AccessListsWhoReadWhatAndTheTrailExportsProven) {
       RunCommand(Cli() + " verify " + file + " " + file + ".manifest.json --key " +
                  dir_->Sub("data") + "/keys/checkpoint.key.pub");
   EXPECT_EQ(verify_code, 0) << verified;
-  EXPECT_THAT(verified, HasSubstr("predlog.access-0"));
+  EXPECT_THAT(verified, HasSubstr("predlog.access-0: checkpoint of "));
+  EXPECT_THAT(verified, HasSubstr("the export holds every shard of predlog.access its "
+                                  "checkpoints name, each with every record below"));
 }
 
 TEST_F(PredlogCliTest, CaseFileHasEverythingAndItsExportVerifies) {

@@ -744,6 +744,42 @@ TEST_F(ShardTimeTest, SignedCheckpointsAreKeptAndProvenConsistent) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("origin")));
 }
 
+TEST_F(ShardTimeTest, ACheckpointCarriesItsSigningTimeAndExtensionsAndIsReusedOnlyWhileRecent) {
+  ASSERT_OK_AND_ASSIGN(NoteKeyPair key, GenerateNoteKey("predlog.test"));
+  ASSERT_OK_AND_ASSIGN(auto signer, NoteSigner::Create(key.signer_key));
+  ASSERT_OK_AND_ASSIGN(auto verifier, NoteVerifier::Create(key.verifier_key));
+  const std::vector<std::string> shards = {"predlog-shards predlog.events/1"};
+  clock_.Set(At(12));
+  Apply({Pred("a")});
+  const auto open = [&](const std::string& note) {
+    absl::StatusOr<std::string> text = verifier->Open(note);
+    EXPECT_THAT(text, IsOk());
+    absl::StatusOr<Checkpoint> checkpoint = ParseCheckpoint(text.value_or(""));
+    EXPECT_THAT(checkpoint, IsOk());
+    return checkpoint.value_or(Checkpoint());
+  };
+  clock_.Set(At(12, 1));
+  ASSERT_OK_AND_ASSIGN(std::string first,
+                       store_->SignCheckpoint(*signer, "predlog.test/s-0", shards));
+  // The signed-at line first (the shard's clock), then the caller's lines.
+  EXPECT_EQ(open(first).extensions, (std::vector<std::string>{SignedAtLine(At(12, 1)), shards[0]}));
+  // Recent enough: the kept one; too old, or other extensions: signed anew.
+  clock_.Set(At(12, 2));
+  EXPECT_THAT(store_->SignCheckpoint(*signer, "predlog.test/s-0", shards, absl::Minutes(5)),
+              IsOkAndHolds(first));
+  ASSERT_OK_AND_ASSIGN(std::string fresh, store_->SignCheckpoint(*signer, "predlog.test/s-0",
+                                                                 shards, absl::ZeroDuration()));
+  EXPECT_EQ(open(fresh).extensions[0], SignedAtLine(At(12, 2)));
+  EXPECT_THAT(store_->CheckpointAt(1), IsOkAndHolds(first));  // the first handed out stays
+  ASSERT_OK_AND_ASSIGN(std::string other, store_->SignCheckpoint(*signer, "predlog.test/s-0"));
+  EXPECT_EQ(open(other).extensions, std::vector<std::string>{SignedAtLine(At(12, 2))});
+  EXPECT_THAT(store_->CheckpointAt(1), IsOkAndHolds(other));  // other lines: replaced
+  EXPECT_THAT(store_->SignCheckpoint(*signer, "predlog.test/s-0", {"predlog-signed-at x"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("signed-at")));
+  EXPECT_THAT(store_->SignCheckpoint(*signer, "predlog.test/s-0", {"a\nb"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("one non-empty line")));
+}
+
 TEST_F(ShardTimeTest, VerifyFindsATimeIndexThatDisagreesWithTheRecords) {
   Apply({Pred("a"), Pred("b"), Pred("c")});
   store_.reset();

@@ -2,7 +2,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -149,6 +152,78 @@ TEST(CheckpointTest, TextRoundTripsAndBadLinesAreNamed) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 3")));
   EXPECT_THAT(ParseCheckpoint("o\n8\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("want origin")));
+}
+
+TEST(CheckpointExtensionsTest, SignedAtAndShardsLinesRoundTripAndOtherLinesAreLeftAlone) {
+  Checkpoint c;
+  c.origin = "predlog.test/predlog.events-0";
+  c.size = 3;
+  const absl::Time t = absl::FromUnixMicros(1'780'000'000'123'456);
+  c.extensions.push_back(SignedAtLine(t + absl::Nanoseconds(789)));  // truncated to µs
+  ASSERT_OK_AND_ASSIGN(std::string shards,
+                       ShardsLine({{"predlog.events", 4}, {"predlog.registry", 1}}));
+  EXPECT_EQ(shards, "predlog-shards predlog.events/4 predlog.registry/1");
+  c.extensions.push_back(shards);
+  c.extensions.push_back("someone-else's line");
+  EXPECT_EQ(c.extensions[0], "predlog-signed-at 2026-05-28T20:26:40.123456Z");
+  ASSERT_OK_AND_ASSIGN(Checkpoint parsed, ParseCheckpoint(c.Text()));
+  ASSERT_OK_AND_ASSIGN(CheckpointExtensions lines, ParseCheckpointExtensions(parsed));
+  EXPECT_EQ(lines.signed_at, t);
+  ASSERT_TRUE(lines.shards.has_value());
+  EXPECT_EQ(*lines.shards,
+            (std::map<std::string, uint32_t>{{"predlog.events", 4}, {"predlog.registry", 1}}));
+  // A checkpoint from before the lines existed has neither.
+  c.extensions.clear();
+  ASSERT_OK_AND_ASSIGN(CheckpointExtensions none, ParseCheckpointExtensions(c));
+  EXPECT_FALSE(none.signed_at.has_value());
+  EXPECT_FALSE(none.shards.has_value());
+  EXPECT_THAT(ShardsLine({}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("topic")));
+  EXPECT_THAT(ShardsLine({{"a b", 1}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"a b\"")));
+  EXPECT_THAT(ShardsLine({{"t", 0}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("t has 0 shards")));
+}
+
+TEST(CheckpointExtensionsTest, MalformedLinesAreRefusedNamingTheLineAndWhy) {
+  const auto parse = [](std::vector<std::string> lines) {
+    Checkpoint c;
+    c.origin = "o";
+    c.extensions = std::move(lines);
+    return ParseCheckpointExtensions(c);
+  };
+  const std::string time = "predlog-signed-at 2026-05-28T20:26:40.123456Z";
+  EXPECT_THAT(parse({time, time}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("line 5 (" + time + "): a second predlog-signed-at line")));
+  for (const std::string bad :
+       {"predlog-signed-at 2026-05-28T20:26:40Z", "predlog-signed-at 2026-05-28T20:26:40.123456",
+        "predlog-signed-at 2026-05-28T22:26:40.123456+02:00", "predlog-signed-at",
+        "predlog-signed-at yesterday", "predlog-signed-at  2026-05-28T20:26:40.123456Z"}) {
+    EXPECT_THAT(parse({bad}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("line 4 (" + bad + "): the signing time is not RFC 3339 UTC")))
+        << bad;
+  }
+  EXPECT_THAT(parse({"predlog-shards"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("line 4 (predlog-shards): it names no shards")));
+  for (const auto& [bad, part] : std::vector<std::pair<std::string, std::string>>{
+           {"predlog-shards predlog.events", "predlog.events"},
+           {"predlog-shards predlog.events/0", "predlog.events/0"},
+           {"predlog-shards predlog.events/04", "predlog.events/04"},
+           {"predlog-shards predlog.events/-1", "predlog.events/-1"},
+           {"predlog-shards /3", "/3"},
+           {"predlog-shards a/1  b/2", ""},
+           {"predlog-shards a/99999999999", "a/99999999999"}}) {
+    EXPECT_THAT(parse({bad}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                       HasSubstr("\"" + part + "\" is not TOPIC/COUNT")))
+        << bad;
+  }
+  EXPECT_THAT(parse({"predlog-shards a/1 a/2"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("topic a is named twice")));
+  EXPECT_THAT(parse({"predlog-shards a/1", "predlog-shards a/1"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("line 5 (predlog-shards a/1): a second predlog-shards line")));
 }
 
 TEST(NoteKeyFileTest, GeneratesAKeyOnceWithMode0600AndItsVerifierKeyBeside) {

@@ -274,7 +274,7 @@ TEST_F(TrailExportTest, ManifestListsOneRangePerShardWithTheStoredChainAnchors) 
   const std::string manifest_path = Export(AllRecords(), ExportFormat::kJsonl);
   ExportManifest manifest;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ReadFile(manifest_path), &manifest).ok());
-  EXPECT_EQ(manifest.format_version(), 3u);
+  EXPECT_EQ(manifest.format_version(), 4u);
   EXPECT_EQ(manifest.file_name(), "trail.jsonl");
   EXPECT_EQ(manifest.file_format(), "jsonl");
   EXPECT_EQ(manifest.record_count(), 24u);
