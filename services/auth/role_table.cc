@@ -13,8 +13,9 @@
 //
 // Every call that reads recorded data is marked Trail::kRecorded: it leaves an
 // AccessRecorded in the access trail (who read what), which auditors read
-// with ListAccess (itself recorded). Writes are their own record; status,
-// chain values, checkpoints and proofs hold no event data.
+// with ListAccess (itself recorded); so does a backup, a copy of everything.
+// Writes are their own record; status, chain values, checkpoints and proofs
+// hold no event data.
 //
 // The registry's reads (GetModel, ListModels) hold no customer data, so every
 // role that works with models has them. Shard status (GetStatus) holds counts,
@@ -65,7 +66,8 @@ constexpr MethodAccess kTable[] = {
     {"/predlog.v1.Audit/GetConsistencyProof", Access::kRoles, kAuditor},
     {"/predlog.v1.Audit/ListAccess", Access::kRoles, kAuditor, Trail::kRecorded},
     // predlog.v1.Admin (admin.proto)
-    {"/predlog.v1.Admin/CreateBackup", Access::kRoles, kAdmin},
+    // A backup copies every shard (the access trail too): a read of everything.
+    {"/predlog.v1.Admin/CreateBackup", Access::kRoles, kAdmin, Trail::kRecorded},
     // gRPC's own services.
     {"/grpc.health.v1.Health/Check", Access::kOpen, {}},
     {"/grpc.health.v1.Health/Watch", Access::kOpen, {}},

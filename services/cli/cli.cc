@@ -326,7 +326,7 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
        {"access [--identity NAME] [--method M] [--from T] [--to T] [--limit N]",
         "list the access trail, newest first: who read what, when, from where",
         "Every call that reads recorded data (get, trail, replay, state, models, export,\n"
-        "access itself) is recorded in predlog.access-0 before predlogd answers it.\n"
+        "backup, access itself) is recorded in predlog.access-0 before predlogd answers it.\n"
         "\n"
         "flags:\n"
         "  --identity NAME          only this identity's calls (\"\" for calls made while\n"

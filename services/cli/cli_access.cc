@@ -63,7 +63,7 @@ int Cli::Access() {
   table.Print(out_);
   if (more) {
     err_ << "predlog access: the newest " << shown
-         << " shown; older ones match too (raise --limit, or narrow with --from/--to)\n";
+         << " shown; there may be more (raise --limit, or narrow with --from/--to)\n";
   }
   return kExitOk;
 }

@@ -263,8 +263,13 @@ int Cli::Verify() {
       out_ << ", and so would dropped or truncated records and a shard left out: the export "
               "holds every shard of "
            << absl::StrJoin(result->whole_log_topics, " and ")
-           << " its checkpoints name, each with every record below its checkpoint (of the "
-              "export's time range, when it has one).";
+           << " its checkpoints name, each with every record below its checkpoint";
+      if (!result->complete_range.empty()) {
+        out_ << " appended in " << result->complete_range
+             << " (the manifest's filter, which is not signed: check it is the range you asked "
+                "for)";
+      }
+      out_ << ".";
     } else if (result->filtered) {
       out_ << ". That no record was left out is not proven for a subject or model export (the "
               "server chose its records).";
@@ -411,8 +416,16 @@ int Cli::VerifyConsistency() {
     }
     return kExitFailed;
   }
-  out_ << "The newer checkpoints extend the older ones: no record the older ones signed was "
-          "lost or rewritten (proofs from predlogd at "
+  for (const std::string& shard : check->unchecked) {
+    out_ << "NOT CHECKED: " << shard
+         << ": only in the older set (an export of everything does not hold it; compare "
+            "`predlog checkpoint` files to check it)\n";
+  }
+  out_ << "The newer checkpoints extend the older ones"
+       << (check->unchecked.empty()
+               ? ""
+               : absl::StrCat(" for the ", check->consistent.size(), " shards both hold"))
+       << ": no record the older ones signed was lost or rewritten (proofs from predlogd at "
        << server_ << ", checked here against the signed roots).\n";
   return kExitOk;
 }

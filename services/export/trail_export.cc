@@ -68,8 +68,8 @@
 //                 matched the filter is not known.
 //   checkpoint := (format 3) the shard's signed checkpoint note; each range
 //                 then has proofSha256, its range proof against it.
-//   edgeBefore, edgeAfter := (format 4; an export of everything with from or
-//                 to, with a checkpoint) {index, appendedAt, leafSha256,
+//   edgeBefore, edgeAfter := (format 4; an export of everything, or of the
+//                 access trail, with from or to, with a checkpoint) {index, appendedAt, leafSha256,
 //                 proofSha256 (inclusion proof), or unreadable}: the record
 //                 right before the shard's run (absent when the run starts at
 //                 0) and right after it (absent when it ends at the

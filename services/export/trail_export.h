@@ -164,6 +164,11 @@ struct VerifiedCheckpoint {
 // a key, it must hold every shard of these topics its checkpoints name.
 // Shards of other topics (the access trail) have exports of their own.
 inline constexpr const char* kExportAllTopics[] = {"predlog.events", "predlog.registry"};
+// The most an export's checkpoints' signing times may differ for it to
+// prove completeness: predlogd signs every shard's checkpoint as the export
+// starts (a synced write each), so a larger spread suggests a shard's entry
+// taken from another export (ExportVerification::completeness_unproven).
+inline constexpr absl::Duration kExportSigningSpread = absl::Seconds(60);
 // The topic of the access trail (ExportTrailRequest.access_trail).
 inline constexpr char kAccessTrailTopic[] = "predlog.access";
 
@@ -192,6 +197,11 @@ struct ExportVerification {
   // The topics whose shards the export holds whole (WholeLogTopics of its
   // filter): what complete_proven is about.
   std::vector<std::string> whole_log_topics;
+  // When complete_proven for a time range: "[FROM, TO)" (RFC 3339 UTC, "-"
+  // for an open end), the manifest's filter the completeness is of. The
+  // filter is the manifest's own claim, not signed: whoever relies on
+  // completeness must check it is the range they asked for.
+  std::string complete_range;
   // With a key, when proven, for an export of everything that is not
   // complete_proven: why, one line each (checkpoints that name no set of
   // shards, a manifest before format 4 without edges, an edge record
@@ -289,10 +299,12 @@ absl::StatusOr<ServerCheck> CheckAgainstServer(const ExportVerification& verific
 // Signed checkpoints kept in a file, and which shards the file speaks for.
 struct CheckpointSet {
   std::vector<predlog::v1::ShardCheckpoint> checkpoints;
-  // The topics whose shards the file was meant to hold: empty for what
-  // `predlog checkpoint --out` writes (every shard); for an export manifest,
-  // the topics its filter reads (`all`: predlog.events and predlog.registry;
-  // `access_trail`: predlog.access; a subject or model: predlog.events).
+  // The topics whose shards the file was meant to hold: kExportAllTopics for
+  // the manifest of an export of everything (which leaves the access trail
+  // out); empty, meaning every shard, for any other file. A manifest's
+  // filter is not signed, so only this one exception is read from it: a
+  // forged filter can excuse the access trail's absence, never a shard of
+  // predlog.events or predlog.registry.
   std::vector<std::string> topics;
 
   // Whether the file was meant to hold `shard` ("<topic>-<partition>").
@@ -323,9 +335,10 @@ struct ConsistencyCheck {
   // Shards only in the newer set (named; neither consistent nor failed). A
   // shard only in the older set is a failure when the newer set was meant
   // to hold it (CheckpointSet::Covers): the newer set may hide it.
-  // Otherwise (an export of everything does not hold the access trail) it
-  // is named here too.
   std::vector<std::string> unmatched;
+  // Shards only in the older set that the newer was not meant to hold (the
+  // access trail beside an export of everything): not checked, by name.
+  std::vector<std::string> unchecked;
 };
 
 // Checks that each shard's checkpoint in `newer` extends its checkpoint in

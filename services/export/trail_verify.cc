@@ -234,7 +234,35 @@ class Verifier {
         r.proof = *std::move(verifier);
       }
     }
-    return CheckShardSet();
+    if (!CheckShardSet()) return false;
+    CheckSignedTogether();
+    return true;
+  }
+
+  // An export signs every shard's checkpoint as it starts, within a moment:
+  // checkpoints of one whole-log export signed further apart than
+  // kExportSigningSpread may mix in a shard's entry from another, older
+  // export (a shard rolled back whole), which the shard set cannot tell.
+  void CheckSignedTogether() {
+    if (!whole_log_) return;
+    const VerifiedCheckpoint* first = nullptr;
+    const VerifiedCheckpoint* last = nullptr;
+    for (const VerifiedCheckpoint& c : checkpoints_) {
+      if (!c.signed_at.has_value()) continue;
+      if (first == nullptr || *c.signed_at < *first->signed_at) first = &c;
+      if (last == nullptr || *c.signed_at > *last->signed_at) last = &c;
+    }
+    if (first == nullptr || *last->signed_at - *first->signed_at <= kExportSigningSpread) return;
+    const auto shown = [](absl::Time t) {
+      return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+    };
+    NotProven(absl::StrCat(
+        "the checkpoints were signed ",
+        absl::FormatDuration(absl::Trunc(*last->signed_at - *first->signed_at, absl::Seconds(1))),
+        " apart (", first->shard, "'s at ", shown(*first->signed_at), ", ", last->shard, "'s at ",
+        shown(*last->signed_at),
+        "), but one export signs all of them as it starts: a shard's "
+        "entry may come from another export"));
   }
 
   // An export of everything: the shard's run [s, e) covers its checkpoint
@@ -776,6 +804,16 @@ class Verifier {
         v.completeness_unproven = completeness_unproven_;
         v.complete_proven = v.ok && completeness_unproven_.empty();
         v.whole_log_topics = whole_log_topics_;
+        const predlog::v1::ExportTrailRequest& f = manifest_.filter();
+        if (f.has_from() || f.has_to()) {
+          const auto shown = [](bool has, const google::protobuf::Timestamp& t) {
+            return has ? absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", storage::TimeFromProto(t),
+                                          absl::UTCTimeZone())
+                       : std::string("-");
+          };
+          v.complete_range = absl::StrCat("[", shown(f.has_from(), f.from()), ", ",
+                                          shown(f.has_to(), f.to()), ")");
+        }
       }
     }
     v.failure = failure_;

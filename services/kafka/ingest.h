@@ -107,7 +107,8 @@ struct IngestOptions {
   // The key that signs every shard's checkpoints, with origin
   // "<key name>/<shard>" (ShardWriterOptions::checkpoint_signer) and the
   // shards line naming every shard this Ingest folds, per topic
-  // (predlog.events/<partitions> predlog.registry/1; storage/signed_note.h);
+  // (predlog.access/1 predlog.events/<partitions> predlog.registry/1, in
+  // topic order; storage/signed_note.h);
   // null: no checkpoints. Borrowed; must outlive the Ingest.
   const storage::NoteSigner* checkpoint_signer = nullptr;
   // Their schedule (ShardWriterOptions::checkpoint_every_events, _every).

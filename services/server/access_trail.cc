@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
 #include "services/kafka/kafka_config.h"
+#include "storage/event_validation.h"
 #include "storage/timestamps.h"
 
 namespace predlog::services {
@@ -56,6 +57,12 @@ void AccessTrail::Record(absl::string_view method, const auth::Caller& caller,
   access->set_request_json(RequestJson(request));
   access->set_peer(std::string(peer));
   access->set_credential(caller.credential);
+  // As every writer does before Write (the direct path folds it unchecked).
+  if (absl::Status valid = storage::ValidateEvent(event, storage::EventLimits()); !valid.ok()) {
+    done(absl::InternalError(absl::StrCat(
+        "the access record of this call is not valid, so the call is refused: ", valid.message())));
+    return;
+  }
   writer_.Write(kAccessTopic, caller.name, std::move(event), /*wait_durable=*/false,
                 "the access record", [done = std::move(done)](auto receipt) {
                   if (!receipt.ok()) {

@@ -17,6 +17,12 @@ namespace {
 // that a batch's byte bound is not overshot by much.
 constexpr uint64_t kReadChunk = 128;
 
+// An export of everything or of the access trail: whole logs (or the run of
+// each appended in [from, to)), every record of them, none picked by content.
+bool ReadsWholeLog(const predlog::v1::ExportTrailRequest& request) {
+  return request.has_all() || request.has_access_trail();
+}
+
 storage::TimeRange RangeOf(const predlog::v1::ExportTrailRequest& request) {
   storage::TimeRange range;
   if (request.has_from()) range.from = storage::TimeFromProto(request.from());
@@ -211,7 +217,7 @@ absl::Status ExportCursor::Scan(ShardPlan* plan) const {
 }
 
 std::optional<bool> ExportCursor::Matches(const storage::StoredRecord& record) const {
-  if (request_.has_all() || request_.has_access_trail()) return true;
+  if (ReadsWholeLog(request_)) return true;
   absl::StatusOr<predlog::v1::AuditEvent> event = record.Event();
   if (!event.ok()) return std::nullopt;
   if (!event->has_prediction_logged()) return false;
@@ -494,8 +500,7 @@ absl::StatusOr<bool> ExportCursor::Next(size_t max_records, size_t max_bytes,
         predlog::v1::ShardCheckpoint* checkpoint = batch->add_checkpoints();
         checkpoint->set_shard(plan.shard->name());
         checkpoint->set_note(plan.checkpoint);
-        if ((request_.has_all() || request_.has_access_trail()) &&
-            (request_.has_from() || request_.has_to())) {
+        if (ReadsWholeLog(request_) && (request_.has_from() || request_.has_to())) {
           *batch->add_edges() = Edges(plan);
         }
       }

@@ -137,6 +137,10 @@ void EventWriter::Append(absl::string_view topic, absl::string_view key,
     return;
   }
   const bool events = topic == kEventsTopic;
+  if (!events && topic != kRegistryTopic && topic != kAccessTopic) {
+    done(absl::InternalError(absl::StrCat("no shard folds topic ", topic)));
+    return;
+  }
   const int32_t partition = events ? PartitionForKey(key, ingest_->partitions()) : 0;
   storage::ShardWriter& writer = events                    ? ingest_->writer(partition)
                                  : topic == kRegistryTopic ? ingest_->registry_writer()

@@ -22,11 +22,17 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 namespace {
 
 // Whether calls of `method` leave an AccessRecorded (the role table says so
-// and this process keeps an access trail).
-bool Recorded(const CallGate& gate, absl::string_view method) {
-  if (gate.access == nullptr) return false;
+// and this process keeps an access trail). Fails closed: INTERNAL for a
+// handler whose path the role table does not know (a typo in its literal
+// would otherwise serve a read unrecorded).
+absl::StatusOr<bool> Recorded(const CallGate& gate, absl::string_view method) {
   const auth::MethodAccess* entry = auth::FindMethodAccess(method);
-  return entry != nullptr && entry->trail == auth::Trail::kRecorded;
+  if (entry == nullptr) {
+    return absl::InternalError(absl::StrCat(
+        "predlogd's handler names the method ", method,
+        ", which its role table does not know (services/auth/role_table.cc): refused"));
+  }
+  return gate.access != nullptr && entry->trail == auth::Trail::kRecorded;
 }
 
 // One unary call over raw bytes: the request parsed here (request_parse.h),
@@ -108,7 +114,13 @@ grpc::ServerUnaryReactor* ServeUnary(const CallGate& gate, absl::string_view met
     call->Release();
     return reactor;
   }
-  if (!Recorded(gate, method)) {
+  const absl::StatusOr<bool> recorded = Recorded(gate, method);
+  if (!recorded.ok()) {
+    call->Reply(recorded.status());
+    call->Release();
+    return reactor;
+  }
+  if (!*recorded) {
     serve(call, *caller);
     call->Release();  // the handler's reference
     return reactor;
@@ -636,7 +648,12 @@ class ExportTrailReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
         Finish(ToGrpcStatus(parsed));
         return;
       }
-      if (!Recorded(gate, kMethod)) {
+      const absl::StatusOr<bool> recorded = Recorded(gate, kMethod);
+      if (!recorded.ok()) {
+        Finish(ToGrpcStatus(recorded.status()));
+        return;
+      }
+      if (!*recorded) {
         Start(audit);
         return;
       }

@@ -83,8 +83,8 @@ using RawAdminService =
 // the access trail. All borrowed; they must outlive the gRPC server.
 struct CallGate {
   const auth::Authorizer* authorizer = nullptr;  // required
-  // Null: no call is recorded (a process without shards, whose reads fail
-  // anyway, or a test of the adapters alone).
+  // Null: no call is recorded (a test of the adapters alone; predlogd's
+  // gateway always keeps one, through Kafka when it has no shards).
   AccessTrail* access = nullptr;
   // Blocking work of calls runs here, never on gRPC's threads. Required.
   WorkerPool* workers = nullptr;
@@ -96,13 +96,15 @@ inline constexpr int kMaxStreamInFlight = 500;
 
 // predlog.v1.PredictionLog. Borrows `log`, which must outlive the server.
 //
-//
 // Writes hand their events to the shard writers (or the producer) and finish
 // from their callbacks. Small reads, GetPrediction and a ListPredictions page
 // of at most PredictionLog::kDefaultPageSize records (tens of µs from memory,
-// a few ms at worst from a cold disk), run inline on gRPC's thread: a hand-off
-// to the pool and back costs two thread wake-ups, more than the read itself
-// (bench/RESULTS.md, issue 11). Larger pages run on the pool.
+// a few ms at worst from a cold disk), run inline on gRPC's thread when no
+// access trail is kept (a hand-off to the pool and back costs two thread
+// wake-ups, more than the read itself: bench/RESULTS.md, issue 11). predlogd
+// keeps one, so there they run on a worker once their AccessRecorded is
+// written (the trail's group commit, ~1 ms with --sync: bench/RESULTS.md,
+// "The access trail"). Larger pages run on the pool.
 class PredictionLogService final : public RawPredictionLogService {
  public:
   // Large pages run on the gate's workers.

@@ -569,6 +569,26 @@ TEST_F(ExportVerifyCliTest, VerifyNotOlderThanFailsAnOldCheckpointOrOneWithoutAT
                                   "shards: predlog.events-0's names predlog.events/1 "
                                   "predlog.registry/1, predlog.registry-0's names "
                                   "predlog.events/2"));
+  // One shard's checkpoint signed well before the others' (its entry taken
+  // from an older export): the signatures hold, completeness is not proven.
+  const std::string again = dir_.Sub("again.jsonl");
+  ASSERT_EQ(RunCommand(Cli() + " export --all --format jsonl --out " + again).first, 0);
+  manifest = ReadManifest(again + ".manifest.json");
+  ResignCheckpoints(&manifest, dir_.Sub("data/keys/checkpoint.key"),
+                    [n = 0](std::vector<std::string>* lines) mutable {
+                      ASSERT_THAT(*lines, ::testing::SizeIs(2));  // signed-at, shards
+                      if (++n == 1) {
+                        (*lines)[0] = storage::SignedAtLine(absl::Now() - absl::Minutes(5));
+                      }
+                    });
+  WriteManifest(again, manifest);
+  auto [apart_code, apart] = RunCommand(VerifyKey(key, again));
+  EXPECT_EQ(apart_code, 0) << apart;
+  EXPECT_THAT(apart, HasSubstr("PROVEN: every record is in the log"));
+  EXPECT_THAT(apart, HasSubstr("That no record was left out is NOT PROVEN:\n  the checkpoints "
+                               "were signed "));
+  EXPECT_THAT(apart, HasSubstr(" apart (predlog.events-0's at "));
+  EXPECT_THAT(apart, HasSubstr("a shard's entry may come from another export"));
 }
 
 TEST_F(ExportVerifyCliTest, VerifyKeyProvesTheEdgesOfATimeBoundedExportOfEverything) {
@@ -631,6 +651,13 @@ TEST_F(ExportVerifyCliTest, VerifyKeyProvesTheEdgesOfATimeBoundedExportOfEveryth
   EXPECT_EQ(honest_code, 0) << honest;
   EXPECT_THAT(honest, HasSubstr("OK: 20 records verified"));
   EXPECT_THAT(honest, HasSubstr("and so would dropped or truncated records and a shard left out"));
+  // Completeness is of the manifest's range, which it names (the filter is
+  // not signed: a forger may narrow it and shorten the runs to match).
+  EXPECT_THAT(
+      honest,
+      HasSubstr("appended in [" +
+                absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", from, absl::UTCTimeZone()) + ", "));
+  EXPECT_THAT(honest, HasSubstr(") (the manifest's filter, which is not signed"));
 
   // A forger with the shard's whole tree: predlogd stopped, its shards read.
   ASSERT_EQ(server_->Stop(), 0);
@@ -774,8 +801,21 @@ TEST_F(ExportVerifyCliTest, VerifyConsistencyPassesAGrowingLogAndFailsARewritten
   EXPECT_EQ(manifest_code, 0) << manifest_out;
   // An export of everything does not hold the access trail: named, not failed.
   EXPECT_THAT(manifest_out,
-              HasSubstr("SKIPPED: predlog.access-0: only in the older set (the newer export's "
-                        "filter leaves it out)"));
+              HasSubstr("NOT CHECKED: predlog.access-0: only in the older set (an export of "
+                        "everything does not hold it"));
+  EXPECT_THAT(manifest_out, HasSubstr("extend the older ones for the 3 shards both hold"));
+  // The manifest's filter is not signed: claiming another one excuses
+  // nothing (here: an export of the access trail, missing every other shard).
+  {
+    predlog::v1::ExportManifest forged = ReadManifest(file + ".manifest.json");
+    forged.mutable_filter()->set_access_trail(true);
+    WriteManifest(dir_.Sub("forged_filter.jsonl"), forged);
+    auto [forged_code, forged_out] =
+        consistency(server_->grpc(), old_file, dir_.Sub("forged_filter.jsonl.manifest.json"));
+    EXPECT_EQ(forged_code, 1) << forged_out;
+    EXPECT_THAT(forged_out, HasSubstr("FAILED: predlog.access-0: the older set has a checkpoint "
+                                      "of it, the newer set none (left out?)"));
+  }
 
   // The two swapped: a log never shrinks.
   auto [swapped_code, swapped] = consistency(server_->grpc(), new_file, old_file);
