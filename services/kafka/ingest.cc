@@ -290,6 +290,13 @@ int Ingest::ShardOf(absl::string_view topic, int32_t partition) const {
   return -1;
 }
 
+int Ingest::ShardNumberOf(absl::string_view name) const {
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    if (shards_[i]->name() == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 std::optional<int64_t> Ingest::NextOffset(const storage::ShardHead& head) const {
   if (!head.last_source || head.last_source->incarnation != options_.incarnation) {
     return std::nullopt;

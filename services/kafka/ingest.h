@@ -195,6 +195,10 @@ class Ingest {
   // order Status() and SignCheckpoint use (after the partitions).
   int registry_shard() const { return options_.partitions; }
   int access_shard() const { return options_.partitions + 1; }
+  // Every shard by that number (partitions, the registry, the access trail).
+  const storage::ShardStore& shard_at(int number) const { return *shards_[number]; }
+  // The number of the shard named `name` ("predlog.events-2"); -1 if none.
+  int ShardNumberOf(absl::string_view name) const;
   // The shards as reads see them: partition_of is PartitionForKey, and
   // check_folded is CheckFoldedHere. Borrows this Ingest.
   storage::ShardSet Shards() const;

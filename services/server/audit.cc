@@ -112,11 +112,7 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
   return std::unique_ptr<ExportCursor>(new ExportCursor(request, std::move(plan)));
 }
 
-const storage::ShardStore& Audit::ShardAt(int number) const {
-  return number < ingest_->partitions()        ? ingest_->shard(number)
-         : number == ingest_->registry_shard() ? ingest_->registry()
-                                               : ingest_->access();
-}
+const storage::ShardStore& Audit::ShardAt(int number) const { return ingest_->shard_at(number); }
 
 absl::StatusOr<ExportCursor::ShardPlan> Audit::PlanShard(int number) const {
   ExportCursor::ShardPlan plan;
@@ -147,15 +143,11 @@ absl::StatusOr<ExportCursor::ShardPlan> Audit::PlanShard(int number) const {
 }
 
 absl::StatusOr<int> Audit::ShardNumber(absl::string_view name, absl::string_view what) const {
-  for (int p = 0; p < ingest_->partitions(); ++p) {
-    if (ingest_->shard(p).name() == name) {
-      RETURN_IF_ERROR(ingest_->CheckFoldedHere({p}, what));
-      return p;
-    }
-  }
-  if (ingest_->registry().name() == name) return ingest_->registry_shard();
-  if (ingest_->access().name() == name) return ingest_->access_shard();
-  return absl::NotFoundError(absl::StrCat("no shard named \"", name, "\""));
+  const int number = ingest_->ShardNumberOf(name);
+  if (number < 0) return absl::NotFoundError(absl::StrCat("no shard named \"", name, "\""));
+  // The registry and the access trail are folded whole by every instance.
+  if (number < ingest_->partitions()) RETURN_IF_ERROR(ingest_->CheckFoldedHere({number}, what));
+  return number;
 }
 
 absl::StatusOr<predlog::v1::SignCheckpointsResponse> Audit::SignCheckpoints(
