@@ -86,6 +86,81 @@ absl::Status ValidatePrediction(const predlog::v1::PredictionLogged& p, const Ev
   return absl::OkStatus();
 }
 
+// A dataset named in a registration: name and version required ('@'
+// separates them in the CLI's name@version), digest lower-case hex when given.
+absl::Status CheckDatasetRef(absl::string_view field, const predlog::v1::DatasetRef& dataset,
+                             const EventLimits& limits) {
+  if (auto s = CheckId(absl::StrCat(field, ".name"), dataset.name(), limits); !s.ok()) return s;
+  if (dataset.name().find('@') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".name may not contain '@'"));
+  }
+  if (auto s = CheckId(absl::StrCat(field, ".version"), dataset.version(), limits); !s.ok()) {
+    return s;
+  }
+  if (!dataset.digest().empty()) {
+    const std::optional<Digest> digest = DigestFromHex(dataset.digest());
+    if (!digest.has_value() || ToHex(*digest) != dataset.digest()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".digest is not 64 lower-case hex characters"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateModelRegistered(const predlog::v1::ModelRegistered& m,
+                                     const EventLimits& limits) {
+  if (!m.has_model()) return absl::InvalidArgumentError("model_registered.model is missing");
+  if (auto s = CheckModelRef("model_registered.model", m.model(), true, limits); !s.ok()) {
+    return s;
+  }
+  if (auto s = CheckId("model_registered.framework", m.framework(), limits); !s.ok()) return s;
+  for (int i = 0; i < m.metrics_size(); ++i) {
+    const std::string field = absl::StrCat("model_registered.metrics[", i, "]");
+    if (auto s = CheckId(absl::StrCat(field, ".name"), m.metrics(i).name(), limits); !s.ok()) {
+      return s;
+    }
+    if (m.metrics(i).has_dataset()) {
+      if (auto s = CheckDatasetRef(absl::StrCat(field, ".dataset"), m.metrics(i).dataset(), limits);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (m.has_training_started_at()) {
+    if (auto s = CheckTimestamp("model_registered.training_started_at", m.training_started_at());
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (m.training_duration_ms() < 0) {
+    return absl::InvalidArgumentError("model_registered.training_duration_ms is negative");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDatasetRegistered(const predlog::v1::DatasetRegistered& d,
+                                       const EventLimits& limits) {
+  if (!d.has_dataset()) return absl::InvalidArgumentError("dataset_registered.dataset is missing");
+  if (auto s = CheckDatasetRef("dataset_registered.dataset", d.dataset(), limits); !s.ok()) {
+    return s;
+  }
+  for (int i = 0; i < d.derived_from_size(); ++i) {
+    if (auto s = CheckDatasetRef(absl::StrCat("dataset_registered.derived_from[", i, "]"),
+                                 d.derived_from(i), limits);
+        !s.ok()) {
+      return s;
+    }
+  }
+  for (int i = 0; i < d.derived_from_models_size(); ++i) {
+    if (auto s = CheckModelRef(absl::StrCat("dataset_registered.derived_from_models[", i, "]"),
+                               d.derived_from_models(i), false, limits);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateEvent(const AuditEvent& event, const EventLimits& limits) {
@@ -100,14 +175,8 @@ absl::Status ValidateEvent(const AuditEvent& event, const EventLimits& limits) {
   switch (event.body_case()) {
     case AuditEvent::kPredictionLogged:
       return ValidatePrediction(event.prediction_logged(), limits);
-    case AuditEvent::kModelRegistered: {
-      const auto& m = event.model_registered();
-      if (!m.has_model()) return absl::InvalidArgumentError("model_registered.model is missing");
-      if (auto s = CheckModelRef("model_registered.model", m.model(), true, limits); !s.ok()) {
-        return s;
-      }
-      return CheckId("model_registered.framework", m.framework(), limits);
-    }
+    case AuditEvent::kModelRegistered:
+      return ValidateModelRegistered(event.model_registered(), limits);
     case AuditEvent::kModelDeployed: {
       const auto& d = event.model_deployed();
       if (auto s = CheckId("model_deployed.route", d.route(), limits); !s.ok()) return s;
@@ -127,14 +196,8 @@ absl::Status ValidateEvent(const AuditEvent& event, const EventLimits& limits) {
       }
       return CheckId("entity_changed.entity_id", e.entity_id(), limits);
     }
-    case AuditEvent::kDatasetRegistered: {
-      const auto& d = event.dataset_registered();
-      if (auto s = CheckId("dataset_registered.dataset.name", d.dataset().name(), limits);
-          !s.ok()) {
-        return s;
-      }
-      return CheckId("dataset_registered.dataset.version", d.dataset().version(), limits);
-    }
+    case AuditEvent::kDatasetRegistered:
+      return ValidateDatasetRegistered(event.dataset_registered(), limits);
     case AuditEvent::kAccessRecorded:
       return CheckId("access_recorded.method", event.access_recorded().method(), limits);
     case AuditEvent::kSourceReset:

@@ -17,7 +17,7 @@
 // Writes are their own record; status, chain values, checkpoints and proofs
 // hold no event data.
 //
-// The registry's reads (GetModel, ListModels) hold no customer data, so every
+// The registry's reads (GetModel, ListModels, GetDataset) hold no customer data, so every
 // role that works with models has them. Shard status (GetStatus) holds counts,
 // offsets and chain heads, no event data: auditors and admins. gRPC health is
 // open (load balancers probe it without credentials); reflection lists the
@@ -53,6 +53,8 @@ constexpr MethodAccess kTable[] = {
     {"/predlog.v1.Registry/DeployModel", Access::kRoles, kAdmin},
     {"/predlog.v1.Registry/GetModel", Access::kRoles, kRegistryReaders, Trail::kRecorded},
     {"/predlog.v1.Registry/ListModels", Access::kRoles, kRegistryReaders, Trail::kRecorded},
+    {"/predlog.v1.Registry/RegisterDataset", Access::kRoles, kAdmin},
+    {"/predlog.v1.Registry/GetDataset", Access::kRoles, kRegistryReaders, Trail::kRecorded},
     // predlog.v1.Replay (replay.proto)
     {"/predlog.v1.Replay/Rerun", Access::kRoles, kSupport, Trail::kRecorded},
     {"/predlog.v1.Replay/RerunTrace", Access::kRoles, kSupport, Trail::kRecorded},

@@ -179,9 +179,11 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
        {"model register --name N --version V --file F [--framework xgboost] "
         "[--pipeline name@version] [--code-commit C] [--dataset name@version=sha256]... "
         "[--hyperparameter k=v]... [--library k=v]... [--feature-names a,b,...] "
-        "[--description D]\n"
-        "  model deploy --route R --model name@version [--traffic 1.0] [--reason TEXT]",
-        "register a model artifact, or deploy a registered model on a route",
+        "[--description D] [--metric name=value[@dataset@version]]... "
+        "[--training-started T] [--training-duration D] [--run-id ID]\n"
+        "  model deploy --route R --model name@version [--traffic 1.0] [--reason TEXT]\n"
+        "  model get name@version",
+        "register a model artifact, deploy a registered model on a route, or show one",
         "model register flags:\n"
         "  --name N, --version V    the model's name and version (required)\n"
         "  --file F                 the artifact file to upload (required)\n"
@@ -194,6 +196,13 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "  --feature-names a,b,...  the input names in the artifact's order; default: the\n"
         "                           artifact's own\n"
         "  --description D          default: empty\n"
+        "  --metric name=value[@dataset@version]   an evaluation result and the data it was\n"
+        "                           measured on; repeatable\n"
+        "  --training-started T     when training started (RFC 3339); default: unrecorded\n"
+        "  --training-duration D    how long it took (e.g. 1h30m, 95s; kept in ms);\n"
+        "                           default: unrecorded\n"
+        "  --run-id ID              the training run in an external tracker (e.g. an MLflow\n"
+        "                           run id); default: none\n"
         "  --actor A                who registers it; default: empty\n"
         "model deploy flags:\n"
         "  --route R                the serving route (required)\n"
@@ -205,13 +214,71 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "examples:\n"
         "  predlog model register --name credit --version v3 --file credit-v3.ubj \\\n"
         "      --dataset applications@2026-11=9f2c... --feature-names income,debt,age\n"
-        "  predlog model deploy --route credit-limit --model credit@v3 --traffic 0.1\n",
-        {"name", "version", "file", "framework", "pipeline", "code-commit", "dataset",
-         "hyperparameter", "library", "feature-names", "description", "route", "model", "traffic",
-         "reason", "actor"},
+        "  predlog model deploy --route credit-limit --model credit@v3 --traffic 0.1\n"
+        "  predlog model get credit@v3\n",
+        {"name",
+         "version",
+         "file",
+         "framework",
+         "pipeline",
+         "code-commit",
+         "dataset",
+         "hyperparameter",
+         "library",
+         "feature-names",
+         "description",
+         "route",
+         "model",
+         "traffic",
+         "reason",
+         "actor",
+         "metric",
+         "training-started",
+         "training-duration",
+         "run-id"},
         1,
-        1,
+        2,
         &Cli::Model}},
+      {"dataset",
+       {"dataset register --name N --version V (--digest sha256:HEX | --path P) "
+        "[--source TEXT] [--derived-from name@version]... "
+        "[--derived-from-model name@version]... [--pipeline name@version] "
+        "[--pipeline-digest HEX] [--rows N] [--reason TEXT]\n"
+        "  dataset get name@version",
+        "register a dataset version by its content digest, or show one",
+        "dataset register flags:\n"
+        "  --name N, --version V    the dataset's name and version (required); a version\n"
+        "                           is write-once: the same content again is a DUPLICATE,\n"
+        "                           other content is refused (ALREADY_EXISTS)\n"
+        "  --digest sha256:HEX      the content's SHA-256 (the \"sha256:\" prefix optional)\n"
+        "  --path P                 or compute it here: a file's SHA-256, or for a\n"
+        "                           directory the SHA-256 of the lines\n"
+        "                             <sha256 hex of file>  <relative/path>\\n\n"
+        "                           of every regular file under it, sorted by path (byte\n"
+        "                           order, '/' separators; `sha256sum` output's shape);\n"
+        "                           symbolic links and special files are refused; the\n"
+        "                           sizes are summed into the size\n"
+        "  --size-bytes N           with --digest: the content's size; default: unknown\n"
+        "  --source TEXT            where it was collected or extracted from (a system, a\n"
+        "                           query, a URI); default: none\n"
+        "  --derived-from name@version        a parent dataset (need not be registered);\n"
+        "                           repeatable\n"
+        "  --derived-from-model name@version  a model whose outputs it holds; repeatable\n"
+        "  --pipeline name@version  the pipeline that produced it; default: none\n"
+        "  --pipeline-digest HEX    that pipeline's code digest (e.g. a git commit)\n"
+        "  --rows N                 its row count; default: unknown\n"
+        "  --reason TEXT            why it is registered; default: empty\n"
+        "  --actor A                who registers it (recorded as claimed); default: empty\n"
+        "\n"
+        "examples:\n"
+        "  predlog dataset register --name applications --version 2026-10 --path data/apps \\\n"
+        "      --source 'postgres://crm/applications WHERE month = 2026-10' --rows 120000\n"
+        "  predlog dataset get applications@2026-10\n",
+        {"name", "version", "digest", "path", "size-bytes", "source", "derived-from",
+         "derived-from-model", "pipeline", "pipeline-digest", "rows", "reason", "actor"},
+        1,
+        2,
+        &Cli::Dataset}},
       {"export",
        {"export (--subject S | --model name@version | --all | --access-trail) [--from T] [--to T] "
         "--format jsonl|csv --out FILE   (writes FILE.manifest.json beside it)",

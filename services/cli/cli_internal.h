@@ -179,6 +179,10 @@ class Cli {
   int Model();
   int ModelRegister();
   int ModelDeploy();
+  int ModelGet();
+  int Dataset();
+  int DatasetRegister();
+  int DatasetGet();
   int Export();
   int Verify();
   int Checkpoint();

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/registry.grpc.pb.h"
@@ -56,9 +57,14 @@ int Cli::Models() {
 
 int Cli::Model() {
   const std::string& sub = args_.positional[0];
+  if (sub == "get") {
+    if (args_.positional.size() != 2) return Usage("model get takes one name@version");
+    return ModelGet();
+  }
+  if (args_.positional.size() != 1) return Usage(absl::StrCat("model ", sub, " takes flags only"));
   if (sub == "register") return ModelRegister();
   if (sub == "deploy") return ModelDeploy();
-  return Usage(absl::StrCat("unknown model subcommand '", sub, "' (want register or deploy)"));
+  return Usage(absl::StrCat("unknown model subcommand '", sub, "' (want register, deploy or get)"));
 }
 
 int Cli::ModelRegister() {
@@ -102,6 +108,41 @@ int Cli::ModelRegister() {
       (*map)[parts.first] = parts.second;
     }
   }
+  for (const std::string& text : args_.All("metric")) {
+    // name=value[@dataset@version]
+    std::pair<std::string, std::string> name_rest = absl::StrSplit(text, absl::MaxSplits('=', 1));
+    std::pair<std::string, std::string> value_dataset =
+        absl::StrSplit(name_rest.second, absl::MaxSplits('@', 1));
+    v1::EvaluationMetric* metric = m->add_metrics();
+    double value = 0;
+    if (name_rest.first.empty() || text.find('=') == std::string::npos ||
+        !absl::SimpleAtod(value_dataset.first, &value)) {
+      return Usage(absl::StrCat("--metric: '", text, "' is not name=value[@dataset@version]"));
+    }
+    metric->set_name(name_rest.first);
+    metric->set_value(value);
+    if (!value_dataset.second.empty()) {
+      absl::StatusOr<std::pair<std::string, std::string>> ref =
+          ParseModelRef(value_dataset.second, "--metric's dataset");
+      if (!ref.ok()) return Usage(std::string(ref.status().message()));
+      metric->mutable_dataset()->set_name(ref->first);
+      metric->mutable_dataset()->set_version(ref->second);
+    }
+  }
+  bool bad_time = false;
+  if (std::optional<absl::Time> started = TimeFlag("training-started", &bad_time)) {
+    storage::TimeToProto(*started, m->mutable_training_started_at());
+  }
+  if (bad_time) return kExitUsage;
+  if (args_.Has("training-duration")) {
+    absl::Duration duration;
+    if (!absl::ParseDuration(args_.Get("training-duration"), &duration) ||
+        duration < absl::ZeroDuration()) {
+      return Usage("--training-duration: want a duration such as 1h30m or 95s");
+    }
+    m->set_training_duration_ms(absl::ToInt64Milliseconds(duration));
+  }
+  m->set_external_run_id(args_.Get("run-id"));
   if (args_.Has("feature-names")) {
     for (absl::string_view name : absl::StrSplit(args_.Get("feature-names"), ',')) {
       p->add_feature_names(std::string(name));
@@ -176,6 +217,67 @@ int Cli::ModelDeploy() {
          << model->second << " on " << d->route() << " at " << traffic * 100 << "% traffic  ("
          << receipt.position().shard() << "#" << receipt.position().index() << ")\n";
   }
+  return kExitOk;
+}
+
+int Cli::ModelGet() {
+  absl::StatusOr<std::pair<std::string, std::string>> ref =
+      ParseModelRef(args_.positional[1], "model");
+  if (!ref.ok()) return Usage(std::string(ref.status().message()));
+  v1::GetModelRequest request;
+  request.set_name(ref->first);
+  request.set_version(ref->second);
+  auto stub = v1::Registry::NewStub(Channel());
+  v1::ModelRecord record;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  const grpc::Status status = stub->GetModel(&context, request, &record);
+  if (!status.ok()) return CallFailed(status);
+  if (json_) {
+    PrintJson(record);
+    return kExitOk;
+  }
+  const v1::ModelRegistered& r = record.registration();
+  const v1::TrainingProvenance& p = r.provenance();
+  auto line = [&](absl::string_view label, absl::string_view value) {
+    if (!value.empty()) out_ << label << value << "\n";
+  };
+  out_ << "model " << r.model().name() << "@" << r.model().version() << "\n";
+  line("  framework:          ", r.framework());
+  line("  artifact:           ", absl::StrCat("sha256:", r.model().artifact_sha256(), " (",
+                                              r.artifact_size_bytes(), " bytes)"));
+  line("  description:        ", r.description());
+  if (p.has_pipeline()) {
+    line("  pipeline:           ", absl::StrCat(p.pipeline().name(), "@", p.pipeline().version()));
+  }
+  line("  code commit:        ", p.code_commit());
+  for (const v1::DatasetRef& d : p.datasets()) {
+    line("  trained on:         ",
+         absl::StrCat(d.name(), "@", d.version(),
+                      d.digest().empty() ? "" : absl::StrCat("  sha256:", d.digest())));
+  }
+  for (const v1::EvaluationMetric& metric : r.metrics()) {
+    line("  metric:             ",
+         absl::StrCat(metric.name(), " = ", metric.value(),
+                      metric.has_dataset() ? absl::StrCat("  on ", metric.dataset().name(), "@",
+                                                          metric.dataset().version())
+                                           : ""));
+  }
+  if (r.has_training_started_at()) {
+    line("  training started:   ", IsoTime(r.training_started_at()));
+  }
+  if (r.training_duration_ms() > 0) {
+    line("  training duration:  ",
+         absl::FormatDuration(absl::Milliseconds(r.training_duration_ms())));
+  }
+  line("  run id:             ", r.external_run_id());
+  for (const v1::ModelDeployed& d : record.deployments()) {
+    line("  deployed:           ",
+         absl::StrCat(d.route(), " ", std::lround(d.traffic_fraction() * 100), "%"));
+  }
+  line("  record:             ",
+       absl::StrCat(record.position().shard(), "#", record.position().index(), "  leaf ",
+                    record.leaf_sha256()));
   return kExitOk;
 }
 

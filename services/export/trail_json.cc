@@ -293,6 +293,13 @@ bool EmitProvenance(const predlog::v1::TrainingProvenance& t, std::string* out) 
   return EmitStrings(w, "\"featureNames\":", t.feature_names());
 }
 
+bool EmitMetric(const predlog::v1::EvaluationMetric& m, std::string* out) {
+  ObjectWriter w(out);
+  if (!w.String("\"name\":", m.name())) return false;
+  if (DoubleBitsNonZero(m.value())) AppendDoubleValue(m.value(), w.Key("\"value\":"));
+  return !m.has_dataset() || EmitDatasetRef(m.dataset(), w.Key("\"dataset\":"));
+}
+
 bool EmitModelRegistered(const predlog::v1::ModelRegistered& m, std::string* out) {
   ObjectWriter w(out);
   if (m.has_model() && !EmitModelRef(m.model(), w.Key("\"model\":"))) return false;
@@ -301,7 +308,13 @@ bool EmitModelRegistered(const predlog::v1::ModelRegistered& m, std::string* out
   if (m.has_provenance() && !EmitProvenance(m.provenance(), w.Key("\"provenance\":"))) {
     return false;
   }
-  return w.String("\"description\":", m.description());
+  if (!w.String("\"description\":", m.description()) ||
+      !EmitList(w, "\"metrics\":", m.metrics(), EmitMetric) ||
+      !w.Time("\"trainingStartedAt\":", m.has_training_started_at(), m.training_started_at())) {
+    return false;
+  }
+  w.QuotedInt("\"trainingDurationMs\":", m.training_duration_ms());
+  return w.String("\"externalRunId\":", m.external_run_id());
 }
 
 bool EmitModelDeployed(const predlog::v1::ModelDeployed& d, std::string* out) {
@@ -346,7 +359,12 @@ bool EmitDatasetRegistered(const predlog::v1::DatasetRegistered& d, std::string*
   ObjectWriter w(out);
   if (d.has_dataset() && !EmitDatasetRef(d.dataset(), w.Key("\"dataset\":"))) return false;
   if (!EmitDatasets(w, "\"derivedFrom\":", d.derived_from())) return false;
-  return !d.has_pipeline() || EmitPipelineRef(d.pipeline(), w.Key("\"pipeline\":"));
+  if (d.has_pipeline() && !EmitPipelineRef(d.pipeline(), w.Key("\"pipeline\":"))) return false;
+  w.QuotedInt("\"sizeBytes\":", d.size_bytes());
+  w.QuotedInt("\"rowCount\":", d.row_count());
+  return w.String("\"source\":", d.source()) &&
+         EmitList(w, "\"derivedFromModels\":", d.derived_from_models(), EmitModelRef) &&
+         w.String("\"reason\":", d.reason());
 }
 
 bool EmitSourceReset(const predlog::v1::SourceReset& r, std::string* out) {
@@ -426,7 +444,9 @@ bool Mappable(bool present, const Timestamp& ts) {
 bool TimestampsMappable(const predlog::v1::AuditEvent& e) {
   return Mappable(e.has_recorded_at(), e.recorded_at()) &&
          (!e.has_prediction_logged() ||
-          Mappable(e.prediction_logged().has_served_at(), e.prediction_logged().served_at()));
+          Mappable(e.prediction_logged().has_served_at(), e.prediction_logged().served_at())) &&
+         (!e.has_model_registered() || Mappable(e.model_registered().has_training_started_at(),
+                                                e.model_registered().training_started_at()));
 }
 
 // The fields (number and JSON name) the emitter above writes, per message.
@@ -529,7 +549,12 @@ bool FastTrailJsonCoversSchema() {
           {2, "framework"},
           {3, "artifactSizeBytes"},
           {4, "provenance"},
-          {5, "description"}}},
+          {5, "description"},
+          {6, "metrics"},
+          {7, "trainingStartedAt"},
+          {8, "trainingDurationMs"},
+          {9, "externalRunId"}}},
+        {v1::EvaluationMetric::descriptor(), {{1, "name"}, {2, "value"}, {3, "dataset"}}},
         {v1::ModelDeployed::descriptor(),
          {{1, "route"}, {2, "model"}, {3, "trafficFraction"}, {4, "reason"}}},
         {v1::EntityChanged::descriptor(),
@@ -539,7 +564,14 @@ bool FastTrailJsonCoversSchema() {
           {4, "unsetFields"},
           {5, "deleted"}}},
         {v1::DatasetRegistered::descriptor(),
-         {{1, "dataset"}, {2, "derivedFrom"}, {3, "pipeline"}}},
+         {{1, "dataset"},
+          {2, "derivedFrom"},
+          {3, "pipeline"},
+          {4, "sizeBytes"},
+          {5, "rowCount"},
+          {6, "source"},
+          {7, "derivedFromModels"},
+          {8, "reason"}}},
         {v1::SourceReset::descriptor(),
          {{1, "previousIncarnation"},
           {2, "previousLastOffset"},

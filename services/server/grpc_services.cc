@@ -576,6 +576,25 @@ grpc::ServerUnaryReactor* RegistryService::ListModels(grpc::CallbackServerContex
       });
 }
 
+grpc::ServerUnaryReactor* RegistryService::RegisterDataset(grpc::CallbackServerContext* context,
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* response) {
+  return FinishFromCallback<predlog::v1::RegisterDatasetRequest, predlog::v1::RegistryReceipt>(
+      gate_, "/predlog.v1.Registry/RegisterDataset", context, request, response,
+      [this](const predlog::v1::RegisterDatasetRequest& parsed, const auth::Caller& caller,
+             auto done) { registry_->RegisterDataset(parsed, caller.name, std::move(done)); });
+}
+
+grpc::ServerUnaryReactor* RegistryService::GetDataset(grpc::CallbackServerContext* context,
+                                                      const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::GetDatasetRequest, predlog::v1::DatasetRecord>(
+      gate_, "/predlog.v1.Registry/GetDataset", context, request, response,
+      [this](const predlog::v1::GetDatasetRequest& parsed) {
+        return registry_->GetDataset(parsed);
+      });
+}
+
 grpc::ServerUnaryReactor* ReplayService::Rerun(grpc::CallbackServerContext* context,
                                                const grpc::ByteBuffer* request,
                                                grpc::ByteBuffer* response) {

@@ -62,7 +62,9 @@ using RawRegistryService = predlog::v1::Registry::WithRawCallbackMethod_Register
     predlog::v1::Registry::WithRawCallbackMethod_DeployModel<
         predlog::v1::Registry::WithRawCallbackMethod_GetModel<
             predlog::v1::Registry::WithRawCallbackMethod_ListModels<
-                predlog::v1::Registry::Service>>>>;
+                predlog::v1::Registry::WithRawCallbackMethod_RegisterDataset<
+                    predlog::v1::Registry::WithRawCallbackMethod_GetDataset<
+                        predlog::v1::Registry::Service>>>>>>;
 using RawReplayService = predlog::v1::Replay::WithRawCallbackMethod_Rerun<
     predlog::v1::Replay::WithRawCallbackMethod_RerunTrace<
         predlog::v1::Replay::WithRawCallbackMethod_GetEntityAt<
@@ -149,6 +151,12 @@ class RegistryService final : public RawRegistryService {
                                      const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* RegisterDataset(grpc::CallbackServerContext* context,
+                                            const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetDataset(grpc::CallbackServerContext* context,
                                        const grpc::ByteBuffer* request,
                                        grpc::ByteBuffer* response) override;
 

@@ -181,6 +181,74 @@ void ModelRegistry::WriteEvent(const predlog::v1::AuditEvent& event, absl::strin
                 });
 }
 
+void ModelRegistry::RegisterDataset(const predlog::v1::RegisterDatasetRequest& request,
+                                    absl::string_view actor,
+                                    std::function<void(absl::StatusOr<RegistryReceipt>)> done) {
+  if (absl::Status ok = NeedShards(); !ok.ok()) {
+    done(ok);
+    return;
+  }
+  if (!request.has_dataset()) {
+    done(absl::InvalidArgumentError("dataset is missing"));
+    return;
+  }
+  // The registry records content by digest: without one a duplicate could
+  // not be told from a conflict.
+  if (request.dataset().dataset().digest().empty()) {
+    done(absl::InvalidArgumentError(
+        "dataset.dataset.digest is empty (the lower-case hex SHA-256 of the content)"));
+    return;
+  }
+  predlog::v1::AuditEvent event;
+  EventWriter::StampEnvelope(actor, request.actor(), &event);
+  *event.mutable_dataset_registered() = request.dataset();
+  if (absl::Status valid = storage::ValidateEvent(event, options_.limits); !valid.ok()) {
+    done(EventWriter::RenameFieldPath(valid, "dataset_registered", "dataset"));
+    return;
+  }
+  const predlog::v1::DatasetRef& dataset = request.dataset().dataset();
+  const std::string named = absl::StrCat(dataset.name(), "@", dataset.version());
+  WriteEvent(event, dataset.name(), "dataset",
+             [named, shard = ingest_->registry().name(),
+              done = std::move(done)](absl::StatusOr<RegistryReceipt> receipt) {
+               if (absl::IsAlreadyExists(receipt.status())) {
+                 done(absl::AlreadyExistsError(absl::StrCat(
+                     "dataset ", named, " is already registered with other content (shard ", shard,
+                     ": ", receipt.status().message(),
+                     "); a dataset version is write-once: register the new content as a new "
+                     "version")));
+                 return;
+               }
+               done(std::move(receipt));
+             });
+}
+
+absl::StatusOr<predlog::v1::DatasetRecord> ModelRegistry::GetDataset(
+    const predlog::v1::GetDatasetRequest& request) const {
+  RETURN_IF_ERROR(NeedShards());
+  if (request.name().empty()) return absl::InvalidArgumentError("name is empty");
+  if (request.version().empty()) return absl::InvalidArgumentError("version is empty");
+  const storage::ShardStore& shard = ingest_->registry();
+  ASSIGN_OR_RETURN(storage::RegistryState registry, shard.GetRegistry());
+  const auto it = registry.datasets.find({request.name(), request.version()});
+  if (it == registry.datasets.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("dataset ", request.name(), "@", request.version(), " is not registered"));
+  }
+  // The envelope (who registered it, when) is in the record, not the state.
+  ASSIGN_OR_RETURN(storage::StoredRecord stored, shard.Get(it->second.index));
+  ASSIGN_OR_RETURN(predlog::v1::AuditEvent event, stored.Event());
+  predlog::v1::DatasetRecord record;
+  *record.mutable_registration() = it->second.body;
+  record.mutable_position()->set_shard(shard.name());
+  record.mutable_position()->set_index(it->second.index);
+  record.set_leaf_sha256(storage::ToHex(it->second.leaf));
+  record.set_registered_by(event.actor());
+  record.set_claimed_by(event.claimed_actor());
+  if (event.has_recorded_at()) *record.mutable_recorded_at() = event.recorded_at();
+  return record;
+}
+
 absl::StatusOr<predlog::v1::ModelRecord> ModelRegistry::GetModel(
     const predlog::v1::GetModelRequest& request) const {
   RETURN_IF_ERROR(NeedShards());

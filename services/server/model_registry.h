@@ -1,7 +1,8 @@
 // The logic behind predlog.v1.Registry, without gRPC. A registration stores
 // the artifact first (content-addressed, fsync'd) and only then writes the
 // ModelRegistered event, so a recorded model always has its bytes; deploys
-// must name a registered model. Both are events on predlog.registry (key:
+// must name a registered model; datasets are registered by digest (their
+// bytes stay where they are). All are events on predlog.registry (key:
 // model name / route) folded into the registry shard, which reads come from.
 //
 // Thread-safe. Borrows the producer, the ingest (null: no reads, no durable
@@ -69,6 +70,20 @@ class ModelRegistry {
   // names the field.
   void Deploy(const predlog::v1::DeployModelRequest& request, absl::string_view actor,
               std::function<void(absl::StatusOr<predlog::v1::RegistryReceipt>)> done);
+
+  // Writes a DatasetRegistered (key: dataset name) and waits for its fold.
+  // INVALID_ARGUMENT names the field (dataset.name, dataset.version and
+  // dataset.digest are required); the same content again is OK with outcome
+  // DUPLICATE and the earlier record's position; other content for the same
+  // name@version is ALREADY_EXISTS naming the earlier record. Parents need
+  // not be registered.
+  void RegisterDataset(const predlog::v1::RegisterDatasetRequest& request, absl::string_view actor,
+                       std::function<void(absl::StatusOr<predlog::v1::RegistryReceipt>)> done);
+  // The registration with its record's position, leaf and envelope (who
+  // registered it, when); NOT_FOUND naming name@version; INVALID_ARGUMENT
+  // for an empty name or version. Blocks on RocksDB reads.
+  absl::StatusOr<predlog::v1::DatasetRecord> GetDataset(
+      const predlog::v1::GetDatasetRequest& request) const;
 
   absl::StatusOr<predlog::v1::ModelRecord> GetModel(
       const predlog::v1::GetModelRequest& request) const;

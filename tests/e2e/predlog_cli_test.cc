@@ -208,6 +208,78 @@ TEST_F(PredlogCliTest, ModelsRegisterAndDeploy) {
   EXPECT_THAT(traffic, HasSubstr("--traffic"));
 }
 
+TEST_F(PredlogCliTest, ModelGetShowsMetricsTrainingTimesAndRunId) {
+  WriteFile(dir_->Sub("tracked.bin"), "a tracked model's bytes");
+  auto [reg_code, reg] = RunCommand(
+      Cli() + " model register --name tracked --version t1 --framework custom --file " +
+      dir_->Sub("tracked.bin") + " --metric auc=0.913@holdout@2026-10 --metric logloss=0.25" +
+      " --training-started 2026-10-30T08:00:00Z --training-duration 1h30m" +
+      " --run-id mlflow-0a1b2c3d");
+  ASSERT_EQ(reg_code, 0) << reg;
+  auto [code, out] = RunCommand(Cli() + " model get tracked@t1");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("metric:             auc = 0.913  on holdout@2026-10"));
+  EXPECT_THAT(out, HasSubstr("metric:             logloss = 0.25\n"));
+  EXPECT_THAT(out, HasSubstr("training started:   2026-10-30T08:00:00.000Z"));
+  EXPECT_THAT(out, HasSubstr("training duration:  1h30m"));
+  EXPECT_THAT(out, HasSubstr("run id:             mlflow-0a1b2c3d"));
+  auto [json_code, json] = RunCommand(Cli() + " model get tracked@t1 --json");
+  EXPECT_EQ(json_code, 0) << json;
+  EXPECT_THAT(json, HasSubstr("\"externalRunId\":\"mlflow-0a1b2c3d\""));
+  EXPECT_THAT(json, HasSubstr("\"trainingDurationMs\":\"5400000\""));
+  auto [bad_code, bad] = RunCommand(Cli() + " model register --name x --version y --file " +
+                                    dir_->Sub("tracked.bin") + " --metric auc");
+  EXPECT_EQ(bad_code, 2);
+  EXPECT_THAT(bad, HasSubstr("--metric: 'auc' is not name=value"));
+}
+
+TEST_F(PredlogCliTest, DatasetRegisterByPathThenGetDuplicateAndConflict) {
+  const std::string data = dir_->Sub("applications");
+  std::filesystem::create_directories(data + "/meta");
+  WriteFile(data + "/part-0.csv", "id,income\n1,52000\n");
+  WriteFile(data + "/meta/schema.json", "{}");
+  const std::string register_cmd =
+      Cli() + " dataset register --name applications --version 2026-10 --path " + data +
+      " --source 'postgres://crm/applications' --rows 1 --derived-from raw-applications@2026-10" +
+      " --derived-from-model fraud@v2 --pipeline extract@7 --pipeline-digest 4f2a9c1" +
+      " --reason 'monthly extract' --actor data-eng";
+  auto [code, out] = RunCommand(register_cmd);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("APPLIED applications@2026-10  sha256:"));
+  EXPECT_THAT(out, HasSubstr("(20 bytes)"));
+
+  auto [get_code, got] = RunCommand(Cli() + " dataset get applications@2026-10");
+  EXPECT_EQ(get_code, 0) << got;
+  EXPECT_THAT(got, HasSubstr("source:         postgres://crm/applications"));
+  EXPECT_THAT(got, HasSubstr("derived from:   raw-applications@2026-10"));
+  EXPECT_THAT(got, HasSubstr("from model:     fraud@v2"));
+  EXPECT_THAT(got, HasSubstr("pipeline:       extract@7 (code 4f2a9c1)"));
+  EXPECT_THAT(got, HasSubstr("rows:           1\n"));
+  EXPECT_THAT(got, HasSubstr("reason:         monthly extract"));
+  EXPECT_THAT(got, HasSubstr("(claimed: data-eng)"));
+
+  auto [dup_code, dup] = RunCommand(register_cmd);
+  EXPECT_EQ(dup_code, 0) << dup;
+  EXPECT_THAT(dup, HasSubstr("DUPLICATE applications@2026-10"));
+
+  WriteFile(data + "/part-0.csv", "id,income\n1,52001\n");
+  auto [conflict_code, conflict] = RunCommand(register_cmd);
+  EXPECT_EQ(conflict_code, 1) << conflict;
+  EXPECT_THAT(conflict, HasSubstr("applications@2026-10 is already registered with other content"));
+
+  auto [missing_code, missing] = RunCommand(Cli() + " dataset get applications@1999-01");
+  EXPECT_EQ(missing_code, 1);
+  EXPECT_THAT(missing, HasSubstr("applications@1999-01 is not registered"));
+  auto [usage_code, usage] =
+      RunCommand(Cli() + " dataset register --name a --version b --digest sha256:00 --path x");
+  EXPECT_EQ(usage_code, 2);
+  EXPECT_THAT(usage, HasSubstr("exactly one of --digest"));
+  auto [hex_code, hex] =
+      RunCommand(Cli() + " dataset register --name a --version b --digest sha256:XYZ");
+  EXPECT_EQ(hex_code, 1);
+  EXPECT_THAT(hex, HasSubstr("dataset.dataset.digest is not 64 lower-case hex characters"));
+}
+
 TEST_F(PredlogCliTest, ExportVerifiesAndEveryKindOfTamperingIsNamed) {
   const std::string file = dir_->Sub("trail.jsonl");
   auto [code, out] =
@@ -491,7 +563,7 @@ TEST(PredlogCliHelp, HelpListsSubcommandsAndEachOnesFlagsDefaultsAndExample) {
   const std::string cli = PREDLOG_CLI_BINARY;
   const std::vector<std::string> subcommands = {"log",    "get",    "trail", "replay", "trace",
                                                 "state",  "models", "model", "export", "verify",
-                                                "status", "case",   "demo"};
+                                                "status", "case",   "demo",  "dataset"};
   for (const char* help : {" --help", " help", " -h"}) {
     // stdout only: stderr is dropped inside the subshell.
     auto [code, out] = RunCommand("(" + cli + help + " 2>/dev/null)");

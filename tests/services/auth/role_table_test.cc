@@ -98,6 +98,8 @@ TEST(RoleTableTest, RolesAreTheIssuesTable) {
       {"/predlog.v1.Registry/ListModels", {Role::kSupport, Role::kAuditor, Role::kAdmin}},
       {"/predlog.v1.Registry/RegisterModel", admin},
       {"/predlog.v1.Registry/DeployModel", admin},
+      {"/predlog.v1.Registry/GetDataset", {Role::kSupport, Role::kAuditor, Role::kAdmin}},
+      {"/predlog.v1.Registry/RegisterDataset", admin},
       {"/predlog.v1.Audit/ExportTrail", auditor},
       {"/predlog.v1.Audit/GetStatus", {Role::kAuditor, Role::kAdmin}},
       {"/predlog.v1.Audit/GetChainValues", auditor},

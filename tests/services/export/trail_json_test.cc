@@ -56,6 +56,15 @@ class RandomEvents {
           for (int i = Int(0, 3); i > 0; --i) *p->add_feature_names() = Str();
         }
         MaybeString(m->mutable_description());
+        for (int i = Int(0, 2); i > 0; --i) {
+          auto* metric = m->add_metrics();
+          MaybeString(metric->mutable_name());
+          if (Chance(0.8)) metric->set_value(Double());
+          if (Chance(0.5)) Dataset(metric->mutable_dataset());
+        }
+        if (Chance(0.5)) Time(m->mutable_training_started_at());
+        if (Chance(0.5)) m->set_training_duration_ms(Int64());
+        MaybeString(m->mutable_external_run_id());
         break;
       }
       case 4: {
@@ -80,6 +89,11 @@ class RandomEvents {
         if (Chance(0.7)) Dataset(d->mutable_dataset());
         for (int i = Int(0, 2); i > 0; --i) Dataset(d->add_derived_from());
         if (Chance(0.5)) Pipeline(d->mutable_pipeline());
+        if (Chance(0.5)) d->set_size_bytes(Chance(0.5) ? rng_() : Int(0, 1000));
+        if (Chance(0.5)) d->set_row_count(Int(0, 100000));
+        MaybeString(d->mutable_source());
+        for (int i = Int(0, 2); i > 0; --i) Model(d->add_derived_from_models());
+        MaybeString(d->mutable_reason());
         break;
       }
       case 7:
@@ -388,6 +402,7 @@ TEST(TrailJson, WithSingleEntryMapsTheReferenceIsMessageToJsonString) {
     if (event.has_model_registered()) {
       event.mutable_model_registered()->mutable_provenance()->clear_hyperparameters();
       event.mutable_model_registered()->mutable_provenance()->clear_library_versions();
+      event.mutable_model_registered()->clear_training_started_at();
     }
     AuditEvent parsed;
     ASSERT_TRUE(parsed.ParseFromString(event.SerializeAsString()));
