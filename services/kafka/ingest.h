@@ -202,12 +202,15 @@ class Ingest {
   // The shards as reads see them: partition_of is PartitionForKey, and
   // check_folded is CheckFoldedHere. Borrows this Ingest.
   storage::ShardSet Shards() const;
-  // The one writer of a predlog.events partition's shard, of the registry's
-  // and of the access trail's: the gateway's direct appends go through them,
-  // beside the ingest's own folds. Borrowed; valid for the Ingest's lifetime.
-  storage::ShardWriter& writer(int partition) { return *writers_[partition]; }
-  storage::ShardWriter& registry_writer() { return *writers_[registry_shard()]; }
-  storage::ShardWriter& access_writer() { return *writers_[access_shard()]; }
+  // The one writer of the shard that folds (topic, partition) (ShardOf: a
+  // predlog.events partition, the registry, the access trail); the gateway's
+  // direct appends go through it, beside the ingest's own folds. Null when
+  // no shard here folds that partition. Borrowed; valid for the Ingest's
+  // lifetime.
+  storage::ShardWriter* WriterOf(absl::string_view topic, int32_t partition) {
+    const int shard = ShardOf(topic, partition);
+    return shard < 0 ? nullptr : writers_[shard].get();
+  }
   // Whether the shards sign checkpoints (IngestOptions::checkpoint_signer).
   bool signs_checkpoints() const { return options_.checkpoint_signer != nullptr; }
   // ShardWriter::SignCheckpoint of shard `shard` (partitions in order, then

@@ -136,15 +136,14 @@ void EventWriter::Append(absl::string_view topic, absl::string_view key,
     done(absl::FailedPreconditionError("direct appends need the shards of this process"));
     return;
   }
-  const bool events = topic == kEventsTopic;
-  if (!events && topic != kRegistryTopic && topic != kAccessTopic) {
-    done(absl::InternalError(absl::StrCat("no shard folds topic ", topic)));
+  // predlog.events by the producer's partitioner; the others have one partition.
+  const int32_t partition = topic == kEventsTopic ? PartitionForKey(key, ingest_->partitions()) : 0;
+  storage::ShardWriter* const found = ingest_->WriterOf(topic, partition);
+  if (found == nullptr) {
+    done(absl::InternalError(absl::StrCat("no shard folds ", topic, " partition ", partition)));
     return;
   }
-  const int32_t partition = events ? PartitionForKey(key, ingest_->partitions()) : 0;
-  storage::ShardWriter& writer = events                    ? ingest_->writer(partition)
-                                 : topic == kRegistryTopic ? ingest_->registry_writer()
-                                                           : ingest_->access_writer();
+  storage::ShardWriter& writer = *found;
   LogReceipt receipt;
   receipt.set_shard(writer.shard().name());
   receipt.mutable_source()->set_incarnation(std::string(storage::kDirectSource));

@@ -94,15 +94,21 @@ class UnaryCall {
 // only once the access trail holds its AccessRecorded (AccessTrail::Record),
 // and is refused with the trail's error when that fails.
 
+// Where a call's `serve` runs: on gRPC's callback thread (bounded work, or
+// work that completes through a callback), or on a worker (blocking reads).
+enum class RunOn { kCallbackThread, kWorker };
+
 // Parses the request and, when it parses (and its access is recorded, where
 // the method is), hands the call and its caller to `serve`, which must Reply
-// once, from any thread. `serve` runs on gRPC's thread, or on a worker after
-// a recorded call's record is written; it is kept until it has run.
-template <typename Request, typename Response, typename Serve>
+// once, from any thread. `serve` runs where `run_on(request)` says; a
+// recorded call's always runs on a worker, once its record is written (one
+// hand-off, from the trail's commit to the worker). `serve` is kept until it
+// has run.
+template <typename Request, typename Response, typename Serve, typename Where>
 grpc::ServerUnaryReactor* ServeUnary(const CallGate& gate, absl::string_view method,
                                      grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
-                                     Serve serve) {
+                                     Where run_on, Serve serve) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<auth::Caller> caller = auth::CallerOf(*gate.authorizer, *context);
   if (!caller.ok()) {
@@ -120,9 +126,16 @@ grpc::ServerUnaryReactor* ServeUnary(const CallGate& gate, absl::string_view met
     call->Release();
     return reactor;
   }
-  if (!*recorded) {
+  if (!*recorded && run_on(call->request()) == RunOn::kCallbackThread) {
     serve(call, *caller);
     call->Release();  // the handler's reference
+    return reactor;
+  }
+  if (!*recorded) {
+    gate.workers->Submit([call, caller = *std::move(caller), serve = std::move(serve)]() mutable {
+      serve(call, caller);
+      call->Release();
+    });
     return reactor;
   }
   // The handler's reference is kept until `serve` has run on a worker.
@@ -171,10 +184,9 @@ grpc::ServerUnaryReactor* FinishOnPool(const CallGate& gate, absl::string_view m
                                        const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                        Read read) {
   return ServeUnary<Request, Response>(
-      gate, method, context, request, response,
-      [workers = gate.workers, read = std::move(read)](UnaryCall<Request, Response>* call,
-                                                       const auth::Caller&) {
-        workers->Submit([call, read] { call->Reply(read(call->request())); });
+      gate, method, context, request, response, [](const Request&) { return RunOn::kWorker; },
+      [read = std::move(read)](UnaryCall<Request, Response>* call, const auth::Caller&) {
+        call->Reply(read(call->request()));
       });
 }
 
@@ -188,6 +200,7 @@ grpc::ServerUnaryReactor* FinishInline(const CallGate& gate, absl::string_view m
                                        Read read) {
   return ServeUnary<Request, Response>(
       gate, method, context, request, response,
+      [](const Request&) { return RunOn::kCallbackThread; },
       [read = std::move(read)](UnaryCall<Request, Response>* call, const auth::Caller&) {
         call->Reply(read(call->request()));
       });
@@ -202,6 +215,7 @@ grpc::ServerUnaryReactor* FinishFromCallback(const CallGate& gate, absl::string_
                                              grpc::ByteBuffer* response, Start start) {
   return ServeUnary<Request, Response>(
       gate, method, context, request, response,
+      [](const Request&) { return RunOn::kCallbackThread; },
       [start = std::move(start)](UnaryCall<Request, Response>* call, const auth::Caller& caller) {
         start(call->request(), caller,
               [call](absl::StatusOr<Response> result) { call->Reply(std::move(result)); });
@@ -440,13 +454,13 @@ grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
   using Call = UnaryCall<predlog::v1::ListPredictionsRequest, predlog::v1::ListPredictionsResponse>;
   return ServeUnary<predlog::v1::ListPredictionsRequest, predlog::v1::ListPredictionsResponse>(
       gate_, "/predlog.v1.PredictionLog/ListPredictions", context, request, response,
+      [](const predlog::v1::ListPredictionsRequest& parsed) {
+        return parsed.page_size() <= PredictionLog::kDefaultPageSize  // 0: the default
+                   ? RunOn::kCallbackThread
+                   : RunOn::kWorker;
+      },
       [this](Call* call, const auth::Caller&) {
-        if (call->request().page_size() <= PredictionLog::kDefaultPageSize) {  // 0: the default
-          call->Reply(log_->ListPredictions(call->request()));
-          return;
-        }
-        gate_.workers->Submit(
-            [this, call] { call->Reply(log_->ListPredictions(call->request())); });
+        call->Reply(log_->ListPredictions(call->request()));
       });
 }
 
