@@ -27,6 +27,10 @@ namespace {
 
 constexpr size_t kEventBytes = 1024;
 constexpr uint64_t kSubjects = 10'000;
+// Datasets each prediction read (PredictionLogged.data_sources): one of 12
+// monthly applications@ versions and one bureau table, so the fold writes
+// its data-source index as a service that records lineage would make it.
+constexpr int kDataSources = 2;
 // Events folded per measured run of the throughput benchmarks.
 constexpr int64_t kEventsPerRun = 200'000;
 
@@ -36,7 +40,7 @@ const std::vector<std::string>& Payloads() {
     auto* v = new std::vector<std::string>();
     v->reserve(kEventsPerRun);
     for (int64_t i = 0; i < kEventsPerRun; ++i) {
-      v->push_back(testing::MakeSizedPredictionPayload(i, kEventBytes, kSubjects));
+      v->push_back(testing::MakeSizedPredictionPayload(i, kEventBytes, kSubjects, kDataSources));
     }
     return v;
   }();
@@ -111,7 +115,7 @@ void BM_FoldInGroup(benchmark::State& state) {
         for (int64_t i = start; i < start + 500; ++i) {
           peer_payloads.push_back(testing::MakeSizedPredictionPayload(
               static_cast<uint64_t>(p) * 10'000'000 + static_cast<uint64_t>(i), kEventBytes,
-              kSubjects));
+              kSubjects, kDataSources));
         }
         messages.clear();
         for (int64_t i = 0; i < 500; ++i) {
@@ -289,7 +293,8 @@ ReadShard& LargeShard() {
       payloads.clear();
       messages.clear();
       for (int64_t i = start; i < std::min<int64_t>(start + 1000, s->events); ++i) {
-        payloads.push_back(testing::MakeSizedPredictionPayload(i, kEventBytes, kSubjects));
+        payloads.push_back(
+            testing::MakeSizedPredictionPayload(i, kEventBytes, kSubjects, kDataSources));
       }
       for (size_t k = 0; k < payloads.size(); ++k) {
         messages.push_back(SourceMessage{"bench", start + static_cast<int64_t>(k), payloads[k]});
@@ -401,7 +406,8 @@ void BM_SignCheckpoint(benchmark::State& state) {
   int64_t next = shard.events;
   for (auto _ : state) {
     state.PauseTiming();
-    const std::string payload = testing::MakeSizedPredictionPayload(next, kEventBytes, kSubjects);
+    const std::string payload =
+        testing::MakeSizedPredictionPayload(next, kEventBytes, kSubjects, kDataSources);
     const SourceMessage message{"bench", next, payload};
     auto applied = shard.store->ApplyBatch({&message, 1});
     PREDLOG_CHECK(applied.ok()) << applied.status();

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "storage/artifact_store.h"
@@ -45,6 +46,41 @@ std::string EncodeIncarnation(const Incarnation& inc) {
 }
 
 }  // namespace
+
+void internal::PutDataSourceEntries(const predlog::v1::PredictionLogged& p, absl::Time served_at,
+                                    absl::string_view index_key,
+                                    rocksdb::ColumnFamilyHandle* by_source,
+                                    rocksdb::WriteBatch* batch, std::string* key,
+                                    std::string* value) {
+  const auto& sources = p.data_sources();
+  if (sources.empty()) return;
+  value->clear();
+  AppendLengthPrefixed(value, p.model().name());
+  AppendLengthPrefixed(value, p.model().version());
+  // A dataset named twice is one entry. A few sources (the usual case) are
+  // compared pairwise, without allocating; a long list (nothing bounds it
+  // but the message size) through a set, so it stays linear.
+  constexpr int kPairwiseUpTo = 16;
+  absl::flat_hash_set<std::pair<absl::string_view, absl::string_view>> seen;
+  for (int i = 0; i < sources.size(); ++i) {
+    const predlog::v1::DatasetRef& source = sources[i];
+    if (sources.size() <= kPairwiseUpTo) {
+      bool repeated = false;
+      for (int j = 0; j < i && !repeated; ++j) {
+        repeated = sources[j].name() == source.name() && sources[j].version() == source.version();
+      }
+      if (repeated) continue;
+    } else if (!seen.emplace(source.name(), source.version()).second) {
+      continue;
+    }
+    key->clear();
+    AppendLengthPrefixed(key, source.name());
+    AppendLengthPrefixed(key, source.version());
+    AppendTime(key, served_at);
+    key->append(index_key.data(), index_key.size());
+    batch->Put(by_source, *key, *value);
+  }
+}
 
 absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const SourceMessage> messages) {
   for (;;) {
@@ -450,6 +486,7 @@ void ShardStore::Impl::FoldPrediction(const SourceMessage& m, BatchState* b, Mes
     key_.append(index_key);
     batch_.Put(cfs_[kByTraceCf], key_, rocksdb::Slice());
   }
+  PutDataSourceEntries(p, served_at, index_key, cfs_[kBySourceCf], &batch_, &key_, &source_value_);
 }
 
 void ShardStore::Impl::FoldKeyedBody(const SourceMessage& m, const std::string& state_key,

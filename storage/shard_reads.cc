@@ -1,6 +1,7 @@
 // Reading a shard: records by index, by prediction id and by range; the index
-// scans (by_subject, by_model, by_trace); the time cut; rejected records; the
-// entity and registry state; and Verify of the hash chain against the head.
+// scans (by_subject, by_model, by_trace, by_source) and the key-only walks of
+// by_model and by_source; the time cut; rejected records; the entity and
+// registry state; and Verify of the hash chain against the head.
 // The formats read here are the grammar at the top of shard_store_impl.h.
 #include <functional>
 #include <memory>
@@ -35,6 +36,21 @@ absl::StatusOr<T> ParseIndexedBody(absl::string_view value, absl::string_view wh
     return absl::DataLossError(absl::StrCat("corrupt state of ", what));
   }
   return body;
+}
+
+// The key range [*start, *end) of an index scan of the entries under
+// `prefix` whose time (after the prefix) lies in `range`; *end is empty when
+// nothing bounds it (a prefix of all 0xff bytes).
+void IndexBounds(const std::string& prefix, const TimeRange& range, std::string* start,
+                 std::string* end) {
+  *start = prefix;
+  if (range.from != absl::InfinitePast()) AppendTime(start, range.from);
+  if (range.to != absl::InfiniteFuture()) {
+    *end = prefix;
+    AppendTime(end, range.to);
+  } else {
+    *end = PrefixSuccessor(prefix);
+  }
 }
 
 }  // namespace
@@ -148,14 +164,8 @@ absl::StatusOr<ScanPage> ShardStore::Impl::ScanIndex(Cf cf, const std::string& p
   if (!cursor.empty() && !absl::StartsWith(cursor, prefix)) {
     return absl::InvalidArgumentError("page cursor does not belong to this scan");
   }
-  std::string start = prefix;
-  if (range.from != absl::InfinitePast()) AppendTime(&start, range.from);
-  std::string end = prefix;
-  if (range.to != absl::InfiniteFuture()) {
-    AppendTime(&end, range.to);
-  } else {
-    end = PrefixSuccessor(prefix);
-  }
+  std::string start, end;
+  IndexBounds(prefix, range, &start, &end);
   rocksdb::ReadOptions read_options;
   rocksdb::Slice upper = ToSlice(end);
   if (!end.empty()) read_options.iterate_upper_bound = &upper;
@@ -201,6 +211,47 @@ absl::StatusOr<ScanPage> ShardStore::Impl::ScanIndex(Cf cf, const std::string& p
     ASSIGN_OR_RETURN(page.records[i], DecodeRecord(index, ToView(values[i])));
   }
   return page;
+}
+
+absl::Status ShardStore::Impl::VisitIndex(Cf cf, const std::string& prefix, const TimeRange& range,
+                                          bool with_model,
+                                          absl::FunctionRef<bool(const IndexEntry&)> visit) const {
+  std::string start, end;
+  IndexBounds(prefix, range, &start, &end);
+  rocksdb::ReadOptions read_options;
+  rocksdb::Slice upper = ToSlice(end);
+  if (!end.empty()) read_options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cfs_[cf]));
+  IndexEntry entry;
+  for (it->Seek(ToSlice(start)); it->Valid(); it->Next()) {
+    // Below the upper bound, so under the prefix: served_at:time index:u64 follow.
+    absl::string_view key = ToView(it->key());
+    absl::string_view value = ToView(it->value());
+    bool ok = key.size() == prefix.size() + 16;
+    if (ok) {
+      key.remove_prefix(prefix.size());
+      ok = ReadTime(&key, &entry.served_at) && ReadU64(&key, &entry.index);
+    }
+    if (ok && with_model) {
+      ok = ReadLengthPrefixed(&value, &entry.model_name) &&
+           ReadLengthPrefixed(&value, &entry.model_version) && value.empty();
+    }
+    if (!ok) {
+      return absl::DataLossError(absl::StrCat("shard ", options_.name, ": bad ", kCfNames[cf],
+                                              " entry (key ", absl::CHexEscape(ToView(it->key())),
+                                              ")"));
+    }
+    if (!visit(entry)) return absl::OkStatus();
+  }
+  return ReadStatus(it->status(), absl::StrCat("shard ", options_.name, ": scan ", kCfNames[cf]));
+}
+
+absl::Status ShardStore::Impl::CheckDataSourceIndex() const {
+  if (has_source_index_) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("shard ", options_.name,
+                   " predates the data-source index (by_source, shard format 4); open it "
+                   "writable once to build it"));
 }
 
 absl::StatusOr<uint64_t> ShardStore::Impl::CutAtTime(absl::Time t) const {
@@ -587,6 +638,33 @@ absl::StatusOr<ScanPage> ShardStore::ScanTrace(absl::string_view trace_id, absl:
   std::string prefix;
   AppendLengthPrefixed(&prefix, trace_id);
   return impl_->ScanIndex(kByTraceCf, prefix, TimeRange{}, cursor, limit);
+}
+absl::StatusOr<ScanPage> ShardStore::ScanDataSource(absl::string_view name,
+                                                    absl::string_view version,
+                                                    const TimeRange& served,
+                                                    absl::string_view cursor, size_t limit) const {
+  RETURN_IF_ERROR(impl_->CheckDataSourceIndex());
+  std::string prefix;
+  AppendLengthPrefixed(&prefix, name);
+  AppendLengthPrefixed(&prefix, version);
+  return impl_->ScanIndex(kBySourceCf, prefix, served, cursor, limit);
+}
+absl::Status ShardStore::VisitModelIndex(absl::string_view name, absl::string_view version,
+                                         const TimeRange& served,
+                                         absl::FunctionRef<bool(const IndexEntry&)> visit) const {
+  std::string prefix;
+  AppendLengthPrefixed(&prefix, name);
+  AppendLengthPrefixed(&prefix, version);
+  return impl_->VisitIndex(kByModelCf, prefix, served, /*with_model=*/false, visit);
+}
+absl::Status ShardStore::VisitDataSourceIndex(
+    absl::string_view name, absl::string_view version, const TimeRange& served,
+    absl::FunctionRef<bool(const IndexEntry&)> visit) const {
+  RETURN_IF_ERROR(impl_->CheckDataSourceIndex());
+  std::string prefix;
+  AppendLengthPrefixed(&prefix, name);
+  AppendLengthPrefixed(&prefix, version);
+  return impl_->VisitIndex(kBySourceCf, prefix, served, /*with_model=*/true, visit);
 }
 
 absl::StatusOr<predlog::v1::EntityState> ShardStore::GetEntity(absl::string_view type,

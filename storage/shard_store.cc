@@ -25,6 +25,7 @@
 #include "storage/shard_group.h"
 #include "storage/shard_store_impl.h"
 #include "storage/status_macros.h"
+#include "storage/timestamps.h"
 
 namespace predlog::storage {
 using namespace internal;  // NOLINT(build/namespaces): the helpers shared by ShardStore::Impl
@@ -32,7 +33,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr uint32_t kShardFormat = 3;
+constexpr uint32_t kShardFormat = 4;
 // Shards of an older format lack an index this build relies on.
 constexpr uint32_t kOldestReadableShardFormat = 2;
 
@@ -99,15 +100,22 @@ absl::Status ShardStore::Impl::OpenDb() {
   }
 
   // A shard (or a snapshot) written before format 3 has no merkle column
-  // family, and a read-only open cannot create it: open it without, and
-  // without a tree (has_tree_).
-  bool without_merkle = false;
+  // family, one written before format 4 no by_source, and a read-only open
+  // cannot create them: open it without (their handles stay null), and
+  // without a tree (has_tree_) or a data-source index (has_source_index_).
+  std::vector<Cf> missing;
   if (options_.read_only) {
     std::vector<std::string> existing;
-    if (rocksdb::DB::ListColumnFamilies(db_options, db_path_, &existing).ok() &&
-        std::find(existing.begin(), existing.end(), kCfNames[kMerkleCf]) == existing.end()) {
-      without_merkle = true;
-      descriptors.erase(descriptors.begin() + kMerkleCf);
+    if (rocksdb::DB::ListColumnFamilies(db_options, db_path_, &existing).ok()) {
+      for (Cf optional : {kMerkleCf, kBySourceCf}) {
+        if (std::find(existing.begin(), existing.end(), kCfNames[optional]) == existing.end()) {
+          missing.push_back(optional);
+        }
+      }
+    }
+    // From the back, so the positions of the others stay valid.
+    for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+      descriptors.erase(descriptors.begin() + *it);
     }
   }
   rocksdb::DB* raw = nullptr;
@@ -117,9 +125,10 @@ absl::Status ShardStore::Impl::OpenDb() {
           : rocksdb::DB::Open(db_options, db_path_, descriptors, &cfs_, &raw);
   RETURN_IF_ERROR(FromRocks(s, absl::StrCat("shard ", options_.name, ": open ", db_path_)));
   db_.reset(raw);
-  if (without_merkle) {
-    cfs_.insert(cfs_.begin() + kMerkleCf, nullptr);
-    has_tree_ = false;
+  for (Cf cf : missing) {  // in increasing order: each goes back to its place
+    cfs_.insert(cfs_.begin() + cf, nullptr);
+    if (cf == kMerkleCf) has_tree_ = false;
+    if (cf == kBySourceCf) has_source_index_ = false;
   }
   write_options_.sync = options_.sync_writes;
 
@@ -196,11 +205,14 @@ absl::Status ShardStore::Impl::OpenDb() {
       head.head.last_source = SourcePosition{it->second.name, last_offset};
     }
   }
-  if (format < 3) {
+  if (format < kShardFormat) {
     if (options_.read_only) {
-      has_tree_ = false;
+      // A by_source of a format-3 shard is one whose upgrade did not finish.
+      if (format < 3) has_tree_ = false;
+      has_source_index_ = false;
     } else {
-      RETURN_IF_ERROR(BuildMerkleTree());
+      if (format < 3) RETURN_IF_ERROR(BuildMerkleTree());
+      RETURN_IF_ERROR(BuildDataSourceIndex());
       std::string v;
       AppendU32(&v, kShardFormat);
       rocksdb::WriteOptions sync;
@@ -334,6 +346,46 @@ absl::Status ShardStore::Impl::BuildMerkleTree() {
   RETURN_IF_ERROR(flush());
   PREDLOG_LOG(INFO) << "shard " << options_.name << ": Merkle tree built over " << tree.size()
                     << " records";
+  return absl::OkStatus();
+}
+
+absl::Status ShardStore::Impl::BuildDataSourceIndex() {
+  const std::string context =
+      absl::StrCat("shard ", options_.name, ": build the data-source index");
+  rocksdb::WriteBatch batch;
+  std::string key, value;
+  predlog::v1::AuditEvent event;
+  uint64_t predictions = 0;
+  rocksdb::ReadOptions read_options;
+  read_options.fill_cache = false;  // one pass over every record: keep the cache for what follows
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cfs_[kEventsCf]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    uint64_t index;
+    if (!DecodeIndexKey(ToView(it->key()), &index)) {
+      return absl::DataLossError(absl::StrCat(context, ": bad events key"));
+    }
+    absl::string_view payload;
+    if (!RecordPayload(ToView(it->value()), &payload) ||
+        !event.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      return absl::DataLossError(
+          absl::StrCat(context, ": record ", index, " does not decode as an AuditEvent"));
+    }
+    // Every prediction in the log was applied: duplicates, conflicts and
+    // rejected messages are not records.
+    if (!event.has_prediction_logged()) continue;
+    const predlog::v1::PredictionLogged& p = event.prediction_logged();
+    ++predictions;
+    PutDataSourceEntries(p, TimeFromProto(p.served_at()), ToView(it->key()), cfs_[kBySourceCf],
+                         &batch, &key, &value);
+    if (predictions % 4096 == 0 && batch.Count() > 0) {
+      RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
+      batch.Clear();
+    }
+  }
+  RETURN_IF_ERROR(ReadStatus(it->status(), context));
+  RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
+  PREDLOG_LOG(INFO) << "shard " << options_.name << ": data-source index built over " << predictions
+                    << " predictions";
   return absl::OkStatus();
 }
 

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -243,6 +244,18 @@ struct ScanPage {
   std::string next_cursor;
 };
 
+// One entry of a prediction index (by_model, by_source), read from the index
+// alone: no record is read. What counting and grouping need.
+struct IndexEntry {
+  uint64_t index = 0;    // the prediction's record in the shard's log
+  absl::Time served_at;  // PredictionLogged.served_at, in whole µs (as keyed)
+  // VisitDataSourceIndex only (empty for VisitModelIndex): the prediction's
+  // model (PredictionLogged.model name and version). Views into the index
+  // entry, valid only during the visit call that receives them.
+  absl::string_view model_name;
+  absl::string_view model_version;
+};
+
 // The Merkle leaf hash of a record (storage/merkle.h, MerkleLeafHash) over
 //   leaf_data := 0x01 appended_at:i64 leaf:32   (appended_at in µs since the
 //                                               Unix epoch, big-endian two's
@@ -336,6 +349,33 @@ class ShardStore {
   // Predictions of one trace (a model chain) ordered by served_at then index.
   absl::StatusOr<ScanPage> ScanTrace(absl::string_view trace_id, absl::string_view cursor,
                                      size_t limit) const;
+  // Predictions that read dataset `name`@`version` (one of their
+  // PredictionLogged.data_sources) ordered by served_at then index, like
+  // ScanModel. Only applied predictions are indexed (never a duplicate, a
+  // conflict or a rejected message), once each however often they name the
+  // dataset. FAILED_PRECONDITION naming the shard when it predates the
+  // data-source index (format 3 or older) and is open read-only, as a
+  // snapshot taken before the upgrade is: opening the shard writable once
+  // builds the index.
+  absl::StatusOr<ScanPage> ScanDataSource(absl::string_view name, absl::string_view version,
+                                          const TimeRange& served, absl::string_view cursor,
+                                          size_t limit) const;
+  // Walks the index entries of a model version (by_model) or of a dataset
+  // version (by_source) served in `served`, in ScanModel's / ScanDataSource's
+  // order, calling `visit` with each until it returns false; no record is
+  // read and nothing is allocated per entry, so counting a million entries
+  // costs one index scan. The walk sees one consistent state (whole batches
+  // only; entries folded after the call began may be missed). `visit` runs
+  // on the caller's thread. OK when the entries are done or `visit` stopped;
+  // DATA_LOSS naming the shard for an entry that does not decode;
+  // FAILED_PRECONDITION (VisitDataSourceIndex) as ScanDataSource says;
+  // RocksDB's read errors otherwise.
+  absl::Status VisitModelIndex(absl::string_view name, absl::string_view version,
+                               const TimeRange& served,
+                               absl::FunctionRef<bool(const IndexEntry&)> visit) const;
+  absl::Status VisitDataSourceIndex(absl::string_view name, absl::string_view version,
+                                    const TimeRange& served,
+                                    absl::FunctionRef<bool(const IndexEntry&)> visit) const;
   // The cut "as of t": the number of records the shard had appended before
   // `t` by its own clock (StoredRecord::appended_at), which is one past the
   // last such index, since append times never decrease along the log. So a

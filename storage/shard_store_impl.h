@@ -33,6 +33,12 @@
 //                 OpenDb rewrites their keys once to the running maximum)
 //   by_trace      key: lp(trace_id) served_at:time index:u64         value: empty
 //                 (predictions with a trace_id only)
+//   by_source     key: lp(dataset name) lp(dataset version) served_at:time index:u64
+//                 value: lp(model name) lp(model version)
+//                 (PredictionLogged.data_sources: one key per distinct name and
+//                 version among them, valued with the prediction's model so that
+//                 counting per model version reads no record; applied predictions
+//                 only. Format 4; OpenDb builds it from events for older shards.)
 //   state         key: 'E' lp(type) lp(id)       value: EntityState
 //                      'M' lp(name) lp(version)  value: index:u64 leaf:32 ModelRegistered
 //                      'S' lp(name) lp(version)  value: index:u64 leaf:32 DatasetRegistered
@@ -53,7 +59,7 @@
 //                        has_original:u8 original_index:u64 lp(reason) payload
 //   meta          "format"                    value: u32 (kShardFormat; 2 added by_trace,
 //                                             3 keys by_time by append time and adds
-//                                             the merkle column family)
+//                                             the merkle column family, 4 adds by_source)
 //                 "head"                      value: see EncodeHead
 //                 "incarnation/" seq:u32      value: last_offset:i64 name
 //                 (last_offset: the last offset folded from it, written when the
@@ -82,6 +88,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -123,11 +130,12 @@ enum Cf : int {
   kMetaCf,
   kRejectedCf,
   kMerkleCf,
+  kBySourceCf,
   kNumCfs
 };
 inline constexpr const char* kCfNames[kNumCfs] = {
     "default",  "events", "by_prediction", "by_subject", "by_model", "by_time",
-    "by_trace", "state",  "meta",          "rejected",   "merkle"};
+    "by_trace", "state",  "meta",          "rejected",   "merkle",   "by_source"};
 
 inline constexpr absl::string_view kHeadKey = "head";
 inline constexpr absl::string_view kIncarnationPrefix = "incarnation/";
@@ -151,6 +159,19 @@ inline absl::Status FromRocks(const rocksdb::Status& s, absl::string_view contex
 inline rocksdb::Slice ToSlice(absl::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 inline absl::string_view ToView(const rocksdb::Slice& s) {
   return absl::string_view(s.data(), s.size());
+}
+
+// The payload of an events value (the event bytes after the record header of
+// its record format); false when the header is not one.
+inline bool RecordPayload(absl::string_view value, absl::string_view* payload) {
+  if (value.empty()) return false;
+  const uint8_t format = static_cast<uint8_t>(value[0]);
+  if (format < 1 || format > kRecordFormat) return false;
+  // format:u8 leaf:32 chain:32 incarnation:u32 offset:i64 [appended_at:i64]
+  const size_t header = 1 + 32 + 32 + 4 + 8 + (format >= 2 ? 8 : 0);
+  if (value.size() < header) return false;
+  *payload = value.substr(header);
+  return true;
 }
 
 // head := format:u8 next_index:u64 next_rejected:u64 chain:32 incarnation:u32
@@ -245,6 +266,15 @@ inline std::string StateKey2(char tag, absl::string_view a, absl::string_view b)
   return key;
 }
 
+// Puts the by_source entries of prediction `p`, record `index_key` (IndexKey),
+// into `batch`: one per distinct (name, version) among p.data_sources, keyed
+// with `served_at` and valued with p's model. `key` and `value` are the
+// caller's scratch buffers (the fold reuses its own). Shared by the fold and
+// the format-4 upgrade, so both write the same entries.
+void PutDataSourceEntries(const predlog::v1::PredictionLogged& p, absl::Time served_at,
+                          absl::string_view index_key, rocksdb::ColumnFamilyHandle* by_source,
+                          rocksdb::WriteBatch* batch, std::string* key, std::string* value);
+
 // A source incarnation the shard has folded from.
 struct Incarnation {
   std::string name;
@@ -305,6 +335,14 @@ class ShardStore::Impl {
   absl::StatusOr<ScanPage> ScanIndex(internal::Cf cf, const std::string& prefix,
                                      const TimeRange& range, absl::string_view cursor,
                                      size_t limit) const;
+  // Calls `visit` with the entries of a prediction index (by_model,
+  // by_source) under `prefix` in `range` until it returns false.
+  // `with_model`: values hold the prediction's model (by_source).
+  absl::Status VisitIndex(internal::Cf cf, const std::string& prefix, const TimeRange& range,
+                          bool with_model, absl::FunctionRef<bool(const IndexEntry&)> visit) const;
+  // OK, or FAILED_PRECONDITION naming the shard when it has no complete
+  // by_source (an older format opened read-only).
+  absl::Status CheckDataSourceIndex() const;
   absl::StatusOr<uint64_t> CutAtTime(absl::Time t) const;
   absl::StatusOr<std::vector<RejectedRecord>> ListRejected(uint64_t from_seq, size_t limit) const;
   absl::StatusOr<std::string> GetState(const std::string& key, absl::string_view what) const;
@@ -383,6 +421,10 @@ class ShardStore::Impl {
   // records, in WriteBatches of a few thousand leaves; idempotent, so a crash
   // halfway is repaired by the next open.
   absl::Status BuildMerkleTree();
+  // Writes by_source for a shard of format 3 or older (which had none) from
+  // its prediction records, in WriteBatches of a few thousand records;
+  // idempotent like BuildMerkleTree (OpenDb writes format 4 after it).
+  absl::Status BuildDataSourceIndex();
   // Appends leaf `leaf_hash` to b's tree and puts the nodes it completes
   // into batch_: its parents, and the leaf itself only when `keep_leaf` (a
   // lost index: a record's leaf is read from its header instead).
@@ -482,6 +524,10 @@ class ShardStore::Impl {
   std::vector<MerkleNode> completed_;
   // False only for a format-2 shard opened read-only: it has no tree.
   bool has_tree_ = true;
+  // False only for a shard of format 3 or older opened read-only: its
+  // by_source is missing or incomplete.
+  bool has_source_index_ = true;
+  std::string source_value_;  // the fold's by_source value (PutDataSourceEntries)
   // The latest append time written or being written; only the fold (one at
   // a time) and OpenDb touch it.
   absl::Time last_appended_at_ = absl::InfinitePast();

@@ -44,6 +44,11 @@ predlog::v1::AuditEvent MakePrediction(const PredictionSpec& spec) {
   p->mutable_output()->set_score_kind("probability");
   p->set_trace_id(absl::StrCat("trace-", spec.prediction_id));
   (*p->mutable_context())["region"] = "eu-west-1";
+  for (const auto& [name, version] : spec.data_sources) {
+    auto* source = p->add_data_sources();
+    source->set_name(name);
+    source->set_version(version);
+  }
   return event;
 }
 
@@ -51,8 +56,16 @@ std::string MakePredictionPayload(const PredictionSpec& spec) {
   return MakePrediction(spec).SerializeAsString();
 }
 
-std::string MakeSizedPredictionPayload(uint64_t n, size_t target_bytes, uint64_t subjects) {
+std::string MakeSizedPredictionPayload(uint64_t n, size_t target_bytes, uint64_t subjects,
+                                       int data_sources) {
   PredictionSpec spec;
+  for (int k = 0; k < data_sources; ++k) {
+    if (k == 0) {
+      spec.data_sources.emplace_back("applications", absl::StrCat("2026-", n % 12 + 1));
+    } else {
+      spec.data_sources.emplace_back(absl::StrCat("bureau-", k), "2026-10");
+    }
+  }
   spec.prediction_id = absl::StrCat("p", n);
   spec.subject_id = absl::StrCat("s", n % subjects);
   spec.features = 30;

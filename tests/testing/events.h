@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -26,6 +27,8 @@ struct PredictionSpec {
   // Input values and raw_request bytes drawn from a PRNG seeded by
   // prediction_id (as real traffic compresses), instead of fixed patterns.
   bool random_content = false;
+  // data_sources as (name, version) pairs, in order.
+  std::vector<std::pair<std::string, std::string>> data_sources;
 };
 
 predlog::v1::AuditEvent MakePrediction(const PredictionSpec& spec);
@@ -33,8 +36,11 @@ std::string MakePredictionPayload(const PredictionSpec& spec);
 
 // A ~`target_bytes` prediction event (30 features plus raw_request bytes,
 // random_content), the shape benchmarks use: prediction "p<n>" for subject
-// "s<n % subjects>". The same n gives the same bytes.
-std::string MakeSizedPredictionPayload(uint64_t n, size_t target_bytes, uint64_t subjects);
+// "s<n % subjects>". With `data_sources` > 0 it read that many datasets:
+// applications@2026-<n % 12 + 1> first, then bureau-<k>@2026-10 for k = 1,
+// 2, ... The same n gives the same bytes.
+std::string MakeSizedPredictionPayload(uint64_t n, size_t target_bytes, uint64_t subjects,
+                                       int data_sources = 0);
 
 predlog::v1::AuditEvent MakeEntityChange(const std::string& type, const std::string& id,
                                          const std::vector<std::pair<std::string, double>>& set,
