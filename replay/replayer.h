@@ -54,6 +54,10 @@ class Replayer {
       const predlog::v1::GetEntityAtRequest& request) const;
   absl::StatusOr<predlog::v1::RegistryAtResponse> GetRegistryAt(
       const predlog::v1::GetRegistryAtRequest& request) const;
+  // Provenance both ways (replay/lineage.h; implemented in provenance.cc).
+  absl::StatusOr<predlog::v1::Lineage> GetLineage(
+      const predlog::v1::GetLineageRequest& request) const;
+  absl::StatusOr<predlog::v1::Impact> GetImpact(const predlog::v1::GetImpactRequest& request) const;
 
   const ModelCache& model_cache() const { return cache_; }
 

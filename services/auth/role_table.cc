@@ -36,6 +36,8 @@ constexpr RoleSet kSupport = {Role::kSupport};
 constexpr RoleSet kAuditor = {Role::kAuditor};
 constexpr RoleSet kAdmin = {Role::kAdmin};
 constexpr RoleSet kRegistryReaders = {Role::kSupport, Role::kAuditor, Role::kAdmin};
+// Provenance (lineage, impact) answers support's and auditors' questions.
+constexpr RoleSet kProvenanceReaders = {Role::kSupport, Role::kAuditor};
 constexpr RoleSet kStatusReaders = {Role::kAuditor, Role::kAdmin};
 // A signed checkpoint holds a tree size and root, no event data.
 constexpr RoleSet kCheckpointSigners = {Role::kAuditor, Role::kAdmin};
@@ -60,6 +62,8 @@ constexpr MethodAccess kTable[] = {
     {"/predlog.v1.Replay/RerunTrace", Access::kRoles, kSupport, Trail::kRecorded},
     {"/predlog.v1.Replay/GetEntityAt", Access::kRoles, kSupport, Trail::kRecorded},
     {"/predlog.v1.Replay/GetRegistryAt", Access::kRoles, kSupport, Trail::kRecorded},
+    {"/predlog.v1.Replay/GetLineage", Access::kRoles, kProvenanceReaders, Trail::kRecorded},
+    {"/predlog.v1.Replay/GetImpact", Access::kRoles, kProvenanceReaders, Trail::kRecorded},
     // predlog.v1.Audit (audit.proto)
     {"/predlog.v1.Audit/ExportTrail", Access::kRoles, kAuditor, Trail::kRecorded},
     {"/predlog.v1.Audit/GetStatus", Access::kRoles, kStatusReaders},

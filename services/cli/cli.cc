@@ -279,12 +279,65 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         1,
         2,
         &Cli::Dataset}},
+      {"lineage",
+       {"lineage PREDICTION_ID [--subject S] [--at TIME | --after SHARD#INDEX] [--dot]",
+        "show where a prediction came from: model, artifact, data, pipelines, parents",
+        "flags:\n"
+        "  --subject S              look only in this subject's shard; default: every shard\n"
+        "  --at TIME                the registry as of this time; default: now\n"
+        "  --after SHARD#INDEX      the registry right after that record (a prediction's\n"
+        "                           position: what was registered when it was served)\n"
+        "  --dot                    print Graphviz instead of a tree (| dot -Tsvg)\n"
+        "  --json                   the graph as protobuf JSON (nodes and edges)\n"
+        "\n"
+        "The tree goes upstream: the prediction, the model version that made it (with its\n"
+        "artifact digest), what the model was trained and evaluated on, where that data\n"
+        "came from, the pipelines that made it, and the parent predictions of a model\n"
+        "chain. \"(not registered)\" marks what is named but was never registered; a node\n"
+        "met again says \"(above)\".\n"
+        "\n"
+        "examples:\n"
+        "  predlog lineage p-000042\n"
+        "  predlog lineage p-000042 --dot | dot -Tsvg > p-000042.svg\n",
+        {"subject", "at", "after", "dot"},
+        1,
+        1,
+        &Cli::Lineage}},
+      {"impact",
+       {"impact DATASET@VERSION [--from T] [--to T] [--at TIME | --after SHARD#INDEX] "
+        "[--limit N | --all] [--page-token T]",
+        "which decisions, for which customers, did this dataset touch?",
+        "flags:\n"
+        "  --from T, --to T         only predictions served in [from, to); default: all\n"
+        "  --at TIME                the registry and the log as of this time; default: now\n"
+        "  --after SHARD#INDEX      ... or right after that record\n"
+        "  --limit N                predictions listed; default: 20\n"
+        "  --all                    list every impacted prediction (pages of 10,000)\n"
+        "  --page-token T           the next page, as the previous output names it\n"
+        "\n"
+        "Prints the datasets derived from it and the models trained on them (a tree,\n"
+        "edges pointing upstream), the predictions touched counted per model version\n"
+        "with when they were served, then the predictions: those of downstream models,\n"
+        "and those of other models that read an impacted dataset (their data_sources).\n"
+        "\n"
+        "examples:\n"
+        "  predlog impact applications@2026-10\n"
+        "  predlog impact applications@2026-10 --all --json > impacted.jsonl\n"
+        "  predlog export --impact applications@2026-10 --out impacted.jsonl   (verifiable)\n",
+        {"from", "to", "at", "after", "limit", "all", "page-token"},
+        1,
+        1,
+        &Cli::Impact}},
       {"export",
-       {"export (--subject S | --model name@version | --all | --access-trail) [--from T] [--to T] "
+       {"export (--subject S | --model name@version | --impact DATASET@VERSION | --all | "
+        "--access-trail) [--from T] [--to T] "
         "--format jsonl|csv --out FILE   (writes FILE.manifest.json beside it)",
         "export a trail with its hashes and a manifest, for an auditor",
         "flags:\n"
         "  --subject S | --model name@version | --all   what to export (exactly one)\n"
+        "  --impact DATASET@VERSION or the predictions `predlog impact` finds for that\n"
+        "                           dataset (of the models downstream of it, or that read\n"
+        "                           an impacted dataset); the manifest names both sets\n"
         "  --access-trail           or the access trail (who read what; not in --all)\n"
         "  --from T, --to T         served at or after / before T (--all, --access-trail:\n"
         "                           appended at, as each shard's cut); default: no bound\n"
@@ -298,7 +351,7 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "\n"
         "example:\n"
         "  predlog export --subject c-0042 --format csv --out c-0042.csv\n",
-        {"subject", "model", "all", "access-trail", "from", "to", "format", "out"},
+        {"subject", "model", "impact", "all", "access-trail", "from", "to", "format", "out"},
         0,
         0,
         &Cli::Export}},

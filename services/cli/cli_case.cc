@@ -98,7 +98,29 @@ int Cli::Case() {
     SetDeadline(&context);
     const grpc::Status status = registry->GetModel(&context, get_model, &model);
     if (status.ok()) {
-      file("lineage.json", PrettyJson(model));
+      file("model.json", PrettyJson(model));
+    } else {
+      problems.push_back(absl::StrCat("model: ", status.error_message()));
+    }
+  }
+  // ... and the whole graph upstream: the data the model was trained on,
+  // where that came from, the pipelines, parent predictions.
+  v1::Lineage lineage;
+  bool has_lineage = false;
+  {
+    v1::GetLineageRequest request;
+    request.set_prediction_id(p.prediction_id());
+    request.set_subject_id(p.subject_id());
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status =
+        v1::Replay::NewStub(Channel())->GetLineage(&context, request, &lineage);
+    if (status.ok()) {
+      has_lineage = true;
+      file("lineage.json", PrettyJson(lineage));
+      std::ostringstream dot;
+      PrintLineageDot(lineage, dot);
+      file("lineage.dot", dot.str());
     } else {
       problems.push_back(absl::StrCat("lineage: ", status.error_message()));
     }
@@ -220,6 +242,11 @@ int Cli::Case() {
     for (const auto& [k, v] : libs) md << "- Trained with " << k << " " << v << "\n";
   } else {
     md << "The model is not registered: no lineage.\n";
+  }
+  if (has_lineage) {
+    md << "\nThe whole graph upstream (`lineage.json`, `lineage.dot` for Graphviz):\n\n```\n";
+    PrintLineageTree(lineage, md);
+    md << "```\n";
   }
   md << "\n## Re-run\n\n";
   if (reran) {

@@ -35,9 +35,11 @@ std::string Plural(uint64_t n, absl::string_view one, absl::string_view many) {
 // ---------------------------------------------------------------- export, verify, status
 
 int Cli::Export() {
-  const int filters =
-      args_.Has("subject") + args_.Has("model") + args_.Has("all") + args_.Has("access-trail");
-  if (filters != 1) return Usage("give exactly one of --subject, --model, --all, --access-trail");
+  const int filters = args_.Has("subject") + args_.Has("model") + args_.Has("all") +
+                      args_.Has("access-trail") + args_.Has("impact");
+  if (filters != 1) {
+    return Usage("give exactly one of --subject, --model, --impact, --all, --access-trail");
+  }
   if (!args_.Has("out")) return Usage("--out is required");
   absl::StatusOr<ExportFormat> format = ParseExportFormat(args_.Get("format", "jsonl"));
   if (!format.ok()) return Usage(absl::StrCat("--format: ", format.status().message()));
@@ -60,6 +62,34 @@ int Cli::Export() {
     storage::TimeToProto(*t, request.mutable_to());
   }
   if (bad) return kExitUsage;
+  if (args_.Has("impact")) {
+    // The impact's models and datasets as the server finds them now; the
+    // export then holds their predictions (the manifest names both sets).
+    absl::StatusOr<std::pair<std::string, std::string>> dataset =
+        ParseModelRef(args_.Get("impact"), "--impact");
+    if (!dataset.ok()) return Usage(std::string(dataset.status().message()));
+    v1::GetImpactRequest impact_request;
+    impact_request.mutable_dataset()->set_name(dataset->first);
+    impact_request.mutable_dataset()->set_version(dataset->second);
+    impact_request.set_page_size(1);
+    v1::Impact impact;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status =
+        v1::Replay::NewStub(Channel())->GetImpact(&context, impact_request, &impact);
+    if (!status.ok()) return CallFailed(status);
+    v1::PredictionSet* set = request.mutable_predictions();
+    set->set_description(absl::StrCat("impact of dataset ", dataset->first, "@", dataset->second));
+    for (const v1::LineageNode& node : impact.graph().nodes()) {
+      if (node.kind() == v1::LineageNode::MODEL) {
+        *set->add_models() = node.model().registration().model();
+        set->mutable_models()->rbegin()->clear_artifact_sha256();
+      } else if (node.kind() == v1::LineageNode::DATASET) {
+        *set->add_data_sources() = node.dataset().registration().dataset();
+        set->mutable_data_sources()->rbegin()->clear_digest();
+      }
+    }
+  }
 
   const std::string path = args_.Get("out");
   absl::StatusOr<v1::ExportManifest> written = ExportTo(request, path, *format, true);

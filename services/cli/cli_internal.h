@@ -34,7 +34,8 @@ namespace v1 = ::predlog::v1;
 inline const std::set<std::string> kGlobalFlags = {
     "server", "json", "timeout_seconds", "help", "tls_ca", "tls_cert", "tls_key", "token_file"};
 // Flags without a value. -h is read as --help.
-inline const std::set<std::string> kBoolFlags = {"json", "explain", "all", "access-trail", "help"};
+inline const std::set<std::string> kBoolFlags = {"json",         "explain", "all",
+                                                 "access-trail", "help",    "dot"};
 
 // A subcommand's parsed command line.
 struct Args {
@@ -52,6 +53,16 @@ struct Args {
     return it == flags.end() ? kNone : it->second;
   }
 };
+
+// A lineage graph (Replay/GetLineage, the graph of GetImpact) for people: an
+// indented tree from its root, each line a node with what matters about it
+// and the relation it was reached by ("trained on: dataset:..."); a node
+// met again says "(above)" instead of repeating its subtree. Edges point
+// upstream, so the tree reads from what was made to what it was made from.
+void PrintLineageTree(const v1::Lineage& graph, std::ostream& out);
+// The same graph in Graphviz's dot language: shapes by kind, unregistered
+// nodes dashed, edges labelled with their relation.
+void PrintLineageDot(const v1::Lineage& graph, std::ostream& out);
 
 // How predlog reaches predlogd (cli_channel.cc): TLS with --tls_ca (the
 // server's CA), a client certificate with --tls_cert and --tls_key, and a
@@ -175,6 +186,11 @@ class Cli {
   int Replay();
   int Trace();
   int State();
+  // --at TIME | --position N | --after SHARD#INDEX into `as_of` (at most one;
+  // --position only when `allow_position`). INVALID_ARGUMENT names the flag.
+  absl::Status AsOfFlags(bool allow_position, v1::AsOf* as_of);
+  int Lineage();
+  int Impact();
   int Models();
   int Model();
   int ModelRegister();

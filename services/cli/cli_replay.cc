@@ -157,31 +157,8 @@ int Cli::State() {
   v1::GetEntityAtRequest request;
   request.set_entity_type(entity.substr(0, slash));
   request.set_entity_id(entity.substr(slash + 1));
-  if (args_.Has("at") + args_.Has("position") + args_.Has("after") > 1) {
-    return Usage("give one of --at, --position and --after");
-  }
-  bool bad = false;
-  if (std::optional<absl::Time> at = TimeFlag("at", &bad); at) {
-    storage::TimeToProto(*at, request.mutable_as_of()->mutable_time());
-  }
-  if (bad) return kExitUsage;
-  if (args_.Has("position")) {
-    uint64_t position = 0;
-    if (!absl::SimpleAtoi(args_.Get("position"), &position)) {
-      return Usage("--position must be a record count (an index in the entity's shard)");
-    }
-    request.mutable_as_of()->set_index(position);
-  }
-  if (args_.Has("after")) {
-    const std::string after = args_.Get("after");
-    const size_t hash = after.rfind('#');
-    uint64_t index = 0;
-    if (hash == std::string::npos || hash == 0 ||
-        !absl::SimpleAtoi(absl::string_view(after).substr(hash + 1), &index)) {
-      return Usage("--after: want SHARD#INDEX, a record's position as `predlog get` shows it");
-    }
-    request.mutable_as_of()->mutable_after()->set_shard(after.substr(0, hash));
-    request.mutable_as_of()->mutable_after()->set_index(index);
+  if (absl::Status s = AsOfFlags(/*allow_position=*/true, request.mutable_as_of()); !s.ok()) {
+    return Usage(std::string(s.message()));
   }
   auto stub = v1::Replay::NewStub(Channel());
   v1::EntityAtResponse response;

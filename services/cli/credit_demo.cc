@@ -48,6 +48,11 @@ std::string XgboostVersion() {
   return absl::StrCat(major, ".", minor, ".", patch);
 }
 
+std::string FloatsDigest(const std::vector<float>& values) {
+  return storage::ToHex(storage::Sha256(absl::string_view(
+      reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float))));
+}
+
 // The training data's digest: what a dataset registry would record.
 std::string DataDigest(const demo::CreditData& data) {
   storage::Sha256Hasher hasher;
@@ -74,6 +79,11 @@ class Demo {
   absl::StatusOr<std::string> TrainAndRegister(const std::string& version,
                                                const demo::CreditData& data,
                                                const std::string& dataset_version);
+  // Registers the month's data as a dataset registry would see it: the CRM's
+  // export of applications (the rows), the defaults observed later (the
+  // labels), and applications@month, the training set the feature pipeline
+  // joined from the two.
+  absl::Status RegisterDatasets(const demo::CreditData& data, const std::string& month);
   absl::Status Deploy(const std::string& version, double fraction, const std::string& reason);
   absl::Status ChangeCustomer(int customer, const std::vector<std::string>& fields);
   std::string CustomerId(int customer) const { return absl::StrFormat("c-%04d", customer); }
@@ -90,9 +100,50 @@ class Demo {
   int changes_ = 0;
 };
 
+absl::Status Demo::RegisterDatasets(const demo::CreditData& data, const std::string& month) {
+  auto ref = [](const std::string& name, const std::string& version, const std::string& digest) {
+    v1::DatasetRef r;
+    r.set_name(name);
+    r.set_version(version);
+    r.set_digest(digest);
+    return r;
+  };
+  const v1::DatasetRef rows = ref("crm-applications", month, FloatsDigest(data.x));
+  const v1::DatasetRef labels = ref("defaults", month, FloatsDigest(data.y));
+  std::vector<v1::DatasetRegistered> datasets(3);
+  *datasets[0].mutable_dataset() = rows;
+  datasets[0].set_source(absl::StrCat("postgres://crm/applications WHERE month = '", month, "'"));
+  datasets[0].set_size_bytes(data.x.size() * sizeof(float));
+  *datasets[1].mutable_dataset() = labels;
+  datasets[1].set_source(absl::StrCat("s3://risk/defaults/", month, ".parquet"));
+  datasets[1].set_size_bytes(data.y.size() * sizeof(float));
+  v1::DatasetRegistered& joined = datasets[2];
+  *joined.mutable_dataset() = ref("applications", month, DataDigest(data));
+  *joined.add_derived_from() = rows;
+  *joined.add_derived_from() = labels;
+  joined.mutable_pipeline()->set_name(kPipeline);
+  joined.mutable_pipeline()->set_version(kPipelineVersion);
+  joined.set_reason(absl::StrCat("training set for the ", month, " credit model"));
+  for (v1::DatasetRegistered& dataset : datasets) {
+    dataset.set_row_count(data.y.size());
+    v1::RegisterDatasetRequest request;
+    request.set_actor("demo:data-eng");
+    *request.mutable_dataset() = std::move(dataset);
+    v1::RegistryReceipt receipt;
+    grpc::ClientContext context;
+    RETURN_IF_ERROR(
+        FromGrpc(registry_->RegisterDataset(&context, request, &receipt),
+                 absl::StrCat("register ", request.dataset().dataset().name(), "@", month)));
+  }
+  out_ << "registered crm-applications@" << month << ", defaults@" << month << " -> applications@"
+       << month << "\n";
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> Demo::TrainAndRegister(const std::string& version,
                                                    const demo::CreditData& data,
                                                    const std::string& dataset_version) {
+  RETURN_IF_ERROR(RegisterDatasets(data, dataset_version));
   demo::TrainOptions train;
   train.trees = 50;
   train.max_depth = 4;

@@ -178,6 +178,13 @@ inline constexpr char kAccessTrailTopic[] = "predlog.access";
 // which picks records from its shards.
 std::vector<std::string> WholeLogTopics(const predlog::v1::ExportTrailRequest& filter);
 
+// Whether `prediction` is in `set` (ExportTrailRequest.predictions): made by
+// one of its model versions, or reading one of its datasets (by name and
+// version). The server picks an export's records with it and VerifyExport
+// checks each record of the file with it.
+bool InPredictionSet(const predlog::v1::PredictionSet& set,
+                     const predlog::v1::PredictionLogged& prediction);
+
 struct ExportVerification {
   uint64_t records_checked = 0;
   // With a verifier key, when consistent: every shard's checkpoint is signed

@@ -71,7 +71,8 @@ size_t FirstDifference(absl::string_view a, absl::string_view b) {
 std::optional<std::string> FilterMismatch(const predlog::v1::ExportTrailRequest& filter,
                                           const AuditEvent& event) {
   using Filter = predlog::v1::ExportTrailRequest;
-  if (filter.filter_case() != Filter::kSubjectId && filter.filter_case() != Filter::kModel) {
+  if (filter.filter_case() != Filter::kSubjectId && filter.filter_case() != Filter::kModel &&
+      filter.filter_case() != Filter::kPredictions) {
     return std::nullopt;
   }
   const auto micros = [](const google::protobuf::Timestamp& t) {
@@ -91,6 +92,11 @@ std::optional<std::string> FilterMismatch(const predlog::v1::ExportTrailRequest&
                         ", not of the manifest's filter model ", filter.model().name(), "@",
                         filter.model().version());
   }
+  if (filter.has_predictions() && !InPredictionSet(filter.predictions(), p)) {
+    return absl::StrCat("is a prediction of model ", p.model().name(), "@", p.model().version(),
+                        " that read none of the manifest's filter datasets, and that model is "
+                        "not one of its filter models");
+  }
   const absl::Time served = storage::TimeFromProto(p.served_at());
   if (filter.has_from() && micros(p.served_at()) < micros(filter.from())) {
     return absl::StrCat(
@@ -105,6 +111,26 @@ std::optional<std::string> FilterMismatch(const predlog::v1::ExportTrailRequest&
   }
   return std::nullopt;
 }
+
+}  // namespace
+
+bool InPredictionSet(const predlog::v1::PredictionSet& set,
+                     const predlog::v1::PredictionLogged& prediction) {
+  for (const predlog::v1::ModelRef& model : set.models()) {
+    if (model.name() == prediction.model().name() &&
+        model.version() == prediction.model().version()) {
+      return true;
+    }
+  }
+  for (const predlog::v1::DatasetRef& data : set.data_sources()) {
+    for (const predlog::v1::DatasetRef& source : prediction.data_sources()) {
+      if (data.name() == source.name() && data.version() == source.version()) return true;
+    }
+  }
+  return false;
+}
+
+namespace {
 
 // The manifest flattened to runs in file order.
 struct Run {

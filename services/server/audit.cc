@@ -1,9 +1,11 @@
 #include "services/server/audit.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "services/export/trail_export.h"
 #include "services/kafka/kafka_config.h"
 #include "services/server/prediction_log.h"
 #include "storage/logging.h"
@@ -74,6 +76,31 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
         plan.push_back(std::move(shard_plan));
       }
       break;
+    case predlog::v1::ExportTrailRequest::kPredictions: {
+      const predlog::v1::PredictionSet& set = request.predictions();
+      if (set.models().empty() && set.data_sources().empty()) {
+        return absl::InvalidArgumentError(
+            "predictions names no model and no dataset: give at least one");
+      }
+      for (int i = 0; i < set.models_size(); ++i) {
+        if (set.models(i).name().empty() || set.models(i).version().empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("predictions.models[", i, "] needs a name and a version"));
+        }
+      }
+      for (int i = 0; i < set.data_sources_size(); ++i) {
+        if (set.data_sources(i).name().empty() || set.data_sources(i).version().empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("predictions.data_sources[", i, "] needs a name and a version"));
+        }
+      }
+      RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("exporting a set of predictions"));
+      for (int p = 0; p < ingest_->partitions(); ++p) {
+        ASSIGN_OR_RETURN(ExportCursor::ShardPlan shard_plan, PlanShard(p));
+        plan.push_back(std::move(shard_plan));
+      }
+      break;
+    }
     case predlog::v1::ExportTrailRequest::kAll:
     case predlog::v1::ExportTrailRequest::kAccessTrail: {
       const bool all = request.has_all();
@@ -107,7 +134,7 @@ absl::StatusOr<std::unique_ptr<ExportCursor>> Audit::StartExport(
     }
     case predlog::v1::ExportTrailRequest::FILTER_NOT_SET:
       return absl::InvalidArgumentError(
-          "filter is missing: set subject_id, model, all or access_trail");
+          "filter is missing: set subject_id, model, predictions, all or access_trail");
   }
   return std::unique_ptr<ExportCursor>(new ExportCursor(request, std::move(plan)));
 }
@@ -192,19 +219,45 @@ absl::Status ExportCursor::Scan(ShardPlan* plan) const {
   constexpr size_t kPage = 1000;
   const storage::TimeRange range = RangeOf(request_);
   const uint64_t end = plan->end_index;
-  std::string cursor;
-  do {
-    ASSIGN_OR_RETURN(storage::ScanPage page,
-                     request_.has_model()
-                         ? plan->shard->ScanModel(request_.model().name(),
-                                                  request_.model().version(), range, cursor, kPage)
-                         : plan->shard->ScanSubject(request_.subject_id(), range, cursor, kPage));
-    for (const storage::StoredRecord& record : page.records) {
-      if (record.index < end) plan->indexes.push_back(record.index);
+  // One index scan: a subject's, a model version's or a data source's.
+  const auto scan =
+      [&](const std::function<absl::StatusOr<storage::ScanPage>(absl::string_view cursor)>&
+              next_page) -> absl::Status {
+    std::string cursor;
+    do {
+      ASSIGN_OR_RETURN(storage::ScanPage page, next_page(cursor));
+      for (const storage::StoredRecord& record : page.records) {
+        if (record.index < end) plan->indexes.push_back(record.index);
+      }
+      cursor = std::move(page.next_cursor);
+    } while (!cursor.empty());
+    return absl::OkStatus();
+  };
+  const storage::ShardStore& shard = *plan->shard;
+  if (request_.has_predictions()) {
+    for (const predlog::v1::ModelRef& model : request_.predictions().models()) {
+      RETURN_IF_ERROR(scan([&](absl::string_view cursor) {
+        return shard.ScanModel(model.name(), model.version(), range, cursor, kPage);
+      }));
     }
-    cursor = std::move(page.next_cursor);
-  } while (!cursor.empty());
+    for (const predlog::v1::DatasetRef& data : request_.predictions().data_sources()) {
+      RETURN_IF_ERROR(scan([&](absl::string_view cursor) {
+        return shard.ScanDataSource(data.name(), data.version(), range, cursor, kPage);
+      }));
+    }
+  } else if (request_.has_model()) {
+    RETURN_IF_ERROR(scan([&](absl::string_view cursor) {
+      return shard.ScanModel(request_.model().name(), request_.model().version(), range, cursor,
+                             kPage);
+    }));
+  } else {
+    RETURN_IF_ERROR(scan([&](absl::string_view cursor) {
+      return shard.ScanSubject(request_.subject_id(), range, cursor, kPage);
+    }));
+  }
+  // In log order, each once (a prediction may be in several of a set's scans).
   std::sort(plan->indexes.begin(), plan->indexes.end());
+  plan->indexes.erase(std::unique(plan->indexes.begin(), plan->indexes.end()), plan->indexes.end());
   return absl::OkStatus();
 }
 
@@ -214,7 +267,9 @@ std::optional<bool> ExportCursor::Matches(const storage::StoredRecord& record) c
   if (!event.ok()) return std::nullopt;
   if (!event->has_prediction_logged()) return false;
   const predlog::v1::PredictionLogged& p = event->prediction_logged();
-  if (request_.has_model()) {
+  if (request_.has_predictions()) {
+    if (!InPredictionSet(request_.predictions(), p)) return false;
+  } else if (request_.has_model()) {
     if (p.model().name() != request_.model().name() ||
         p.model().version() != request_.model().version()) {
       return false;

@@ -647,6 +647,24 @@ grpc::ServerUnaryReactor* ReplayService::GetRegistryAt(grpc::CallbackServerConte
       });
 }
 
+grpc::ServerUnaryReactor* ReplayService::GetLineage(grpc::CallbackServerContext* context,
+                                                    const grpc::ByteBuffer* request,
+                                                    grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::GetLineageRequest, predlog::v1::Lineage>(
+      gate_, "/predlog.v1.Replay/GetLineage", context, request, response,
+      [this](const predlog::v1::GetLineageRequest& parsed) {
+        return replayer_->GetLineage(parsed);
+      });
+}
+
+grpc::ServerUnaryReactor* ReplayService::GetImpact(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* response) {
+  return FinishOnPool<predlog::v1::GetImpactRequest, predlog::v1::Impact>(
+      gate_, "/predlog.v1.Replay/GetImpact", context, request, response,
+      [this](const predlog::v1::GetImpactRequest& parsed) { return replayer_->GetImpact(parsed); });
+}
+
 namespace {
 
 // Records per ExportTrail message: large enough to amortize a message, small

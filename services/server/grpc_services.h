@@ -69,7 +69,9 @@ using RawReplayService = predlog::v1::Replay::WithRawCallbackMethod_Rerun<
     predlog::v1::Replay::WithRawCallbackMethod_RerunTrace<
         predlog::v1::Replay::WithRawCallbackMethod_GetEntityAt<
             predlog::v1::Replay::WithRawCallbackMethod_GetRegistryAt<
-                predlog::v1::Replay::Service>>>>;
+                predlog::v1::Replay::WithRawCallbackMethod_GetLineage<
+                    predlog::v1::Replay::WithRawCallbackMethod_GetImpact<
+                        predlog::v1::Replay::Service>>>>>>;
 using RawAuditService = predlog::v1::Audit::WithRawCallbackMethod_ExportTrail<
     predlog::v1::Audit::WithRawCallbackMethod_GetStatus<
         predlog::v1::Audit::WithRawCallbackMethod_GetChainValues<
@@ -186,6 +188,12 @@ class ReplayService final : public RawReplayService {
   grpc::ServerUnaryReactor* GetRegistryAt(grpc::CallbackServerContext* context,
                                           const grpc::ByteBuffer* request,
                                           grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetLineage(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetImpact(grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
 
  private:
   const replay::Replayer* const replayer_;

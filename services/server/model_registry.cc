@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "replay/lineage.h"
 #include "replay/replayer.h"
 #include "services/kafka/kafka_config.h"
 #include "storage/status_macros.h"
@@ -235,18 +236,7 @@ absl::StatusOr<predlog::v1::DatasetRecord> ModelRegistry::GetDataset(
     return absl::NotFoundError(
         absl::StrCat("dataset ", request.name(), "@", request.version(), " is not registered"));
   }
-  // The envelope (who registered it, when) is in the record, not the state.
-  ASSIGN_OR_RETURN(storage::StoredRecord stored, shard.Get(it->second.index));
-  ASSIGN_OR_RETURN(predlog::v1::AuditEvent event, stored.Event());
-  predlog::v1::DatasetRecord record;
-  *record.mutable_registration() = it->second.body;
-  record.mutable_position()->set_shard(shard.name());
-  record.mutable_position()->set_index(it->second.index);
-  record.set_leaf_sha256(storage::ToHex(it->second.leaf));
-  record.set_registered_by(event.actor());
-  record.set_claimed_by(event.claimed_actor());
-  if (event.has_recorded_at()) *record.mutable_recorded_at() = event.recorded_at();
-  return record;
+  return replay::ToDatasetRecord(it->second, shard);
 }
 
 absl::StatusOr<predlog::v1::ModelRecord> ModelRegistry::GetModel(

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "replay/lineage.h"
 #include "services/kafka/kafka_config.h"
 #include "storage/sha256.h"
 #include "storage/status_macros.h"
@@ -126,20 +127,7 @@ void PredictionLog::ChangeEntity(const predlog::v1::ChangeEntityRequest& request
 
 absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::ToRecord(
     int partition, const storage::StoredRecord& record) const {
-  const storage::ShardStore& shard = ingest_->shard(partition);
-  predlog::v1::PredictionRecord out;
-  if (!out.mutable_event()->ParseFromString(record.payload)) {
-    return absl::DataLossError(
-        absl::StrCat(shard.name(), ": record ", record.index, " does not parse"));
-  }
-  out.mutable_position()->set_shard(shard.name());
-  out.mutable_position()->set_index(record.index);
-  out.mutable_source()->set_incarnation(record.source.incarnation);
-  out.mutable_source()->set_partition(partition);
-  out.mutable_source()->set_offset(record.source.offset);
-  out.set_leaf_sha256(storage::ToHex(record.leaf));
-  if (record.appended_at) storage::TimeToProto(*record.appended_at, out.mutable_appended_at());
-  return out;
+  return replay::ToPredictionRecord(ingest_->shard(partition), partition, record);
 }
 
 absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::GetPrediction(

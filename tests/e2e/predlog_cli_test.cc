@@ -9,12 +9,14 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "predlog/v1/replay.pb.h"
 #include "predlog/v1/service.pb.h"
 #include "tests/e2e/child_process.h"
 #include "tests/testing/temp_dir.h"
@@ -239,16 +241,16 @@ TEST_F(PredlogCliTest, DatasetRegisterByPathThenGetDuplicateAndConflict) {
   WriteFile(data + "/part-0.csv", "id,income\n1,52000\n");
   WriteFile(data + "/meta/schema.json", "{}");
   const std::string register_cmd =
-      Cli() + " dataset register --name applications --version 2026-10 --path " + data +
+      Cli() + " dataset register --name loans --version 2026-10 --path " + data +
       " --source 'postgres://crm/applications' --rows 1 --derived-from raw-applications@2026-10" +
       " --derived-from-model fraud@v2 --pipeline extract@7 --pipeline-digest 4f2a9c1" +
       " --reason 'monthly extract' --actor data-eng";
   auto [code, out] = RunCommand(register_cmd);
   ASSERT_EQ(code, 0) << out;
-  EXPECT_THAT(out, HasSubstr("APPLIED applications@2026-10  sha256:"));
+  EXPECT_THAT(out, HasSubstr("APPLIED loans@2026-10  sha256:"));
   EXPECT_THAT(out, HasSubstr("(20 bytes)"));
 
-  auto [get_code, got] = RunCommand(Cli() + " dataset get applications@2026-10");
+  auto [get_code, got] = RunCommand(Cli() + " dataset get loans@2026-10");
   EXPECT_EQ(get_code, 0) << got;
   EXPECT_THAT(got, HasSubstr("source:         postgres://crm/applications"));
   EXPECT_THAT(got, HasSubstr("derived from:   raw-applications@2026-10"));
@@ -260,16 +262,16 @@ TEST_F(PredlogCliTest, DatasetRegisterByPathThenGetDuplicateAndConflict) {
 
   auto [dup_code, dup] = RunCommand(register_cmd);
   EXPECT_EQ(dup_code, 0) << dup;
-  EXPECT_THAT(dup, HasSubstr("DUPLICATE applications@2026-10"));
+  EXPECT_THAT(dup, HasSubstr("DUPLICATE loans@2026-10"));
 
   WriteFile(data + "/part-0.csv", "id,income\n1,52001\n");
   auto [conflict_code, conflict] = RunCommand(register_cmd);
   EXPECT_EQ(conflict_code, 1) << conflict;
-  EXPECT_THAT(conflict, HasSubstr("applications@2026-10 is already registered with other content"));
+  EXPECT_THAT(conflict, HasSubstr("loans@2026-10 is already registered with other content"));
 
-  auto [missing_code, missing] = RunCommand(Cli() + " dataset get applications@1999-01");
+  auto [missing_code, missing] = RunCommand(Cli() + " dataset get loans@1999-01");
   EXPECT_EQ(missing_code, 1);
-  EXPECT_THAT(missing, HasSubstr("applications@1999-01 is not registered"));
+  EXPECT_THAT(missing, HasSubstr("loans@1999-01 is not registered"));
   auto [usage_code, usage] =
       RunCommand(Cli() + " dataset register --name a --version b --digest sha256:00 --path x");
   EXPECT_EQ(usage_code, 2);
@@ -436,20 +438,73 @@ TEST_F(PredlogCliTest, AccessListsWhoReadWhatAndTheTrailExportsProven) {
                                   "checkpoints name, each with every record below"));
 }
 
+// The demo registers each month's data: crm-applications and defaults ->
+// applications@month -> credit@v1 (2026-10) and credit@v2 (2026-11).
+TEST_F(PredlogCliTest, LineageShowsTheDataBehindADecisionAndImpactTheDecisionsBehindData) {
+  auto [code, out] = RunCommand(Cli() + " lineage " + *prediction_);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("prediction:" + *prediction_ + "  subject " + *customer_));
+  EXPECT_THAT(out, HasSubstr("made by: model:credit@v1  artifact sha256:"));
+  EXPECT_THAT(out, HasSubstr("trained on: dataset:applications@2026-10  sha256:"));
+  EXPECT_THAT(out, HasSubstr("derived from: dataset:crm-applications@2026-10"));
+  EXPECT_THAT(out, HasSubstr("source postgres://crm/applications WHERE month = '2026-10'"));
+  EXPECT_THAT(out, HasSubstr("produced by: pipeline:credit-features@3"));
+  auto [dot_code, dot] = RunCommand(Cli() + " lineage --dot " + *prediction_);
+  EXPECT_EQ(dot_code, 0) << dot;
+  EXPECT_THAT(dot, HasSubstr("digraph lineage {"));
+  EXPECT_THAT(dot, HasSubstr("\"model:credit@v1\" -> \"dataset:applications@2026-10\" "
+                             "[label=\"trained on\"]"));
+  auto [missing_code, missing] = RunCommand(Cli() + " lineage no-such-prediction");
+  EXPECT_EQ(missing_code, 1) << missing;
+
+  // Impact: every credit@v1 prediction, none of credit@v2's.
+  auto [impact_code, impact] = RunCommand(Cli() + " impact crm-applications@2026-10 --json");
+  ASSERT_EQ(impact_code, 0) << impact;
+  predlog::v1::Impact answer;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(impact, &answer).ok()) << impact;
+  ASSERT_EQ(answer.models_size(), 1) << impact;
+  EXPECT_EQ(answer.models(0).model().version(), "v1");
+  EXPECT_TRUE(answer.models(0).downstream());
+  EXPECT_GT(answer.total_predictions(), 400u);
+  EXPECT_LT(answer.total_predictions(), 800u);
+  auto [text_code, text] = RunCommand(Cli() + " impact applications@2026-11 --limit 3");
+  EXPECT_EQ(text_code, 0) << text;
+  EXPECT_THAT(text, HasSubstr("credit@v2  "));
+  EXPECT_THAT(text, HasSubstr("(trained downstream)"));
+  EXPECT_THAT(text, HasSubstr("(more: --page-token "));
+  auto [bad_code, bad] = RunCommand(Cli() + " impact applications");
+  EXPECT_EQ(bad_code, 2) << bad;
+
+  // Exported as a verifiable trail: exactly the impacted predictions.
+  const std::string file = dir_->Sub("impact.jsonl");
+  auto [export_code, exported] =
+      RunCommand(Cli() + " export --impact applications@2026-10 --out " + file);
+  ASSERT_EQ(export_code, 0) << exported;
+  EXPECT_THAT(exported,
+              HasSubstr(absl::StrCat("exported ", answer.total_predictions(), " records")));
+  auto [verify_code, verified] =
+      RunCommand(std::string(PREDLOG_CLI_BINARY) + " verify " + file + " " + file +
+                 ".manifest.json --key " + dir_->Sub("data") + "/keys/checkpoint.key.pub");
+  EXPECT_EQ(verify_code, 0) << verified;
+  EXPECT_THAT(ReadFile(file + ".manifest.json"),
+              HasSubstr("impact of dataset applications@2026-10"));
+}
+
 TEST_F(PredlogCliTest, CaseFileHasEverythingAndItsExportVerifies) {
   const std::string dir = dir_->Sub("case");
   auto [code, out] =
       RunCommand(Cli() + " case " + *prediction_ + " --out " + dir + " --against credit@v2");
   EXPECT_EQ(code, 0) << out;
   for (const char* name :
-       {"summary.md", "event.json", "lineage.json", "rerun.json", "record_at_decision.json",
-        "trail.jsonl", "export.jsonl", "export.jsonl.manifest.json"}) {
+       {"summary.md", "event.json", "model.json", "lineage.json", "lineage.dot", "rerun.json",
+        "record_at_decision.json", "trail.jsonl", "export.jsonl", "export.jsonl.manifest.json"}) {
     EXPECT_TRUE(std::filesystem::exists(dir + "/" + name)) << name;
   }
   const std::string summary = ReadFile(dir + "/summary.md");
   EXPECT_THAT(summary, HasSubstr("# Case file: prediction " + *prediction_));
   EXPECT_THAT(summary, HasSubstr("exact match, bit for bit"));
   EXPECT_THAT(summary, HasSubstr("Trained on dataset applications@2026-10"));
+  EXPECT_THAT(summary, HasSubstr("derived from: dataset:crm-applications@2026-1"));
   EXPECT_THAT(summary, HasSubstr("Counterfactual"));
   EXPECT_THAT(summary, HasSubstr("records verified"));
   EXPECT_THAT(summary, Not(HasSubstr("## Problems")));

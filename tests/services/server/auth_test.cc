@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/registry.grpc.pb.h"
+#include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
 #include "services/server/server.h"
 #include "storage/sha256.h"
@@ -354,6 +355,58 @@ TEST_F(AuthTest, EachRoleCanCallItsMethods) {
     ASSERT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(models.models_size(), 1);
   }
+}
+
+// A dataset's registered_by is the identity that authenticated the
+// RegisterDataset call; the request's actor is only a claim beside it, and
+// the lineage graph shows the same.
+TEST_F(AuthTest, ADatasetIsRegisteredByTheAuthenticatedIdentityNotItsClaim) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  predlog::v1::RegisterDatasetRequest request;
+  request.mutable_dataset()->mutable_dataset()->set_name("applications");
+  request.mutable_dataset()->mutable_dataset()->set_version("2026-10");
+  request.mutable_dataset()->mutable_dataset()->set_digest(std::string(64, 'a'));
+  request.set_actor("the-ceo");
+  predlog::v1::RegistryReceipt receipt;
+  {
+    // Support may not register.
+    grpc::ClientContext context;
+    Prepare(&context, As("sam-support"));
+    EXPECT_EQ(predlog::v1::Registry::NewStub(Channel(As("sam-support")))
+                  ->RegisterDataset(&context, request, &receipt)
+                  .error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext context;
+    Prepare(&context, As("ops-admin"));
+    const grpc::Status status = predlog::v1::Registry::NewStub(Channel(As("ops-admin")))
+                                    ->RegisterDataset(&context, request, &receipt);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  predlog::v1::GetDatasetRequest get;
+  get.set_name("applications");
+  get.set_version("2026-10");
+  predlog::v1::DatasetRecord record;
+  grpc::ClientContext context;
+  Prepare(&context, As("sam-support"));
+  const grpc::Status status = predlog::v1::Registry::NewStub(Channel(As("sam-support")))
+                                  ->GetDataset(&context, get, &record);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(record.registered_by(), "ops-admin");
+  EXPECT_EQ(record.claimed_by(), "the-ceo");
+
+  predlog::v1::GetImpactRequest impact_request;
+  impact_request.mutable_dataset()->set_name("applications");
+  impact_request.mutable_dataset()->set_version("2026-10");
+  predlog::v1::Impact impact;
+  grpc::ClientContext impact_context;
+  Prepare(&impact_context, As("ada-auditor"));
+  const grpc::Status impact_status = predlog::v1::Replay::NewStub(Channel(As("ada-auditor")))
+                                         ->GetImpact(&impact_context, impact_request, &impact);
+  ASSERT_TRUE(impact_status.ok()) << impact_status.error_message();
+  ASSERT_EQ(impact.graph().nodes_size(), 1);
+  EXPECT_EQ(impact.graph().nodes(0).dataset().registered_by(), "ops-admin");
 }
 
 // The recorded actor is the identity that authenticated the call, whatever
