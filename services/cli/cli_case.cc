@@ -245,7 +245,7 @@ int Cli::Case() {
   }
   if (has_lineage) {
     md << "\nThe whole graph upstream (`lineage.json`, `lineage.dot` for Graphviz):\n\n```\n";
-    PrintLineageTree(lineage, md);
+    PrintLineageTree(lineage, /*downstream=*/false, md);
     md << "```\n";
   }
   md << "\n## Re-run\n\n";

@@ -56,10 +56,11 @@ struct Args {
 
 // A lineage graph (Replay/GetLineage, the graph of GetImpact) for people: an
 // indented tree from its root, each line a node with what matters about it
-// and the relation it was reached by ("trained on: dataset:..."); a node
-// met again says "(above)" instead of repeating its subtree. Edges point
-// upstream, so the tree reads from what was made to what it was made from.
-void PrintLineageTree(const v1::Lineage& graph, std::ostream& out);
+// and the relation it was reached by; a node met again says "(above)"
+// instead of repeating its subtree. Edges point upstream: followed as they
+// point (a lineage: "trained on: dataset:...") or, with `downstream`, against
+// them (an impact: "trained on it: model:...").
+void PrintLineageTree(const v1::Lineage& graph, bool downstream, std::ostream& out);
 // The same graph in Graphviz's dot language: shapes by kind, unregistered
 // nodes dashed, edges labelled with their relation.
 void PrintLineageDot(const v1::Lineage& graph, std::ostream& out);

@@ -40,6 +40,18 @@ std::string RelationText(v1::LineageEdge::Relation relation) {
   }
 }
 
+// The same edge read downstream, from what it was made from.
+std::string DependentText(v1::LineageEdge::Relation relation) {
+  switch (relation) {
+    case v1::LineageEdge::TRAINED_ON:
+      return "trained on it";
+    case v1::LineageEdge::DERIVED_FROM:
+      return "derived from it";
+    default:
+      return absl::StrCat(RelationText(relation), " it");
+  }
+}
+
 std::string Short(const std::string& digest) {
   return digest.size() > 12 ? absl::StrCat(digest.substr(0, 12), "...") : digest;
 }
@@ -102,11 +114,13 @@ std::string NodeText(const v1::LineageNode& node) {
 
 }  // namespace
 
-void PrintLineageTree(const v1::Lineage& graph, std::ostream& out) {
+void PrintLineageTree(const v1::Lineage& graph, bool downstream, std::ostream& out) {
   std::map<std::string, const v1::LineageNode*> nodes;
   for (const v1::LineageNode& node : graph.nodes()) nodes[node.id()] = &node;
   std::map<std::string, std::vector<const v1::LineageEdge*>> edges;
-  for (const v1::LineageEdge& edge : graph.edges()) edges[edge.from()].push_back(&edge);
+  for (const v1::LineageEdge& edge : graph.edges()) {
+    edges[downstream ? edge.to() : edge.from()].push_back(&edge);
+  }
   std::set<std::string> printed;
   struct Frame {
     std::string id;
@@ -129,7 +143,11 @@ void PrintLineageTree(const v1::Lineage& graph, std::ostream& out) {
     if (children == edges.end()) continue;
     // Pushed in reverse so they print in the order found.
     for (auto it = children->second.rbegin(); it != children->second.rend(); ++it) {
-      stack.push_back({(*it)->to(), RelationText((*it)->relation()) + ": ", frame.depth + 1});
+      const v1::LineageEdge& edge = **it;
+      stack.push_back(
+          {downstream ? edge.from() : edge.to(),
+           (downstream ? DependentText(edge.relation()) : RelationText(edge.relation())) + ": ",
+           frame.depth + 1});
     }
   }
 }
@@ -211,7 +229,7 @@ int Cli::Lineage() {
   } else if (args_.Has("dot")) {
     PrintLineageDot(lineage, out_);
   } else {
-    PrintLineageTree(lineage, out_);
+    PrintLineageTree(lineage, /*downstream=*/false, out_);
     out_ << "(registry as of " << lineage.registry_cut().shard() << " after "
          << lineage.registry_cut().index() << " records)\n";
   }
@@ -259,7 +277,7 @@ int Cli::Impact() {
         const v1::Lineage& graph = page.graph();
         out_ << "impact of " << graph.root() << " (registry as of " << graph.registry_cut().shard()
              << " after " << graph.registry_cut().index() << " records)\n\ndownstream:\n";
-        PrintLineageTree(graph, out_);
+        PrintLineageTree(graph, /*downstream=*/true, out_);
         out_ << "\n" << page.total_predictions() << " predictions touched, by model version:\n";
         for (const v1::ImpactedModel& model : page.models()) {
           out_ << "  " << model.model().name() << "@" << model.model().version() << "  "

@@ -393,6 +393,8 @@ absl::StatusOr<CreditDemoResult> Demo::Run() {
        << " --format jsonl --out " << result.denied_customer << ".jsonl\n"
        << "  predlog verify " << result.denied_customer << ".jsonl " << result.denied_customer
        << ".jsonl.manifest.json\n"
+       << "  predlog lineage" << server << " " << result.denied_prediction << "\n"
+       << "  predlog impact" << server << " applications@2026-10\n"
        << "  predlog case" << server << " " << result.denied_prediction << " --out case-"
        << result.denied_prediction << "\n";
   return result;

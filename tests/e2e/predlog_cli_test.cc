@@ -87,6 +87,10 @@ TEST_F(PredlogCliTest, DemoNamesADeniedCustomerAndTheCommandsToInvestigate) {
   EXPECT_THAT(*demo_output_, HasSubstr("logged     800 predictions"));
   EXPECT_THAT(*demo_output_, HasSubstr("predlog replay --server=" + server_->grpc() + " " +
                                        *prediction_ + " --explain"));
+  EXPECT_THAT(*demo_output_,
+              HasSubstr("predlog lineage --server=" + server_->grpc() + " " + *prediction_));
+  EXPECT_THAT(*demo_output_, HasSubstr("registered crm-applications@2026-10, defaults@2026-10 "
+                                       "-> applications@2026-10"));
   EXPECT_TRUE(absl::StartsWith(*customer_, "c-")) << *customer_;
   EXPECT_TRUE(absl::StartsWith(*prediction_, "p-")) << *prediction_;
 }
