@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "replay/replayer.h"
 #include "storage/status_macros.h"
 #include "storage/timestamps.h"
 
@@ -72,6 +73,7 @@ void LineageGraph::Reset(predlog::v1::Lineage* out) {
   nodes_.clear();
   edges_.clear();
   to_expand_.clear();
+  error_ = absl::OkStatus();
 }
 
 LineageNode* LineageGraph::Node(const std::string& id, LineageNode::Kind kind, bool* added) {
@@ -118,16 +120,7 @@ std::string LineageGraph::AddModel(const predlog::v1::ModelRef& ref) {
     return id;
   }
   node->set_registered(true);
-  *record->mutable_registration() = it->second.body;
-  record->mutable_position()->set_shard(shard_.name());
-  record->mutable_position()->set_index(it->second.index);
-  record->set_leaf_sha256(storage::ToHex(it->second.leaf));
-  for (const auto& [key, deploy] : registry_.deployments) {
-    if (deploy.body.traffic_fraction() > 0 && deploy.body.model().name() == ref.name() &&
-        deploy.body.model().version() == ref.version()) {
-      *record->add_deployments() = deploy.body;
-    }
-  }
+  *record = ToModelRecord(registry_, it->second, shard_.name());
   to_expand_.push_back({LineageNode::MODEL, ref.name(), ref.version()});
   return id;
 }
@@ -144,12 +137,14 @@ std::string LineageGraph::AddPipeline(const predlog::v1::PipelineRef& ref) {
   return id;
 }
 
-std::string LineageGraph::AddPrediction(predlog::v1::PredictionRecord record, bool recorded) {
+std::string LineageGraph::AddPrediction(predlog::v1::PredictionRecord record, bool recorded,
+                                        std::string note) {
   std::string id = PredictionNodeId(record.event().prediction_logged().prediction_id());
   bool added = false;
   LineageNode* node = Node(id, LineageNode::PREDICTION, &added);
   if (added) {
     node->set_registered(recorded);
+    node->set_note(std::move(note));
     *node->mutable_prediction() = std::move(record);
   }
   return id;

@@ -75,10 +75,12 @@ class LineageGraph {
   std::string AddModel(const predlog::v1::ModelRef& ref);
   // Empty name: no node, returns "".
   std::string AddPipeline(const predlog::v1::PipelineRef& ref);
-  // A prediction node with its record; `recorded` false: a prediction that
-  // another names (a parent) but that is not in the log, with only its id in
-  // the record (registered = false).
-  std::string AddPrediction(predlog::v1::PredictionRecord record, bool recorded = true);
+  // A prediction node with its record. `recorded` false: a prediction that
+  // another names (a parent) but that is not in the log or could not be
+  // looked up, with only its id in the record (registered = false). `note`
+  // says why (LineageNode.note), or that a recorded one was not walked.
+  std::string AddPrediction(predlog::v1::PredictionRecord record, bool recorded = true,
+                            std::string note = "");
   // Adds the edge `from` -> `to` once (an edge points upstream).
   void AddEdge(const std::string& from, const std::string& to,
                predlog::v1::LineageEdge::Relation relation);

@@ -28,26 +28,38 @@ constexpr size_t kMaxLineagePredictions = 1000;
 
 constexpr uint32_t kDefaultImpactPage = 100;
 constexpr uint32_t kMaxImpactPage = 10000;
+// Index entries one GetImpact call walks at most (~100 ms of the key-only
+// walk): a page may come back short, even empty, with a token.
+constexpr size_t kMaxImpactEntriesPerCall = 100'000;
 
 // Where a GetImpact page ends, and the cut every page of one answer reads:
 //   token := web-safe base64 of
-//            version:u8(=1) lp(name) lp(version) registry_cut:u64
-//            shards:u32 end:u64 * shards  phase:u32 shard:u32 lp(cursor)
-// The name and cut tie a token to its request and to the graph of its first
-// page, so pages never disagree while the log grows.
+//            version:u8(=2) lp(name) lp(version) from:time to:time
+//            registry_cut:u64 shards:u32 end:u64 * shards
+//            phase:u32 shard:u32 lp(cursor)
+// (from/to as the request's [from, to), infinite when unset.) The request's
+// fields tie a token to its request; the cuts keep every page of one answer
+// on the log its first page saw, however the log grows.
 struct ImpactCursor {
   uint64_t registry_cut = 0;
   std::vector<uint64_t> ends;  // per events shard: records [0, end) count
   uint32_t phase = 0;          // index into models then datasets
   uint32_t shard = 0;
-  std::string cursor;  // the shard scan's cursor
+  // The scan's place in the shard: a ScanModel cursor in a model phase; in
+  // a dataset phase the last index entry walked, served_at:time index:u64.
+  std::string cursor;
 };
 
-std::string EncodeImpactCursor(const predlog::v1::DatasetRef& dataset, const ImpactCursor& c) {
+constexpr uint8_t kImpactTokenVersion = 2;
+
+std::string EncodeImpactCursor(const predlog::v1::GetImpactRequest& request,
+                               const storage::TimeRange& served, const ImpactCursor& c) {
   std::string raw;
-  storage::AppendU8(&raw, 1);
-  storage::AppendLengthPrefixed(&raw, dataset.name());
-  storage::AppendLengthPrefixed(&raw, dataset.version());
+  storage::AppendU8(&raw, kImpactTokenVersion);
+  storage::AppendLengthPrefixed(&raw, request.dataset().name());
+  storage::AppendLengthPrefixed(&raw, request.dataset().version());
+  storage::AppendTime(&raw, served.from);
+  storage::AppendTime(&raw, served.to);
   storage::AppendU64(&raw, c.registry_cut);
   storage::AppendU32(&raw, static_cast<uint32_t>(c.ends.size()));
   for (uint64_t end : c.ends) storage::AppendU64(&raw, end);
@@ -58,20 +70,25 @@ std::string EncodeImpactCursor(const predlog::v1::DatasetRef& dataset, const Imp
 }
 
 absl::StatusOr<ImpactCursor> DecodeImpactCursor(const predlog::v1::GetImpactRequest& request,
-                                                size_t shards) {
-  const absl::Status bad =
-      absl::InvalidArgumentError("page_token is not one this server issued for this dataset");
+                                                const storage::TimeRange& served, size_t shards) {
+  const absl::Status bad = absl::InvalidArgumentError(
+      "page_token is not one this server issued for this dataset, from and to");
   std::string raw;
   if (!absl::WebSafeBase64Unescape(request.page_token(), &raw)) return bad;
   absl::string_view in = raw;
   uint8_t version = 0;
   absl::string_view name, dataset_version;
+  absl::Time from, to;
   uint32_t count = 0;
   ImpactCursor c;
-  if (!storage::ReadU8(&in, &version) || version != 1 || !storage::ReadLengthPrefixed(&in, &name) ||
+  if (!storage::ReadU8(&in, &version) || version != kImpactTokenVersion ||
+      !storage::ReadLengthPrefixed(&in, &name) ||
       !storage::ReadLengthPrefixed(&in, &dataset_version) || name != request.dataset().name() ||
-      dataset_version != request.dataset().version() || !storage::ReadU64(&in, &c.registry_cut) ||
-      !storage::ReadU32(&in, &count) || count != shards) {
+      dataset_version != request.dataset().version() || !storage::ReadTime(&in, &from) ||
+      !storage::ReadTime(&in, &to) || absl::ToUnixMicros(from) != absl::ToUnixMicros(served.from) ||
+      absl::ToUnixMicros(to) != absl::ToUnixMicros(served.to) ||
+      !storage::ReadU64(&in, &c.registry_cut) || !storage::ReadU32(&in, &count) ||
+      count != shards) {
     return bad;
   }
   c.ends.resize(count);
@@ -88,8 +105,6 @@ absl::StatusOr<ImpactCursor> DecodeImpactCursor(const predlog::v1::GetImpactRequ
 }
 
 using Key = std::pair<std::string, std::string>;
-
-Key KeyOf(const predlog::v1::ModelRef& ref) { return {ref.name(), ref.version()}; }
 
 }  // namespace
 
@@ -133,18 +148,31 @@ absl::StatusOr<predlog::v1::Lineage> Replayer::GetLineage(
         continue;
       }
       absl::StatusOr<storage::LocatedRecord> found = storage::FindPrediction(shards_, parent, "");
-      if (absl::IsNotFound(found.status())) {
+      if (!found.ok()) {
+        // Not recorded, or in a shard this process cannot read now: a node
+        // that says so, and the rest of the graph still answers.
         predlog::v1::PredictionRecord missing;
         missing.mutable_event()->mutable_prediction_logged()->set_prediction_id(parent);
-        graph.AddEdge(id, graph.AddPrediction(std::move(missing), /*recorded=*/false),
+        graph.AddEdge(id,
+                      graph.AddPrediction(std::move(missing), /*recorded=*/false,
+                                          absl::IsNotFound(found.status())
+                                              ? std::string("not in the log")
+                                              : std::string(found.status().message())),
                       LineageEdge::FED_BY);
         continue;
       }
-      RETURN_IF_ERROR(found.status());
       // The parent's node is added when it is walked; the edge names it now.
       graph.AddEdge(id, PredictionNodeId(parent), LineageEdge::FED_BY);
       queue.push_back(*std::move(found));
     }
+  }
+  // Parents past the bound: nodes, so that every edge names one.
+  out.set_truncated(!queue.empty());
+  for (const storage::LocatedRecord& located : queue) {
+    absl::StatusOr<predlog::v1::PredictionRecord> record =
+        ToPredictionRecord(*located.shard, located.partition, located.record);
+    if (!record.ok()) return record.status();
+    graph.AddPrediction(*std::move(record), /*recorded=*/true, "not walked");
   }
   RETURN_IF_ERROR(graph.ExpandUpstream());
   out.mutable_registry_cut()->set_shard(registry_shard.name());
@@ -186,7 +214,7 @@ absl::StatusOr<predlog::v1::Impact> Replayer::GetImpact(
       ASSIGN_OR_RETURN(at_cursor.ends.emplace_back(), CutOf(*shard, request.as_of()));
     }
   } else {
-    ASSIGN_OR_RETURN(at_cursor, DecodeImpactCursor(request, shards_.events.size()));
+    ASSIGN_OR_RETURN(at_cursor, DecodeImpactCursor(request, served, shards_.events.size()));
   }
   ASSIGN_OR_RETURN(RegistryAt at, state_at_.Registry(registry_shard, at_cursor.registry_cut));
 
@@ -197,6 +225,8 @@ absl::StatusOr<predlog::v1::Impact> Replayer::GetImpact(
   out.mutable_graph()->mutable_registry_cut()->set_shard(registry_shard.name());
   out.mutable_graph()->mutable_registry_cut()->set_index(at.stats.cut);
   const std::set<Key> models(downstream.models.begin(), downstream.models.end());
+
+  if (request.graph_only()) return out;
 
   if (first_page) {
     // Counted from the indexes' keys and values alone: no record is read.
@@ -258,54 +288,97 @@ absl::StatusOr<predlog::v1::Impact> Replayer::GetImpact(
   // The page: phases are the downstream models, then the impacted datasets.
   const size_t phases = downstream.models.size() + downstream.datasets.size();
   ImpactCursor next = at_cursor;
-  while (next.phase < phases) {
+  size_t walked = 0;  // index entries this call walked
+  const auto list = [&](const storage::ShardStore& shard, const storage::StoredRecord& record,
+                        const predlog::v1::PredictionLogged& p, std::string via) {
+    predlog::v1::ImpactedPrediction* listed = out.add_predictions();
+    listed->set_prediction_id(p.prediction_id());
+    listed->set_subject_id(p.subject_id());
+    *listed->mutable_model() = p.model();
+    *listed->mutable_served_at() = p.served_at();
+    listed->mutable_position()->set_shard(shard.name());
+    listed->mutable_position()->set_index(record.index);
+    listed->set_via(std::move(via));
+  };
+  while (next.phase < phases && static_cast<size_t>(out.predictions_size()) < page_size &&
+         walked < kMaxImpactEntriesPerCall) {
     const bool model_phase = next.phase < downstream.models.size();
     const Key& node = model_phase ? downstream.models[next.phase]
                                   : downstream.datasets[next.phase - downstream.models.size()];
-    if (static_cast<size_t>(out.predictions_size()) >= page_size) break;
     const storage::ShardStore& shard = *shards_.events[next.shard];
+    const uint64_t end = next.ends[next.shard];
     const size_t room = page_size - out.predictions_size();
-    ASSIGN_OR_RETURN(
-        storage::ScanPage page,
-        model_phase ? shard.ScanModel(node.first, node.second, served, next.cursor, room)
-                    : shard.ScanDataSource(node.first, node.second, served, next.cursor, room));
-    for (const storage::StoredRecord& record : page.records) {
-      if (record.index >= next.ends[next.shard]) continue;
-      ASSIGN_OR_RETURN(predlog::v1::AuditEvent event, record.Event());
-      const predlog::v1::PredictionLogged& p = event.prediction_logged();
-      std::string via;
-      if (model_phase) {
-        via = ModelNodeId(node.first, node.second);
-      } else {
-        // Listed under its model, or under the first impacted dataset it read.
-        if (models.count(KeyOf(p.model())) > 0) continue;
+    bool shard_done = false;
+    if (model_phase) {
+      // Every entry of a downstream model is listed (but for records past
+      // the cut), so reading records as the index goes costs nothing extra.
+      ASSIGN_OR_RETURN(storage::ScanPage page,
+                       shard.ScanModel(node.first, node.second, served, next.cursor, room));
+      walked += page.records.size();
+      for (const storage::StoredRecord& record : page.records) {
+        if (record.index >= end) continue;
+        ASSIGN_OR_RETURN(predlog::v1::AuditEvent event, record.Event());
+        list(shard, record, event.prediction_logged(), ModelNodeId(node.first, node.second));
+      }
+      next.cursor = std::move(page.next_cursor);
+      shard_done = next.cursor.empty();
+    } else {
+      // Most entries of an impacted dataset may be predictions of downstream
+      // models (listed already): they are told apart by the index value,
+      // and only the others' records are read.
+      storage::TimeRange range = served;
+      absl::Time after_time = absl::InfinitePast();
+      uint64_t after_index = 0;
+      const bool resuming = !next.cursor.empty();
+      if (resuming) {
+        absl::string_view in = next.cursor;
+        if (!storage::ReadTime(&in, &after_time) || !storage::ReadU64(&in, &after_index)) {
+          return absl::InvalidArgumentError("page_token is not one this server issued");
+        }
+        range.from = std::max(range.from, after_time);
+      }
+      std::vector<uint64_t> candidates;
+      std::string last;
+      bool stopped = false;
+      RETURN_IF_ERROR(shard.VisitDataSourceIndex(
+          node.first, node.second, range, [&](const storage::IndexEntry& entry) {
+            if (resuming && (entry.served_at < after_time ||
+                             (entry.served_at == after_time && entry.index <= after_index))) {
+              return true;
+            }
+            ++walked;
+            last.clear();
+            storage::AppendTime(&last, entry.served_at);
+            storage::AppendU64(&last, entry.index);
+            if (entry.index < end &&
+                models.count(Key(entry.model_name, entry.model_version)) == 0) {
+              candidates.push_back(entry.index);
+            }
+            stopped = candidates.size() >= room || walked >= kMaxImpactEntriesPerCall;
+            return !stopped;
+          }));
+      for (uint64_t index : candidates) {
+        ASSIGN_OR_RETURN(storage::StoredRecord record, shard.Get(index));
+        ASSIGN_OR_RETURN(predlog::v1::AuditEvent event, record.Event());
+        const predlog::v1::PredictionLogged& p = event.prediction_logged();
+        // Listed under the first impacted dataset it read, in phase order.
         bool earlier = false;
         for (const predlog::v1::DatasetRef& source : p.data_sources()) {
           const Key key(source.name(), source.version());
           earlier |= key < node && std::binary_search(downstream.datasets.begin(),
                                                       downstream.datasets.end(), key);
         }
-        if (earlier) continue;
-        via = DatasetNodeId(node.first, node.second);
+        if (!earlier) list(shard, record, p, DatasetNodeId(node.first, node.second));
       }
-      predlog::v1::ImpactedPrediction* listed = out.add_predictions();
-      listed->set_prediction_id(p.prediction_id());
-      listed->set_subject_id(p.subject_id());
-      *listed->mutable_model() = p.model();
-      *listed->mutable_served_at() = p.served_at();
-      listed->mutable_position()->set_shard(shard.name());
-      listed->mutable_position()->set_index(record.index);
-      listed->set_via(std::move(via));
+      next.cursor = stopped ? std::move(last) : std::string();
+      shard_done = !stopped;
     }
-    next.cursor = std::move(page.next_cursor);
-    if (next.cursor.empty()) {
-      if (++next.shard == shards_.events.size()) {
-        next.shard = 0;
-        ++next.phase;
-      }
+    if (shard_done && ++next.shard == shards_.events.size()) {
+      next.shard = 0;
+      ++next.phase;
     }
   }
-  if (next.phase < phases) out.set_next_page_token(EncodeImpactCursor(dataset, next));
+  if (next.phase < phases) out.set_next_page_token(EncodeImpactCursor(request, served, next));
   return out;
 }
 

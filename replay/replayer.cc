@@ -113,21 +113,30 @@ std::string PipelineName(const predlog::v1::PipelineRef& p) {
 
 }  // namespace
 
+predlog::v1::ModelRecord ToModelRecord(
+    const storage::RegistryState& registry,
+    const storage::RegistryEntry<predlog::v1::ModelRegistered>& entry,
+    absl::string_view shard_name) {
+  predlog::v1::ModelRecord record;
+  *record.mutable_registration() = entry.body;
+  record.mutable_position()->set_shard(std::string(shard_name));
+  record.mutable_position()->set_index(entry.index);
+  record.set_leaf_sha256(storage::ToHex(entry.leaf));
+  const predlog::v1::ModelRef& model = entry.body.model();
+  for (const auto& [deploy_key, deploy] : registry.deployments) {
+    if (deploy.body.traffic_fraction() > 0 && deploy.body.model().name() == model.name() &&
+        deploy.body.model().version() == model.version()) {
+      *record.add_deployments() = deploy.body;
+    }
+  }
+  return record;
+}
+
 std::vector<predlog::v1::ModelRecord> ToModelRecords(const storage::RegistryState& registry,
                                                      absl::string_view shard_name) {
   std::vector<predlog::v1::ModelRecord> out;
   for (const auto& [key, entry] : registry.models) {
-    predlog::v1::ModelRecord& record = out.emplace_back();
-    *record.mutable_registration() = entry.body;
-    record.mutable_position()->set_shard(std::string(shard_name));
-    record.mutable_position()->set_index(entry.index);
-    record.set_leaf_sha256(storage::ToHex(entry.leaf));
-    for (const auto& [deploy_key, deploy] : registry.deployments) {
-      if (deploy.body.traffic_fraction() > 0 && deploy.body.model().name() == key.first &&
-          deploy.body.model().version() == key.second) {
-        *record.add_deployments() = deploy.body;
-      }
-    }
+    out.push_back(ToModelRecord(registry, entry, shard_name));
   }
   return out;
 }

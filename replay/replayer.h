@@ -39,6 +39,11 @@ struct ReplayerOptions {
 // traffic.
 std::vector<predlog::v1::ModelRecord> ToModelRecords(const storage::RegistryState& registry,
                                                      absl::string_view shard_name);
+// One of them: `entry` of `registry`, folded from the shard named `shard_name`.
+predlog::v1::ModelRecord ToModelRecord(
+    const storage::RegistryState& registry,
+    const storage::RegistryEntry<predlog::v1::ModelRegistered>& entry,
+    absl::string_view shard_name);
 
 class Replayer {
  public:

@@ -337,7 +337,9 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "  --subject S | --model name@version | --all   what to export (exactly one)\n"
         "  --impact DATASET@VERSION or the predictions `predlog impact` finds for that\n"
         "                           dataset (of the models downstream of it, or that read\n"
-        "                           an impacted dataset); the manifest names both sets\n"
+        "                           an impacted dataset); the manifest names both sets;\n"
+        "                           with --at TIME or --after SHARD#INDEX, the models and\n"
+        "                           datasets downstream as the registry stood then\n"
         "  --access-trail           or the access trail (who read what; not in --all)\n"
         "  --from T, --to T         served at or after / before T (--all, --access-trail:\n"
         "                           appended at, as each shard's cut); default: no bound\n"
@@ -351,7 +353,8 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         "\n"
         "example:\n"
         "  predlog export --subject c-0042 --format csv --out c-0042.csv\n",
-        {"subject", "model", "impact", "all", "access-trail", "from", "to", "format", "out"},
+        {"subject", "model", "impact", "at", "after", "all", "access-trail", "from", "to", "format",
+         "out"},
         0,
         0,
         &Cli::Export}},

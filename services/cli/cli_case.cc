@@ -111,6 +111,8 @@ int Cli::Case() {
     v1::GetLineageRequest request;
     request.set_prediction_id(p.prediction_id());
     request.set_subject_id(p.subject_id());
+    // The registry as it stood when the decision was logged.
+    *request.mutable_as_of()->mutable_after() = record.position();
     grpc::ClientContext context;
     SetDeadline(&context);
     const grpc::Status status =
@@ -244,7 +246,8 @@ int Cli::Case() {
     md << "The model is not registered: no lineage.\n";
   }
   if (has_lineage) {
-    md << "\nThe whole graph upstream (`lineage.json`, `lineage.dot` for Graphviz):\n\n```\n";
+    md << "\nThe whole graph upstream, with the registry as it stood when the decision was "
+          "logged (`lineage.json`, `lineage.dot` for Graphviz):\n\n```\n";
     PrintLineageTree(lineage, /*downstream=*/false, md);
     md << "```\n";
   }

@@ -71,7 +71,11 @@ int Cli::Export() {
     v1::GetImpactRequest impact_request;
     impact_request.mutable_dataset()->set_name(dataset->first);
     impact_request.mutable_dataset()->set_version(dataset->second);
-    impact_request.set_page_size(1);
+    impact_request.set_graph_only(true);
+    if (absl::Status s = AsOfFlags(/*allow_position=*/false, impact_request.mutable_as_of());
+        !s.ok()) {
+      return Usage(std::string(s.message()));
+    }
     v1::Impact impact;
     grpc::ClientContext context;
     SetDeadline(&context);

@@ -471,8 +471,12 @@ TEST_F(PredlogCliTest, LineageShowsTheDataBehindADecisionAndImpactTheDecisionsBe
   EXPECT_TRUE(answer.models(0).downstream());
   EXPECT_GT(answer.total_predictions(), 400u);
   EXPECT_LT(answer.total_predictions(), 800u);
-  auto [text_code, text] = RunCommand(Cli() + " impact applications@2026-11 --limit 3");
+  auto [text_code, text] = RunCommand(Cli() + " impact crm-applications@2026-11 --limit 3");
   EXPECT_EQ(text_code, 0) << text;
+  // The downstream tree: the dataset, what was derived from it, the model.
+  EXPECT_THAT(text, HasSubstr("\ndataset:crm-applications@2026-11  sha256:"));
+  EXPECT_THAT(text, HasSubstr("\n  derived from it: dataset:applications@2026-11  sha256:"));
+  EXPECT_THAT(text, HasSubstr("\n    trained on it: model:credit@v2  artifact sha256:"));
   EXPECT_THAT(text, HasSubstr("credit@v2  "));
   EXPECT_THAT(text, HasSubstr("(trained downstream)"));
   EXPECT_THAT(text, HasSubstr("(more: --page-token "));
@@ -480,6 +484,9 @@ TEST_F(PredlogCliTest, LineageShowsTheDataBehindADecisionAndImpactTheDecisionsBe
   EXPECT_EQ(bad_code, 2) << bad;
 
   // Exported as a verifiable trail: exactly the impacted predictions.
+  auto [count_code, counted] = RunCommand(Cli() + " impact applications@2026-10 --json");
+  ASSERT_EQ(count_code, 0) << counted;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(counted, &answer).ok()) << counted;
   const std::string file = dir_->Sub("impact.jsonl");
   auto [export_code, exported] =
       RunCommand(Cli() + " export --impact applications@2026-10 --out " + file);

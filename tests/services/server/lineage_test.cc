@@ -5,7 +5,9 @@
 // fraud model some of whose predictions read the features. Each answer is
 // compared with what the test computes on its own from the registrations
 // and the predictions it logged.
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -19,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "predlog/v1/audit.grpc.pb.h"
 #include "predlog/v1/registry.grpc.pb.h"
 #include "predlog/v1/replay.grpc.pb.h"
 #include "predlog/v1/service.grpc.pb.h"
@@ -156,6 +159,10 @@ class LineageTest : public ::testing::Test {
       ASSERT_EQ(receipt.error_code(), 0) << receipt.reason();
       ASSERT_EQ(receipt.outcome(), predlog::v1::LogReceipt::APPLIED);
     }
+    for (const Logged& p : predictions) {
+      subject_of_[p.id] = p.subject;
+      sources_of_[p.id] = p.data_sources;
+    }
     logged_.insert(logged_.end(), predictions.begin(), predictions.end());
   }
 
@@ -253,12 +260,19 @@ class LineageTest : public ::testing::Test {
   }
 
   // Every page of GetImpact(request) with `page_size`: the predictions
-  // (id -> model@version, each id once) and the first page.
+  // (id -> model@version, each id once) and the first page. `between` runs
+  // after the first page (to grow the log meanwhile). Each prediction is
+  // checked to be listed under its model when that is downstream, else under
+  // the first impacted dataset it read by (name, version), and the listing's
+  // order: downstream models by name@version, then datasets by name@version.
   void AllPages(predlog::v1::GetImpactRequest request, uint32_t page_size,
-                std::map<std::string, std::string>* listed, predlog::v1::Impact* first,
-                int* pages) {
+                std::map<std::string, std::string>* listed, predlog::v1::Impact* first, int* pages,
+                const std::function<void()>& between = nullptr) {
     request.set_page_size(page_size);
     *pages = 0;
+    const auto [datasets, models] =
+        Downstream(request.dataset().name(), request.dataset().version());
+    std::vector<std::pair<int, std::string>> order;  // (phase, via) as listed
     do {
       predlog::v1::Impact page;
       const grpc::Status status = Impact(request, &page);
@@ -270,11 +284,24 @@ class LineageTest : public ::testing::Test {
         EXPECT_TRUE(
             listed->emplace(p.prediction_id(), p.model().name() + "@" + p.model().version()).second)
             << p.prediction_id() << " listed twice";
-        EXPECT_FALSE(p.subject_id().empty());
-        EXPECT_FALSE(p.via().empty());
+        EXPECT_EQ(p.subject_id(), subject_of_[p.prediction_id()]) << p.prediction_id();
+        const std::string model = p.model().name() + "@" + p.model().version();
+        if (models.count(model) > 0) {
+          EXPECT_EQ(p.via(), "model:" + model) << p.prediction_id();
+        } else {
+          std::string earliest;
+          for (const auto& [dn, dv] : sources_of_[p.prediction_id()]) {
+            const std::string ref = dn + "@" + dv;
+            if (datasets.count(ref) > 0 && (earliest.empty() || ref < earliest)) earliest = ref;
+          }
+          EXPECT_EQ(p.via(), "dataset:" + earliest) << p.prediction_id();
+        }
+        order.emplace_back(p.via().rfind("model:", 0) == 0 ? 0 : 1, p.via());
       }
       request.set_page_token(page.next_page_token());
+      if (*pages == 1 && between) between();
     } while (!request.page_token().empty());
+    EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));
   }
 
   static std::set<Edge> EdgesOf(const predlog::v1::Lineage& lineage) {
@@ -300,6 +327,8 @@ class LineageTest : public ::testing::Test {
   std::vector<DatasetSpec> datasets_;
   std::vector<ModelSpec> models_;
   std::vector<Logged> logged_;
+  std::map<std::string, std::string> subject_of_;
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> sources_of_;
 };
 
 TEST_F(LineageTest, LineageOfAPredictionIsTheWholeUpstreamGraphAndItsModelChain) {
@@ -437,7 +466,10 @@ TEST_F(LineageTest, ImpactIsAsOfATimeAndWithinServedBounds) {
   const absl::Time before = absl::Now();
   absl::SleepFor(absl::Milliseconds(5));
   RegisterModel({"credit", "v3", {{"train", "2026-10"}}, {}});
-  ASSERT_NO_FATAL_FAILURE(LogPredictions({{"late-1", "c-1", "credit", "v3", {}}}));
+  // Both impacted now: credit@v3 is downstream of train only after `before`,
+  // credit@v1 all along, but late-2 was appended after `before`.
+  ASSERT_NO_FATAL_FAILURE(LogPredictions(
+      {{"late-1", "c-1", "credit", "v3", {}}, {"late-2", "c-2", "credit", "v1", {}}}));
 
   predlog::v1::GetImpactRequest request;
   request.mutable_dataset()->set_name("train");
@@ -454,7 +486,7 @@ TEST_F(LineageTest, ImpactIsAsOfATimeAndWithinServedBounds) {
   };
   EXPECT_TRUE(models(now).count("credit@v3"));
   EXPECT_FALSE(models(then).count("credit@v3"));
-  EXPECT_EQ(now.total_predictions(), then.total_predictions() + 1);
+  EXPECT_EQ(now.total_predictions(), then.total_predictions() + 2);
 
   // [from, to) on served_at: the first ten seconds of the logged run.
   request.clear_as_of();
@@ -462,7 +494,7 @@ TEST_F(LineageTest, ImpactIsAsOfATimeAndWithinServedBounds) {
   storage::TimeToProto(absl::FromUnixSeconds(1'790'000'010), request.mutable_to());
   predlog::v1::Impact bounded;
   ASSERT_TRUE(Impact(request, &bounded).ok());
-  uint64_t expected = 1;  // late-1, served at the first second too
+  uint64_t expected = 2;  // late-1 and late-2, served in the first seconds too
   for (size_t i = 0; i < 10; ++i) {
     // credit@v1 and v2 are trained on train; fraud reads train when i % 4 == 0.
     expected += (i % 3 != 2) || (i % 4 == 0) ? 1 : 0;
@@ -485,6 +517,140 @@ TEST_F(LineageTest, LineageAsOfAnEarlierRegistryShowsWhatWasNotRegisteredYet) {
   EXPECT_EQ(nodes.at("dataset:features@2026-10"), false);
   EXPECT_EQ(nodes.count("dataset:train@2026-10"), 0u) << "credit@v2 was not registered yet";
   EXPECT_EQ(NodesOf(now).at("dataset:train@2026-10"), true);
+}
+
+// Pages keep to the cut of the first page: predictions logged (and a model
+// registered) between pages are in none of them.
+TEST_F(LineageTest, PagesAgreeWhileTheLogGrows) {
+  ASSERT_NO_FATAL_FAILURE(RegisterTheFiveLevelsAndLog());
+  const std::map<std::string, std::string> oracle = ImpactedByBruteForce("features", "2026-10");
+  predlog::v1::GetImpactRequest request;
+  request.mutable_dataset()->set_name("features");
+  request.mutable_dataset()->set_version("2026-10");
+  std::map<std::string, std::string> listed;
+  predlog::v1::Impact first;
+  int pages = 0;
+  ASSERT_NO_FATAL_FAILURE(AllPages(request, 5, &listed, &first, &pages, [&] {
+    RegisterModel({"credit", "v4", {{"features", "2026-10"}}, {}});
+    LogPredictions({{"mid-1", "c-3", "credit", "v1", {}},
+                    {"mid-2", "c-4", "credit", "v4", {}},
+                    {"mid-3", "c-5", "fraud", "v1", {{"features", "2026-10"}}}});
+  }));
+  EXPECT_EQ(listed, oracle);
+  EXPECT_EQ(first.total_predictions(), oracle.size());
+  EXPECT_GT(pages, 3);
+  // A later page asked with another served range is refused.
+  request.set_page_size(5);
+  predlog::v1::Impact page;
+  ASSERT_TRUE(Impact(request, &page).ok());
+  request.set_page_token(page.next_page_token());
+  storage::TimeToProto(absl::FromUnixSeconds(1'790'000'000), request.mutable_from());
+  const grpc::Status status = Impact(request, &page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("page_token"));
+}
+
+// The impact exported as a trail: exactly the predictions GetImpact lists,
+// picked by the same set the manifest carries.
+TEST_F(LineageTest, ThePredictionSetExportHoldsExactlyTheImpactedPredictions) {
+  ASSERT_NO_FATAL_FAILURE(RegisterTheFiveLevelsAndLog());
+  predlog::v1::GetImpactRequest graph_request;
+  graph_request.mutable_dataset()->set_name("clean");
+  graph_request.mutable_dataset()->set_version("2026-10");
+  graph_request.set_graph_only(true);
+  predlog::v1::Impact graph;
+  ASSERT_TRUE(Impact(graph_request, &graph).ok());
+  EXPECT_EQ(graph.predictions_size(), 0);
+  EXPECT_EQ(graph.models_size(), 0);
+  EXPECT_TRUE(graph.next_page_token().empty());
+  predlog::v1::ExportTrailRequest request;
+  for (const predlog::v1::LineageNode& node : graph.graph().nodes()) {
+    if (node.kind() == predlog::v1::LineageNode::MODEL) {
+      *request.mutable_predictions()->add_models() = node.model().registration().model();
+    } else {
+      *request.mutable_predictions()->add_data_sources() = node.dataset().registration().dataset();
+    }
+  }
+  auto export_ids = [&](const predlog::v1::ExportTrailRequest& r, grpc::Status* status) {
+    std::map<std::string, std::string> ids;
+    auto audit = predlog::v1::Audit::NewStub(
+        grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    Prepare(&context);
+    auto reader = audit->ExportTrail(&context, r);
+    predlog::v1::ExportBatch batch;
+    while (reader->Read(&batch)) {
+      for (const predlog::v1::ExportedRecord& record : batch.records()) {
+        predlog::v1::AuditEvent event;
+        EXPECT_TRUE(event.ParseFromString(record.event_bytes()));
+        const auto& p = event.prediction_logged();
+        EXPECT_TRUE(
+            ids.emplace(p.prediction_id(), p.model().name() + "@" + p.model().version()).second)
+            << p.prediction_id() << " exported twice";
+      }
+    }
+    *status = reader->Finish();
+    return ids;
+  };
+  grpc::Status status;
+  EXPECT_EQ(export_ids(request, &status), ImpactedByBruteForce("clean", "2026-10"));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  // Only the datasets: the predictions that read one of them, whatever
+  // their model.
+  request.mutable_predictions()->clear_models();
+  std::map<std::string, std::string> readers;
+  for (const Logged& p : logged_) {
+    for (const auto& [dn, dv] : p.data_sources) {
+      if (dn == "features" || dn == "train" || dn == "test" || dn == "clean") {
+        readers[p.id] = p.model + "@" + p.version;
+      }
+    }
+  }
+  EXPECT_EQ(export_ids(request, &status), readers);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+
+  predlog::v1::ExportTrailRequest empty;
+  empty.mutable_predictions();
+  export_ids(empty, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("names no model and no dataset"));
+  predlog::v1::ExportTrailRequest nameless;
+  nameless.mutable_predictions()->add_data_sources()->set_version("1");
+  export_ids(nameless, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("predictions.data_sources[0]"));
+}
+
+// A model chain longer than the walk's bound: the lineage stops, says so,
+// and every edge still names a node.
+TEST_F(LineageTest, ALongModelChainIsCutAtTheBoundAndSaysSo) {
+  ASSERT_NO_FATAL_FAILURE(RegisterTheFiveLevelsAndLog());
+  std::vector<Logged> chain;
+  std::map<std::string, std::vector<std::string>> parents;
+  for (int i = 0; i < 1002; ++i) {
+    chain.push_back({absl::StrCat("chain-", i), "c-1", "credit", "v1", {}});
+    if (i > 0) parents[absl::StrCat("chain-", i)] = {absl::StrCat("chain-", i - 1)};
+  }
+  ASSERT_NO_FATAL_FAILURE(LogPredictions(chain, parents));
+  predlog::v1::Lineage lineage;
+  ASSERT_TRUE(Lineage("chain-1001", &lineage).ok());
+  EXPECT_TRUE(lineage.truncated());
+  const std::map<std::string, bool> nodes = NodesOf(lineage);
+  for (const LineageEdge& edge : lineage.edges()) {
+    EXPECT_TRUE(nodes.count(edge.to())) << edge.to();
+  }
+  int not_walked = 0;
+  for (const predlog::v1::LineageNode& node : lineage.nodes()) {
+    if (node.note() == "not walked") ++not_walked;
+  }
+  EXPECT_EQ(not_walked, 1);  // chain-1, the 1001st prediction from the root
+  EXPECT_EQ(nodes.count("prediction:chain-0"), 0u);
+
+  predlog::v1::Lineage short_chain;
+  ASSERT_TRUE(Lineage("chain-5", &short_chain).ok());
+  EXPECT_FALSE(short_chain.truncated());
+  EXPECT_TRUE(NodesOf(short_chain).at("prediction:chain-0"));
 }
 
 TEST_F(LineageTest, BadRequestsAreNamed) {
