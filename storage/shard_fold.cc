@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -43,6 +44,34 @@ std::string EncodeIncarnation(const Incarnation& inc) {
   AppendI64(&value, inc.last_offset);
   value.append(inc.name);
   return value;
+}
+
+// The lineage parents of a registry node as state keys, in their listed
+// order: a dataset's derived_from datasets, then its derived_from_models; a
+// model's training datasets (provenance.datasets). Datasets and models are
+// separate namespaces, as their state keys are.
+void AppendLineageParents(const predlog::v1::DatasetRegistered& d, std::vector<std::string>* out) {
+  for (const auto& parent : d.derived_from()) {
+    out->push_back(StateKey2(kDatasetTag, parent.name(), parent.version()));
+  }
+  for (const auto& model : d.derived_from_models()) {
+    out->push_back(StateKey2(kModelTag, model.name(), model.version()));
+  }
+}
+void AppendLineageParents(const predlog::v1::ModelRegistered& m, std::vector<std::string>* out) {
+  for (const auto& dataset : m.provenance().datasets()) {
+    out->push_back(StateKey2(kDatasetTag, dataset.name(), dataset.version()));
+  }
+}
+
+// "dataset name@version" or "model name@version" for a state key of either.
+std::string LineageNodeName(absl::string_view key) {
+  const char tag = key.empty() ? '\0' : key[0];
+  key.remove_prefix(key.empty() ? 0 : 1);
+  absl::string_view name, version;
+  ReadLengthPrefixed(&key, &name);
+  ReadLengthPrefixed(&key, &version);
+  return absl::StrCat(tag == kModelTag ? "model " : "dataset ", name, "@", version);
 }
 
 }  // namespace
@@ -518,9 +547,83 @@ void ShardStore::Impl::FoldKeyedBody(const SourceMessage& m, const std::string& 
                                "already recorded at index ", index, " with different content"),
                   b, r);
   }
+  // A new node of the lineage graph. Registration is write-once and parents
+  // may be registered later, so the graph gains a cycle only here: when the
+  // new node's registered ancestors lead back to it.
+  std::vector<std::string> parents;
+  if (folded_->has_dataset_registered()) {
+    AppendLineageParents(folded_->dataset_registered(), &parents);
+  } else if (folded_->has_model_registered()) {
+    AppendLineageParents(folded_->model_registered(), &parents);
+  }
+  if (!parents.empty()) {
+    absl::StatusOr<std::optional<std::string>> cycle =
+        FindLineageCycle(state_key, std::move(parents));
+    if (!cycle.ok()) {
+      batch_error_ = cycle.status();
+      return;
+    }
+    if (cycle->has_value()) {
+      return Reject(m, b->source_seq, RejectKind::kRejected, std::nullopt,
+                    absl::StrCat(folded_->has_dataset_registered() ? "dataset_registered"
+                                                                   : "model_registered",
+                                 " ", kLineageCycleReason, ": ", **cycle),
+                    b, r);
+    }
+  }
   r->outcome = FoldOutcome::kApplied;
   r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
   PutState(state_key, IndexedState(r->index, r->leaf, body));
+}
+
+absl::StatusOr<std::optional<std::string>> ShardStore::Impl::FindLineageCycle(
+    const std::string& node, std::vector<std::string> parents) {
+  // Depth first from the node's parents, each in its listed order, through
+  // registered nodes only (an unregistered one has no known parents yet),
+  // each node expanded once: the first path back to `node` in that order.
+  struct Frame {
+    std::string key;
+    std::vector<std::string> parents;
+    size_t next = 0;
+  };
+  std::vector<Frame> path;
+  path.push_back(Frame{node, std::move(parents)});
+  absl::flat_hash_set<std::string> expanded;
+  while (!path.empty()) {
+    if (path.back().next == path.back().parents.size()) {
+      path.pop_back();
+      continue;
+    }
+    const std::string parent = path.back().parents[path.back().next++];
+    if (parent == node) {
+      std::string cycle;
+      for (const Frame& f : path) absl::StrAppend(&cycle, LineageNodeName(f.key), " <- ");
+      absl::StrAppend(&cycle, LineageNodeName(node));
+      return cycle;
+    }
+    if (!expanded.insert(parent).second) continue;
+    ASSIGN_OR_RETURN(std::optional<std::string> value, ReadStateForWrite(parent));
+    if (!value.has_value()) continue;
+    Frame frame{parent, {}};
+    uint64_t index = 0;
+    Digest leaf;
+    bool parsed;
+    if (parent[0] == kModelTag) {
+      predlog::v1::ModelRegistered model;
+      parsed = ParseIndexedState(*value, &index, &leaf, &model);
+      AppendLineageParents(model, &frame.parents);
+    } else {
+      predlog::v1::DatasetRegistered dataset;
+      parsed = ParseIndexedState(*value, &index, &leaf, &dataset);
+      AppendLineageParents(dataset, &frame.parents);
+    }
+    if (!parsed) {
+      return absl::DataLossError(
+          absl::StrCat("shard ", options_.name, ": corrupt state of ", LineageNodeName(parent)));
+    }
+    path.push_back(std::move(frame));
+  }
+  return std::nullopt;
 }
 
 void ShardStore::Impl::FoldEntityChange(const SourceMessage& m, BatchState* b, MessageResult* r) {

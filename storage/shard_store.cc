@@ -19,6 +19,7 @@
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "storage/key_codec.h"
 #include "storage/logging.h"
@@ -38,6 +39,36 @@ constexpr uint32_t kShardFormat = 4;
 constexpr uint32_t kOldestReadableShardFormat = 2;
 
 constexpr absl::string_view kFormatKey = "format";
+
+// The leading `count` length-prefixed strings of an index key (by_model,
+// by_source: name and version), for RocksDB's memtable insert hints: the
+// memtable keeps its last insert position per prefix, and a key that comes
+// right after it (served_at mostly increases under one model or dataset
+// version) goes in without a search from the top of the skip list. Without
+// hints, keys of a dozen datasets interleaved cost a full search each.
+class LengthPrefixedStrings : public rocksdb::SliceTransform {
+ public:
+  explicit LengthPrefixedStrings(int count)
+      : count_(count), name_(absl::StrCat("predlog.LengthPrefixedStrings.", count)) {}
+  const char* Name() const override { return name_.c_str(); }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), PrefixSize(key));
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return PrefixSize(key) > 0; }
+
+ private:
+  // 0 when `key` does not start with count_ length-prefixed strings.
+  size_t PrefixSize(const rocksdb::Slice& key) const {
+    absl::string_view in = ToView(key);
+    absl::string_view s;
+    for (int i = 0; i < count_; ++i) {
+      if (!ReadLengthPrefixed(&in, &s)) return 0;
+    }
+    return key.size() - in.size();
+  }
+  const int count_;
+  const std::string name_;
+};
 
 }  // namespace
 
@@ -95,6 +126,10 @@ absl::Status ShardStore::Impl::OpenDb() {
     // rest with RocksDB's default (Snappy, cheaper on the write path).
     cf_options.bottommost_compression = rocksdb::kZSTD;
     if (i == kEventsCf) table.block_size = 16 * 1024;
+    if (i == kByModelCf || i == kBySourceCf) {
+      cf_options.memtable_insert_with_hint_prefix_extractor =
+          std::make_shared<LengthPrefixedStrings>(2);
+    }
     cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     descriptors.emplace_back(kCfNames[i], cf_options);
   }

@@ -186,6 +186,18 @@ struct StoredRecord {
 
 enum class RejectKind { kRejected = 1, kConflict = 2 };
 
+// A DatasetRegistered or ModelRegistered for a new name@version is rejected
+// when it would close a cycle in the lineage graph: its parents (a dataset's
+// derived_from and derived_from_models, a model's provenance.datasets),
+// followed upstream through registered datasets and models, lead back to it.
+// Its reason reads "<body> would close a lineage cycle: <path>", e.g.
+// "dataset_registered would close a lineage cycle: dataset A@1 <- dataset B@1
+// <- dataset A@1" (each derived from or trained on the next; the first such
+// path, parents taken in their listed order), and callers that answer for a
+// fold outcome (the registry gateway) tell it from other rejections by
+// this phrase.
+inline constexpr absl::string_view kLineageCycleReason = "would close a lineage cycle";
+
 // A message that did not enter the log: kept with its reason, never dropped.
 struct RejectedRecord {
   uint64_t seq = 0;  // gap-free number among the shard's rejected records

@@ -449,10 +449,19 @@ class ShardStore::Impl {
   void FoldMessage(const SourceMessage& m, BatchState* b, MessageResult* r);
   void FoldPrediction(const SourceMessage& m, BatchState* b, MessageResult* r);
   // Folds a registry-like event keyed by `state_key` (name@version): a repeat
-  // with equal body is a duplicate, with another body a conflict.
+  // with equal body is a duplicate, with another body a conflict; a new
+  // dataset or model that would close a lineage cycle is rejected
+  // (FindLineageCycle).
   void FoldKeyedBody(const SourceMessage& m, const std::string& state_key,
                      const google::protobuf::Message& body, BatchState* b, MessageResult* r);
   void FoldEntityChange(const SourceMessage& m, BatchState* b, MessageResult* r);
+  // The lineage cycle that registering state key `node` (a dataset or a
+  // model) with lineage parents `parents` (state keys) would close, as the
+  // path "dataset A@1 <- dataset B@1 <- dataset A@1" (each derived from or
+  // trained on the next), or nullopt. Walks the state as this batch leaves
+  // it (ReadStateForWrite), so registrations earlier in the batch count.
+  absl::StatusOr<std::optional<std::string>> FindLineageCycle(const std::string& node,
+                                                              std::vector<std::string> parents);
   // Starts a fresh, empty event_ on the reset arena.
   void NewEvent() {
     event_ = nullptr;

@@ -5,6 +5,7 @@
 #include "replay/lineage.h"
 #include "replay/replayer.h"
 #include "services/kafka/kafka_config.h"
+#include "storage/shard_store.h"
 #include "storage/status_macros.h"
 
 namespace predlog::services {
@@ -170,7 +171,12 @@ void ModelRegistry::WriteEvent(const predlog::v1::AuditEvent& event, absl::strin
                     return;
                   }
                   if (receipt->outcome() == LogReceipt::REJECTED) {
-                    done(absl::InvalidArgumentError(receipt->reason()));
+                    // A lineage cycle depends on what is registered, not on
+                    // the request alone: fix the registry (or the request's
+                    // parents) first.
+                    done(absl::StrContains(receipt->reason(), storage::kLineageCycleReason)
+                             ? absl::FailedPreconditionError(receipt->reason())
+                             : absl::InvalidArgumentError(receipt->reason()));
                     return;
                   }
                   RegistryReceipt out;

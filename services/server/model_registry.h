@@ -49,7 +49,10 @@ class ModelRegistry {
     absl::Status Begin(const predlog::v1::RegisterModelRequest& first);
     absl::Status Append(absl::string_view chunk);
     // Stores the artifact and records the model; `done` runs exactly once.
-    // ALREADY_EXISTS when name@version is registered with other content.
+    // ALREADY_EXISTS when name@version is registered with other content;
+    // FAILED_PRECONDITION naming the path when its training datasets lead
+    // back to it through registered lineage (storage::kLineageCycleReason;
+    // the artifact stays stored, content-addressed, the model unregistered).
     void Finish(std::function<void(absl::StatusOr<predlog::v1::RegisterModelResponse>)> done);
 
    private:
@@ -76,7 +79,9 @@ class ModelRegistry {
   // dataset.digest are required); the same content again is OK with outcome
   // DUPLICATE and the earlier record's position; other content for the same
   // name@version is ALREADY_EXISTS naming the earlier record. Parents need
-  // not be registered.
+  // not be registered; a registration whose parents, followed upstream
+  // through registered datasets and models, lead back to it would close a
+  // lineage cycle: FAILED_PRECONDITION naming the path, nothing registered.
   void RegisterDataset(const predlog::v1::RegisterDatasetRequest& request, absl::string_view actor,
                        std::function<void(absl::StatusOr<predlog::v1::RegistryReceipt>)> done);
   // The registration with its record's position, leaf and envelope (who
@@ -92,7 +97,8 @@ class ModelRegistry {
 
  private:
   // Writes a registry event (durably when this process folds it) and turns
-  // the receipt into a RegistryReceipt; CONFLICT becomes ALREADY_EXISTS.
+  // the receipt into a RegistryReceipt; CONFLICT becomes ALREADY_EXISTS,
+  // REJECTED FAILED_PRECONDITION for a lineage cycle, else INVALID_ARGUMENT.
   void WriteEvent(const predlog::v1::AuditEvent& event, absl::string_view key,
                   absl::string_view what,
                   std::function<void(absl::StatusOr<predlog::v1::RegistryReceipt>)> done);

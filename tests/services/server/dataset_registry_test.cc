@@ -1,7 +1,8 @@
 // Registry/RegisterDataset and Registry/GetDataset on a running Server (gRPC
 // on loopback, shards in a temp dir): write-once by name@version, parents
 // that are not registered, bad input named by field, the access trail of
-// GetDataset; and the tracker fields of ModelRegistered read back by GetModel.
+// GetDataset, lineage cycles refused; and the tracker fields of
+// ModelRegistered read back by GetModel.
 #include <chrono>
 #include <memory>
 #include <sstream>
@@ -271,6 +272,74 @@ TEST_F(DatasetRegistryTest, ModelWithANamelessMetricIsInvalidArgumentNamingIt) {
   const grpc::Status status = UploadModel(registry_.get(), &context, first, artifact, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("metadata.metrics[0].name is empty"));
+}
+
+// A lineage cycle is refused by the registry shard's fold, whatever path the
+// event came by; the gateway answers it as a state the caller must fix first.
+TEST_F(DatasetRegistryTest, ADatasetThatWouldCloseALineageCycleIsFailedPreconditionNamingThePath) {
+  auto dataset = [](const std::string& name, const std::string& parent) {
+    predlog::v1::DatasetRegistered d;
+    d.mutable_dataset()->set_name(name);
+    d.mutable_dataset()->set_version("1");
+    d.mutable_dataset()->set_digest(Hex(name));
+    d.add_derived_from()->set_name(parent);
+    d.mutable_derived_from(0)->set_version("1");
+    return d;
+  };
+  // B@1 from A@1, not registered yet: history arrives out of order.
+  predlog::v1::RegistryReceipt receipt;
+  grpc::Status status = Register(dataset("B", "A"), &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // A@1 from B@1 would make A its own ancestor.
+  status = Register(dataset("A", "B"), &receipt);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("would close a lineage cycle: dataset A@1 <- dataset B@1 <- dataset A@1"));
+  // The registry is as before: B@1 as registered, no A@1.
+  predlog::v1::DatasetRecord record;
+  EXPECT_EQ(Get("A", "1", &record).error_code(), grpc::StatusCode::NOT_FOUND);
+  status = Get("B", "1", &record);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(MessageDifferencer::Equals(record.registration(), dataset("B", "A")));
+}
+
+TEST_F(DatasetRegistryTest, AModelTrainedOnItsOwnOutputsIsFailedPreconditionNamingThePath) {
+  predlog::v1::DatasetRegistered scores;
+  scores.mutable_dataset()->set_name("scores");
+  scores.mutable_dataset()->set_version("1");
+  scores.mutable_dataset()->set_digest(Hex("scores"));
+  scores.add_derived_from_models()->set_name("credit");
+  scores.mutable_derived_from_models(0)->set_version("v1");
+  predlog::v1::RegistryReceipt receipt;
+  grpc::Status status = Register(scores, &receipt);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  predlog::v1::RegisterModelRequest first;
+  predlog::v1::ModelRegistered* metadata = first.mutable_metadata();
+  metadata->mutable_model()->set_name("credit");
+  metadata->mutable_model()->set_version("v1");
+  metadata->set_framework("xgboost");
+  auto* trained_on = metadata->mutable_provenance()->add_datasets();
+  trained_on->set_name("scores");
+  trained_on->set_version("1");
+  predlog::v1::RegisterModelResponse response;
+  {
+    grpc::ClientContext context;
+    Prepare(&context);
+    std::istringstream artifact("not really a booster");
+    status = UploadModel(registry_.get(), &context, first, artifact, &response);
+  }
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("model credit@v1 <- dataset scores@1 <- model credit@v1"));
+  predlog::v1::GetModelRequest request;
+  request.set_name("credit");
+  request.set_version("v1");
+  predlog::v1::ModelRecord record;
+  grpc::ClientContext context;
+  Prepare(&context);
+  EXPECT_EQ(registry_->GetModel(&context, request, &record).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 }  // namespace
