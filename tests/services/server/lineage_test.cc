@@ -653,6 +653,32 @@ TEST_F(LineageTest, ALongModelChainIsCutAtTheBoundAndSaysSo) {
   EXPECT_TRUE(NodesOf(short_chain).at("prediction:chain-0"));
 }
 
+// exclusions@2026-10 is named as a parent of clean but was never registered;
+// registering it now as derived from the train split (which descends from
+// clean) would close a cycle: refused, and the graph is what it was.
+TEST_F(LineageTest, ACycleAttemptIsRefusedAndChangesNothing) {
+  ASSERT_NO_FATAL_FAILURE(RegisterTheFiveLevelsAndLog());
+  predlog::v1::Impact before;
+  predlog::v1::GetImpactRequest request;
+  request.mutable_dataset()->set_name("exclusions");
+  request.mutable_dataset()->set_version("2026-10");
+  ASSERT_TRUE(Impact(request, &before).ok());
+
+  const grpc::Status status =
+      RegisterDataset({"exclusions", "2026-10", {{"train", "2026-10"}}, "cleaning"});
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("cycle"));
+  EXPECT_THAT(status.error_message(), HasSubstr("train@2026-10"));
+
+  predlog::v1::Impact after;
+  ASSERT_TRUE(Impact(request, &after).ok());
+  EXPECT_EQ(EdgesOf(after.graph()), EdgesOf(before.graph()));
+  EXPECT_EQ(NodesOf(after.graph()).at("dataset:exclusions@2026-10"), false);
+  EXPECT_EQ(after.total_predictions(), before.total_predictions());
+  // Without the cycle, the same dataset registers.
+  EXPECT_TRUE(RegisterDataset({"exclusions", "2026-10", {{"bureau", "2026-10"}}, ""}).ok());
+}
+
 TEST_F(LineageTest, BadRequestsAreNamed) {
   ASSERT_NO_FATAL_FAILURE(RegisterTheFiveLevelsAndLog());
   predlog::v1::Lineage lineage;
