@@ -36,14 +36,19 @@ constexpr size_t kMaxImpactEntriesPerCall = 100'000;
 //   token := web-safe base64 of
 //            version:u8(=2) lp(name) lp(version) from:time to:time
 //            registry_cut:u64 shards:u32 end:u64 * shards
-//            phase:u32 shard:u32 lp(cursor)
+//            datasets:u32 readers:u8 * datasets  phase:u32 shard:u32 lp(cursor)
 // (from/to as the request's [from, to), infinite when unset.) The request's
 // fields tie a token to its request; the cuts keep every page of one answer
 // on the log its first page saw, however the log grows.
 struct ImpactCursor {
   uint64_t registry_cut = 0;
   std::vector<uint64_t> ends;  // per events shard: records [0, end) count
-  uint32_t phase = 0;          // index into models then datasets
+  // Per impacted dataset (in phase order): whether a prediction of a model
+  // that is not downstream read it, below the cut. Counted on the first
+  // page; a dataset phase without readers is skipped, not walked (all its
+  // entries are downstream models' predictions, listed already).
+  std::vector<uint8_t> readers;
+  uint32_t phase = 0;  // index into models then datasets
   uint32_t shard = 0;
   // The scan's place in the shard: a ScanModel cursor in a model phase; in
   // a dataset phase the last index entry walked, served_at:time index:u64.
@@ -63,6 +68,8 @@ std::string EncodeImpactCursor(const predlog::v1::GetImpactRequest& request,
   storage::AppendU64(&raw, c.registry_cut);
   storage::AppendU32(&raw, static_cast<uint32_t>(c.ends.size()));
   for (uint64_t end : c.ends) storage::AppendU64(&raw, end);
+  storage::AppendU32(&raw, static_cast<uint32_t>(c.readers.size()));
+  for (uint8_t r : c.readers) storage::AppendU8(&raw, r);
   storage::AppendU32(&raw, c.phase);
   storage::AppendU32(&raw, c.shard);
   storage::AppendLengthPrefixed(&raw, c.cursor);
@@ -94,6 +101,12 @@ absl::StatusOr<ImpactCursor> DecodeImpactCursor(const predlog::v1::GetImpactRequ
   c.ends.resize(count);
   for (uint64_t& end : c.ends) {
     if (!storage::ReadU64(&in, &end)) return bad;
+  }
+  uint32_t datasets = 0;
+  if (!storage::ReadU32(&in, &datasets) || datasets > in.size()) return bad;
+  c.readers.resize(datasets);
+  for (uint8_t& r : c.readers) {
+    if (!storage::ReadU8(&in, &r)) return bad;
   }
   absl::string_view cursor;
   if (!storage::ReadU32(&in, &c.phase) || !storage::ReadU32(&in, &c.shard) ||
@@ -258,14 +271,18 @@ absl::StatusOr<predlog::v1::Impact> Replayer::GetImpact(
     // Predictions of other models that read an impacted dataset, each once
     // whichever impacted datasets it read.
     absl::flat_hash_set<std::pair<size_t, uint64_t>> counted;
-    for (const Key& data : downstream.datasets) {
+    at_cursor.readers.assign(downstream.datasets.size(), 0);
+    for (size_t d = 0; d < downstream.datasets.size(); ++d) {
+      const Key& data = downstream.datasets[d];
       for (size_t s = 0; s < shards_.events.size(); ++s) {
         const uint64_t end = at_cursor.ends[s];
         RETURN_IF_ERROR(shards_.events[s]->VisitDataSourceIndex(
             data.first, data.second, served, [&](const storage::IndexEntry& entry) {
               if (entry.index >= end) return true;
               Key model(entry.model_name, entry.model_version);
-              if (models.count(model) > 0 || !counted.insert({s, entry.index}).second) return true;
+              if (models.count(model) > 0) return true;
+              at_cursor.readers[d] = 1;
+              if (!counted.insert({s, entry.index}).second) return true;
               counts[std::move(model)].Add(entry.served_at);
               return true;
             }));
@@ -287,6 +304,9 @@ absl::StatusOr<predlog::v1::Impact> Replayer::GetImpact(
 
   // The page: phases are the downstream models, then the impacted datasets.
   const size_t phases = downstream.models.size() + downstream.datasets.size();
+  if (at_cursor.readers.size() != downstream.datasets.size()) {
+    return absl::InvalidArgumentError("page_token is not one this server issued");
+  }
   ImpactCursor next = at_cursor;
   size_t walked = 0;  // index entries this call walked
   const auto list = [&](const storage::ShardStore& shard, const storage::StoredRecord& record,
@@ -305,6 +325,12 @@ absl::StatusOr<predlog::v1::Impact> Replayer::GetImpact(
     const bool model_phase = next.phase < downstream.models.size();
     const Key& node = model_phase ? downstream.models[next.phase]
                                   : downstream.datasets[next.phase - downstream.models.size()];
+    if (!model_phase && next.readers[next.phase - downstream.models.size()] == 0) {
+      next.shard = 0;
+      next.cursor.clear();
+      ++next.phase;
+      continue;
+    }
     const storage::ShardStore& shard = *shards_.events[next.shard];
     const uint64_t end = next.ends[next.shard];
     const size_t room = page_size - out.predictions_size();
