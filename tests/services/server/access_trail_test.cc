@@ -22,6 +22,7 @@
 #include "services/server/server.h"
 #include "storage/timestamps.h"
 #include "tests/testing/events.h"
+#include "tests/testing/loopback_server.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -39,19 +40,13 @@ class AccessTrailTest : public ::testing::Test {
  protected:
   void Start(ServerOptions options = ServerOptions()) {
     server_.reset();
-    options.data_dir = dir_.Sub("data");
-    options.grpc_listen = "127.0.0.1:0";
-    options.http_listen = "";
-    options.partitions = 2;
-    ASSERT_OK_AND_ASSIGN(server_, Server::Start(options));
-    auto channel = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
+    ASSERT_OK_AND_ASSIGN(predlog::testing::LoopbackServer started,
+                         predlog::testing::StartLoopbackServer(options, dir_.Sub("data"), 2));
+    server_ = std::move(started.server);
+    auto channel = started.channel;
     log_ = predlog::v1::PredictionLog::NewStub(channel);
     audit_ = predlog::v1::Audit::NewStub(channel);
     registry_ = predlog::v1::Registry::NewStub(channel);
-  }
-
-  static void Prepare(grpc::ClientContext* context) {
-    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   }
 
   void LogPredictions(int n) {
@@ -63,7 +58,7 @@ class AccessTrailTest : public ::testing::Test {
       *request.mutable_prediction() = MakePrediction(spec).prediction_logged();
       predlog::v1::LogReceipt receipt;
       grpc::ClientContext context;
-      Prepare(&context);
+      predlog::testing::SetTestDeadline(&context);
       ASSERT_TRUE(log_->Log(&context, request, &receipt).ok());
     }
   }
@@ -73,7 +68,7 @@ class AccessTrailTest : public ::testing::Test {
     request.set_prediction_id(prediction_id);
     predlog::v1::PredictionRecord record;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     return log_->GetPrediction(&context, request, &record);
   }
 
@@ -81,7 +76,7 @@ class AccessTrailTest : public ::testing::Test {
     predlog::v1::ExportTrailRequest request;
     request.set_all(true);
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     auto reader = audit_->ExportTrail(&context, request);
     predlog::v1::ExportBatch batch;
     *records = 0;
@@ -92,7 +87,7 @@ class AccessTrailTest : public ::testing::Test {
   absl::StatusOr<predlog::v1::ListAccessResponse> List(predlog::v1::ListAccessRequest request) {
     predlog::v1::ListAccessResponse response;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     const grpc::Status status = audit_->ListAccess(&context, request, &response);
     if (!status.ok()) {
       return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
@@ -113,7 +108,7 @@ class AccessTrailTest : public ::testing::Test {
   uint64_t TrailRecords() {
     predlog::v1::StatusResponse status;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     EXPECT_TRUE(audit_->GetStatus(&context, predlog::v1::GetStatusRequest(), &status).ok());
     for (const auto& shard : status.shards()) {
       if (shard.shard() == "predlog.access-0") return shard.records();
@@ -141,7 +136,7 @@ TEST_F(AccessTrailTest, EveryReadIsRecordedBeforeItIsAnsweredAndWritesAndStatusA
     request.set_subject_id("customer-2");
     predlog::v1::ListPredictionsResponse response;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     ASSERT_TRUE(log_->ListPredictions(&context, request, &response).ok());
     EXPECT_EQ(response.records_size(), 1);
   }
@@ -151,7 +146,7 @@ TEST_F(AccessTrailTest, EveryReadIsRecordedBeforeItIsAnsweredAndWritesAndStatusA
     request.set_version("v9");
     predlog::v1::ModelRecord model;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     EXPECT_EQ(registry_->GetModel(&context, request, &model).error_code(),
               grpc::StatusCode::NOT_FOUND);
   }
@@ -298,7 +293,7 @@ TEST_F(AccessTrailTest, TheTrailGoesThroughKafkaWhenWritesDoAndSurvivesARestart)
   predlog::v1::StatusResponse status;
   {
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     ASSERT_TRUE(audit_->GetStatus(&context, predlog::v1::GetStatusRequest(), &status).ok());
   }
   const predlog::v1::ShardStatus* trail = nullptr;
@@ -335,7 +330,7 @@ TEST_F(AccessTrailTest, ALongRequestIsCutAtACharacterBoundaryAndSaysSo) {
     request.set_prediction_id(id);
     predlog::v1::PredictionRecord record;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     EXPECT_FALSE(stub->GetPrediction(&context, request, &record).ok());
   }
   predlog::v1::ListAccessRequest request;

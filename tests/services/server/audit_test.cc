@@ -19,6 +19,7 @@
 #include "storage/sha256.h"
 #include "storage/timestamps.h"
 #include "tests/testing/events.h"
+#include "tests/testing/loopback_server.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -32,13 +33,11 @@ using ::predlog::testing::TempDir;
 class AuditTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.data_dir = dir_.Sub("data");
-    options.grpc_listen = "127.0.0.1:0";
-    options.http_listen = "";
-    options.partitions = 3;
-    ASSERT_OK_AND_ASSIGN(server_, Server::Start(options));
-    auto channel = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
+    ASSERT_OK_AND_ASSIGN(
+        predlog::testing::LoopbackServer started,
+        predlog::testing::StartLoopbackServer(ServerOptions(), dir_.Sub("data"), 3));
+    server_ = std::move(started.server);
+    auto channel = started.channel;
     log_ = predlog::v1::PredictionLog::NewStub(channel);
     audit_ = predlog::v1::Audit::NewStub(channel);
     // 30 predictions of 5 customers, served in reverse of logging order for

@@ -28,6 +28,7 @@
 #include "services/server/request_parse.h"
 #include "services/server/server.h"
 #include "tests/testing/events.h"
+#include "tests/testing/loopback_server.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -223,13 +224,11 @@ bool NonUtf8Request(const Descriptor& type, std::string* bytes, std::string* exp
 class BadRequestTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.data_dir = dir_.Sub("data");
-    options.grpc_listen = "127.0.0.1:0";
-    options.http_listen = "";
-    options.partitions = 2;
-    ASSERT_OK_AND_ASSIGN(server_, Server::Start(options));
-    channel_ = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
+    ASSERT_OK_AND_ASSIGN(
+        predlog::testing::LoopbackServer started,
+        predlog::testing::StartLoopbackServer(ServerOptions(), dir_.Sub("data"), 2));
+    server_ = std::move(started.server);
+    channel_ = started.channel;
     generic_ = std::make_unique<grpc::GenericStub>(channel_);
     log_ = predlog::v1::PredictionLog::NewStub(channel_);
     registry_ = predlog::v1::Registry::NewStub(channel_);

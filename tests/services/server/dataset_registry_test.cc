@@ -17,6 +17,7 @@
 #include "services/cli/registry_client.h"
 #include "services/server/server.h"
 #include "storage/sha256.h"
+#include "tests/testing/loopback_server.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -31,19 +32,13 @@ using ::testing::HasSubstr;
 class DatasetRegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.data_dir = dir_.Sub("data");
-    options.grpc_listen = "127.0.0.1:0";
-    options.http_listen = "";
-    options.partitions = 2;
-    ASSERT_OK_AND_ASSIGN(server_, Server::Start(options));
-    auto channel = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
+    ASSERT_OK_AND_ASSIGN(
+        predlog::testing::LoopbackServer started,
+        predlog::testing::StartLoopbackServer(ServerOptions(), dir_.Sub("data"), 2));
+    server_ = std::move(started.server);
+    auto channel = started.channel;
     registry_ = predlog::v1::Registry::NewStub(channel);
     audit_ = predlog::v1::Audit::NewStub(channel);
-  }
-
-  static void Prepare(grpc::ClientContext* context) {
-    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   }
 
   static std::string Hex(const std::string& content) {
@@ -81,7 +76,7 @@ class DatasetRegistryTest : public ::testing::Test {
     *request.mutable_dataset() = dataset;
     request.set_actor("data-eng");
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     return registry_->RegisterDataset(&context, request, receipt);
   }
 
@@ -91,7 +86,7 @@ class DatasetRegistryTest : public ::testing::Test {
     request.set_name(name);
     request.set_version(version);
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     return registry_->GetDataset(&context, request, record);
   }
 
@@ -208,7 +203,7 @@ TEST_F(DatasetRegistryTest, GetDatasetIsRecordedInTheAccessTrail) {
   request.set_method("/predlog.v1.Registry/GetDataset");
   predlog::v1::ListAccessResponse response;
   grpc::ClientContext context;
-  Prepare(&context);
+  predlog::testing::SetTestDeadline(&context);
   const grpc::Status status = audit_->ListAccess(&context, request, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_EQ(response.entries_size(), 1);
@@ -237,7 +232,7 @@ TEST_F(DatasetRegistryTest, ModelTrackerFieldsRoundTripThroughGetModel) {
   predlog::v1::RegisterModelResponse response;
   {
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     std::istringstream artifact("not really a booster");
     const grpc::Status status = UploadModel(registry_.get(), &context, first, artifact, &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
@@ -247,7 +242,7 @@ TEST_F(DatasetRegistryTest, ModelTrackerFieldsRoundTripThroughGetModel) {
   request.set_version("v1");
   predlog::v1::ModelRecord record;
   grpc::ClientContext context;
-  Prepare(&context);
+  predlog::testing::SetTestDeadline(&context);
   ASSERT_TRUE(registry_->GetModel(&context, request, &record).ok());
   const predlog::v1::ModelRegistered& got = record.registration();
   ASSERT_EQ(got.metrics_size(), 2);
@@ -267,7 +262,7 @@ TEST_F(DatasetRegistryTest, ModelWithANamelessMetricIsInvalidArgumentNamingIt) {
   metadata->add_metrics()->set_value(1);
   predlog::v1::RegisterModelResponse response;
   grpc::ClientContext context;
-  Prepare(&context);
+  predlog::testing::SetTestDeadline(&context);
   std::istringstream artifact("bytes");
   const grpc::Status status = UploadModel(registry_.get(), &context, first, artifact, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -325,7 +320,7 @@ TEST_F(DatasetRegistryTest, AModelTrainedOnItsOwnOutputsIsFailedPreconditionNami
   predlog::v1::RegisterModelResponse response;
   {
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     std::istringstream artifact("not really a booster");
     status = UploadModel(registry_.get(), &context, first, artifact, &response);
   }
@@ -337,7 +332,7 @@ TEST_F(DatasetRegistryTest, AModelTrainedOnItsOwnOutputsIsFailedPreconditionNami
   request.set_version("v1");
   predlog::v1::ModelRecord record;
   grpc::ClientContext context;
-  Prepare(&context);
+  predlog::testing::SetTestDeadline(&context);
   EXPECT_EQ(registry_->GetModel(&context, request, &record).error_code(),
             grpc::StatusCode::NOT_FOUND);
 }

@@ -30,6 +30,7 @@
 #include "storage/sha256.h"
 #include "storage/timestamps.h"
 #include "tests/testing/events.h"
+#include "tests/testing/loopback_server.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -70,20 +71,15 @@ struct Logged {
 class LineageTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.data_dir = dir_.Sub("data");
-    options.grpc_listen = "127.0.0.1:0";
-    options.http_listen = "";
-    options.partitions = 3;
-    ASSERT_OK_AND_ASSIGN(server_, Server::Start(options));
-    auto channel = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
+    ASSERT_OK_AND_ASSIGN(
+        predlog::testing::LoopbackServer started,
+        predlog::testing::StartLoopbackServer(ServerOptions(), dir_.Sub("data"), 3));
+    server_ = std::move(started.server);
+    auto channel = started.channel;
     registry_ = predlog::v1::Registry::NewStub(channel);
     replay_ = predlog::v1::Replay::NewStub(channel);
     log_ = predlog::v1::PredictionLog::NewStub(channel);
-  }
-
-  static void Prepare(grpc::ClientContext* context) {
-    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    audit_ = predlog::v1::Audit::NewStub(channel);
   }
 
   grpc::Status RegisterDataset(const DatasetSpec& spec) {
@@ -99,7 +95,7 @@ class LineageTest : public ::testing::Test {
     d->set_source(absl::StrCat("s3://lake/", spec.name, "/", spec.version));
     predlog::v1::RegistryReceipt receipt;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     grpc::Status status = registry_->RegisterDataset(&context, request, &receipt);
     if (status.ok()) datasets_.push_back(spec);
     return status;
@@ -124,7 +120,7 @@ class LineageTest : public ::testing::Test {
     std::istringstream artifact(absl::StrCat("artifact of ", spec.name, "@", spec.version));
     predlog::v1::RegisterModelResponse response;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     const grpc::Status status = UploadModel(registry_.get(), &context, first, artifact, &response);
     ASSERT_TRUE(status.ok()) << spec.name << "@" << spec.version << ": " << status.error_message();
     models_.push_back(spec);
@@ -152,7 +148,7 @@ class LineageTest : public ::testing::Test {
     }
     predlog::v1::LogBatchResponse response;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     const grpc::Status status = log_->LogBatch(&context, batch, &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
     for (const predlog::v1::LogReceipt& receipt : response.receipts()) {
@@ -249,13 +245,13 @@ class LineageTest : public ::testing::Test {
     request.set_prediction_id(prediction_id);
     if (as_of != nullptr) *request.mutable_as_of() = *as_of;
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     return replay_->GetLineage(&context, request, out);
   }
 
   grpc::Status Impact(const predlog::v1::GetImpactRequest& request, predlog::v1::Impact* out) {
     grpc::ClientContext context;
-    Prepare(&context);
+    predlog::testing::SetTestDeadline(&context);
     return replay_->GetImpact(&context, request, out);
   }
 
@@ -324,6 +320,7 @@ class LineageTest : public ::testing::Test {
   std::unique_ptr<predlog::v1::Registry::Stub> registry_;
   std::unique_ptr<predlog::v1::Replay::Stub> replay_;
   std::unique_ptr<predlog::v1::PredictionLog::Stub> log_;
+  std::unique_ptr<predlog::v1::Audit::Stub> audit_;
   std::vector<DatasetSpec> datasets_;
   std::vector<ModelSpec> models_;
   std::vector<Logged> logged_;
@@ -573,11 +570,9 @@ TEST_F(LineageTest, ThePredictionSetExportHoldsExactlyTheImpactedPredictions) {
   }
   auto export_ids = [&](const predlog::v1::ExportTrailRequest& r, grpc::Status* status) {
     std::map<std::string, std::string> ids;
-    auto audit = predlog::v1::Audit::NewStub(
-        grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials()));
     grpc::ClientContext context;
-    Prepare(&context);
-    auto reader = audit->ExportTrail(&context, r);
+    predlog::testing::SetTestDeadline(&context);
+    auto reader = audit_->ExportTrail(&context, r);
     predlog::v1::ExportBatch batch;
     while (reader->Read(&batch)) {
       for (const predlog::v1::ExportedRecord& record : batch.records()) {
