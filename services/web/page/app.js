@@ -297,7 +297,9 @@ async function resolveSearch(text, kind, serial) {
 // ------------------------------------------------------- customer / trace
 
 function filtersFromParams(params) {
-  return { model: params.get('model') || '', from: params.get('from') || '', to: params.get('to') || '' };
+  // `size` (decisions per page, default 50) is kept in the URL too.
+  const size = Math.min(1000, Math.max(1, Number(params.get('size')) || PAGE_SIZE));
+  return { model: params.get('model') || '', from: params.get('from') || '', to: params.get('to') || '', size };
 }
 
 async function showSubject(subject, params, serial) {
@@ -333,7 +335,7 @@ async function showTrace(trace, serial) {
 
 async function loadTimeline(spec, serial) {
   const [page, changes] = await withBusy(Promise.all([
-    getJson('predictions', { ...spec.query, page_size: PAGE_SIZE }),
+    getJson('predictions', { ...spec.query, page_size: spec.filters.size || PAGE_SIZE }),
     spec.kind === 'subject' ? loadChanges(spec) : Promise.resolve({ list: [], note: '' }),
   ]));
   if (serial !== state.routeSerial) return;
@@ -490,7 +492,7 @@ $('load-more').addEventListener('click', async () => {
   const serial = state.routeSerial;
   $('load-more').disabled = true;
   try {
-    const page = await withBusy(getJson('predictions', { ...t.query, page_size: PAGE_SIZE, page_token: t.next }));
+    const page = await withBusy(getJson('predictions', { ...t.query, page_size: t.filters.size || PAGE_SIZE, page_token: t.next }));
     if (serial !== state.routeSerial) return;
     t.records.push(...(page.records || []));
     t.next = page.nextPageToken || '';
@@ -514,7 +516,7 @@ $('filter-form').addEventListener('submit', (event) => {
     if (parsed.error) { showError($('filter-error'), parsed.error); return; }
   }
   $('filter-error').hidden = true;
-  go(hashFor('subject', t.id, { model: $('filter-model').value, from, to }));
+  go(hashFor('subject', t.id, { model: $('filter-model').value, from, to, size: sizeParam(t) }));
 });
 
 $('filter-model').addEventListener('change', () => {
@@ -524,10 +526,14 @@ $('filter-model').addEventListener('change', () => {
   t.filters.model = $('filter-model').value;
   renderTimeline();
   if (t.kind === 'subject') {
-    const params = { model: t.filters.model, from: t.filters.from, to: t.filters.to };
+    const params = { model: t.filters.model, from: t.filters.from, to: t.filters.to, size: sizeParam(t) };
     history.replaceState(null, '', hashFor('subject', t.id, params));
   }
 });
+
+function sizeParam(t) {
+  return t.filters.size && t.filters.size !== PAGE_SIZE ? String(t.filters.size) : '';
+}
 
 $('filter-clear').addEventListener('click', () => {
   const t = state.timeline;
