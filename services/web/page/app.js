@@ -437,7 +437,7 @@ function renderTimeline() {
       const label = (p.output && p.output.label) || '';
       const link = hashFor('prediction', p.predictionId, { subject: p.subjectId });
       body.append(el('tr', {
-        class: `decision${label ? ' label-' + label.replace(/[^a-z0-9_-]/gi, '') : ''}`,
+        class: `decision${label ? ' outcome-' + label.replace(/[^a-z0-9_-]/gi, '') : ''}`,
         'data-testid': 'timeline-row', 'data-prediction-id': p.predictionId,
       },
       el('td', { class: 'time' }, timeText(p.servedAt)),
