@@ -304,15 +304,16 @@ async function runSteps(t) {
       await page.waitForFunction(() => document.querySelectorAll('[data-testid=timeline-row]').length === 4);
     }
     // The model filter: credit@v2 only (this customer was decided by v1).
+    // (The page is still showing the paged view: wait for the whole trail.)
     await page.goto(`${server.base}/#/subject/${subject}`);
-    await rowOf(predictionId).waitFor();
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid=timeline-row]').length === n, rows);
     const other = `${logged.model.name}@${logged.model.version === 'v1' ? 'v2' : 'v1'}`;
     const byOther = trail.records.filter((r) => `${r.event.predictionLogged.model.name}@${r.event.predictionLogged.model.version}` === other).length;
     await page.selectOption('#filter-model', other);
     await page.waitForFunction((n) => document.querySelectorAll('[data-testid=timeline-row]').length === n, byOther);
     check(page.url().includes(`model=${encodeURIComponent(other)}`), `the model filter should be in the URL: ${page.url()}`);
     await page.selectOption('#filter-model', '');
-    await rowOf(predictionId).waitFor();
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid=timeline-row]').length === n, rows);
   });
 
   await step('2 open the denied prediction: inputs and lineage', async () => {
