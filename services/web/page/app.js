@@ -339,6 +339,9 @@ async function loadTimeline(spec, serial) {
     spec.kind === 'subject' ? loadChanges(spec) : Promise.resolve({ list: [], note: '' }),
   ]));
   if (serial !== state.routeSerial) return;
+  // A model chosen while this loaded is in the URL already (the filter's
+  // change handler puts it there): keep it.
+  if (spec.kind === 'subject') spec.filters.model = parseHash().params.get('model') || '';
   state.timeline = { ...spec, records: page.records || [], next: page.nextPageToken || '', changes };
   await fillModelFilter(spec.filters.model);
   renderTimeline();
@@ -525,7 +528,8 @@ $('filter-model').addEventListener('change', () => {
   // The model filter needs no new request: apply it at once, and keep it in the URL.
   t.filters.model = $('filter-model').value;
   renderTimeline();
-  if (t.kind === 'subject') {
+  const here = parseHash();
+  if (t.kind === 'subject' && here.kind === 'subject' && here.id === t.id) {
     const params = { model: t.filters.model, from: t.filters.from, to: t.filters.to, size: sizeParam(t) };
     history.replaceState(null, '', hashFor('subject', t.id, params));
   }
