@@ -3,9 +3,10 @@
 // /usr/bin/chromium driven by playwright-core; no browser is ever
 // downloaded), against a predlogd child on loopback filled by
 // `predlog demo credit`:
-//   1. search the demo's denied customer: the timeline shows the denial
-//      (and, when predlogd has ListEntityChanges, the record's changes);
-//      paging and the model filter; a search that matches nothing says so;
+//   1. search the demo's denied customer ("/" and Enter): the timeline
+//      shows the denial (and, when predlogd has ListEntityChanges, the
+//      record's changes); paging, the model filter and the time range; a
+//      search that matches nothing says so;
 //   2. open the denied prediction: inputs table and lineage graph;
 //   3. Replay: "reproduced exactly", one contribution bar per input;
 //   4. against credit@v2: the counterfactual's output, as the API gives it;
@@ -314,6 +315,16 @@ async function runSteps(t) {
     check(page.url().includes(`model=${encodeURIComponent(other)}`), `the model filter should be in the URL: ${page.url()}`);
     await page.selectOption('#filter-model', '');
     await page.waitForFunction((n) => document.querySelectorAll('[data-testid=timeline-row]').length === n, rows);
+    // The time range: from the third decision's served time on (served_from is inclusive).
+    if (rows > 2) {
+      const from = trail.records[2].event.predictionLogged.servedAt;
+      await page.fill('#filter-from', from);
+      await page.press('#filter-from', 'Enter');
+      await page.waitForFunction((n) => document.querySelectorAll('[data-testid=timeline-row]').length === n, rows - 2);
+      check(new URL(page.url()).hash.includes('from='), `the time range should be in the URL: ${page.url()}`);
+      await page.locator('#filter-clear').click();
+      await page.waitForFunction((n) => document.querySelectorAll('[data-testid=timeline-row]').length === n, rows);
+    }
   });
 
   await step('2 open the denied prediction: inputs and lineage', async () => {
