@@ -8,7 +8,7 @@ PACKAGES=(
   libabsl-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc
   librocksdb-dev librdkafka-dev libssl-dev
-  libxgboost-dev libcpp-httplib-dev
+  libxgboost-dev libcpp-httplib-dev libarchive-dev
   libjemalloc-dev libpq-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   kcat

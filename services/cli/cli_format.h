@@ -16,6 +16,7 @@
 #include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "predlog/v1/events.pb.h"
+#include "predlog/v1/replay.pb.h"
 
 namespace predlog::services {
 
@@ -90,6 +91,17 @@ std::string BarRow(absl::string_view name, absl::string_view value, double contr
 // The protobuf JSON mapping on one line, zeros shown (for an audit trail a
 // missing number reads as unknown).
 std::string ToJson(const google::protobuf::Message& message);
+
+// A lineage graph (Replay/GetLineage, the graph of GetImpact) for people: an
+// indented tree from its root, each line a node with what matters about it
+// and the relation it was reached by; a node met again says "(above)"
+// instead of repeating its subtree. Edges point upstream: followed as they
+// point (a lineage: "trained on: dataset:...") or, with `downstream`, against
+// them (an impact: "trained on it: model:...").
+void PrintLineageTree(const predlog::v1::Lineage& graph, bool downstream, std::ostream& out);
+// The same graph in Graphviz's dot language: shapes by kind, unregistered
+// nodes dashed, edges labelled with their relation.
+void PrintLineageDot(const predlog::v1::Lineage& graph, std::ostream& out);
 
 // "name@version" -> (name, version); INVALID_ARGUMENT naming `flag`.
 absl::StatusOr<std::pair<std::string, std::string>> ParseModelRef(absl::string_view text,

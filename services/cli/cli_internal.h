@@ -54,17 +54,6 @@ struct Args {
   }
 };
 
-// A lineage graph (Replay/GetLineage, the graph of GetImpact) for people: an
-// indented tree from its root, each line a node with what matters about it
-// and the relation it was reached by; a node met again says "(above)"
-// instead of repeating its subtree. Edges point upstream: followed as they
-// point (a lineage: "trained on: dataset:...") or, with `downstream`, against
-// them (an impact: "trained on it: model:...").
-void PrintLineageTree(const v1::Lineage& graph, bool downstream, std::ostream& out);
-// The same graph in Graphviz's dot language: shapes by kind, unregistered
-// nodes dashed, edges labelled with their relation.
-void PrintLineageDot(const v1::Lineage& graph, std::ostream& out);
-
 // How predlog reaches predlogd (cli_channel.cc): TLS with --tls_ca (the
 // server's CA), a client certificate with --tls_cert and --tls_key, and a
 // bearer token from --token_file or else $PREDLOG_TOKEN (never a flag's
@@ -127,6 +116,9 @@ class Cli {
   static std::string Overview();
 
  private:
+  // predlog case's answers over gRPC (cli_case.cc; case_file.h).
+  class GrpcCaseSources;
+
   struct Command {
     std::string usage;
     std::string summary;  // one line, for Overview

@@ -47,6 +47,16 @@ bool MethodMatches(absl::string_view method, absl::string_view wanted) {
 
 }  // namespace
 
+absl::StatusOr<bool> AccessTrail::Recorded(absl::string_view method) {
+  const auth::MethodAccess* entry = auth::FindMethodAccess(method);
+  if (entry == nullptr) {
+    return absl::InternalError(absl::StrCat(
+        "predlogd's handler names the method ", method,
+        ", which its role table does not know (services/auth/role_table.cc): refused"));
+  }
+  return entry->trail == auth::Trail::kRecorded;
+}
+
 void AccessTrail::Record(absl::string_view method, const auth::Caller& caller,
                          absl::string_view peer, const google::protobuf::Message& request,
                          std::function<void(absl::Status)> done) {

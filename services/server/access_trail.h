@@ -51,6 +51,13 @@ class AccessTrail {
   void Record(absl::string_view method, const auth::Caller& caller, absl::string_view peer,
               const google::protobuf::Message& request, std::function<void(absl::Status)> done);
 
+  // Whether calls of `method` (a gRPC path, as the role table names it) are
+  // recorded: its role-table entry says auth::Trail::kRecorded. INTERNAL for
+  // a method the role table does not know: a handler whose path literal is
+  // mistyped is refused rather than served unrecorded (fails closed).
+  // Every front end (the gRPC adapters, the HTTP API) asks this.
+  static absl::StatusOr<bool> Recorded(absl::string_view method);
+
   // Entries per ListAccess page when page_size is 0, and at most.
   static constexpr uint32_t kDefaultPageSize = 100;
   static constexpr uint32_t kMaxPageSize = 1000;

@@ -21,18 +21,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 namespace {
 
-// Whether calls of `method` leave an AccessRecorded (the role table says so
-// and this process keeps an access trail). Fails closed: INTERNAL for a
-// handler whose path the role table does not know (a typo in its literal
-// would otherwise serve a read unrecorded).
+// Whether calls of `method` leave an AccessRecorded: the role table says so
+// (AccessTrail::Recorded, INTERNAL for a path it does not know) and this
+// process keeps an access trail.
 absl::StatusOr<bool> Recorded(const CallGate& gate, absl::string_view method) {
-  const auth::MethodAccess* entry = auth::FindMethodAccess(method);
-  if (entry == nullptr) {
-    return absl::InternalError(absl::StrCat(
-        "predlogd's handler names the method ", method,
-        ", which its role table does not know (services/auth/role_table.cc): refused"));
-  }
-  return gate.access != nullptr && entry->trail == auth::Trail::kRecorded;
+  const absl::StatusOr<bool> recorded = AccessTrail::Recorded(method);
+  if (!recorded.ok()) return recorded.status();
+  return gate.access != nullptr && *recorded;
 }
 
 // One unary call over raw bytes: the request parsed here (request_parse.h),

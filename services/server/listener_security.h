@@ -10,7 +10,9 @@
 // allowed (one machine; tests). The embedded Kafka-protocol broker has no
 // authentication at all, so --embedded_kafka_listen must be loopback always.
 // /metrics holds counters per shard and per status code, no event data, and
-// stays open on any --http_listen.
+// stays open on any --http_listen. The support page and its JSON API on the
+// same listener (services/web/) hold customer data: served on loopback, or
+// off loopback only over TLS with identities (server.cc, StartHttp).
 //
 // The functions keep no state: thread-safe.
 #ifndef PREDLOG_SERVICES_SERVER_LISTENER_SECURITY_H_

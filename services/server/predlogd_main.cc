@@ -30,7 +30,9 @@ ABSL_FLAG(std::string, identities, "",
           "role table, and events record the caller's identity as their actor. Empty: predlogd "
           "knows nobody (loopback only).");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:9464",
-          "Prometheus /metrics listen address (host:port); empty turns it off.");
+          "HTTP listen address (host:port): Prometheus /metrics and, with the gateway, the support "
+          "page and its JSON API /api/v1 (loopback, or TLS with --tls_cert/--tls_key and "
+          "--identities off loopback); empty turns it off.");
 ABSL_FLAG(std::string, embedded_kafka_listen, "",
           "Fixed bootstrap address (IPv4 host:port) for the embedded broker; empty: none. "
           "Loopback only: the embedded broker has no authentication.");

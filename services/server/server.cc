@@ -28,6 +28,7 @@
 #include "services/server/grpc_services.h"
 #include "services/server/listener_security.h"
 #include "services/server/prediction_log.h"
+#include "services/web/http_api.h"
 #include "storage/logging.h"
 #include "storage/signed_note.h"
 #include "storage/status_macros.h"
@@ -156,8 +157,14 @@ std::string DefaultKeyName() {
   return name;
 }
 
-// Serves GET /metrics on `listen` ("host:port"; port 0 picks one).
-absl::Status StartHttp(const std::string& listen, Server::Parts* parts) {
+// Serves GET /metrics on options.http_listen ("host:port"; port 0 picks
+// one) and, with the gateway here, the support page and its JSON API
+// (services/web/http_api.h). Those hold customer data and take bearer
+// tokens, so they follow the gRPC port's loopback rule: served on a loopback
+// listener, or over TLS (the gRPC port's --tls_cert and --tls_key) with
+// --identities; otherwise /metrics alone is served, and a line says why.
+absl::Status StartHttp(const ServerOptions& options, Server::Parts* parts) {
+  const std::string& listen = options.http_listen;
   if (listen.empty()) return absl::OkStatus();
   const size_t colon = listen.rfind(':');
   int port = -1;
@@ -166,7 +173,28 @@ absl::Status StartHttp(const std::string& listen, Server::Parts* parts) {
     return absl::InvalidArgumentError(absl::StrCat("--http_listen ", listen, ": want host:port"));
   }
   const std::string host = listen.substr(0, colon);
-  parts->http_server = std::make_unique<httplib::Server>();
+  const bool loopback = auth::IsLoopbackAddress(listen);
+  const bool tls = !loopback && !options.tls_cert_file.empty() && !options.identities_file.empty();
+  const bool serve_page = parts->log != nullptr && (loopback || tls);
+  if (parts->log != nullptr && !serve_page) {
+    PREDLOG_LOG(WARNING) << "predlogd: the support page and /api/v1 are not served on "
+                            "--http_listen "
+                         << listen
+                         << ": off loopback they need TLS and identities as the gRPC port does "
+                            "(--tls_cert, --tls_key, --identities); /metrics is";
+  }
+  if (tls) {
+    auto https = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
+                                                      options.tls_key_file.c_str());
+    if (!https->is_valid()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--http_listen ", listen, ": cannot serve TLS with --tls_cert ",
+                       options.tls_cert_file, " and --tls_key ", options.tls_key_file));
+    }
+    parts->http_server = std::move(https);
+  } else {
+    parts->http_server = std::make_unique<httplib::Server>();
+  }
   parts->http_server->Get("/metrics", [parts](const httplib::Request&, httplib::Response& res) {
     res.set_content(parts->RenderMetrics(), "text/plain; version=0.0.4");
   });
@@ -179,6 +207,18 @@ absl::Status StartHttp(const std::string& listen, Server::Parts* parts) {
     return absl::UnavailableError(absl::StrCat("--http_listen ", listen, ": cannot listen there"));
   }
   parts->http_address = absl::StrCat(host, ":", port);
+  if (serve_page) {
+    web::HttpApiBackends backends;
+    backends.authorizer = parts->authorizer.get();
+    backends.access = parts->access_trail.get();
+    backends.log = parts->log.get();
+    backends.registry = parts->registry.get();
+    backends.replayer = parts->replayer.get();
+    backends.audit = parts->audit.get();
+    backends.server_name =
+        absl::StrCat(tls ? "https://" : "http://", parts->http_address, " (predlogd web page)");
+    web::RegisterHttpApi(backends, parts->http_server.get());
+  }
   parts->http_thread =
       std::thread([server = parts->http_server.get()] { server->listen_after_bind(); });
   // stop() is a no-op before the accept loop runs; wait for it, so an early
@@ -353,7 +393,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     ASSIGN_OR_RETURN(parts->ingest, Ingest::Start(ingest_options));
   }
   if (!roles.gateway) {
-    RETURN_IF_ERROR(StartHttp(options.http_listen, parts.get()));
+    RETURN_IF_ERROR(StartHttp(options, parts.get()));
     return std::unique_ptr<Server>(new Server(std::move(parts)));
   }
 
@@ -449,7 +489,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
   parts->grpc_address =
       absl::StrCat(options.grpc_listen.substr(0, options.grpc_listen.rfind(':')), ":", port);
-  RETURN_IF_ERROR(StartHttp(options.http_listen, parts.get()));
+  RETURN_IF_ERROR(StartHttp(options, parts.get()));
   return std::unique_ptr<Server>(new Server(std::move(parts)));
 }
 
