@@ -169,6 +169,20 @@ function shortestFloat(value) {
   return String(f);
 }
 
+// Clicks `button` and resolves to the download it starts; fails with the
+// page's own message when the page reports the download failed instead.
+async function downloadFrom(button, statusSelector) {
+  const failed = page.locator(statusSelector).filter({ hasText: 'failed' });
+  // Both waits settle to a value (the loser's timeout or close included), so neither is left unhandled.
+  const download = page.waitForEvent('download').then((d) => ({ d }), (error) => ({ error }));
+  const failure = failed.waitFor().then(async () => ({ message: await failed.innerText() }), (error) => ({ error }));
+  await page.locator(button).click();
+  const outcome = await Promise.race([download, failure]);
+  if (outcome.error) throw outcome.error;
+  check(outcome.d, `${button}: the page says ${outcome.message}`);
+  return outcome.d;
+}
+
 // ------------------------------------------------------------ the run
 
 const steps = [];
@@ -402,7 +416,7 @@ async function runSteps(t) {
     // Back to the customer (the browser's back button), then the export.
     await page.goBack();
     await rowOf(predictionId).waitFor();
-    const [exported] = await Promise.all([page.waitForEvent('download'), page.locator('#export-button').click()]);
+    const exported = await downloadFrom('#export-button', '[data-testid=export-status]');
     check(exported.suggestedFilename() === `export-${subject}.tar`, `export file name: ${exported.suggestedFilename()}`);
     const tar = fs.readFileSync(await exported.path());
     const names = tarNames(tar);
@@ -423,7 +437,7 @@ async function runSteps(t) {
     await page.locator('#prediction-view').waitFor();
     const probe = await api(server, `/api/v1/predictions/${predictionId}/case`);
     if (probe.status === 200) {
-      const [kase] = await Promise.all([page.waitForEvent('download'), page.locator('#case-button').click()]);
+      const kase = await downloadFrom('#case-button', '[data-testid=download-status]');
       check(kase.suggestedFilename() === `case-${predictionId}.tar`, `case file name: ${kase.suggestedFilename()}`);
       const files = tarNames(fs.readFileSync(await kase.path())).map((n) => path.basename(n.name));
       for (const need of ['summary.md', 'event.json', 'rerun.json', 'lineage.json']) {
@@ -546,7 +560,7 @@ async function runSteps(t) {
     check(await page.locator('#search-form').isHidden(), 'an auditor gets no search box');
     // What an auditor may do: export a customer's trail.
     await page.fill('#export-only-subject', subject);
-    const [exported] = await Promise.all([page.waitForEvent('download'), page.locator('#export-only-button').click()]);
+    const exported = await downloadFrom('#export-only-button', '#export-only-status');
     check(exported.suggestedFilename() === `export-${subject}.tar`, `auditor export: ${exported.suggestedFilename()}`);
   });
 }

@@ -909,7 +909,7 @@ $('case-button').addEventListener('click', async () => {
   const p = record.event.predictionLogged;
   const status = $('download-status');
   const against = $('against-select').value;
-  const params = { subject_id: p.subjectId };
+  const params = {};
   if (against) {
     const at = against.lastIndexOf('@');
     params['against.name'] = against.slice(0, at);
