@@ -12,7 +12,8 @@
 //   4. against credit@v2: the counterfactual's output, as the API gives it;
 //   5. the record at decision time beside now, differences marked;
 //   6. downloads: the customer's export (a tar whose JSONL and manifest pass
-//      `predlog verify`) and the case file (when predlogd serves it);
+//      `predlog verify`) and the case file (summary.md, event, rerun,
+//      lineage, the record at decision time, the export);
 //   7. the API's error paths over plain HTTP: 404 naming the id, 400 naming
 //      the parameter;
 //   8. a tampered artifact: Replay shows the digest error (then the bytes
@@ -435,21 +436,13 @@ async function runSteps(t) {
     // The case file, from the prediction view.
     await page.goForward();
     await page.locator('#prediction-view').waitFor();
-    const probe = await api(server, `/api/v1/predictions/${predictionId}/case`);
-    if (probe.status === 200) {
-      const kase = await downloadFrom('#case-button', '[data-testid=download-status]');
-      check(kase.suggestedFilename() === `case-${predictionId}.tar`, `case file name: ${kase.suggestedFilename()}`);
-      const files = tarNames(fs.readFileSync(await kase.path())).map((n) => path.basename(n.name));
-      for (const need of ['summary.md', 'event.json', 'rerun.json', 'lineage.json']) {
-        check(files.includes(need), `the case file should hold ${need}: ${files}`);
-      }
-      console.log(`         case file: ${files.join(', ')}`);
-    } else {
-      // Not served yet: the page says what predlogd answered.
-      await page.locator('#case-button').click();
-      await page.locator('[data-testid=download-status]').filter({ hasText: 'Case file failed' }).waitFor();
-      console.log(`         case file route not served yet (${probe.status}): the page shows the error`);
+    const kase = await downloadFrom('#case-button', '[data-testid=download-status]');
+    check(kase.suggestedFilename() === `case-${predictionId}.tar`, `case file name: ${kase.suggestedFilename()}`);
+    const files = tarNames(fs.readFileSync(await kase.path())).map((n) => path.basename(n.name));
+    for (const need of ['summary.md', 'event.json', 'rerun.json', 'lineage.json', 'record_at_decision.json', 'export.jsonl']) {
+      check(files.includes(need), `the case file should hold ${need}: ${files}`);
     }
+    console.log(`         case file: ${files.join(', ')}`);
   });
 
   await step('7 API errors: 404 naming the id, 400 naming the parameter', async () => {

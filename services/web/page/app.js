@@ -19,7 +19,6 @@ import { lineageList, renderLineage } from './lineage.js';
 const M = {
   getPrediction: '/predlog.v1.PredictionLog/GetPrediction',
   listPredictions: '/predlog.v1.PredictionLog/ListPredictions',
-  listEntityChanges: '/predlog.v1.PredictionLog/ListEntityChanges',
   rerun: '/predlog.v1.Replay/Rerun',
   entityAt: '/predlog.v1.Replay/GetEntityAt',
   lineage: '/predlog.v1.Replay/GetLineage',
@@ -351,9 +350,8 @@ async function loadTimeline(spec, serial) {
 // The customer record's changes (ListEntityChanges), every page up to a bound.
 // A predlogd without that call answers 404: the timeline then shows decisions only.
 async function loadChanges(spec) {
-  if (state.who.accessControl && !can(M.listEntityChanges)) {
-    return { list: [], note: 'Customer-record changes are not shown: your role may not read them.' };
-  }
+  // Asked even when whoami does not list the method: a predlogd whose role
+  // table predates it lists it for no one. 403 and 404 are said plainly.
   const list = [];
   let pageToken = '';
   try {
@@ -367,7 +365,11 @@ async function loadChanges(spec) {
     }
   } catch (e) {
     if (e instanceof ApiError && e.httpStatus === 401) throw e;
-    return { list, note: `Customer-record changes are not shown: ${errorText(e)}` };
+    // A predlogd that predates ListEntityChanges has no such route: say so plainly.
+    let why = errorText(e);
+    if (e instanceof ApiError && e.httpStatus === 404 && /no API route/i.test(e.message)) why = 'this predlogd does not serve them (no ListEntityChanges)';
+    if (e instanceof ApiError && e.httpStatus === 403) why = 'your role may not read them';
+    return { list, unavailable: !list.length, note: `Customer-record changes are not shown: ${why}.` };
   }
   return { list, note: pageToken ? `Only the first ${list.length} record changes are shown.` : '' };
 }
@@ -465,7 +467,7 @@ function renderTimeline() {
   }
   const parts = [`${decisions} decision${decisions === 1 ? '' : 's'}${t.next ? ' loaded' : ''}` +
     (decisions ? ` (${deny} denied)` : '')];
-  if (t.kind === 'subject') parts.push(`${changes} record change${changes === 1 ? '' : 's'}`);
+  if (t.kind === 'subject' && !t.changes.unavailable) parts.push(`${changes} record change${changes === 1 ? '' : 's'}`);
   if (modelFilter) parts.push(`by ${modelFilter} only`);
   $('timeline-summary').textContent = parts.join(', ') + '.' + (t.changes.note ? ' ' + t.changes.note : '');
   $('load-more').hidden = !t.next;
