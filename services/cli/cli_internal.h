@@ -184,6 +184,7 @@ class Cli {
   int Log();
   int Get();
   int Trail();
+  int Changes();
   int Replay();
   int Trace();
   int State();
