@@ -493,6 +493,12 @@ void RegisterHttpApi(const HttpApiBackends& backends, httplib::Server* server) {
                   b, "/predlog.v1.PredictionLog/ListPredictions", {},
                   [log](const v1::ListPredictionsRequest& r) { return log->ListPredictions(r); }));
 
+  server->Get(
+      R"(/api/v1/entities/([^/]+)/([^/]+)/changes)",
+      Route<v1::ListEntityChangesRequest, v1::ListEntityChangesResponse>(
+          b, "/predlog.v1.PredictionLog/ListEntityChanges", {"entity_type", "entity_id"},
+          [log](const v1::ListEntityChangesRequest& r) { return log->ListEntityChanges(r); }));
+
   // predlog.v1.Registry
   server->Get("/api/v1/models",
               Route<v1::ListModelsRequest, v1::ListModelsResponse>(

@@ -428,6 +428,7 @@ TEST_F(HttpApiAuthTest, EveryRouteIsGatedAndRecordedUnderItsOwnMethod) {
   const std::vector<Case> cases = {
       {"/api/v1/predictions/p-1", "GetPrediction", "sam-support", "limits-api"},
       {"/api/v1/predictions?subject_id=c-1", "ListPredictions", "sam-support", "limits-api"},
+      {"/api/v1/entities/customer/c-1/changes", "ListEntityChanges", "sam-support", "ada-auditor"},
       {"/api/v1/models", "ListModels", "sam-support", "limits-api"},
       {"/api/v1/models/credit-limit/versions/v1", "GetModel", "sam-support", "limits-api"},
       {"/api/v1/datasets/raw/versions/1", "GetDataset", "ada-auditor", "limits-api"},
