@@ -111,6 +111,23 @@ void internal::PutDataSourceEntries(const predlog::v1::PredictionLogged& p, absl
   }
 }
 
+void internal::PutEntityEntry(const predlog::v1::AuditEvent& event,
+                              std::optional<absl::Time> appended_at, absl::string_view index_key,
+                              rocksdb::ColumnFamilyHandle* by_entity, rocksdb::WriteBatch* batch,
+                              std::string* key) {
+  const predlog::v1::EntityChanged& change = event.entity_changed();
+  // The grammar (shard_store_impl.h, by_entity) says why recorded_at, and
+  // why appended_at stands in for a missing one.
+  const absl::Time recorded_at = event.has_recorded_at() ? TimeFromProto(event.recorded_at())
+                                                         : appended_at.value_or(absl::UnixEpoch());
+  key->clear();
+  AppendLengthPrefixed(key, change.entity_type());
+  AppendLengthPrefixed(key, change.entity_id());
+  AppendTime(key, recorded_at);
+  key->append(index_key.data(), index_key.size());
+  batch->Put(by_entity, *key, rocksdb::Slice());
+}
+
 absl::StatusOr<BatchResult> ShardStore::Impl::ApplyBatch(absl::Span<const SourceMessage> messages) {
   for (;;) {
     blocked_on_.reset();
@@ -645,6 +662,7 @@ void ShardStore::Impl::FoldEntityChange(const SourceMessage& m, BatchState* b, M
   r->index = AppendRecord(m.payload, m.offset, b, &r->leaf);
   ApplyEntityChange(change, r->index, &state);
   PutState(key, state.SerializeAsString());
+  PutEntityEntry(*folded_, batch_time_, IndexKey(r->index), cfs_[kByEntityCf], &batch_, &key_);
 }
 
 uint64_t ShardStore::Impl::AppendRecord(absl::string_view payload, int64_t offset, BatchState* b,

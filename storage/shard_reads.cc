@@ -1,5 +1,5 @@
 // Reading a shard: records by index, by prediction id and by range; the index
-// scans (by_subject, by_model, by_trace, by_source) and the key-only walks of
+// scans (by_subject, by_model, by_trace, by_source, by_entity) and the key-only walks of
 // by_model and by_source; the time cut; rejected records; the entity and
 // registry state; and Verify of the hash chain against the head.
 // The formats read here are the grammar at the top of shard_store_impl.h.
@@ -252,6 +252,14 @@ absl::Status ShardStore::Impl::CheckDataSourceIndex() const {
       absl::StrCat("shard ", options_.name,
                    " predates the data-source index (by_source, shard format 4); open it "
                    "writable once to build it"));
+}
+
+absl::Status ShardStore::Impl::CheckEntityIndex() const {
+  if (has_entity_index_) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("shard ", options_.name,
+                   " predates the entity index (by_entity, shard format 5); open it writable "
+                   "once to build it"));
 }
 
 absl::StatusOr<uint64_t> ShardStore::Impl::CutAtTime(absl::Time t) const {
@@ -648,6 +656,16 @@ absl::StatusOr<ScanPage> ShardStore::ScanDataSource(absl::string_view name,
   AppendLengthPrefixed(&prefix, name);
   AppendLengthPrefixed(&prefix, version);
   return impl_->ScanIndex(kBySourceCf, prefix, served, cursor, limit);
+}
+absl::StatusOr<ScanPage> ShardStore::ScanEntity(absl::string_view entity_type,
+                                                absl::string_view entity_id,
+                                                const TimeRange& recorded, absl::string_view cursor,
+                                                size_t limit) const {
+  RETURN_IF_ERROR(impl_->CheckEntityIndex());
+  std::string prefix;
+  AppendLengthPrefixed(&prefix, entity_type);
+  AppendLengthPrefixed(&prefix, entity_id);
+  return impl_->ScanIndex(kByEntityCf, prefix, recorded, cursor, limit);
 }
 absl::Status ShardStore::VisitModelIndex(absl::string_view name, absl::string_view version,
                                          const TimeRange& served,

@@ -34,7 +34,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr uint32_t kShardFormat = 4;
+constexpr uint32_t kShardFormat = 5;
 // Shards of an older format lack an index this build relies on.
 constexpr uint32_t kOldestReadableShardFormat = 2;
 
@@ -135,14 +135,15 @@ absl::Status ShardStore::Impl::OpenDb() {
   }
 
   // A shard (or a snapshot) written before format 3 has no merkle column
-  // family, one written before format 4 no by_source, and a read-only open
-  // cannot create them: open it without (their handles stay null), and
-  // without a tree (has_tree_) or a data-source index (has_source_index_).
+  // family, one written before format 4 no by_source, one before format 5 no
+  // by_entity, and a read-only open cannot create them: open it without
+  // (their handles stay null), and without a tree (has_tree_), a data-source
+  // index (has_source_index_) or an entity index (has_entity_index_).
   std::vector<Cf> missing;
   if (options_.read_only) {
     std::vector<std::string> existing;
     if (rocksdb::DB::ListColumnFamilies(db_options, db_path_, &existing).ok()) {
-      for (Cf optional : {kMerkleCf, kBySourceCf}) {
+      for (Cf optional : {kMerkleCf, kBySourceCf, kByEntityCf}) {
         if (std::find(existing.begin(), existing.end(), kCfNames[optional]) == existing.end()) {
           missing.push_back(optional);
         }
@@ -164,6 +165,7 @@ absl::Status ShardStore::Impl::OpenDb() {
     cfs_.insert(cfs_.begin() + cf, nullptr);
     if (cf == kMerkleCf) has_tree_ = false;
     if (cf == kBySourceCf) has_source_index_ = false;
+    if (cf == kByEntityCf) has_entity_index_ = false;
   }
   write_options_.sync = options_.sync_writes;
 
@@ -242,12 +244,16 @@ absl::Status ShardStore::Impl::OpenDb() {
   }
   if (format < kShardFormat) {
     if (options_.read_only) {
-      // A by_source of a format-3 shard is one whose upgrade did not finish.
+      // An index the shard's format predates but that exists is one whose
+      // upgrade did not finish: a by_source of a format-3 shard, a by_entity
+      // of a format-4 one.
       if (format < 3) has_tree_ = false;
-      has_source_index_ = false;
+      if (format < 4) has_source_index_ = false;
+      has_entity_index_ = false;
     } else {
       if (format < 3) RETURN_IF_ERROR(BuildMerkleTree());
-      RETURN_IF_ERROR(BuildDataSourceIndex());
+      if (format < 4) RETURN_IF_ERROR(BuildDataSourceIndex());
+      RETURN_IF_ERROR(BuildEntityIndex());
       std::string v;
       AppendU32(&v, kShardFormat);
       rocksdb::WriteOptions sync;
@@ -421,6 +427,48 @@ absl::Status ShardStore::Impl::BuildDataSourceIndex() {
   RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
   PREDLOG_LOG(INFO) << "shard " << options_.name << ": data-source index built over " << predictions
                     << " predictions";
+  return absl::OkStatus();
+}
+
+absl::Status ShardStore::Impl::BuildEntityIndex() {
+  const std::string context = absl::StrCat("shard ", options_.name, ": build the entity index");
+  rocksdb::WriteBatch batch;
+  std::string key;
+  predlog::v1::AuditEvent event;
+  uint64_t changes = 0;
+  rocksdb::ReadOptions read_options;
+  read_options.fill_cache = false;  // one pass over every record: keep the cache for what follows
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cfs_[kEventsCf]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    uint64_t index;
+    if (!DecodeIndexKey(ToView(it->key()), &index)) {
+      return absl::DataLossError(absl::StrCat(context, ": bad events key"));
+    }
+    absl::string_view payload;
+    if (!RecordPayload(ToView(it->value()), &payload) ||
+        !event.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      return absl::DataLossError(
+          absl::StrCat(context, ": record ", index, " does not decode as an AuditEvent"));
+    }
+    // Every EntityChanged in the log was applied: rejected and redelivered
+    // messages are not records.
+    if (!event.has_entity_changed()) continue;
+    std::optional<absl::Time> appended_at;
+    if (!event.has_recorded_at()) {  // keyed by its append time (the grammar says why)
+      ASSIGN_OR_RETURN(StoredRecord record, DecodeRecord(index, ToView(it->value())));
+      appended_at = record.appended_at;
+    }
+    ++changes;
+    PutEntityEntry(event, appended_at, ToView(it->key()), cfs_[kByEntityCf], &batch, &key);
+    if (batch.Count() >= 4096) {
+      RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
+      batch.Clear();
+    }
+  }
+  RETURN_IF_ERROR(ReadStatus(it->status(), context));
+  RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
+  PREDLOG_LOG(INFO) << "shard " << options_.name << ": entity index built over " << changes
+                    << " entity changes";
   return absl::OkStatus();
 }
 

@@ -372,6 +372,16 @@ class ShardStore {
   absl::StatusOr<ScanPage> ScanDataSource(absl::string_view name, absl::string_view version,
                                           const TimeRange& served, absl::string_view cursor,
                                           size_t limit) const;
+  // An entity's applied changes (EntityChanged records; never a rejected or
+  // redelivered message) recorded in `recorded` (AuditEvent.recorded_at, the
+  // producer's time; the shard's append time for an event without one),
+  // ordered by that time then index. The entity's changes are all in its
+  // entity_id's shard (the fold rejects one that arrives elsewhere).
+  // FAILED_PRECONDITION naming the shard when it predates the entity index
+  // (format 4 or older) and is open read-only, as ScanDataSource says.
+  absl::StatusOr<ScanPage> ScanEntity(absl::string_view entity_type, absl::string_view entity_id,
+                                      const TimeRange& recorded, absl::string_view cursor,
+                                      size_t limit) const;
   // Walks the index entries of a model version (by_model) or of a dataset
   // version (by_source) served in `served`, in ScanModel's / ScanDataSource's
   // order, calling `visit` with each until it returns false; no record is

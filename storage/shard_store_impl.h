@@ -39,6 +39,21 @@
 //                 version among them, valued with the prediction's model so that
 //                 counting per model version reads no record; applied predictions
 //                 only. Format 4; OpenDb builds it from events for older shards.)
+//   by_entity     key: lp(entity_type) lp(entity_id) recorded_at:time index:u64
+//                 value: empty
+//                 (an entity's history: one key per applied EntityChanged, never
+//                 for a rejected or redelivered message. recorded_at is the
+//                 envelope's AuditEvent.recorded_at, the producer's time, as
+//                 by_subject keys the producer's served_at: a support timeline
+//                 interleaves a customer's changes with its predictions, and
+//                 both then sort by the clock of the systems that made them;
+//                 EntityChanged carries no time of its own, and appended_at,
+//                 the shard's clock, already orders the log itself. An event
+//                 without recorded_at (a producer writing to Kafka may omit it)
+//                 is keyed by its appended_at, the latest time it can have
+//                 happened; one without either (written before shard format 3)
+//                 by the Unix epoch.
+//                 Format 5; OpenDb builds it from events for older shards.)
 //   state         key: 'E' lp(type) lp(id)       value: EntityState
 //                      'M' lp(name) lp(version)  value: index:u64 leaf:32 ModelRegistered
 //                      'S' lp(name) lp(version)  value: index:u64 leaf:32 DatasetRegistered
@@ -59,7 +74,8 @@
 //                        has_original:u8 original_index:u64 lp(reason) payload
 //   meta          "format"                    value: u32 (kShardFormat; 2 added by_trace,
 //                                             3 keys by_time by append time and adds
-//                                             the merkle column family, 4 adds by_source)
+//                                             the merkle column family, 4 adds by_source,
+//                                             5 adds by_entity)
 //                 "head"                      value: see EncodeHead
 //                 "incarnation/" seq:u32      value: last_offset:i64 name
 //                 (last_offset: the last offset folded from it, written when the
@@ -131,11 +147,12 @@ enum Cf : int {
   kRejectedCf,
   kMerkleCf,
   kBySourceCf,
+  kByEntityCf,
   kNumCfs
 };
 inline constexpr const char* kCfNames[kNumCfs] = {
-    "default",  "events", "by_prediction", "by_subject", "by_model", "by_time",
-    "by_trace", "state",  "meta",          "rejected",   "merkle",   "by_source"};
+    "default", "events", "by_prediction", "by_subject", "by_model",  "by_time",  "by_trace",
+    "state",   "meta",   "rejected",      "merkle",     "by_source", "by_entity"};
 
 inline constexpr absl::string_view kHeadKey = "head";
 inline constexpr absl::string_view kIncarnationPrefix = "incarnation/";
@@ -275,6 +292,14 @@ void PutDataSourceEntries(const predlog::v1::PredictionLogged& p, absl::Time ser
                           absl::string_view index_key, rocksdb::ColumnFamilyHandle* by_source,
                           rocksdb::WriteBatch* batch, std::string* key, std::string* value);
 
+// Puts the by_entity entry of EntityChanged event `event`, record
+// `index_key` (IndexKey) appended at `appended_at` (nullopt: a record
+// without one), into `batch`; `key` is the caller's scratch buffer. Shared by
+// the fold and the format-5 upgrade, so both write the same entry.
+void PutEntityEntry(const predlog::v1::AuditEvent& event, std::optional<absl::Time> appended_at,
+                    absl::string_view index_key, rocksdb::ColumnFamilyHandle* by_entity,
+                    rocksdb::WriteBatch* batch, std::string* key);
+
 // A source incarnation the shard has folded from.
 struct Incarnation {
   std::string name;
@@ -343,6 +368,9 @@ class ShardStore::Impl {
   // OK, or FAILED_PRECONDITION naming the shard when it has no complete
   // by_source (an older format opened read-only).
   absl::Status CheckDataSourceIndex() const;
+  // OK, or FAILED_PRECONDITION naming the shard when it has no complete
+  // by_entity (format 4 or older opened read-only).
+  absl::Status CheckEntityIndex() const;
   absl::StatusOr<uint64_t> CutAtTime(absl::Time t) const;
   absl::StatusOr<std::vector<RejectedRecord>> ListRejected(uint64_t from_seq, size_t limit) const;
   absl::StatusOr<std::string> GetState(const std::string& key, absl::string_view what) const;
@@ -425,6 +453,10 @@ class ShardStore::Impl {
   // its prediction records, in WriteBatches of a few thousand records;
   // idempotent like BuildMerkleTree (OpenDb writes format 4 after it).
   absl::Status BuildDataSourceIndex();
+  // Writes by_entity for a shard of format 4 or older (which had none) from
+  // its EntityChanged records, batched and idempotent like
+  // BuildDataSourceIndex (OpenDb writes format 5 after it).
+  absl::Status BuildEntityIndex();
   // Appends leaf `leaf_hash` to b's tree and puts the nodes it completes
   // into batch_: its parents, and the leaf itself only when `keep_leaf` (a
   // lost index: a record's leaf is read from its header instead).
@@ -536,6 +568,9 @@ class ShardStore::Impl {
   // False only for a shard of format 3 or older opened read-only: its
   // by_source is missing or incomplete.
   bool has_source_index_ = true;
+  // False only for a shard of format 4 or older opened read-only: its
+  // by_entity is missing or incomplete.
+  bool has_entity_index_ = true;
   std::string source_value_;  // the fold's by_source value (PutDataSourceEntries)
   // The latest append time written or being written; only the fold (one at
   // a time) and OpenDb touch it.

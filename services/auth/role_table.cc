@@ -50,6 +50,8 @@ constexpr MethodAccess kTable[] = {
     {"/predlog.v1.PredictionLog/ChangeEntity", Access::kRoles, kWriter},
     {"/predlog.v1.PredictionLog/GetPrediction", Access::kRoles, kSupport, Trail::kRecorded},
     {"/predlog.v1.PredictionLog/ListPredictions", Access::kRoles, kSupport, Trail::kRecorded},
+    // A customer's record as it changed: recorded customer data.
+    {"/predlog.v1.PredictionLog/ListEntityChanges", Access::kRoles, kSupport, Trail::kRecorded},
     // predlog.v1.Registry (registry.proto)
     {"/predlog.v1.Registry/RegisterModel", Access::kRoles, kAdmin},
     {"/predlog.v1.Registry/DeployModel", Access::kRoles, kAdmin},

@@ -102,18 +102,21 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         &Cli::Get}},
       {"trail",
        {"trail --subject S [--from T] [--to T] [--model name@version] [--limit N]   "
-        "(or --model alone)",
-        "list a subject's predictions in served order (a model's: shard by shard)",
+        "(or --model alone, or --trace ID)",
+        "list a subject's or a trace's predictions in served order (a model's: shard by shard)",
         "flags:\n"
         "  --subject S              the subject whose trail to list (or give --model alone)\n"
         "  --model name@version     only this model's predictions; alone, every subject's\n"
+        "  --trace ID               alone: the predictions of this trace (a model chain),\n"
+        "                           whatever their subjects, in served order\n"
         "  --from T, --to T         served at or after / before T (RFC 3339 or a date,\n"
-        "                           UTC); default: no bound\n"
+        "                           UTC); default: no bound (not with --trace)\n"
         "  --limit N                at most N predictions; default: all\n"
         "\n"
-        "example:\n"
-        "  predlog trail --subject c-0042 --from 2026-11-01 --to 2026-12-01\n",
-        {"subject", "from", "to", "model", "limit"},
+        "examples:\n"
+        "  predlog trail --subject c-0042 --from 2026-11-01 --to 2026-12-01\n"
+        "  predlog trail --trace trace-7f3a\n",
+        {"subject", "from", "to", "model", "trace", "limit"},
         0,
         0,
         &Cli::Trail}},
@@ -163,6 +166,24 @@ const std::map<std::string, Cli::Command>& Cli::Commands() {
         0,
         0,
         &Cli::State}},
+      {"changes",
+       {"changes --entity TYPE/ID [--from T] [--to T] [--limit N]",
+        "list an entity's recorded changes, oldest first, with their positions",
+        "flags:\n"
+        "  --entity TYPE/ID         the entity, e.g. customer/c-0042 (required)\n"
+        "  --from T, --to T         recorded at or after / before T (RFC 3339 or a date,\n"
+        "                           UTC; the producer's recorded_at); default: no bound\n"
+        "  --limit N                at most N changes; default: all\n"
+        "\n"
+        "Each change's POSITION is where `predlog state --after` shows the record as\n"
+        "that change left it.\n"
+        "\n"
+        "example:\n"
+        "  predlog changes --entity customer/c-0042 --from 2026-11-01\n",
+        {"entity", "from", "to", "limit"},
+        0,
+        0,
+        &Cli::Changes}},
       {"models",
        {"models [--name NAME]",
         "list registered models and where they are deployed",

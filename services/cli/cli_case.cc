@@ -101,12 +101,12 @@ int Cli::Case() {
   options.entity_type = args_.Get("entity-type", "customer");
   options.built_from = server_;
   const std::string dir = args_.Get("out");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Usage(absl::StrCat("--out: cannot create ", dir, ": ", ec.message()));
   GrpcCaseSources sources(this);
   absl::StatusOr<CaseResult> result = WriteCaseFile(sources, options, dir);
   if (!result.ok()) {
-    if (result.status().code() == absl::StatusCode::kInternal) {
-      return Usage(absl::StrCat("--out: ", result.status().message()));
-    }
     return CallFailed(grpc::Status(static_cast<grpc::StatusCode>(result.status().code()),
                                    std::string(result.status().message())));
   }

@@ -176,6 +176,7 @@ class Cli {
   int Log();
   int Get();
   int Trail();
+  int Changes();
   int Replay();
   int Trace();
   int State();

@@ -1,7 +1,11 @@
-// predlog log, get and trail: writing predictions and reading them back.
+// predlog log, get, trail and changes: writing predictions and reading them
+// back, and an entity's recorded changes.
 
 #include <algorithm>
+#include <map>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
@@ -231,9 +235,17 @@ int Cli::Get() {
 // ---------------------------------------------------------------- trail
 
 int Cli::Trail() {
-  if (!args_.Has("subject") && !args_.Has("model")) {
-    return Usage("--subject (or --model name@version) is required");
+  const bool trace = args_.Has("trace");
+  if (!args_.Has("subject") && !args_.Has("model") && !trace) {
+    return Usage("--subject (or --model name@version, or --trace ID) is required");
   }
+  if (trace && (args_.Has("subject") || args_.Has("model"))) {
+    return Usage("--trace goes alone: a trace's predictions are listed whatever their subject");
+  }
+  if (trace && (args_.Has("from") || args_.Has("to"))) {
+    return Usage("--from and --to do not apply to --trace: a trace is listed whole");
+  }
+  if (trace && args_.Get("trace").empty()) return Usage("--trace: want a trace id");
   bool bad = false;
   std::optional<absl::Time> from = TimeFlag("from", &bad), to = TimeFlag("to", &bad);
   if (bad) return kExitUsage;
@@ -250,7 +262,9 @@ int Cli::Trail() {
   }
   auto stub = v1::PredictionLog::NewStub(Channel());
   v1::ListPredictionsRequest request;
-  if (args_.Has("subject")) {
+  if (trace) {
+    request.set_trace_id(args_.Get("trace"));
+  } else if (args_.Has("subject")) {
     request.set_subject_id(args_.Get("subject"));
   } else {
     request.mutable_model()->set_name(model->first);
@@ -273,9 +287,10 @@ int Cli::Trail() {
                   absl::StrCat(record.position().shard(), "#", record.position().index())});
   };
   // Pages come shard by shard. A subject's trail is one shard unless a
-  // producer misrouted some of its events: it is gathered whole and put in
-  // served order before --limit applies. A model's listing streams.
-  const bool subject_trail = args_.Has("subject");
+  // producer misrouted some of its events, and a trace is a handful of steps
+  // on several shards: either is gathered whole and put in served order
+  // before --limit applies. A model's listing streams.
+  const bool subject_trail = args_.Has("subject") || trace;
   std::vector<v1::PredictionRecord> trail;
   do {
     v1::ListPredictionsResponse page;
@@ -316,6 +331,81 @@ int Cli::Trail() {
     table.Print(out_);
   }
   return shown > 0 ? kExitOk : kExitFailed;
+}
+
+// ---------------------------------------------------------------- changes
+
+namespace {
+
+// What a change did, as "set a=1, b=2; unset c; deleted" (fields by name).
+std::string ChangeText(const v1::EntityChanged& change) {
+  std::vector<std::string> parts;
+  if (!change.set_fields().empty()) {
+    std::map<std::string, std::string> set;
+    for (const auto& [name, value] : change.set_fields()) set[name] = ValueText(value);
+    std::vector<std::string> fields;
+    for (const auto& [name, value] : set) fields.push_back(absl::StrCat(name, "=", value));
+    parts.push_back(absl::StrCat("set ", absl::StrJoin(fields, ", ")));
+  }
+  if (change.unset_fields_size() > 0) {
+    std::vector<std::string> unset(change.unset_fields().begin(), change.unset_fields().end());
+    std::sort(unset.begin(), unset.end());
+    parts.push_back(absl::StrCat("unset ", absl::StrJoin(unset, ", ")));
+  }
+  if (change.deleted()) parts.push_back("deleted");
+  return parts.empty() ? "(nothing)" : absl::StrJoin(parts, "; ");
+}
+
+}  // namespace
+
+int Cli::Changes() {
+  const std::string entity = args_.Get("entity");
+  const size_t slash = entity.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == entity.size()) {
+    return Usage("--entity: want TYPE/ID, e.g. customer/c-1042");
+  }
+  bool bad = false;
+  std::optional<absl::Time> from = TimeFlag("from", &bad), to = TimeFlag("to", &bad);
+  if (bad) return kExitUsage;
+  int limit = 0;
+  if (args_.Has("limit") && (!absl::SimpleAtoi(args_.Get("limit"), &limit) || limit <= 0)) {
+    return Usage("--limit must be a positive integer");
+  }
+  v1::ListEntityChangesRequest request;
+  request.set_entity_type(entity.substr(0, slash));
+  request.set_entity_id(entity.substr(slash + 1));
+  if (from) storage::TimeToProto(*from, request.mutable_from());
+  if (to) storage::TimeToProto(*to, request.mutable_to());
+  request.set_page_size(limit > 0 ? std::min(limit, 1000) : 1000);
+  auto stub = v1::PredictionLog::NewStub(Channel());
+  Table table({"RECORDED_AT", "CHANGE", "POSITION", "ACTOR"});
+  int shown = 0;
+  do {
+    v1::ListEntityChangesResponse page;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    const grpc::Status status = stub->ListEntityChanges(&context, request, &page);
+    if (!status.ok()) return CallFailed(status);
+    for (const v1::PredictionRecord& record : page.changes()) {
+      if (limit > 0 && shown >= limit) break;
+      ++shown;
+      if (json_) {
+        PrintJson(record);
+        continue;
+      }
+      table.AddRow({IsoTime(record.event().recorded_at()),
+                    ChangeText(record.event().entity_changed()),
+                    absl::StrCat(record.position().shard(), "#", record.position().index()),
+                    ActorText(record.event())});
+    }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty() && (limit == 0 || shown < limit));
+  if (shown == 0) {
+    err_ << "predlog changes: no changes of " << entity << " match\n";
+    return kExitFailed;
+  }
+  if (!json_) table.Print(out_);
+  return kExitOk;
 }
 
 }  // namespace predlog::services::cli_internal

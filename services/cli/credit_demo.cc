@@ -389,6 +389,7 @@ absl::StatusOr<CreditDemoResult> Demo::Run() {
        << " --against credit@v2\n"
        << "  predlog state" << server << " --entity customer/" << result.denied_customer << " --at "
        << result.decision_time << "\n"
+       << "  predlog changes" << server << " --entity customer/" << result.denied_customer << "\n"
        << "  predlog export" << server << " --subject " << result.denied_customer
        << " --format jsonl --out " << result.denied_customer << ".jsonl\n"
        << "  predlog verify " << result.denied_customer << ".jsonl " << result.denied_customer

@@ -459,6 +459,24 @@ grpc::ServerUnaryReactor* PredictionLogService::ListPredictions(
       });
 }
 
+grpc::ServerUnaryReactor* PredictionLogService::ListEntityChanges(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  using Request = predlog::v1::ListEntityChangesRequest;
+  using Response = predlog::v1::ListEntityChangesResponse;
+  using Call = UnaryCall<Request, Response>;
+  return ServeUnary<Request, Response>(
+      gate_, "/predlog.v1.PredictionLog/ListEntityChanges", context, request, response,
+      [](const Request& parsed) {
+        return parsed.page_size() <= PredictionLog::kDefaultPageSize  // 0: the default
+                   ? RunOn::kCallbackThread
+                   : RunOn::kWorker;
+      },
+      [this](Call* call, const auth::Caller&) {
+        call->Reply(log_->ListEntityChanges(call->request()));
+      });
+}
+
 namespace {
 
 // One RegisterModel upload: the first message begins it, each later one is

@@ -57,7 +57,8 @@ using RawPredictionLogService = predlog::v1::PredictionLog::WithRawCallbackMetho
             predlog::v1::PredictionLog::WithRawCallbackMethod_GetPrediction<
                 predlog::v1::PredictionLog::WithRawCallbackMethod_ListPredictions<
                     predlog::v1::PredictionLog::WithRawCallbackMethod_ChangeEntity<
-                        predlog::v1::PredictionLog::Service>>>>>>;
+                        predlog::v1::PredictionLog::WithRawCallbackMethod_ListEntityChanges<
+                            predlog::v1::PredictionLog::Service>>>>>>>;
 using RawRegistryService = predlog::v1::Registry::WithRawCallbackMethod_RegisterModel<
     predlog::v1::Registry::WithRawCallbackMethod_DeployModel<
         predlog::v1::Registry::WithRawCallbackMethod_GetModel<
@@ -101,8 +102,9 @@ inline constexpr int kMaxStreamInFlight = 500;
 // predlog.v1.PredictionLog. Borrows `log`, which must outlive the server.
 //
 // Writes hand their events to the shard writers (or the producer) and finish
-// from their callbacks. Small reads, GetPrediction and a ListPredictions page
-// of at most PredictionLog::kDefaultPageSize records (tens of µs from memory,
+// from their callbacks. Small reads, GetPrediction and a ListPredictions or
+// ListEntityChanges page of at most PredictionLog::kDefaultPageSize records
+// (tens of µs from memory,
 // a few ms at worst from a cold disk), run inline on gRPC's thread when no
 // access trail is kept (a hand-off to the pool and back costs two thread
 // wake-ups, more than the read itself: bench/RESULTS.md, issue 11). predlogd
@@ -131,6 +133,9 @@ class PredictionLogService final : public RawPredictionLogService {
   grpc::ServerUnaryReactor* ListPredictions(grpc::CallbackServerContext* context,
                                             const grpc::ByteBuffer* request,
                                             grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ListEntityChanges(grpc::CallbackServerContext* context,
+                                              const grpc::ByteBuffer* request,
+                                              grpc::ByteBuffer* response) override;
 
  private:
   PredictionLog* const log_;

@@ -16,6 +16,45 @@
 #include "storage/timestamps.h"
 
 namespace predlog::services {
+namespace {
+
+// Where a page starts: a shard and the cursor of its index scan ("" = the
+// shard's first entry). A page token is that place, as
+//   page_token := shard:decimal '/' web-safe base64 of the cursor bytes
+// ("" = the first page). INVALID_ARGUMENT for a token that does not parse
+// or names a shard that does not exist.
+struct PageStart {
+  int partition = 0;
+  std::string cursor;
+};
+
+absl::StatusOr<PageStart> ParsePageToken(const std::string& page_token, int partitions) {
+  PageStart start;
+  if (page_token.empty()) return start;
+  const size_t slash = page_token.find('/');
+  if (slash == std::string::npos ||
+      !absl::SimpleAtoi(page_token.substr(0, slash), &start.partition) || start.partition < 0 ||
+      start.partition >= partitions ||
+      !absl::WebSafeBase64Unescape(page_token.substr(slash + 1), &start.cursor)) {
+    return absl::InvalidArgumentError("page_token is not one this server issued");
+  }
+  return start;
+}
+
+std::string PageToken(int partition, absl::string_view cursor) {
+  return absl::StrCat(partition, "/", absl::WebSafeBase64Escape(cursor));
+}
+
+// The records a page holds: page_size, or the default for 0.
+absl::StatusOr<size_t> PageSize(uint32_t page_size) {
+  if (page_size > PredictionLog::kMaxPageSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_size ", page_size, " is above the limit of ", PredictionLog::kMaxPageSize));
+  }
+  return page_size == 0 ? PredictionLog::kDefaultPageSize : page_size;
+}
+
+}  // namespace
 
 PredictionLog::PredictionLog(Producer* producer, Ingest* ingest, PredictionLogOptions options)
     : ingest_(ingest), options_(std::move(options)), writer_(producer, ingest, options_.writer) {
@@ -141,11 +180,7 @@ absl::StatusOr<predlog::v1::PredictionRecord> PredictionLog::GetPrediction(
 absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredictions(
     const predlog::v1::ListPredictionsRequest& request) const {
   if (ingest_ == nullptr) return absl::UnavailableError("this process has no shards to read");
-  if (request.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size ", request.page_size(), " is above the limit of ", kMaxPageSize));
-  }
-  const size_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  ASSIGN_OR_RETURN(const size_t page_size, PageSize(request.page_size()));
   storage::TimeRange range;
   if (request.has_served_from()) {
     range.from = storage::TimeFromProto(request.served_from());
@@ -153,22 +188,9 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
   if (request.has_served_to()) {
     range.to = storage::TimeFromProto(request.served_to());
   }
-  // page_token := web-safe base64 of: shard:u8-as-decimal '/' shard cursor bytes
-  int partition = 0;
-  std::string cursor;
-  if (!request.page_token().empty()) {
-    std::string token;
-    const size_t slash = request.page_token().find('/');
-    int parsed = -1;
-    if (slash == std::string::npos ||
-        !absl::SimpleAtoi(request.page_token().substr(0, slash), &parsed) || parsed < 0 ||
-        parsed >= ingest_->partitions() ||
-        !absl::WebSafeBase64Unescape(request.page_token().substr(slash + 1), &token)) {
-      return absl::InvalidArgumentError("page_token is not one this server issued");
-    }
-    partition = parsed;
-    cursor = std::move(token);
-  }
+  ASSIGN_OR_RETURN(PageStart start, ParsePageToken(request.page_token(), ingest_->partitions()));
+  int partition = start.partition;
+  std::string cursor = std::move(start.cursor);
   // The shards to read, ascending; the page token says where this page starts.
   std::vector<int> partitions;
   switch (request.filter_case()) {
@@ -186,8 +208,20 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
       RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("listing a model version"));
       for (int p = 0; p < ingest_->partitions(); ++p) partitions.push_back(p);
       break;
+    case predlog::v1::ListPredictionsRequest::kTraceId:
+      if (request.trace_id().empty()) return absl::InvalidArgumentError("trace_id is empty");
+      // by_trace is keyed by served_at within a trace, but a trace is a
+      // handful of steps: it is listed whole, not by time.
+      if (request.has_served_from() || request.has_served_to()) {
+        return absl::InvalidArgumentError(
+            "served_from and served_to do not apply to trace_id: a trace is listed whole");
+      }
+      // A trace's steps may have different subjects, so different shards.
+      RETURN_IF_ERROR(ingest_->CheckAllFoldedHere("listing a trace"));
+      for (int p = 0; p < ingest_->partitions(); ++p) partitions.push_back(p);
+      break;
     case predlog::v1::ListPredictionsRequest::FILTER_NOT_SET:
-      return absl::InvalidArgumentError("filter is missing: set subject_id or model");
+      return absl::InvalidArgumentError("filter is missing: set subject_id, model or trace_id");
   }
   predlog::v1::ListPredictionsResponse response;
   auto it = std::lower_bound(partitions.begin(), partitions.end(), partition);
@@ -199,7 +233,8 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
     absl::StatusOr<storage::ScanPage> page =
         request.has_model() ? shard.ScanModel(request.model().name(), request.model().version(),
                                               range, cursor, wanted)
-                            : shard.ScanSubject(request.subject_id(), range, cursor, wanted);
+        : request.has_trace_id() ? shard.ScanTrace(request.trace_id(), cursor, wanted)
+                                 : shard.ScanSubject(request.subject_id(), range, cursor, wanted);
     if (!page.ok()) {
       if (absl::IsInvalidArgument(page.status())) {
         return absl::InvalidArgumentError("page_token is not one this server issued");
@@ -210,8 +245,7 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
       ASSIGN_OR_RETURN(*response.add_records(), ToRecord(partition, record));
     }
     if (!page->next_cursor.empty()) {
-      response.set_next_page_token(
-          absl::StrCat(partition, "/", absl::WebSafeBase64Escape(page->next_cursor)));
+      response.set_next_page_token(PageToken(partition, page->next_cursor));
       break;
     }
     if (static_cast<size_t>(response.records_size()) == page_size) {
@@ -221,6 +255,43 @@ absl::StatusOr<predlog::v1::ListPredictionsResponse> PredictionLog::ListPredicti
       }
       break;
     }
+  }
+  return response;
+}
+
+absl::StatusOr<predlog::v1::ListEntityChangesResponse> PredictionLog::ListEntityChanges(
+    const predlog::v1::ListEntityChangesRequest& request) const {
+  if (ingest_ == nullptr) return absl::UnavailableError("this process has no shards to read");
+  if (request.entity_type().empty()) return absl::InvalidArgumentError("entity_type is required");
+  if (request.entity_id().empty()) return absl::InvalidArgumentError("entity_id is required");
+  ASSIGN_OR_RETURN(const size_t page_size, PageSize(request.page_size()));
+  storage::TimeRange range;
+  if (request.has_from()) range.from = storage::TimeFromProto(request.from());
+  if (request.has_to()) range.to = storage::TimeFromProto(request.to());
+  // The entity's one shard: ChangeEntity keys by entity_id, and the fold
+  // rejects a change that arrives on another partition.
+  const int partition = shards_.partition_of(request.entity_id());
+  RETURN_IF_ERROR(shards_.CheckFolded(
+      {partition}, absl::StrCat("entity ", request.entity_type(), "/", request.entity_id())));
+  ASSIGN_OR_RETURN(PageStart start, ParsePageToken(request.page_token(), ingest_->partitions()));
+  // Every token this call issues names the entity's shard and a cursor.
+  if (!request.page_token().empty() && (start.partition != partition || start.cursor.empty())) {
+    return absl::InvalidArgumentError("page_token is not one this server issued");
+  }
+  absl::StatusOr<storage::ScanPage> page = ingest_->shard(partition).ScanEntity(
+      request.entity_type(), request.entity_id(), range, start.cursor, page_size);
+  if (!page.ok()) {
+    if (absl::IsInvalidArgument(page.status())) {  // a cursor of another scan
+      return absl::InvalidArgumentError("page_token is not one this server issued");
+    }
+    return page.status();
+  }
+  predlog::v1::ListEntityChangesResponse response;
+  for (const storage::StoredRecord& record : page->records) {
+    ASSIGN_OR_RETURN(*response.add_changes(), ToRecord(partition, record));
+  }
+  if (!page->next_cursor.empty()) {
+    response.set_next_page_token(PageToken(partition, page->next_cursor));
   }
   return response;
 }

@@ -69,11 +69,27 @@ class PredictionLog {
   static constexpr uint32_t kMaxPageSize = 1000;
 
   // A subject's trail (from its one shard, in served order), or a model
-  // version's predictions (shard by shard, each in served order), one page at
-  // a time. INVALID_ARGUMENT for a missing filter, a foreign page token or
-  // page_size above kMaxPageSize.
+  // version's or a trace's predictions (shard by shard, each in served
+  // order), one page at a time. INVALID_ARGUMENT for a missing filter, a
+  // foreign page token, page_size above kMaxPageSize, or served_from /
+  // served_to with trace_id (a trace is listed whole); FAILED_PRECONDITION
+  // when a shard it must read is folded by another instance (a model or a
+  // trace reads every shard); UNAVAILABLE without shards here.
   absl::StatusOr<predlog::v1::ListPredictionsResponse> ListPredictions(
       const predlog::v1::ListPredictionsRequest& request) const;
+
+  // An entity's changes (EntityChanged records) recorded in [from, to), in
+  // recorded_at order then log order, from the entity's one shard
+  // (PartitionForKey(entity_id), as ChangeEntity writes it), one page at a
+  // time with ListPredictions' page sizes and tokens. INVALID_ARGUMENT
+  // "entity_type is required" / "entity_id is required", for a page token
+  // this call did not issue (another entity's too) and page_size above
+  // kMaxPageSize; FAILED_PRECONDITION when another instance folds the
+  // entity's shard, or the shard is a read-only copy older than the entity
+  // index (storage: ShardStore::ScanEntity); UNAVAILABLE without shards here;
+  // DATA_LOSS for a record that cannot be read.
+  absl::StatusOr<predlog::v1::ListEntityChangesResponse> ListEntityChanges(
+      const predlog::v1::ListEntityChangesRequest& request) const;
 
   const GatewayMetrics& metrics() const { return metrics_; }
 

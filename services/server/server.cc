@@ -174,7 +174,10 @@ absl::Status StartHttp(const ServerOptions& options, Server::Parts* parts) {
   }
   const std::string host = listen.substr(0, colon);
   const bool loopback = auth::IsLoopbackAddress(listen);
-  const bool tls = !loopback && !options.tls_cert_file.empty() && !options.identities_file.empty();
+  // HTTPS only where the page is served over it: /metrics stays plain HTTP
+  // on an ingest-only or off-loopback listener without TLS and identities.
+  const bool tls = parts->log != nullptr && !loopback && !options.tls_cert_file.empty() &&
+                   !options.identities_file.empty();
   const bool serve_page = parts->log != nullptr && (loopback || tls);
   if (parts->log != nullptr && !serve_page) {
     PREDLOG_LOG(WARNING) << "predlogd: the support page and /api/v1 are not served on "
@@ -195,6 +198,9 @@ absl::Status StartHttp(const ServerOptions& options, Server::Parts* parts) {
   } else {
     parts->http_server = std::make_unique<httplib::Server>();
   }
+  // Page calls block for their access record, a re-run or an export: more
+  // threads than httplib's default 8, so a few downloads leave room.
+  parts->http_server->new_task_queue = [] { return new httplib::ThreadPool(16); };
   parts->http_server->Get("/metrics", [parts](const httplib::Request&, httplib::Response& res) {
     res.set_content(parts->RenderMetrics(), "text/plain; version=0.0.4");
   });
@@ -217,6 +223,20 @@ absl::Status StartHttp(const ServerOptions& options, Server::Parts* parts) {
     backends.audit = parts->audit.get();
     backends.server_name =
         absl::StrCat(tls ? "https://" : "http://", parts->http_address, " (predlogd web page)");
+    // Exports and case files are written here before they are sent; what a
+    // crash left behind is removed now.
+    backends.scratch_dir = options.data_dir + "/web-scratch";
+    std::error_code ec;
+    std::filesystem::remove_all(backends.scratch_dir, ec);
+    std::filesystem::create_directories(backends.scratch_dir, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("cannot create ", backends.scratch_dir, ": ", ec.message()));
+    }
+    if (loopback) {
+      backends.allowed_hosts = {parts->http_address, absl::StrCat("localhost:", port),
+                                absl::StrCat("127.0.0.1:", port), absl::StrCat("[::1]:", port)};
+    }
     web::RegisterHttpApi(backends, parts->http_server.get());
   }
   parts->http_thread =

@@ -2,9 +2,13 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -48,9 +52,37 @@ std::string PeerOf(const httplib::Request& req) {
   return absl::StrCat("http:", req.remote_addr, ":", req.remote_port);
 }
 
-// The caller, checked against the role table under `method`.
+// Whether a browser sent this from another site: Sec-Fetch-Site (Fetch
+// Metadata, https://www.w3.org/TR/fetch-metadata/) is "same-origin" for the
+// page's own calls and "none" for an address typed in; anything else is
+// another page making the user's browser call predlogd. And whether the Host
+// is one this listener answers to: a page on a hostile domain re-pointed at
+// 127.0.0.1 (DNS rebinding) sends its own domain as Host. Programs that are
+// not browsers send no Sec-Fetch-Site.
+absl::Status CheckBrowserOrigin(const HttpApiBackends& backends, const httplib::Request& req) {
+  const std::string site = req.get_header_value("Sec-Fetch-Site");
+  if (!site.empty() && site != "same-origin" && site != "none") {
+    return absl::PermissionDeniedError(
+        absl::StrCat("a page of another site (Sec-Fetch-Site: ", site,
+                     ") may not call predlogd's API; open predlogd's own page"));
+  }
+  if (!backends.allowed_hosts.empty()) {
+    const std::string host = req.get_header_value("Host");
+    if (std::find(backends.allowed_hosts.begin(), backends.allowed_hosts.end(), host) ==
+        backends.allowed_hosts.end()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("Host ", host, " is not this listener's address (",
+                       backends.allowed_hosts.front(), "): refused"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The caller, checked against the role table under `method`, from a
+// browser only on predlogd's own page (CheckBrowserOrigin).
 absl::StatusOr<auth::Caller> Admit(const HttpApiBackends& backends, absl::string_view method,
                                    const httplib::Request& req) {
+  RETURN_IF_ERROR(CheckBrowserOrigin(backends, req));
   return backends.authorizer->Check(method, CredentialsOf(req));
 }
 
@@ -58,34 +90,51 @@ absl::StatusOr<auth::Caller> Admit(const HttpApiBackends& backends, absl::string
 // order, named by `path_fields`) and the query parameters.
 absl::Status BuildRequest(const httplib::Request& req, const std::vector<std::string>& path_fields,
                           google::protobuf::Message* request) {
+  std::vector<std::pair<std::string, std::string>> parameters;
   for (size_t i = 0; i < path_fields.size(); ++i) {
-    RETURN_IF_ERROR(SetParameter(request, path_fields[i], req.matches[i + 1].str()));
+    parameters.emplace_back(path_fields[i], req.matches[i + 1].str());
   }
-  for (const auto& [name, value] : req.params) {
-    RETURN_IF_ERROR(SetParameter(request, name, value));
-  }
-  return absl::OkStatus();
+  // httplib keeps the query in a multimap: by name, each name's values in
+  // the order given.
+  for (const auto& [name, value] : req.params) parameters.emplace_back(name, value);
+  return SetParameters(request, parameters);
 }
 
+// How long a call waits for its AccessRecorded to be durable before it is
+// refused (the trail's writer is stuck: Kafka unreachable, a full disk).
+constexpr absl::Duration kRecordTimeout = absl::Seconds(30);
+
 // Appends the call's AccessRecorded when the role table marks `method`
-// recorded and this process keeps a trail; returns once it is durable.
+// recorded and this process keeps a trail; returns once it is durable, or
+// UNAVAILABLE after kRecordTimeout (the call is then refused).
 absl::Status RecordAccess(const HttpApiBackends& backends, absl::string_view method,
                           const auth::Caller& caller, const httplib::Request& req,
                           const google::protobuf::Message& request) {
   ASSIGN_OR_RETURN(const bool recorded, services::AccessTrail::Recorded(method));
   if (!recorded || backends.access == nullptr) return absl::OkStatus();
-  absl::Notification done;
-  absl::Status result;
-  backends.access->Record(method, caller, PeerOf(req), request, [&](absl::Status status) {
-    result = std::move(status);
-    done.Notify();
+  // Shared with the callback, which may run after a timed-out wait returned.
+  struct Pending {
+    absl::Notification done;
+    absl::Status result;
+  };
+  auto pending = std::make_shared<Pending>();
+  backends.access->Record(method, caller, PeerOf(req), request, [pending](absl::Status status) {
+    pending->result = std::move(status);
+    pending->done.Notify();
   });
-  done.WaitForNotification();
-  return result;
+  if (!pending->done.WaitForNotificationWithTimeout(kRecordTimeout)) {
+    return absl::UnavailableError(absl::StrCat("the access trail did not record this call within ",
+                                               absl::FormatDuration(kRecordTimeout),
+                                               ", so it is refused; retry later"));
+  }
+  return pending->result;
 }
 
 void ReplyError(const absl::Status& status, httplib::Response& res) {
   res.status = HttpStatusOf(status.code());
+  if (status.code() == absl::StatusCode::kUnauthenticated) {
+    res.set_header("WWW-Authenticate", "Bearer realm=\"predlogd\"");
+  }
   res.set_content(ErrorJson(status), kJson);
 }
 
@@ -128,6 +177,10 @@ httplib::Server::Handler Route(const HttpApiBackends& backends, std::string meth
 
 // GET /api/v1/whoami: who the token is and what it may call.
 void WhoAmI(const HttpApiBackends& backends, const httplib::Request& req, httplib::Response& res) {
+  if (absl::Status origin = CheckBrowserOrigin(backends, req); !origin.ok()) {
+    ReplyError(origin, res);
+    return;
+  }
   const auth::Authorizer& authorizer = *backends.authorizer;
   const auth::Credentials credentials = CredentialsOf(req);
   auth::Caller caller;
@@ -170,13 +223,14 @@ std::string FileSafe(absl::string_view name) {
   return out;
 }
 
-// A directory of its own under the system's temp directory, removed with it.
+// A directory of its own under HttpApiBackends::scratch_dir, removed with it.
 class ScratchDir {
  public:
-  static absl::StatusOr<ScratchDir> Make() {
-    std::string path = (std::filesystem::temp_directory_path() / "predlog-web-XXXXXX").string();
+  static absl::StatusOr<ScratchDir> Make(const std::string& parent) {
+    std::string path = absl::StrCat(parent, "/call-XXXXXX");
     if (mkdtemp(path.data()) == nullptr) {
-      return absl::InternalError(absl::StrCat("cannot create a directory like ", path));
+      return absl::InternalError(
+          absl::StrCat("cannot create a directory like ", path, ": ", std::strerror(errno)));
     }
     return ScratchDir(std::move(path));
   }
@@ -225,7 +279,7 @@ absl::StatusOr<std::vector<ArchiveFile>> ExportSubject(const HttpApiBackends& ba
                                                        const auth::Caller& caller,
                                                        const v1::ExportTrailRequest& request) {
   const std::string name = absl::StrCat("export-", FileSafe(request.subject_id()));
-  ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Make());
+  ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Make(backends.scratch_dir));
   RETURN_IF_ERROR(
       WriteExport(backends, caller, request, absl::StrCat(scratch.path(), "/", name, ".jsonl"))
           .status());
@@ -334,14 +388,19 @@ void Case(const HttpApiBackends& backends, const httplib::Request& req, httplib:
   options.built_from = backends.server_name;
   const std::string name = absl::StrCat("case-", FileSafe(options.prediction_id));
   absl::StatusOr<std::string> tar = [&]() -> absl::StatusOr<std::string> {
+    RETURN_IF_ERROR(CheckBrowserOrigin(backends, req));
+    std::set<std::string> seen;
     for (const auto& [parameter, value] : req.params) {
+      if (!seen.insert(parameter).second) {
+        return absl::InvalidArgumentError(absl::StrCat("parameter ", parameter, " is given twice"));
+      }
       if (parameter == "against.name") {
         options.against.set_name(value);
       } else if (parameter == "against.version") {
         options.against.set_version(value);
-      } else if (parameter == "entity_type") {
+      } else if (parameter == "entity_type" || parameter == "entityType") {
         options.entity_type = value;
-      } else if (parameter == "window_days") {
+      } else if (parameter == "window_days" || parameter == "windowDays") {
         if (!absl::SimpleAtoi(value, &options.window_days) || options.window_days <= 0) {
           return absl::InvalidArgumentError(absl::StrCat("parameter window_days: \"", value,
                                                          "\" is not a positive number of days"));
@@ -356,7 +415,7 @@ void Case(const HttpApiBackends& backends, const httplib::Request& req, httplib:
     if (options.against.name().empty() != options.against.version().empty()) {
       return absl::InvalidArgumentError("parameters against.name and against.version go together");
     }
-    ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Make());
+    ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Make(backends.scratch_dir));
     ServiceCaseSources sources(backends, req);
     const std::string dir = absl::StrCat(scratch.path(), "/", name);
     RETURN_IF_ERROR(services::WriteCaseFile(sources, options, dir).status());
@@ -433,6 +492,12 @@ void RegisterHttpApi(const HttpApiBackends& backends, httplib::Server* server) {
               Route<v1::ListPredictionsRequest, v1::ListPredictionsResponse>(
                   b, "/predlog.v1.PredictionLog/ListPredictions", {},
                   [log](const v1::ListPredictionsRequest& r) { return log->ListPredictions(r); }));
+
+  server->Get(
+      R"(/api/v1/entities/([^/]+)/([^/]+)/changes)",
+      Route<v1::ListEntityChangesRequest, v1::ListEntityChangesResponse>(
+          b, "/predlog.v1.PredictionLog/ListEntityChanges", {"entity_type", "entity_id"},
+          [log](const v1::ListEntityChangesRequest& r) { return log->ListEntityChanges(r); }));
 
   // predlog.v1.Registry
   server->Get("/api/v1/models",
@@ -517,16 +582,24 @@ void RegisterHttpApi(const HttpApiBackends& backends, httplib::Server* server) {
               [b](const httplib::Request& req, httplib::Response& res) { Export(b, req, res); });
 
   // Anything else under /api/ is not a route (registered last: httplib
-  // tries handlers in order).
-  const auto unknown = [](const httplib::Request& req, httplib::Response& res) {
-    ReplyError(absl::NotFoundError(absl::StrCat("no API route ", req.method, " ", req.path,
+  // tries handlers in order); every route is a GET.
+  server->Get(R"(/api/.*)", [](const httplib::Request& req, httplib::Response& res) {
+    ReplyError(absl::NotFoundError(absl::StrCat("no API route GET ", req.path,
                                                 " (the routes: services/web/README.md)")),
                res);
+  });
+  const auto not_get = [](const httplib::Request& req, httplib::Response& res) {
+    ReplyError(
+        absl::InvalidArgumentError(absl::StrCat("the API is read-only: ", req.method, " ", req.path,
+                                                " is not served (every route is a GET)")),
+        res);
+    res.status = 405;
+    res.set_header("Allow", "GET");
   };
-  server->Get(R"(/api/.*)", unknown);
-  server->Post(R"(/api/.*)", unknown);
-  server->Put(R"(/api/.*)", unknown);
-  server->Delete(R"(/api/.*)", unknown);
+  server->Post(R"(/api/.*)", not_get);
+  server->Put(R"(/api/.*)", not_get);
+  server->Patch(R"(/api/.*)", not_get);
+  server->Delete(R"(/api/.*)", not_get);
 }
 
 }  // namespace predlog::web

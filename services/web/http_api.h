@@ -14,12 +14,19 @@
 // - the access trail: a route whose method the role table marks recorded is
 //   answered only once its AccessRecorded is durable (peer "http:<address>"),
 //   and refused with the trail's error otherwise;
-// - errors: the class's absl::Status as HTTP status + JSON (transcode.h).
+// - errors: the class's absl::Status as HTTP status + JSON (transcode.h);
+// - browsers: a call another site's page makes (Sec-Fetch-Site cross-site or
+//   same-site) or one whose Host is not this listener's (DNS rebinding) is
+//   refused 403, so only predlogd's own page, and programs, use the API.
+// A recorded call waits at most 30 s for its record, then answers 503.
 // Besides the methods: GET /api/v1/whoami (the caller, its roles and the
 // methods it may call: what the page shows), GET /api/v1/export (one
 // customer's verifiable export, a tar of the JSONL file and its manifest,
-// as `predlog export --subject` writes them) and the page's files (GET /
-// and /page/<file>, embedded at build time from services/web/page/).
+// as `predlog export --subject` writes them), GET
+// /api/v1/predictions/{id}/case (the case file `predlog case` writes, as a
+// tar; each call it makes is admitted and recorded under its own method) and
+// the page's files (GET / and /page/<file>, embedded at build time from
+// services/web/page/). Every other method on /api/ answers 405.
 //
 // httplib runs each request on a thread of its own pool: the calls block
 // there (never on gRPC's threads). Thread-safe.
@@ -27,6 +34,7 @@
 #define PREDLOG_SERVICES_WEB_HTTP_API_H_
 
 #include <string>
+#include <vector>
 
 #include "replay/replayer.h"
 #include "services/auth/auth.h"
@@ -53,6 +61,14 @@ struct HttpApiBackends {
   const services::Audit* audit = nullptr;
   // Named in export manifests as the server (ExportManifest.server).
   std::string server_name;
+  // Where exports and case files are written before they are sent (each
+  // call in a directory of its own, removed when it is answered). Required;
+  // predlogd uses <data_dir>/web-scratch and empties it at start.
+  std::string scratch_dir;
+  // The Host header values a request may carry ("127.0.0.1:9464",
+  // "localhost:9464"); empty: any (a TLS listener, whose certificate names
+  // its hosts). Against DNS rebinding on a loopback listener.
+  std::vector<std::string> allowed_hosts;
 };
 
 // Registers the page and /api/v1/ on `server` (before it listens). Every

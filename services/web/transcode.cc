@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <set>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -77,8 +79,10 @@ absl::Status SetLeaf(Message* message, const FieldDescriptor& field, absl::strin
                : reflection.SetString(message, &field, text);
       return absl::OkStatus();
     case FieldDescriptor::CPPTYPE_BOOL: {
-      bool b = false;
-      if (!absl::SimpleAtob(value, &b)) return Bad(parameter, value, "true or false");
+      if (value != "true" && value != "false" && value != "1" && value != "0") {
+        return Bad(parameter, value, "true or false");
+      }
+      const bool b = value == "true" || value == "1";
       repeated ? reflection.AddBool(message, &field, b) : reflection.SetBool(message, &field, b);
       return absl::OkStatus();
     }
@@ -117,6 +121,10 @@ absl::Status SetLeaf(Message* message, const FieldDescriptor& field, absl::strin
       double v = 0;
       if (!absl::SimpleAtod(value, &v) || !std::isfinite(v)) {
         return Bad(parameter, value, "a finite number");
+      }
+      if (field.cpp_type() == FieldDescriptor::CPPTYPE_FLOAT &&
+          std::fabs(v) > std::numeric_limits<float>::max()) {
+        return Bad(parameter, value, "a finite 32-bit float");
       }
       if (field.cpp_type() == FieldDescriptor::CPPTYPE_FLOAT) {
         repeated ? reflection.AddFloat(message, &field, static_cast<float>(v))
@@ -160,8 +168,9 @@ absl::Status SetLeaf(Message* message, const FieldDescriptor& field, absl::strin
 
 absl::Status SetParameter(Message* message, absl::string_view parameter, absl::string_view value) {
   const std::vector<absl::string_view> path = absl::StrSplit(parameter, '.');
-  // Every name is checked before anything is set: a refused parameter
-  // leaves `message` as it was.
+  // Every name is checked before anything is set, so an unknown name sets
+  // nothing (a bad value may leave an empty parent message set: the request
+  // is refused anyway).
   std::vector<const FieldDescriptor*> fields;
   const Descriptor* type = message->GetDescriptor();
   for (size_t i = 0; i < path.size(); ++i) {
@@ -189,6 +198,28 @@ absl::Status SetParameter(Message* message, absl::string_view parameter, absl::s
     at = at->GetReflection()->MutableMessage(at, fields[i]);
   }
   return SetLeaf(at, *fields.back(), parameter, value);
+}
+
+absl::Status SetParameters(google::protobuf::Message* message,
+                           const std::vector<std::pair<std::string, std::string>>& parameters) {
+  // Singular fields already given, by the field (a proto and a JSON name
+  // are one field; a proto3 field at its default has no presence to ask).
+  std::set<std::pair<const Message*, const FieldDescriptor*>> given;
+  for (const auto& [parameter, value] : parameters) {
+    RETURN_IF_ERROR(SetParameter(message, parameter, value));
+    // Find the leaf again to remember it.
+    const Message* at = message;
+    const FieldDescriptor* field = nullptr;
+    for (absl::string_view name : absl::StrSplit(parameter, '.')) {
+      if (field != nullptr) at = &at->GetReflection()->GetMessage(*at, field);
+      field = FindField(*at->GetDescriptor(), name);
+    }
+    if (field->is_repeated()) continue;
+    if (!given.insert({at, field}).second) {
+      return absl::InvalidArgumentError(absl::StrCat("parameter ", parameter, " is given twice"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 int HttpStatusOf(absl::StatusCode code) {

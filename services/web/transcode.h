@@ -7,8 +7,12 @@
 //   by its proto name or its JSON name (`page_size` or `pageSize`), dotted
 //   for nested singular message fields (`against.name`, `as_of.after.index`).
 // - A scalar takes its value as text: decimal integers within the field's
-//   range, `true`/`false` (also 1/0), finite doubles, enum values by name (or
-//   number). A repeated scalar appends one value per parameter.
+//   range, `true`/`false` (also 1/0), finite numbers within the field's
+//   range, enum values by name (or number). A repeated scalar appends one
+//   value per parameter; a singular field given twice is refused (where
+//   grpc-gateway keeps the last), and so is a path variable given again as a
+//   query parameter (where grpc-gateway drops the parameter): an ambiguous
+//   request is an error here.
 // - google.protobuf.Timestamp takes RFC 3339 text (2026-11-27T05:54:27Z,
 //   fractions and offsets allowed; protobuf's TimeUtil::FromString).
 // - Answers are the response message in the protobuf JSON mapping
@@ -24,6 +28,8 @@
 #define PREDLOG_SERVICES_WEB_TRANSCODE_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -39,6 +45,12 @@ namespace predlog::web {
 // or a field of a oneof another parameter already set.
 absl::Status SetParameter(google::protobuf::Message* message, absl::string_view parameter,
                           absl::string_view value);
+
+// SetParameter for each of `parameters` in order (path variables first,
+// then the query's), refusing a singular field given twice under any of its
+// names ("parameter X is given twice").
+absl::Status SetParameters(google::protobuf::Message* message,
+                           const std::vector<std::pair<std::string, std::string>>& parameters);
 
 // The HTTP status for a gRPC/absl code (google/rpc/code.proto's mapping):
 // OK 200, INVALID_ARGUMENT/FAILED_PRECONDITION/OUT_OF_RANGE 400,

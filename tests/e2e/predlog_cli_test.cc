@@ -1,6 +1,7 @@
 // The predlog CLI as a support engineer and an auditor use it: subprocesses
 // against a predlogd child on free ports, after `predlog demo credit` filled
 // it. Each subcommand's happy path, its error paths, and the exit codes.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -28,6 +30,7 @@ using ::predlog::testing::ReadFile;
 using ::predlog::testing::RunCommand;
 using ::predlog::testing::TempDir;
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 using ::testing::Not;
 
 void WriteFile(const std::string& path, const std::string& content) {
@@ -166,6 +169,18 @@ TEST_F(PredlogCliTest, TraceRerunsAChainLoggedThroughTheCli) {
   auto [missing_code, missing] = RunCommand(Cli() + " trace no-such-trace");
   EXPECT_EQ(missing_code, 1);
   EXPECT_THAT(missing, HasSubstr("no-such-trace"));
+  // The trace's predictions, found by its id alone, in served order.
+  auto [trail_code, trail] = RunCommand(Cli() + " trail --trace trace-cli");
+  EXPECT_EQ(trail_code, 0) << trail;
+  EXPECT_THAT(trail, HasSubstr("chain-0"));
+  EXPECT_THAT(trail, HasSubstr("chain-1"));
+  EXPECT_THAT(trail, Not(HasSubstr(*prediction_ + " ")));
+  auto [none_code, none] = RunCommand(Cli() + " trail --trace no-such-trace");
+  EXPECT_EQ(none_code, 1) << none;
+  EXPECT_THAT(none, HasSubstr("no predictions match"));
+  auto [mixed_code, mixed] = RunCommand(Cli() + " trail --trace trace-cli --subject x");
+  EXPECT_EQ(mixed_code, 2) << mixed;
+  EXPECT_THAT(mixed, HasSubstr("--trace"));
 }
 
 TEST_F(PredlogCliTest, StateShowsTheRecordAsOfATime) {
@@ -180,6 +195,42 @@ TEST_F(PredlogCliTest, StateShowsTheRecordAsOfATime) {
   EXPECT_THAT(before, HasSubstr("did not exist"));
   auto [bad_code, bad] = RunCommand(Cli() + " state --entity " + *customer_);
   EXPECT_EQ(bad_code, 2);
+  EXPECT_THAT(bad, HasSubstr("--entity"));
+}
+
+TEST_F(PredlogCliTest, ChangesListsTheCustomersRecordedChangesOldestFirst) {
+  // The demo records every customer (one change setting every field) before
+  // it scores anyone, and changes some records along the way.
+  const std::string entity = "customer/" + *customer_;
+  auto [code, out] = RunCommand(Cli() + " changes --entity " + entity);
+  EXPECT_EQ(code, 0) << out;
+  const std::vector<std::string> lines =
+      absl::StrSplit(absl::StripTrailingAsciiWhitespace(out), '\n');
+  ASSERT_GE(lines.size(), 2u) << out;
+  EXPECT_THAT(lines[0], MatchesRegex("RECORDED_AT +CHANGE +POSITION +ACTOR"));
+  // The first change created the record: every field set, at its position.
+  EXPECT_THAT(lines[1], MatchesRegex("20[0-9-]+T[0-9:.]+Z +set .*credit_limit=[0-9.]+.* +"
+                                     "predlog\\.events-[01]#[0-9]+.*"));
+  // In the JSON every line is one record holding the EntityChanged.
+  auto [json_code, json] = RunCommand(Cli() + " changes --json --entity " + entity);
+  EXPECT_EQ(json_code, 0) << json;
+  const std::vector<std::string> records =
+      absl::StrSplit(absl::StripTrailingAsciiWhitespace(json), '\n');
+  EXPECT_EQ(records.size(), lines.size() - 1) << json;
+  for (const std::string& line : records) {
+    predlog::v1::PredictionRecord record;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &record).ok()) << line;
+    EXPECT_EQ(record.event().entity_changed().entity_id(), *customer_);
+  }
+  auto [one_code, one] = RunCommand(Cli() + " changes --limit 1 --entity " + entity);
+  EXPECT_EQ(one_code, 0) << one;
+  EXPECT_EQ(std::count(one.begin(), one.end(), '\n'), 2) << one;
+  auto [before_code, before] =
+      RunCommand(Cli() + " changes --entity " + entity + " --to 2001-01-01");
+  EXPECT_EQ(before_code, 1) << before;
+  EXPECT_THAT(before, HasSubstr("no changes of " + entity + " match"));
+  auto [bad_code, bad] = RunCommand(Cli() + " changes --entity " + *customer_);
+  EXPECT_EQ(bad_code, 2) << bad;
   EXPECT_THAT(bad, HasSubstr("--entity"));
 }
 
@@ -627,9 +678,9 @@ TEST_F(PredlogCliTest, LogNamesTheFieldAndReasonOfARefusedLine) {
 // on stdout with exit 0; bare `predlog` is a usage error listing the same.
 TEST(PredlogCliHelp, HelpListsSubcommandsAndEachOnesFlagsDefaultsAndExample) {
   const std::string cli = PREDLOG_CLI_BINARY;
-  const std::vector<std::string> subcommands = {"log",    "get",    "trail", "replay", "trace",
-                                                "state",  "models", "model", "export", "verify",
-                                                "status", "case",   "demo",  "dataset"};
+  const std::vector<std::string> subcommands = {"log",    "get",     "trail",  "replay", "trace",
+                                                "state",  "changes", "models", "model",  "export",
+                                                "verify", "status",  "case",   "demo",   "dataset"};
   for (const char* help : {" --help", " help", " -h"}) {
     // stdout only: stderr is dropped inside the subshell.
     auto [code, out] = RunCommand("(" + cli + help + " 2>/dev/null)");
@@ -650,7 +701,8 @@ TEST(PredlogCliHelp, HelpListsSubcommandsAndEachOnesFlagsDefaultsAndExample) {
   EXPECT_EQ(trail_code, 0) << trail;
   EXPECT_THAT(trail, HasSubstr("--subject S"));
   EXPECT_THAT(trail, HasSubstr("--limit N                at most N predictions; default: all"));
-  EXPECT_THAT(trail, HasSubstr("example:\n  predlog trail --subject c-0042"));
+  EXPECT_THAT(trail, HasSubstr("examples:\n  predlog trail --subject c-0042"));
+  EXPECT_THAT(trail, HasSubstr("\n  predlog trail --trace "));
   auto [help_trail_code, help_trail] = RunCommand("(" + cli + " help trail 2>/dev/null)");
   EXPECT_EQ(help_trail_code, 0);
   EXPECT_EQ(help_trail, trail);

@@ -100,13 +100,16 @@ class DataSourceIndexTest : public ::testing::Test {
     return ids;
   }
 
-  // Rewrites the shard (closed) as format 3 wrote it: no by_source.
+  // Rewrites the shard (closed) as format 3 wrote it: no by_source (nor
+  // by_entity, which format 5 added).
   void MakeFormat3() {
     store_.reset();
-    testing::EditRawShardDb(dir_.Sub("shard"), "by_source",
-                            [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* by_source) {
-                              ASSERT_TRUE(db->DropColumnFamily(by_source).ok());
-                            });
+    for (const char* cf : {"by_source", "by_entity"}) {
+      testing::EditRawShardDb(dir_.Sub("shard"), cf,
+                              [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* index) {
+                                ASSERT_TRUE(db->DropColumnFamily(index).ok());
+                              });
+    }
     SetFormat(3);
   }
   void SetFormat(uint32_t format) {
@@ -327,7 +330,7 @@ TEST_F(DataSourceIndexTest, AShardOfFormat3GetsItsIndexWhenOpenedWritableAndNotB
   Apply({Pred("d", 4, apps)});
   EXPECT_THAT(Visit("applications", "2026-10"), SizeIs(3));
   store_.reset();
-  EXPECT_EQ(Format(), 4u);
+  EXPECT_EQ(Format(), 5u);  // and by_entity was built too (tests/storage/entity_index_test.cc)
 }
 
 TEST_F(DataSourceIndexTest, AnUnfinishedUpgradeIsNotReadAsAnIndexAndIsRedone) {

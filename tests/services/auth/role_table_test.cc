@@ -90,6 +90,7 @@ TEST(RoleTableTest, RolesAreTheIssuesTable) {
       {"/predlog.v1.PredictionLog/ChangeEntity", writer},
       {"/predlog.v1.PredictionLog/GetPrediction", support},
       {"/predlog.v1.PredictionLog/ListPredictions", support},
+      {"/predlog.v1.PredictionLog/ListEntityChanges", support},
       {"/predlog.v1.Replay/Rerun", support},
       {"/predlog.v1.Replay/RerunTrace", support},
       {"/predlog.v1.Replay/GetEntityAt", support},

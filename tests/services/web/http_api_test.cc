@@ -50,11 +50,12 @@ struct Running {
   std::unique_ptr<httplib::Client> http;
 };
 
-absl::StatusOr<Running> Start(const std::string& data_dir, const std::string& identities = "") {
+absl::StatusOr<Running> Start(const std::string& data_dir, const std::string& identities = "",
+                              const std::string& http_listen = "127.0.0.1:0") {
   services::ServerOptions options;
   options.data_dir = data_dir;
   options.grpc_listen = "127.0.0.1:0";
-  options.http_listen = "127.0.0.1:0";
+  options.http_listen = http_listen;
   options.partitions = 2;
   options.identities_file = identities;
   absl::StatusOr<std::unique_ptr<services::Server>> server = services::Server::Start(options);
@@ -83,8 +84,8 @@ struct Answer {
   }
 };
 
-Answer Get(httplib::Client& http, const std::string& path, const std::string& token = "") {
-  httplib::Headers headers;
+Answer Get(httplib::Client& http, const std::string& path, const std::string& token = "",
+           httplib::Headers headers = {}) {
   if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
   httplib::Result result = http.Get(path.c_str(), headers);
   Answer answer;
@@ -285,6 +286,44 @@ TEST_F(HttpApiTest, ACaseFileIsWhatPredlogCaseWrites) {
   EXPECT_THAT(half.message(), HasSubstr("against.version"));
 }
 
+TEST_F(HttpApiTest, OnlyPredlogdsOwnPageAndProgramsMayCallIt) {
+  // Another site's page in the user's browser (its fetch carries the
+  // browser's Sec-Fetch-Site) and a rebound DNS name (its own Host).
+  const Answer cross =
+      Get(*running_.http, "/api/v1/predictions/p-1", "", {{"Sec-Fetch-Site", "cross-site"}});
+  EXPECT_EQ(cross.status, 403);
+  EXPECT_THAT(cross.message(), HasSubstr("another site"));
+  EXPECT_EQ(Get(*running_.http, "/api/v1/whoami", "", {{"Sec-Fetch-Site", "same-site"}}).status,
+            403);
+  EXPECT_EQ(
+      Get(*running_.http, "/api/v1/export?subject_id=c-1", "", {{"Sec-Fetch-Site", "cross-site"}})
+          .status,
+      403);
+  const Answer rebound =
+      Get(*running_.http, "/api/v1/predictions/p-1", "", {{"Host", "attacker.example:80"}});
+  EXPECT_EQ(rebound.status, 403);
+  EXPECT_THAT(rebound.message(), HasSubstr("Host attacker.example:80"));
+  // The page itself, and a program.
+  EXPECT_EQ(Get(*running_.http, "/api/v1/predictions/p-1", "", {{"Sec-Fetch-Site", "same-origin"}})
+                .status,
+            200);
+  EXPECT_EQ(Get(*running_.http, "/api/v1/predictions/p-1").status, 200);
+  // Nothing but GET.
+  httplib::Result post = running_.http->Post("/api/v1/predictions/p-1", "{}", "application/json");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+  EXPECT_EQ(post->get_header_value("Allow"), "GET");
+}
+
+TEST(HttpApiListenerTest, OffLoopbackWithoutTlsTheListenerServesMetricsOnly) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(Running running, Start(dir.Sub("data"), "", "0.0.0.0:0"));
+  EXPECT_EQ(Get(*running.http, "/metrics").status, 200);
+  EXPECT_EQ(Get(*running.http, "/api/v1/whoami").status, 404);
+  EXPECT_EQ(Get(*running.http, "/api/v1/predictions/p-1").status, 404);
+  EXPECT_EQ(Get(*running.http, "/").status, 404);
+}
+
 // The role table and tokens, as on the gRPC port: the same data dir served
 // again with an identities file.
 class HttpApiAuthTest : public HttpApiTest {
@@ -294,7 +333,9 @@ class HttpApiAuthTest : public HttpApiTest {
     running_ = Running();  // stopped: the shards are closed
     std::string identities;
     for (const auto& [name, roles] : std::vector<std::pair<std::string, auth::RoleSet>>{
-             {"sam-support", {auth::Role::kSupport}}, {"ada-auditor", {auth::Role::kAuditor}}}) {
+             {"sam-support", {auth::Role::kSupport}},
+             {"ada-auditor", {auth::Role::kAuditor}},
+             {"limits-api", {auth::Role::kWriter}}}) {
       ASSERT_OK_AND_ASSIGN(std::string token, auth::NewToken());
       identities += auth::IdentityLine(name, roles, auth::TokenHash(token)) + "\n";
       tokens_[name] = token;
@@ -371,6 +412,50 @@ TEST_F(HttpApiAuthTest, EachRouteAsksTheRoleTableUnderItsGrpcMethod) {
   EXPECT_EQ(entries.entries(0).event().actor(), "sam-support");
   EXPECT_EQ(entries.entries(1).event().actor(), "sam-support");
   EXPECT_EQ(entries.entries(0).event().access_recorded().credential(), "bearer token");
+}
+
+// Every route, as each role: refused under its gRPC method's name for a role
+// the table does not give it, served (and recorded under that method) for
+// one it does. A route wired to another method than it says fails here.
+TEST_F(HttpApiAuthTest, EveryRouteIsGatedAndRecordedUnderItsOwnMethod) {
+  struct Case {
+    std::string path;
+    std::string method;  // the gRPC method's name
+    std::string allowed;
+    std::string refused;
+    bool recorded = true;
+  };
+  const std::vector<Case> cases = {
+      {"/api/v1/predictions/p-1", "GetPrediction", "sam-support", "limits-api"},
+      {"/api/v1/predictions?subject_id=c-1", "ListPredictions", "sam-support", "limits-api"},
+      {"/api/v1/entities/customer/c-1/changes", "ListEntityChanges", "sam-support", "ada-auditor"},
+      {"/api/v1/models", "ListModels", "sam-support", "limits-api"},
+      {"/api/v1/models/credit-limit/versions/v1", "GetModel", "sam-support", "limits-api"},
+      {"/api/v1/datasets/raw/versions/1", "GetDataset", "ada-auditor", "limits-api"},
+      {"/api/v1/predictions/p-1/rerun", "Rerun", "sam-support", "ada-auditor"},
+      {"/api/v1/traces/t-1/rerun", "RerunTrace", "sam-support", "ada-auditor"},
+      {"/api/v1/predictions/p-1/lineage", "GetLineage", "ada-auditor", "limits-api"},
+      {"/api/v1/datasets/raw/versions/1/impact", "GetImpact", "sam-support", "limits-api"},
+      {"/api/v1/entities/customer/c-1", "GetEntityAt", "sam-support", "ada-auditor"},
+      {"/api/v1/registry", "GetRegistryAt", "sam-support", "ada-auditor"},
+      {"/api/v1/status", "GetStatus", "ada-auditor", "sam-support", /*recorded=*/false},
+      {"/api/v1/export?subject_id=c-1", "ExportTrail", "ada-auditor", "sam-support"},
+  };
+  for (const Case& c : cases) {
+    const Answer refused = Get(*running_.http, c.path, tokens_[c.refused]);
+    EXPECT_EQ(refused.status, 403) << c.path << ": " << refused.body;
+    EXPECT_THAT(refused.message(), AllOf(HasSubstr("/" + c.method), HasSubstr(c.refused)))
+        << c.path;
+    const Answer served = Get(*running_.http, c.path, tokens_[c.allowed]);
+    EXPECT_NE(served.status, 401) << c.path;
+    EXPECT_NE(served.status, 403) << c.path << ": " << served.body;
+    const Answer trail = Get(
+        *running_.http, absl::StrCat("/api/v1/access?method=", c.method, "&identity=", c.allowed),
+        tokens_["ada-auditor"]);
+    ASSERT_EQ(trail.status, 200) << trail.body;
+    EXPECT_EQ(Parse<v1::ListAccessResponse>(trail).entries_size(), c.recorded ? 1 : 0)
+        << c.path << ": " << trail.body;
+  }
 }
 
 }  // namespace
