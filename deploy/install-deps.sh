@@ -12,6 +12,7 @@ PACKAGES=(
   libjemalloc-dev libpq-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   kcat
+  chromium
 )
 
 missing=()
@@ -20,6 +21,11 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+# Node and npm drive the browser test (tests/web/). Asked for by command, not
+# by package name: a node from elsewhere (e.g. a nodejs package that bundles
+# npm) would conflict with Debian's npm package.
+if ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi
+if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
