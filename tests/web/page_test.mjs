@@ -226,6 +226,8 @@ async function main() {
     if (f.endsWith('.png')) fs.rmSync(path.join(args.artifacts, f));
   }
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'predlog-web-test-'));
+  // Removed however the test ends (a failed start or demo too).
+  process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
   const dataDir = path.join(tmp, 'data');
   console.log(`web page test: data in ${tmp}, screenshots in ${args.artifacts}`);
 
@@ -268,9 +270,10 @@ async function main() {
   } finally {
     await context.close().catch(() => {});
     await stopPredlogd(live.server);
+    // The data dir, the browser profile and the downloads, also on failure.
+    fs.rmSync(tmp, { recursive: true, force: true });
   }
   check(consoleErrors.length === 0, `the page logged errors:\n  ${consoleErrors.join('\n  ')}`);
-  fs.rmSync(tmp, { recursive: true, force: true });
 }
 
 async function runSteps(t) {
@@ -333,6 +336,13 @@ async function runSteps(t) {
     await page.selectOption('#filter-model', other);
     await page.waitForFunction((n) => document.querySelectorAll('[data-testid=timeline-row]').length === n, byOther);
     check(page.url().includes(`model=${encodeURIComponent(other)}`), `the model filter should be in the URL: ${page.url()}`);
+    // And the model that did decide: every decision (a filter hiding all
+    // rows would pass the check above alone).
+    const mine = `${logged.model.name}@${logged.model.version}`;
+    const byMine = trail.records.filter((r) => `${r.event.predictionLogged.model.name}@${r.event.predictionLogged.model.version}` === mine).length;
+    check(byMine > 0, `the trail should hold decisions by ${mine}`);
+    await page.selectOption('#filter-model', mine);
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid=timeline-row]').length === n, byMine);
     await page.selectOption('#filter-model', '');
     await page.waitForFunction((n) => document.querySelectorAll('[data-testid=timeline-row]').length === n, rows);
     // The time range: from the third decision's served time on (served_from is inclusive).

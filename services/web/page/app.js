@@ -227,7 +227,10 @@ async function route() {
   }
 }
 
-window.addEventListener('hashchange', route);
+// Only "#/..." is a route; "#main" (the skip link) moves focus, not the view.
+window.addEventListener('hashchange', () => {
+  if (location.hash === '' || location.hash.startsWith('#/')) route();
+});
 
 // ---------------------------------------------------------------- search
 
@@ -301,7 +304,18 @@ function filtersFromParams(params) {
   return { model: params.get('model') || '', from: params.get('from') || '', to: params.get('to') || '', size };
 }
 
+// Forgets the timeline on screen before another loads: a failed or refused
+// load must not leave one customer's rows (and their export button) under
+// another's name.
+function resetTimeline() {
+  state.timeline = null;
+  $('timeline-body').replaceChildren();
+  $('timeline-summary').textContent = '';
+  $('load-more').hidden = true;
+}
+
 async function showSubject(subject, params, serial) {
+  resetTimeline();
   const filters = filtersFromParams(params);
   $('subject-title').textContent = `Customer ${subject}`;
   $('search-input').value = subject;
@@ -324,6 +338,7 @@ async function showSubject(subject, params, serial) {
 }
 
 async function showTrace(trace, serial) {
+  resetTimeline();
   $('subject-title').textContent = `Trace ${trace}`;
   $('search-input').value = trace;
   $('export-button').hidden = true;
@@ -883,9 +898,12 @@ async function loadRecordCompare(record, serial) {
   body.replaceChildren();
   let differences = 0;
   for (const name of names) {
-    const a = name in thenFields ? typedValue(thenFields[name]).text : '—';
-    const b = name in nowFields ? typedValue(nowFields[name]).text : '—';
-    const changed = a !== b;
+    const has = (fields) => Object.prototype.hasOwnProperty.call(fields, name);
+    const a = has(thenFields) ? typedValue(thenFields[name]).text : '—';
+    const b = has(nowFields) ? typedValue(nowFields[name]).text : '—';
+    // The value's type counts too: int64 5 and string "5" differ.
+    const changed = a !== b || (has(thenFields) && has(nowFields) &&
+        JSON.stringify(thenFields[name]) !== JSON.stringify(nowFields[name]));
     if (changed) ++differences;
     body.append(el('tr', { class: changed ? 'changed' : '', 'data-testid': 'record-row', 'data-field': name },
       el('td', {}, name), el('td', { class: 'num' }, a), el('td', { class: 'num' }, b),
