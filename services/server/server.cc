@@ -223,6 +223,7 @@ absl::Status StartHttp(const ServerOptions& options, Server::Parts* parts) {
     backends.audit = parts->audit.get();
     backends.server_name =
         absl::StrCat(tls ? "https://" : "http://", parts->http_address, " (predlogd web page)");
+    backends.https = tls;
     // Exports and case files are written here before they are sent; what a
     // crash left behind is removed now.
     backends.scratch_dir = options.data_dir + "/web-scratch";

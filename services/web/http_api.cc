@@ -463,14 +463,16 @@ void RegisterHttpApi(const HttpApiBackends& backends, httplib::Server* server) {
 
   // Every answer: never cached (customer data), never sniffed, never framed;
   // the page runs only its own scripts.
-  server->set_default_headers({
+  httplib::Headers headers = {
       {"Cache-Control", "no-store"},
       {"X-Content-Type-Options", "nosniff"},
       {"Content-Security-Policy",
        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"},
       {"Referrer-Policy", "no-referrer"},
-  });
+  };
+  if (backends.https) headers.emplace("Strict-Transport-Security", "max-age=31536000");
+  server->set_default_headers(std::move(headers));
 
   server->Get("/", [](const httplib::Request&, httplib::Response& res) {
     ServePageFile("index.html", res);

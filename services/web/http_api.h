@@ -69,6 +69,8 @@ struct HttpApiBackends {
   // "localhost:9464"); empty: any (a TLS listener, whose certificate names
   // its hosts). Against DNS rebinding on a loopback listener.
   std::vector<std::string> allowed_hosts;
+  // The listener speaks HTTPS: answers carry Strict-Transport-Security.
+  bool https = false;
 };
 
 // Registers the page and /api/v1/ on `server` (before it listens). Every

@@ -131,6 +131,14 @@ async function loadWho() {
     }
     showView('home-view', false);
     banner(`predlogd could not say who you are: ${errorText(e)}`);
+    // A retry without a reload (predlogd restarting, a network blip).
+    $('banner').append(' ', el('button', {
+      type: 'button', class: 'secondary', 'data-testid': 'retry-whoami',
+    }, 'Retry'));
+    $('banner').querySelector('[data-testid=retry-whoami]').addEventListener('click', async () => {
+      hideBanner();
+      if (await loadWho()) route();
+    });
     return false;
   }
   if (who.accessControl && !who.authenticated) {
@@ -676,6 +684,8 @@ function resetRerun() {
 async function fillAgainst() {
   const select = $('against-select');
   const keep = select.value;
+  // Asked again per prediction: a version registered since is offered too.
+  state.models = null;
   const models = await registeredModels();
   select.replaceChildren(el('option', { value: '' }, 'no counterfactual'));
   for (const m of models) {

@@ -99,7 +99,11 @@ export function parseTimeInput(text, endOfDay) {
   const day = /^(\d{4})-(\d{2})-(\d{2})$/.exec(t);
   if (day) {
     const ms = Date.UTC(Number(day[1]), Number(day[2]) - 1, Number(day[3]));
-    if (Number.isNaN(ms)) return { error: `"${t}" is not a date` };
+    // Date.UTC rolls 2026-02-30 over into March: a day that reads back
+    // differently does not exist.
+    if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 10) !== t) {
+      return { error: `"${t}" is not a date` };
+    }
     return { value: new Date(ms + (endOfDay ? 86400000 : 0)).toISOString() };
   }
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(t) || Number.isNaN(Date.parse(t))) {

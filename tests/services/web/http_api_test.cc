@@ -324,6 +324,50 @@ TEST(HttpApiListenerTest, OffLoopbackWithoutTlsTheListenerServesMetricsOnly) {
   EXPECT_EQ(Get(*running.http, "/").status, 404);
 }
 
+TEST(HttpApiListenerTest, OffLoopbackWithTlsAndIdentitiesThePageIsServedOverHttps) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(predlog::testing::TestCertificate ca,
+                       predlog::testing::MakeCa("predlog test CA"));
+  predlog::testing::CertificateSpec spec;
+  spec.common_name = "predlogd";
+  spec.ip_addresses = {"127.0.0.1"};
+  ASSERT_OK_AND_ASSIGN(predlog::testing::TestCertificate cert,
+                       predlog::testing::MakeCertificate(ca, spec));
+  ASSERT_TRUE(WriteTextFile(dir.Sub("ca.pem"), ca.cert_pem));
+  ASSERT_TRUE(WriteTextFile(dir.Sub("server.pem"), cert.cert_pem));
+  ASSERT_TRUE(WriteTextFile(dir.Sub("server.key"), cert.key_pem));
+  ASSERT_OK_AND_ASSIGN(std::string token, auth::NewToken());
+  ASSERT_TRUE(WriteTextFile(
+      dir.Sub("identities"),
+      auth::IdentityLine("sam-support", {auth::Role::kSupport}, auth::TokenHash(token)) + "\n"));
+  services::ServerOptions options;
+  options.data_dir = dir.Sub("data");
+  options.grpc_listen = "127.0.0.1:0";
+  options.http_listen = "0.0.0.0:0";
+  options.partitions = 1;
+  options.tls_cert_file = dir.Sub("server.pem");
+  options.tls_key_file = dir.Sub("server.key");
+  options.identities_file = dir.Sub("identities");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<services::Server> server, services::Server::Start(options));
+  const std::string& address = server->http_address();
+  httplib::SSLClient https("127.0.0.1", std::stoi(address.substr(address.rfind(':') + 1)));
+  https.set_ca_cert_path(dir.Sub("ca.pem").c_str());
+  https.enable_server_certificate_verification(true);
+  httplib::Result who = https.Get("/api/v1/whoami", {{"Authorization", "Bearer " + token}});
+  ASSERT_TRUE(who) << httplib::to_string(who.error());
+  EXPECT_EQ(who->status, 200);
+  EXPECT_THAT(who->body, HasSubstr(R"("identity":"sam-support")"));
+  EXPECT_EQ(who->get_header_value("Strict-Transport-Security"), "max-age=31536000");
+  httplib::Result metrics = https.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  // Plain HTTP is not spoken there.
+  httplib::Client plain("127.0.0.1", std::stoi(address.substr(address.rfind(':') + 1)));
+  plain.set_read_timeout(5, 0);
+  httplib::Result refused = plain.Get("/api/v1/whoami");
+  EXPECT_TRUE(!refused || refused->status != 200);
+}
+
 // The role table and tokens, as on the gRPC port: the same data dir served
 // again with an identities file.
 class HttpApiAuthTest : public HttpApiTest {
