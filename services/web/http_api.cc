@@ -38,13 +38,9 @@ constexpr char kJson[] = "application/json";
 // What the call presented: its Authorization header values.
 auth::Credentials CredentialsOf(const httplib::Request& req) {
   auth::Credentials credentials;
-  const size_t n = req.get_header_value_count("Authorization");
-  for (size_t i = 0; i < n; ++i) {
-    const auto range = req.headers.equal_range("Authorization");
-    auto it = range.first;
-    std::advance(it, static_cast<std::ptrdiff_t>(i));
-    credentials.authorization.push_back(it->second);
-  }
+  // httplib's header names compare case-insensitively.
+  const auto [first, last] = req.headers.equal_range("Authorization");
+  for (auto it = first; it != last; ++it) credentials.authorization.push_back(it->second);
   return credentials;
 }
 
