@@ -390,13 +390,14 @@ absl::Status ShardStore::Impl::BuildMerkleTree() {
   return absl::OkStatus();
 }
 
-absl::Status ShardStore::Impl::BuildDataSourceIndex() {
-  const std::string context =
-      absl::StrCat("shard ", options_.name, ": build the data-source index");
+absl::Status ShardStore::Impl::BackfillIndex(
+    absl::string_view what, const std::function<bool(const predlog::v1::AuditEvent&)>& wanted,
+    const std::function<absl::Status(uint64_t index, absl::string_view key, absl::string_view value,
+                                     const predlog::v1::AuditEvent&, rocksdb::WriteBatch*)>& put) {
+  const std::string context = absl::StrCat("shard ", options_.name, ": build the ", what);
   rocksdb::WriteBatch batch;
-  std::string key, value;
   predlog::v1::AuditEvent event;
-  uint64_t predictions = 0;
+  uint64_t indexed = 0;
   rocksdb::ReadOptions read_options;
   read_options.fill_cache = false;  // one pass over every record: keep the cache for what follows
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cfs_[kEventsCf]));
@@ -411,55 +412,11 @@ absl::Status ShardStore::Impl::BuildDataSourceIndex() {
       return absl::DataLossError(
           absl::StrCat(context, ": record ", index, " does not decode as an AuditEvent"));
     }
-    // Every prediction in the log was applied: duplicates, conflicts and
-    // rejected messages are not records.
-    if (!event.has_prediction_logged()) continue;
-    const predlog::v1::PredictionLogged& p = event.prediction_logged();
-    ++predictions;
-    PutDataSourceEntries(p, TimeFromProto(p.served_at()), ToView(it->key()), cfs_[kBySourceCf],
-                         &batch, &key, &value);
-    if (predictions % 4096 == 0 && batch.Count() > 0) {
-      RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
-      batch.Clear();
-    }
-  }
-  RETURN_IF_ERROR(ReadStatus(it->status(), context));
-  RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
-  PREDLOG_LOG(INFO) << "shard " << options_.name << ": data-source index built over " << predictions
-                    << " predictions";
-  return absl::OkStatus();
-}
-
-absl::Status ShardStore::Impl::BuildEntityIndex() {
-  const std::string context = absl::StrCat("shard ", options_.name, ": build the entity index");
-  rocksdb::WriteBatch batch;
-  std::string key;
-  predlog::v1::AuditEvent event;
-  uint64_t changes = 0;
-  rocksdb::ReadOptions read_options;
-  read_options.fill_cache = false;  // one pass over every record: keep the cache for what follows
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cfs_[kEventsCf]));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    uint64_t index;
-    if (!DecodeIndexKey(ToView(it->key()), &index)) {
-      return absl::DataLossError(absl::StrCat(context, ": bad events key"));
-    }
-    absl::string_view payload;
-    if (!RecordPayload(ToView(it->value()), &payload) ||
-        !event.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
-      return absl::DataLossError(
-          absl::StrCat(context, ": record ", index, " does not decode as an AuditEvent"));
-    }
-    // Every EntityChanged in the log was applied: rejected and redelivered
-    // messages are not records.
-    if (!event.has_entity_changed()) continue;
-    std::optional<absl::Time> appended_at;
-    if (!event.has_recorded_at()) {  // keyed by its append time (the grammar says why)
-      ASSIGN_OR_RETURN(StoredRecord record, DecodeRecord(index, ToView(it->value())));
-      appended_at = record.appended_at;
-    }
-    ++changes;
-    PutEntityEntry(event, appended_at, ToView(it->key()), cfs_[kByEntityCf], &batch, &key);
+    // Every event in the log was applied: duplicates, conflicts, rejected and
+    // redelivered messages are not records.
+    if (!wanted(event)) continue;
+    ++indexed;
+    RETURN_IF_ERROR(put(index, ToView(it->key()), ToView(it->value()), event, &batch));
     if (batch.Count() >= 4096) {
       RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
       batch.Clear();
@@ -467,9 +424,40 @@ absl::Status ShardStore::Impl::BuildEntityIndex() {
   }
   RETURN_IF_ERROR(ReadStatus(it->status(), context));
   RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), context));
-  PREDLOG_LOG(INFO) << "shard " << options_.name << ": entity index built over " << changes
-                    << " entity changes";
+  PREDLOG_LOG(INFO) << "shard " << options_.name << ": " << what << " built over " << indexed
+                    << " records";
   return absl::OkStatus();
+}
+
+absl::Status ShardStore::Impl::BuildDataSourceIndex() {
+  std::string key, value;
+  return BackfillIndex(
+      "data-source index",
+      [](const predlog::v1::AuditEvent& event) { return event.has_prediction_logged(); },
+      [&](uint64_t, absl::string_view events_key, absl::string_view,
+          const predlog::v1::AuditEvent& event, rocksdb::WriteBatch* batch) {
+        const predlog::v1::PredictionLogged& p = event.prediction_logged();
+        PutDataSourceEntries(p, TimeFromProto(p.served_at()), events_key, cfs_[kBySourceCf], batch,
+                             &key, &value);
+        return absl::OkStatus();
+      });
+}
+
+absl::Status ShardStore::Impl::BuildEntityIndex() {
+  std::string key;
+  return BackfillIndex(
+      "entity index",
+      [](const predlog::v1::AuditEvent& event) { return event.has_entity_changed(); },
+      [&](uint64_t index, absl::string_view events_key, absl::string_view events_value,
+          const predlog::v1::AuditEvent& event, rocksdb::WriteBatch* batch) -> absl::Status {
+        std::optional<absl::Time> appended_at;
+        if (!event.has_recorded_at()) {  // keyed by its append time (the grammar says why)
+          ASSIGN_OR_RETURN(StoredRecord record, DecodeRecord(index, events_value));
+          appended_at = record.appended_at;
+        }
+        PutEntityEntry(event, appended_at, events_key, cfs_[kByEntityCf], batch, &key);
+        return absl::OkStatus();
+      });
 }
 
 absl::Status ShardStore::Impl::CheckAckedMark() {

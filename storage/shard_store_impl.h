@@ -449,6 +449,16 @@ class ShardStore::Impl {
   // records, in WriteBatches of a few thousand leaves; idempotent, so a crash
   // halfway is repaired by the next open.
   absl::Status BuildMerkleTree();
+  // The one pass of a backfill: every record of the log whose event `wanted`
+  // accepts goes to `put` (its index, its events key and value, its event)
+  // with a WriteBatch that is written every few thousand entries and at the
+  // end. `what` names the index in errors and the log line. DATA_LOSS for a
+  // record that does not decode; `put`'s errors as they are.
+  absl::Status BackfillIndex(
+      absl::string_view what, const std::function<bool(const predlog::v1::AuditEvent&)>& wanted,
+      const std::function<absl::Status(uint64_t index, absl::string_view key,
+                                       absl::string_view value, const predlog::v1::AuditEvent&,
+                                       rocksdb::WriteBatch*)>& put);
   // Writes by_source for a shard of format 3 or older (which had none) from
   // its prediction records, in WriteBatches of a few thousand records;
   // idempotent like BuildMerkleTree (OpenDb writes format 4 after it).
