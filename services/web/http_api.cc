@@ -208,6 +208,13 @@ void WhoAmI(const HttpApiBackends& backends, const httplib::Request& req, httpli
   ReplyMessage(body, res);
 }
 
+// A download: `tar` saved as `name`.tar (`name` already FileSafe).
+void ReplyTar(absl::string_view name, std::string tar, httplib::Response& res) {
+  res.status = 200;
+  res.set_header("Content-Disposition", absl::StrCat("attachment; filename=\"", name, ".tar\""));
+  res.set_content(std::move(tar), "application/x-tar");
+}
+
 // A name safe in a file name and a Content-Disposition header.
 std::string FileSafe(absl::string_view name) {
   std::string out;
@@ -302,10 +309,7 @@ void Export(const HttpApiBackends& backends, const httplib::Request& req, httpli
     ReplyError(tar.status(), res);
     return;
   }
-  res.status = 200;
-  res.set_header("Content-Disposition", absl::StrCat("attachment; filename=\"export-",
-                                                     FileSafe(request.subject_id()), ".tar\""));
-  res.set_content(*std::move(tar), "application/x-tar");
+  ReplyTar(absl::StrCat("export-", FileSafe(request.subject_id())), *std::move(tar), res);
 }
 
 // A case file's answers from the service classes: each call admitted under
@@ -422,9 +426,7 @@ void Case(const HttpApiBackends& backends, const httplib::Request& req, httplib:
     ReplyError(tar.status(), res);
     return;
   }
-  res.status = 200;
-  res.set_header("Content-Disposition", absl::StrCat("attachment; filename=\"", name, ".tar\""));
-  res.set_content(*std::move(tar), "application/x-tar");
+  ReplyTar(name, *std::move(tar), res);
 }
 
 absl::string_view ContentTypeOf(absl::string_view name) {

@@ -166,7 +166,17 @@ absl::Status SetLeaf(Message* message, const FieldDescriptor& field, absl::strin
 
 }  // namespace
 
-absl::Status SetParameter(Message* message, absl::string_view parameter, absl::string_view value) {
+namespace {
+
+// Singular fields already set by earlier parameters of one request, by the
+// message holding them and the field (a proto and a JSON name are one field;
+// a proto3 field at its default has no presence to ask).
+using GivenFields = std::set<std::pair<const Message*, const FieldDescriptor*>>;
+
+// SetParameter, refusing a singular field in `given` (and adding it) when
+// `given` is not null.
+absl::Status SetParameterOnce(Message* message, absl::string_view parameter,
+                              absl::string_view value, GivenFields* given) {
   const std::vector<absl::string_view> path = absl::StrSplit(parameter, '.');
   // Every name is checked before anything is set, so an unknown name sets
   // nothing (a bad value may leave an empty parent message set: the request
@@ -197,27 +207,24 @@ absl::Status SetParameter(Message* message, absl::string_view parameter, absl::s
     RETURN_IF_ERROR(CheckOneof(*at, *fields[i], parameter));
     at = at->GetReflection()->MutableMessage(at, fields[i]);
   }
-  return SetLeaf(at, *fields.back(), parameter, value);
+  const FieldDescriptor& leaf = *fields.back();
+  if (given != nullptr && !leaf.is_repeated() && !given->insert({at, &leaf}).second) {
+    return absl::InvalidArgumentError(absl::StrCat("parameter ", parameter, " is given twice"));
+  }
+  return SetLeaf(at, leaf, parameter, value);
+}
+
+}  // namespace
+
+absl::Status SetParameter(Message* message, absl::string_view parameter, absl::string_view value) {
+  return SetParameterOnce(message, parameter, value, nullptr);
 }
 
 absl::Status SetParameters(google::protobuf::Message* message,
                            const std::vector<std::pair<std::string, std::string>>& parameters) {
-  // Singular fields already given, by the field (a proto and a JSON name
-  // are one field; a proto3 field at its default has no presence to ask).
-  std::set<std::pair<const Message*, const FieldDescriptor*>> given;
+  GivenFields given;
   for (const auto& [parameter, value] : parameters) {
-    RETURN_IF_ERROR(SetParameter(message, parameter, value));
-    // Find the leaf again to remember it.
-    const Message* at = message;
-    const FieldDescriptor* field = nullptr;
-    for (absl::string_view name : absl::StrSplit(parameter, '.')) {
-      if (field != nullptr) at = &at->GetReflection()->GetMessage(*at, field);
-      field = FindField(*at->GetDescriptor(), name);
-    }
-    if (field->is_repeated()) continue;
-    if (!given.insert({at, field}).second) {
-      return absl::InvalidArgumentError(absl::StrCat("parameter ", parameter, " is given twice"));
-    }
+    RETURN_IF_ERROR(SetParameterOnce(message, parameter, value, &given));
   }
   return absl::OkStatus();
 }

@@ -104,33 +104,10 @@ class DataSourceIndexTest : public ::testing::Test {
   // by_entity, which format 5 added).
   void MakeFormat3() {
     store_.reset();
-    for (const char* cf : {"by_source", "by_entity"}) {
-      testing::EditRawShardDb(dir_.Sub("shard"), cf,
-                              [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* index) {
-                                ASSERT_TRUE(db->DropColumnFamily(index).ok());
-                              });
-    }
-    SetFormat(3);
+    testing::DowngradeShard(dir_.Sub("shard"), 3, {"by_source", "by_entity"});
   }
-  void SetFormat(uint32_t format) {
-    testing::EditRawShardDb(dir_.Sub("shard"), "meta",
-                            [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
-                              std::string v;
-                              AppendU32(&v, format);
-                              ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), meta, "format", v).ok());
-                            });
-  }
-  uint32_t Format() {
-    uint32_t format = 0;
-    testing::EditRawShardDb(dir_.Sub("shard"), "meta",
-                            [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
-                              std::string v;
-                              ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), meta, "format", &v).ok());
-                              absl::string_view in = v;
-                              ASSERT_TRUE(ReadU32(&in, &format));
-                            });
-    return format;
-  }
+  void SetFormat(uint32_t format) { testing::DowngradeShard(dir_.Sub("shard"), format, {}); }
+  uint32_t Format() { return testing::ShardFormat(dir_.Sub("shard")); }
 
   TempDir dir_;
   std::unique_ptr<ShardStore> store_;

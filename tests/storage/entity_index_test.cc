@@ -125,31 +125,10 @@ class EntityIndexTest : public ::testing::Test {
   // Rewrites the shard (closed) as format 4 wrote it: no by_entity.
   void MakeFormat4() {
     store_.reset();
-    testing::EditRawShardDb(dir_.Sub("shard"), "by_entity",
-                            [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* by_entity) {
-                              ASSERT_TRUE(db->DropColumnFamily(by_entity).ok());
-                            });
-    SetFormat(4);
+    testing::DowngradeShard(dir_.Sub("shard"), 4, {"by_entity"});
   }
-  void SetFormat(uint32_t format) {
-    testing::EditRawShardDb(dir_.Sub("shard"), "meta",
-                            [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
-                              std::string v;
-                              AppendU32(&v, format);
-                              ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), meta, "format", v).ok());
-                            });
-  }
-  uint32_t Format() {
-    uint32_t format = 0;
-    testing::EditRawShardDb(dir_.Sub("shard"), "meta",
-                            [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
-                              std::string v;
-                              ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), meta, "format", &v).ok());
-                              absl::string_view in = v;
-                              ASSERT_TRUE(ReadU32(&in, &format));
-                            });
-    return format;
-  }
+  void SetFormat(uint32_t format) { testing::DowngradeShard(dir_.Sub("shard"), format, {}); }
+  uint32_t Format() { return testing::ShardFormat(dir_.Sub("shard")); }
 
   TempDir dir_;
   // The shard's append clock: fixed, so a test knows each record's appended_at.

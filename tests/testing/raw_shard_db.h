@@ -3,10 +3,12 @@
 #ifndef PREDLOG_TESTS_TESTING_RAW_SHARD_DB_H_
 #define PREDLOG_TESTS_TESTING_RAW_SHARD_DB_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "rocksdb/db.h"
+#include "storage/key_codec.h"
 #include "storage/logging.h"
 
 namespace predlog::testing {
@@ -33,6 +35,36 @@ void EditRawShardDb(const std::string& shard_dir, const std::string& cf_name, Ed
   edit(db, cf);
   for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
   delete db;
+}
+
+// Rewrites a closed shard as an older build wrote it: drops the column
+// families `dropped` (the indexes later formats added) and writes `format`
+// into meta. The next writable open upgrades it; a read-only open refuses
+// what it lacks.
+inline void DowngradeShard(const std::string& shard_dir, uint32_t format,
+                           const std::vector<std::string>& dropped) {
+  for (const std::string& cf : dropped) {
+    EditRawShardDb(shard_dir, cf, [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* index) {
+      PREDLOG_CHECK(db->DropColumnFamily(index).ok());
+    });
+  }
+  EditRawShardDb(shard_dir, "meta", [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
+    std::string v;
+    storage::AppendU32(&v, format);
+    PREDLOG_CHECK(db->Put(rocksdb::WriteOptions(), meta, "format", v).ok());
+  });
+}
+
+// The format a closed shard's meta records.
+inline uint32_t ShardFormat(const std::string& shard_dir) {
+  uint32_t format = 0;
+  EditRawShardDb(shard_dir, "meta", [&](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta) {
+    std::string v;
+    PREDLOG_CHECK(db->Get(rocksdb::ReadOptions(), meta, "format", &v).ok());
+    absl::string_view in = v;
+    PREDLOG_CHECK(storage::ReadU32(&in, &format));
+  });
+  return format;
 }
 
 }  // namespace predlog::testing
